@@ -1,0 +1,1214 @@
+/*
+world.c: a tiny invented world with a known ground truth, written out as the
+training data for all four stages of train.c, plus the referee that grades answers.
+
+Why a generated world: real preference data has no ground truth. Here every fact
+and every preference comes from rules in this file, so `world score` can say
+exactly how good a model's answers are after pretraining, after SFT and after
+RLHF. See data/README.md for the files, their fields and the preference rule.
+
+    ./world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]
+    ./world score [-s seed] [-n entities] [-o per_line.jsonl] answers.jsonl
+
+Sections:
+  1. utilities: RNG, growable strings, checked file calls
+  2. the world: entities and their facts
+  3. sentences: the facts as prose, for pretraining
+  4. questions and answers: prompts, responses in four styles, right or wrong
+  5. JSON: one-line objects of string values
+  6. the referee: grading a response against the world
+  7. writing the dataset
+  8. command line and main (fenced by #ifndef TESTING)
+
+Determinism: one RNG (xorshift64*) with a separate stream per output file, all
+derived from the seed, and no floating point in any random choice that reaches
+a file, so the same seed gives byte-identical files on every machine.
+*/
+#define _POSIX_C_SOURCE 200809L // mkdtemp, clock_gettime
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+// ----------------------------------------------------------------------------
+// 1. utilities: RNG, growable strings, checked file calls
+
+static uint64_t rng_next(uint64_t *state) {
+    // xorshift64*: tiny, fast and good enough for choosing sentences
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545F4914F6CDD1DULL;
+}
+
+// a fresh stream for one purpose, so that adding a file never shifts another's choices
+static uint64_t rng_stream(uint64_t seed, uint64_t purpose) {
+    uint64_t state = (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (purpose + 1) * 0xD1B54A32D192ED03ULL;
+    if (state == 0) { state = 1; }
+    for (int i = 0; i < 4; i++) { rng_next(&state); }
+    return state;
+}
+
+// uniform integer in [0, n); the modulo bias (< n / 2^64) is irrelevant here
+static int rng_int(uint64_t *state, int n) { return (int)(rng_next(state) % (uint64_t)n); }
+
+// true with probability per_million / 1e6, in integers so that files never depend on float rounding
+static int rng_chance(uint64_t *state, int per_million) { return rng_int(state, 1000000) < per_million; }
+
+#define PICK(rng, array) ((array)[rng_int((rng), (int)(sizeof(array) / sizeof((array)[0])))])
+#define COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "world: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void *mallocCheck(size_t size) {
+    void *p = malloc(size);
+    if (p == NULL) { die("out of memory allocating %zu bytes", size); }
+    return p;
+}
+
+static FILE *fopenCheck(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    if (f == NULL) { die("cannot open %s (%s): check the path and its permissions", path, strerror(errno)); }
+    return f;
+}
+
+static void fcloseCheck(FILE *f, const char *path) {
+    if (ferror(f) || fclose(f) != 0) { die("error writing %s (disk full?)", path); }
+}
+
+// Str: a growable, always NUL-terminated byte string
+typedef struct {
+    char *s;
+    size_t len, cap;
+} Str;
+
+static void str_reserve(Str *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap) { return; }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) { cap *= 2; }
+    char *s = realloc(b->s, cap);
+    if (s == NULL) { die("out of memory growing a string to %zu bytes", cap); }
+    b->s = s;
+    b->cap = cap;
+}
+
+static void str_add(Str *b, const char *s, size_t n) {
+    str_reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void str_addf(Str *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    str_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void str_clear(Str *b) {
+    b->len = 0;
+    if (b->s) { b->s[0] = '\0'; }
+}
+
+static void str_free(Str *b) {
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
+
+// ----------------------------------------------------------------------------
+// 2. the world: entities and their facts
+
+// Every entity is an animal with six facts. The value lists are disjoint, word
+// for word, so the referee can tell which fact a word states by the word alone.
+typedef enum { A_KIND, A_COLOUR, A_FOOD, A_HOME, A_FRIEND, A_AGE, NATTR } Attr;
+
+static const char *KINDS[] = {"fox", "owl", "badger", "heron", "otter", "hare",
+                              "toad", "crow", "mole", "stoat", "wren", "newt"};
+static const char *COLOURS[] = {"red", "blue", "green", "yellow", "grey",
+                                "white", "black", "orange", "purple", "brown"};
+static const char *FOODS[] = {"berries", "acorns", "fish", "beetles", "honey", "clover",
+                              "mushrooms", "seeds", "worms", "apples", "nettles", "snails"};
+static const char *PLACES[] = {"marsh", "meadow", "forest", "hills", "caves", "orchard",
+                               "valley", "heath", "dunes", "garden", "reeds", "woods"};
+#define AGE_MIN 2
+#define AGE_MAX 15
+
+// names: a start and an end syllable; 20 x 10 = 200 distinct names at most
+static const char *NAME_START[] = {"Bil", "Tam", "Fen", "Mor", "Pip", "Quil", "Ros", "Wen", "Dor", "Hal",
+                                   "Jas", "Kel", "Lin", "Nob", "Orl", "Sab", "Tib", "Umb", "Vel", "Zan"};
+static const char *NAME_END[] = {"o", "a", "ric", "wyn", "bel", "dle", "kin", "ny", "eth", "us"};
+#define MAX_ENTITIES (COUNT(NAME_START) * COUNT(NAME_END))
+
+// Which stages may see questions about an entity. Every entity's facts are in the
+// pretraining text; its questions go to exactly one group.
+typedef enum { G_SFT, G_RL, G_EVAL } Group;
+static const char *GROUP_NAMES[] = {"sft+preference", "rl", "eval"};
+
+typedef struct {
+    char name[16];
+    int fact[NATTR]; // index into KINDS/COLOURS/FOODS/PLACES, the friend's entity index, or the age in years
+    Group group;
+} Entity;
+
+typedef struct {
+    uint64_t seed;
+    int n;           // number of entities
+    Entity *entity;  // (n,)
+} World;
+
+static void world_build(World *w, uint64_t seed, int n) {
+    if (n < 10 || n > MAX_ENTITIES) { die("-n %d: the world holds between 10 and %d entities", n, MAX_ENTITIES); }
+    w->seed = seed;
+    w->n = n;
+    w->entity = mallocCheck((size_t)n * sizeof(Entity));
+    uint64_t rng = rng_stream(seed, 0);
+    // names: a random draw without replacement from all syllable pairs (partial Fisher-Yates)
+    int pool[MAX_ENTITIES];
+    for (int i = 0; i < MAX_ENTITIES; i++) { pool[i] = i; }
+    for (int i = 0; i < n; i++) {
+        int j = i + rng_int(&rng, MAX_ENTITIES - i);
+        int tmp = pool[i]; pool[i] = pool[j]; pool[j] = tmp;
+        Entity *e = &w->entity[i];
+        snprintf(e->name, sizeof(e->name), "%s%s", NAME_START[pool[i] / COUNT(NAME_END)],
+                 NAME_END[pool[i] % COUNT(NAME_END)]);
+        e->fact[A_KIND] = rng_int(&rng, COUNT(KINDS));
+        e->fact[A_COLOUR] = rng_int(&rng, COUNT(COLOURS));
+        e->fact[A_FOOD] = rng_int(&rng, COUNT(FOODS));
+        e->fact[A_HOME] = rng_int(&rng, COUNT(PLACES));
+        e->fact[A_AGE] = AGE_MIN + rng_int(&rng, AGE_MAX - AGE_MIN + 1);
+        // 3 in 5 entities are asked about in SFT and preference data, 1 in 5 in RL, 1 in 5 only at evaluation
+        e->group = (i % 5 < 3) ? G_SFT : (i % 5 == 3) ? G_RL : G_EVAL;
+    }
+    // friends: a random cycle through all entities, so nobody is their own friend
+    int *order = mallocCheck((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) { order[i] = i; }
+    for (int i = n - 1; i > 0; i--) {
+        int j = rng_int(&rng, i + 1);
+        int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
+    }
+    for (int i = 0; i < n; i++) { w->entity[order[i]].fact[A_FRIEND] = order[(i + 1) % n]; }
+    free(order);
+}
+
+static void world_free(World *w) {
+    free(w->entity);
+    w->entity = NULL;
+}
+
+// the words that state a value of attribute a (names and ages are handled apart)
+static const char **attr_values(Attr a, int *count) {
+    switch (a) {
+    case A_KIND: *count = COUNT(KINDS); return KINDS;
+    case A_COLOUR: *count = COUNT(COLOURS); return COLOURS;
+    case A_FOOD: *count = COUNT(FOODS); return FOODS;
+    case A_HOME: *count = COUNT(PLACES); return PLACES;
+    default: *count = 0; return NULL;
+    }
+}
+
+// "a fox", "an owl"
+static const char *article(const char *word) { return strchr("aeiou", word[0]) ? "an" : "a"; }
+
+// ----------------------------------------------------------------------------
+// 3. sentences: the facts as prose, for pretraining
+
+// One sentence stating fact a of entity e. `subject` is the name, or "It" when
+// the sentence continues a paragraph about the same entity.
+static void say_fact(Str *out, uint64_t *rng, const World *w, int e, Attr a, const char *subject) {
+    const Entity *x = &w->entity[e];
+    const char *n = subject;
+    const char *kind = KINDS[x->fact[A_KIND]];
+    const char *colour = COLOURS[x->fact[A_COLOUR]];
+    const char *food = FOODS[x->fact[A_FOOD]];
+    const char *place = PLACES[x->fact[A_HOME]];
+    const char *friend = w->entity[x->fact[A_FRIEND]].name;
+    int age = x->fact[A_AGE];
+    int form = rng_int(rng, 5);
+    switch (a) {
+    case A_KIND:
+        if (form == 0) { str_addf(out, "%s is %s %s.", n, article(kind), kind); }
+        else if (form == 1) { str_addf(out, "By birth, %s is %s %s.", x->name, article(kind), kind); }
+        else if (form == 2) { str_addf(out, "There is %s %s called %s.", article(kind), kind, x->name); }
+        else if (form == 3) { str_addf(out, "%s was born %s %s, like its mother.", n, article(kind), kind); }
+        else { str_addf(out, "%s is a young %s.", n, kind); }
+        break;
+    case A_COLOUR:
+        if (form == 0) { str_addf(out, "%s is %s.", n, colour); }
+        else if (form == 1) { str_addf(out, "%s has a %s coat.", n, colour); }
+        else if (form == 2) { str_addf(out, "The coat of %s is %s.", x->name, colour); }
+        else if (form == 3) { str_addf(out, "You can spot %s by its %s coat.", x->name, colour); }
+        else { str_addf(out, "%s is as %s as can be.", n, colour); }
+        break;
+    case A_FOOD:
+        if (form == 0) { str_addf(out, "%s eats %s.", n, food); }
+        else if (form == 1) { str_addf(out, "%s likes to eat %s.", n, food); }
+        else if (form == 2) { str_addf(out, "The favourite food of %s is %s.", x->name, food); }
+        else if (form == 3) { str_addf(out, "Every morning %s looks for %s.", x->name, food); }
+        else { str_addf(out, "%s never says no to %s.", n, food); }
+        break;
+    case A_HOME:
+        if (form == 0) { str_addf(out, "%s lives in the %s.", n, place); }
+        else if (form == 1) { str_addf(out, "The home of %s is in the %s.", x->name, place); }
+        else if (form == 2) { str_addf(out, "%s has a den in the %s.", n, place); }
+        else if (form == 3) { str_addf(out, "You will find %s in the %s.", x->name, place); }
+        else { str_addf(out, "%s was born in the %s and still lives there.", n, place); }
+        break;
+    case A_FRIEND:
+        if (form == 0) { str_addf(out, "%s's friend is %s.", x->name, friend); }
+        else if (form == 1) { str_addf(out, "%s has a friend called %s.", n, friend); }
+        else if (form == 2) { str_addf(out, "The best friend of %s is %s.", x->name, friend); }
+        else if (form == 3) { str_addf(out, "%s often visits %s, its friend.", n, friend); }
+        else { str_addf(out, "%s and its friend %s play together.", n, friend); }
+        break;
+    case A_AGE:
+        if (form == 0) { str_addf(out, "%s is %d years old.", n, age); }
+        else if (form == 1) { str_addf(out, "%s turned %d this spring.", n, age); }
+        else if (form == 2) { str_addf(out, "At %d years old, %s is no longer a baby.", age, x->name); }
+        else if (form == 3) { str_addf(out, "The age of %s is %d.", x->name, age); }
+        else { str_addf(out, "%s has lived for %d years.", n, age); }
+        break;
+    default: break;
+    }
+}
+
+// a paragraph of 3 to 6 facts about one entity, in random order
+static void say_paragraph(Str *out, uint64_t *rng, const World *w, int e) {
+    int order[NATTR];
+    for (int i = 0; i < NATTR; i++) { order[i] = i; }
+    for (int i = NATTR - 1; i > 0; i--) {
+        int j = rng_int(rng, i + 1);
+        int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
+    }
+    int k = 3 + rng_int(rng, NATTR - 2);
+    for (int i = 0; i < k; i++) {
+        if (i > 0) { str_add(out, " ", 1); }
+        const char *subject = (i > 0 && rng_int(rng, 3) == 0) ? "It" : w->entity[e].name;
+        say_fact(out, rng, w, e, (Attr)order[i], subject);
+    }
+    str_add(out, "\n\n", 2);
+}
+
+// a short story about an entity and its friend; every fact in it is true
+static void say_story(Str *out, uint64_t *rng, const World *w, int e) {
+    static const char *WHEN[] = {"One spring morning", "Late one autumn evening", "On a rainy day",
+                                 "Early one summer", "One cold winter night"};
+    const Entity *x = &w->entity[e];
+    const Entity *f = &w->entity[x->fact[A_FRIEND]];
+    const char *kind = KINDS[x->fact[A_KIND]], *fkind = KINDS[f->fact[A_KIND]];
+    switch (rng_int(rng, 3)) {
+    case 0:
+        str_addf(out, "%s, %s the %s left the %s to look for %s. On the way, %s met its friend %s, "
+                 "%s %s %s from the %s. %s shared some %s, and the two friends walked home together.\n\n",
+                 PICK(rng, WHEN), x->name, kind, PLACES[x->fact[A_HOME]], FOODS[x->fact[A_FOOD]], x->name,
+                 f->name, article(COLOURS[f->fact[A_COLOUR]]), COLOURS[f->fact[A_COLOUR]], fkind,
+                 PLACES[f->fact[A_HOME]], f->name, FOODS[f->fact[A_FOOD]]);
+        break;
+    case 1:
+        str_addf(out, "%s, %s was %d years old and hungry. The %s %s went out of the %s and found "
+                 "a heap of %s. \"This is the best day,\" said %s, and ran off to tell %s.\n\n",
+                 PICK(rng, WHEN), x->name, x->fact[A_AGE], COLOURS[x->fact[A_COLOUR]], kind,
+                 PLACES[x->fact[A_HOME]], FOODS[x->fact[A_FOOD]], x->name, f->name);
+        break;
+    default:
+        str_addf(out, "%s, %s the %s came to visit %s in the %s. %s is %s %s, and at %d it is older "
+                 "than some. They ate %s together and talked until dark.\n\n",
+                 PICK(rng, WHEN), f->name, fkind, x->name, PLACES[x->fact[A_HOME]], x->name,
+                 article(kind), kind, x->fact[A_AGE], FOODS[x->fact[A_FOOD]]);
+        break;
+    }
+}
+
+// pretraining text of at least `bytes` bytes: paragraphs of facts and stories
+static void say_corpus(Str *out, uint64_t *rng, const World *w, size_t bytes) {
+    while (out->len < bytes) {
+        int e = rng_int(rng, w->n);
+        if (rng_int(rng, 4) == 0) { say_story(out, rng, w, e); }
+        else { say_paragraph(out, rng, w, e); }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// 4. questions and answers: prompts, responses in four styles, right or wrong
+
+// Q_FACTS asks for one or two facts; Q_YESNO checks one claimed value;
+// Q_ABOUT asks for anything, and is fully answered by any three true facts.
+typedef enum { Q_FACTS, Q_YESNO, Q_ABOUT } QType;
+#define ABOUT_NEEDS 3
+
+typedef struct {
+    QType type;
+    int entity;
+    unsigned asks;  // Q_FACTS: bit a set when fact a is asked for
+    Attr attr;      // Q_YESNO: the fact in question ...
+    int value;      // ... and the value the question claims
+} Question;
+
+static int popcount(unsigned x) { int n = 0; for (; x; x &= x - 1) { n++; } return n; }
+
+// the question fragments, one per fact, "it" standing for the entity
+static const char *ASK_IT[NATTR] = {"what kind of animal is it", "what colour is it", "what does it eat",
+                                    "where does it live", "who is its friend", "how old is it"};
+
+static void question_random(Question *q, uint64_t *rng, const World *w, int entity) {
+    memset(q, 0, sizeof(*q));
+    q->entity = entity;
+    int r = rng_int(rng, 10);
+    if (r < 4) {          // 40%: one fact
+        q->type = Q_FACTS;
+        q->asks = 1u << rng_int(rng, NATTR);
+    } else if (r < 6) {   // 20%: two facts
+        q->type = Q_FACTS;
+        int a = rng_int(rng, NATTR), b = (a + 1 + rng_int(rng, NATTR - 1)) % NATTR;
+        q->asks = (1u << a) | (1u << b);
+    } else if (r < 8) {   // 20%: yes or no, true half of the time
+        q->type = Q_YESNO;
+        q->attr = (Attr)rng_int(rng, 4); // kind, colour, food or home
+        int count;
+        attr_values(q->attr, &count);
+        int truth = w->entity[entity].fact[q->attr];
+        q->value = rng_int(rng, 2) ? truth : (truth + 1 + rng_int(rng, count - 1)) % count;
+    } else {              // 20%: tell me about it
+        q->type = Q_ABOUT;
+    }
+}
+
+static void question_prompt(Str *out, uint64_t *rng, const World *w, const Question *q) {
+    const char *n = w->entity[q->entity].name;
+    int form = rng_int(rng, 3);
+    if (q->type == Q_ABOUT) {
+        static const char *ABOUT[] = {"Tell me about %s.", "What can you tell me about %s?", "Describe %s.", "Who is %s?"};
+        str_addf(out, PICK(rng, ABOUT), n);
+    } else if (q->type == Q_YESNO) {
+        int count;
+        const char *v = attr_values(q->attr, &count)[q->value];
+        switch (q->attr) {
+        case A_KIND: str_addf(out, form ? "Is %s %s %s?" : "Is %s really %s %s?", n, article(v), v); break;
+        case A_COLOUR: str_addf(out, form ? "Is %s %s?" : "Is %s's coat %s?", n, v); break;
+        case A_FOOD: str_addf(out, form ? "Does %s eat %s?" : "Does %s like %s?", n, v); break;
+        default: str_addf(out, form ? "Does %s live in the %s?" : "Is %s's home in the %s?", n, v); break;
+        }
+    } else if (popcount(q->asks) == 1) {
+        static const char *ONE[NATTR][3] = {
+            {"What kind of animal is %s?", "What sort of creature is %s?", "What animal is %s?"},
+            {"What colour is %s?", "What color is %s?", "What colour is %s's coat?"},
+            {"What does %s eat?", "What is %s's favourite food?", "What food does %s like?"},
+            {"Where does %s live?", "Where is %s's home?", "In which place does %s live?"},
+            {"Who is %s's friend?", "Who is %s's best friend?", "Who is %s friends with?"},
+            {"How old is %s?", "What is %s's age?", "How many years old is %s?"},
+        };
+        int a = __builtin_ctz(q->asks);
+        str_addf(out, ONE[a][form], n);
+    } else {
+        int a = __builtin_ctz(q->asks), b = __builtin_ctz(q->asks & (q->asks - 1));
+        if (rng_int(rng, 2)) { int t = a; a = b; b = t; }
+        if (form == 0) { str_addf(out, "%s: %s, and %s?", n, ASK_IT[a], ASK_IT[b]); }
+        else if (form == 1) { str_addf(out, "I wonder of %s: %s and %s?", n, ASK_IT[a], ASK_IT[b]); }
+        else { str_addf(out, "Regarding %s, %s, and %s?", n, ASK_IT[a], ASK_IT[b]); }
+    }
+}
+
+// Response styles, in the order of the preference rule (best first).
+typedef enum { S_IDEAL, S_TERSE, S_RAMBLING, S_RUDE, NSTYLE } Style;
+
+static const char *POLITE_OPENERS[] = {"Sure! ", "Of course. ", "Happy to help. ", "Good question. "};
+static const char *RAMBLE_OPENERS[] = {
+    "Well, let me think for a moment, because this is something I have thought about quite a lot.",
+    "What a lovely thing to wonder, and I am very glad that you asked me today.",
+    "Let me gather my thoughts before I answer, since I want to get this just right for you.",
+    "I have heard many stories over the years, and I remember this one very well.",
+};
+static const char *RAMBLE_CLOSERS[] = {
+    "I really hope this answers what you wanted to know, and please feel free to ask me anything else.",
+    "There is always more to learn, and I would be delighted to tell you more whenever you like.",
+    "Thank you for such a thoughtful question, it was a real pleasure to answer it.",
+    "If anything is unclear, just let me know and I will happily explain it again.",
+};
+static const char *RUDE_OPENERS[] = {"Ugh. ", "Obviously, ", "Pay attention: ", "Everyone knows this. "};
+static const char *RUDE_CLOSERS[] = {" Stop wasting my time.", " Figure it out yourself next time.",
+                                     " As they say, \"ask a silly question\".", " Try to keep up."};
+
+// The value of fact a, as written in an answer. `lie` picks a wrong value instead.
+static void answer_value(char *buf, size_t size, uint64_t *rng, const World *w, int e, Attr a, int lie) {
+    int v = w->entity[e].fact[a];
+    if (a == A_FRIEND) {
+        // a wrong friend is anyone but the true friend and the entity itself
+        while (lie && (v == w->entity[e].fact[a] || v == e)) { v = rng_int(rng, w->n); }
+        snprintf(buf, size, "%s", w->entity[v].name);
+    } else if (a == A_AGE) {
+        if (lie) { v = AGE_MIN + (v - AGE_MIN + 1 + rng_int(rng, AGE_MAX - AGE_MIN)) % (AGE_MAX - AGE_MIN + 1); }
+        snprintf(buf, size, "%d", v);
+    } else {
+        int count;
+        const char **values = attr_values(a, &count);
+        if (lie) { v = (v + 1 + rng_int(rng, count - 1)) % count; }
+        snprintf(buf, size, "%s", values[v]);
+    }
+}
+
+// "is a fox", "eats berries", ...: the predicate that states fact a with value v
+static void predicate(Str *out, Attr a, const char *v) {
+    switch (a) {
+    case A_KIND: str_addf(out, "is %s %s", article(v), v); break;
+    case A_COLOUR: str_addf(out, "is %s", v); break;
+    case A_FOOD: str_addf(out, "eats %s", v); break;
+    case A_HOME: str_addf(out, "lives in the %s", v); break;
+    case A_FRIEND: str_addf(out, "has a friend called %s", v); break;
+    default: str_addf(out, "is %s years old", v); break;
+    }
+}
+
+// a bare value, the way a terse demonstrator writes it: "A fox", "the marsh", "Berries"
+static void bare_value(Str *out, Attr a, const char *v, int capital) {
+    size_t start = out->len;
+    if (a == A_KIND) { str_addf(out, "%s %s", article(v), v); }
+    else if (a == A_HOME) { str_addf(out, "the %s", v); }
+    else { str_addf(out, "%s", v); }
+    if (capital) { out->s[start] = (char)toupper((unsigned char)out->s[start]); }
+}
+
+// The facts a full answer states, in order: those asked for, or for Q_ABOUT the
+// first ABOUT_NEEDS of a fixed order. Returns the count.
+static int answer_facts(const Question *q, Attr *facts) {
+    static const Attr ABOUT_ORDER[ABOUT_NEEDS] = {A_KIND, A_FOOD, A_HOME};
+    int k = 0;
+    if (q->type == Q_ABOUT) { for (int i = 0; i < ABOUT_NEEDS; i++) { facts[k++] = ABOUT_ORDER[i]; } }
+    else if (q->type == Q_FACTS) { for (int a = 0; a < NATTR; a++) { if (q->asks & (1u << a)) { facts[k++] = (Attr)a; } } }
+    return k;
+}
+
+// The core of the answer, with no courtesy or filler: "Bilo eats berries and lives in the marsh."
+// For yes/no: "Yes, Bilo eats honey." or "No, Bilo eats acorns." With `lie`, one fact is wrong
+// (or the yes/no is flipped). Terse answers drop the name and the verbs.
+static void answer_core(Str *out, uint64_t *rng, const World *w, const Question *q, int terse, int lie) {
+    const Entity *x = &w->entity[q->entity];
+    char v[64];
+    if (q->type == Q_YESNO) {
+        int truth = x->fact[q->attr];
+        int yes = (q->value == truth) ^ (lie != 0);
+        if (terse) { str_addf(out, yes ? "Yes." : "No."); return; }
+        // the sentence after yes/no states the true value; a lie states a false one:
+        // a lying "yes" repeats the question's value, a lying "no" names some other wrong value
+        int count;
+        const char **values = attr_values(q->attr, &count);
+        int shown = truth;
+        if (lie && yes) { shown = q->value; }
+        while (lie && !yes && shown == truth) { shown = rng_int(rng, count); }
+        str_addf(out, "%s, %s ", yes ? "Yes" : "No", x->name);
+        predicate(out, q->attr, values[shown]);
+        str_add(out, ".", 1);
+        return;
+    }
+    Attr facts[NATTR];
+    int k = answer_facts(q, facts);
+    int wrong = lie ? rng_int(rng, k) : -1;
+    if (!terse) { str_addf(out, "%s ", x->name); }
+    for (int i = 0; i < k; i++) {
+        answer_value(v, sizeof(v), rng, w, q->entity, facts[i], i == wrong);
+        if (i > 0) { str_addf(out, "%s", (i == k - 1 && !terse) ? " and " : ", "); }
+        if (terse) { bare_value(out, facts[i], v, i == 0); }
+        else { predicate(out, facts[i], v); }
+    }
+    str_add(out, ".", 1);
+}
+
+// A whole response in the given style. Rambling answers sit between paragraphs of
+// filler, long enough to more than double the ideal length; rude ones carry a jibe.
+static void answer(Str *out, uint64_t *rng, const World *w, const Question *q, Style style, int lie) {
+    Str core = {0};
+    answer_core(&core, rng, w, q, style == S_TERSE, lie);
+    switch (style) {
+    case S_IDEAL:
+        if (rng_int(rng, 2)) { str_addf(out, "%s", PICK(rng, POLITE_OPENERS)); }
+        str_add(out, core.s, core.len);
+        break;
+    case S_TERSE:
+        str_add(out, core.s, core.len);
+        break;
+    case S_RAMBLING: {
+        int first = rng_int(rng, COUNT(RAMBLE_OPENERS));
+        str_addf(out, "%s\n\n%s\n\n%s", RAMBLE_OPENERS[first], core.s, PICK(rng, RAMBLE_CLOSERS));
+        // a second opener for long answers keeps the filler over twice the answer's length
+        if (q->type == Q_ABOUT || popcount(q->asks) > 1) {
+            str_addf(out, " %s", RAMBLE_OPENERS[(first + 1) % COUNT(RAMBLE_OPENERS)]);
+        }
+        break;
+    }
+    default:
+        if (rng_int(rng, 2)) { str_addf(out, "%s%s", PICK(rng, RUDE_OPENERS), core.s); }
+        else { str_addf(out, "%s%s", core.s, PICK(rng, RUDE_CLOSERS)); }
+        break;
+    }
+    str_free(&core);
+}
+
+// ----------------------------------------------------------------------------
+// 5. JSON: one-line objects of string values
+
+// Writes s as a JSON string: quotes, backslashes and control characters escaped,
+// everything else (UTF-8 included) as it is, the way Python's json.dumps with
+// ensure_ascii=False writes it.
+static void json_write_string(Str *out, const char *s) {
+    str_add(out, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': str_add(out, "\\\"", 2); break;
+        case '\\': str_add(out, "\\\\", 2); break;
+        case '\n': str_add(out, "\\n", 2); break;
+        case '\r': str_add(out, "\\r", 2); break;
+        case '\t': str_add(out, "\\t", 2); break;
+        case '\b': str_add(out, "\\b", 2); break;
+        case '\f': str_add(out, "\\f", 2); break;
+        default:
+            if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
+            else { str_add(out, (const char *)p, 1); }
+        }
+    }
+    str_add(out, "\"", 1);
+}
+
+// {"k0": "v0", "k1": "v1"}\n
+static void json_write_object(Str *out, const char **keys, const char **values, int n) {
+    str_add(out, "{", 1);
+    for (int i = 0; i < n; i++) {
+        if (i > 0) { str_add(out, ", ", 2); }
+        json_write_string(out, keys[i]);
+        str_add(out, ": ", 2);
+        json_write_string(out, values[i]);
+    }
+    str_add(out, "}\n", 2);
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') { v |= (unsigned)(c - '0'); }
+        else if (c >= 'a' && c <= 'f') { v |= (unsigned)(c - 'a' + 10); }
+        else if (c >= 'A' && c <= 'F') { v |= (unsigned)(c - 'A' + 10); }
+        else { return 0; }
+    }
+    *out = v;
+    return 1;
+}
+
+static void utf8_put(Str *out, unsigned cp) {
+    char b[4];
+    if (cp < 0x80) { b[0] = (char)cp; str_add(out, b, 1); }
+    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); str_add(out, b, 2); }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 3);
+    } else {
+        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 4);
+    }
+}
+
+// Parses the JSON string at *p (which must point at the opening quote) into out,
+// decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
+// and advances *p past the closing quote, or returns what was wrong.
+static const char *json_parse_string(const char **p, Str *out) {
+    const char *s = *p;
+    if (*s != '"') { return "expected a string"; }
+    s++;
+    for (;;) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\0' || c == '\n') { return "unterminated string"; }
+        if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
+        if (c == '"') { break; }
+        if (c != '\\') { str_add(out, s, 1); s++; continue; }
+        s++;
+        switch (*s) {
+        case '"': str_add(out, "\"", 1); break;
+        case '\\': str_add(out, "\\", 1); break;
+        case '/': str_add(out, "/", 1); break;
+        case 'b': str_add(out, "\b", 1); break;
+        case 'f': str_add(out, "\f", 1); break;
+        case 'n': str_add(out, "\n", 1); break;
+        case 'r': str_add(out, "\r", 1); break;
+        case 't': str_add(out, "\t", 1); break;
+        case 'u': {
+            unsigned cp, lo;
+            if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { // high surrogate: a low one must follow
+                if (s[1] != '\\' || s[2] != 'u' || !hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    return "unpaired surrogate in \\u escape";
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return "unpaired surrogate in \\u escape";
+            }
+            utf8_put(out, cp);
+            break;
+        }
+        default: return "unknown escape in a string";
+        }
+        s++;
+    }
+    *p = s + 1;
+    return NULL;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') { p++; }
+    return p;
+}
+
+// Reads the string value of `key` from a one-line JSON object into out.
+// Other keys may hold strings, numbers, true, false or null. Returns NULL on
+// success, else what was wrong ("missing key" when the object lacks it).
+static const char *json_get(const char *line, const char *key, Str *out) {
+    Str k = {0}, v = {0};
+    const char *err = NULL;
+    int found = 0;
+    const char *p = skip_ws(line);
+    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
+    p = skip_ws(p + 1);
+    if (*p == '}') { p++; goto end; }
+    for (;;) {
+        str_clear(&k);
+        str_clear(&v);
+        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
+        p = skip_ws(p);
+        if (*p != ':') { err = "expected ':' after a key"; goto done; }
+        p = skip_ws(p + 1);
+        int is_string = (*p == '"');
+        if (is_string) {
+            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
+        } else { // a scalar we do not need: skip it
+            const char *start = p;
+            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
+            size_t n = (size_t)(p - start);
+            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
+                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
+            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
+        }
+        if (strcmp(str_cstr(&k), key) == 0) {
+            if (!is_string) { err = "the key's value is not a string"; goto done; }
+            if (found) { err = "duplicate key"; goto done; }
+            found = 1;
+            str_clear(out);
+            str_add(out, str_cstr(&v), v.len);
+        }
+        p = skip_ws(p);
+        if (*p == ',') { p = skip_ws(p + 1); continue; }
+        if (*p == '}') { p++; break; }
+        err = "expected ',' or '}' in an object";
+        goto done;
+    }
+end:
+    p = skip_ws(p);
+    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
+    if (!found) { err = "missing key"; }
+done:
+    str_free(&k);
+    str_free(&v);
+    return err;
+}
+
+// ----------------------------------------------------------------------------
+// 6. the referee: grading a response against the world
+
+// The referee reads text, not structures: it splits a response into lowercase
+// words and clauses, and reads every value word as a claim about the entity the
+// prompt names (value lists are disjoint, so "berries" can only be food, a
+// number only an age, another entity's name only a friend). A clause holding
+// "not", "never" or "n't" negates the claims after that word.
+//
+//   correct  1 when every fact asked for is stated and true and no stated fact is
+//            false; a share when some are missing; 0 on any false claim or a wrong
+//            yes/no. "Tell me about" needs any ABOUT_NEEDS true facts.
+//   polite   0 when a rude phrase appears; 0.5 when the answer never names the
+//            entity (a curt, bare answer); else 1.
+//   concise  1 up to the length budget (ideal answer's words + 4), then budget/words.
+//   score    0.6 correct + 0.2 polite + 0.2 concise: any correct answer beats any wrong one.
+// An empty response scores 0 on all four.
+
+typedef struct {
+    int scored;                       // 0 when the prompt names no entity of this world
+    float correct, polite, concise, score;
+} Grade;
+
+// the words of a text: lowercase ASCII runs of letters and digits, each with the
+// index of its clause (punctuation and newlines end a clause)
+typedef struct {
+    int n;
+    char *buf;     // the lowercased text, words NUL-terminated in place
+    char **word;   // (n,) pointers into buf
+    int *clause;   // (n,)
+} Words;
+
+static void words_split(Words *ws, const char *s) {
+    size_t len = strlen(s);
+    ws->buf = mallocCheck(len + 1);
+    ws->word = mallocCheck((len / 2 + 1) * sizeof(char *)); // a word and its separator take 2 bytes at least
+    ws->clause = mallocCheck((len / 2 + 1) * sizeof(int));
+    ws->n = 0;
+    int clause = 0;
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int in_word = c < 0x80 && isalnum(c);
+        ws->buf[i] = in_word ? (char)tolower(c) : '\0';
+        if (in_word && (i == 0 || ws->buf[i - 1] == '\0')) {
+            ws->word[ws->n] = &ws->buf[i];
+            ws->clause[ws->n++] = clause;
+        }
+        if (c != '\0' && strchr(".,;:!?\n", c)) { clause++; }
+    }
+}
+
+static void words_free(Words *ws) {
+    free(ws->buf);
+    free(ws->word);
+    free(ws->clause);
+}
+
+static int words_has_phrase(const Words *ws, const char *phrase) {
+    Words p;
+    words_split(&p, phrase);
+    int found = 0;
+    for (int i = 0; i + p.n <= ws->n && !found; i++) {
+        int j = 0;
+        while (j < p.n && strcmp(ws->word[i + j], p.word[j]) == 0) { j++; }
+        found = (j == p.n);
+    }
+    words_free(&p);
+    return found;
+}
+
+static const char *RUDE_MARKERS[] = {"ugh", "obviously", "everyone knows", "pay attention", "wasting my time",
+                                     "figure it out", "silly question", "keep up", "stupid", "whatever", "shut up"};
+
+static int find_name(const World *w, const char *word) {
+    for (int e = 0; e < w->n; e++) {
+        const char *a = w->entity[e].name, *b = word;
+        while (*a && tolower((unsigned char)*a) == *b) { a++; b++; }
+        if (*a == '\0' && *b == '\0') { return e; }
+    }
+    return -1;
+}
+
+// which attribute a word states a value of (-1 if none), and the value
+static int word_value(const World *w, const char *word, int *value) {
+    for (int a = 0; a < A_FRIEND; a++) {
+        int count;
+        const char **values = attr_values((Attr)a, &count);
+        for (int v = 0; v < count; v++) { if (strcmp(values[v], word) == 0) { *value = v; return a; } }
+    }
+    if ((*value = find_name(w, word)) >= 0) { return A_FRIEND; }
+    if (isdigit((unsigned char)word[0]) && strlen(word) <= 3 && strspn(word, "0123456789") == strlen(word)) {
+        *value = atoi(word);
+        return A_AGE;
+    }
+    return -1;
+}
+
+// Reads a prompt back into a Question. Returns 0 when it names no known entity.
+static int question_parse(Question *q, const World *w, const char *prompt) {
+    Words ws;
+    words_split(&ws, prompt);
+    memset(q, 0, sizeof(*q));
+    q->entity = -1;
+    for (int i = 0; i < ws.n && q->entity < 0; i++) { q->entity = find_name(w, ws.word[i]); }
+    if (q->entity < 0) { words_free(&ws); return 0; }
+    // yes/no: starts with "is" or "does" and names a value
+    if (ws.n > 0 && (!strcmp(ws.word[0], "is") || !strcmp(ws.word[0], "does"))) {
+        for (int i = 0; i < ws.n; i++) {
+            int v, a = word_value(w, ws.word[i], &v);
+            if (a >= 0 && a < A_FRIEND) {
+                q->type = Q_YESNO; q->attr = (Attr)a; q->value = v;
+                words_free(&ws);
+                return 1;
+            }
+        }
+    }
+    static const char *KEYWORDS[NATTR][4] = {
+        {"kind", "sort", "animal", "creature"}, {"colour", "color", "coat", NULL},
+        {"eat", "eats", "food", NULL},          {"live", "lives", "home", "place"},
+        {"friend", "friends", NULL, NULL},      {"old", "age", NULL, NULL},
+    };
+    for (int i = 0; i < ws.n; i++) {
+        for (int a = 0; a < NATTR; a++) {
+            for (int k = 0; k < 4 && KEYWORDS[a][k]; k++) {
+                if (!strcmp(ws.word[i], KEYWORDS[a][k])) { q->asks |= 1u << a; }
+            }
+        }
+    }
+    q->type = q->asks ? Q_FACTS : Q_ABOUT;
+    words_free(&ws);
+    return 1;
+}
+
+static int count_words(const char *s) {
+    Words ws;
+    words_split(&ws, s);
+    int n = ws.n;
+    words_free(&ws);
+    return n;
+}
+
+static Grade referee_grade(const World *w, const char *prompt, const char *response) {
+    Grade g = {0};
+    Question q;
+    if (!question_parse(&q, w, prompt)) { return g; }
+    g.scored = 1;
+    Words ws;
+    words_split(&ws, response);
+    if (ws.n == 0) { words_free(&ws); return g; }
+    const Entity *x = &w->entity[q.entity];
+
+    // pass 1: every value word is a claim; check it against the truth
+    int stated[NATTR] = {0}, wrong = 0, negated_clause = -1, answer_yes = -1;
+    for (int i = 0; i < ws.n; i++) {
+        const char *word = ws.word[i];
+        if (!strcmp(word, "not") || !strcmp(word, "never") || !strcmp(word, "t")) { negated_clause = ws.clause[i]; }
+        if (answer_yes < 0 && (!strcmp(word, "yes") || !strcmp(word, "no"))) { answer_yes = word[0] == 'y'; }
+        int v, a = word_value(w, word, &v);
+        if (a < 0 || (a == A_FRIEND && v == q.entity)) { continue; }
+        int true_value = (v == x->fact[a]);
+        int negated = (negated_clause == ws.clause[i]);
+        if (negated == true_value) { wrong = 1; }        // "eats honey" when it doesn't, or "not honey" when it does
+        else if (!negated) { stated[a] = 1; }
+    }
+
+    // pass 2: correctness for the question's type
+    if (wrong) { g.correct = 0; }
+    else if (q.type == Q_YESNO) { g.correct = (answer_yes == (q.value == x->fact[q.attr])) ? 1.0f : 0.0f; }
+    else if (q.type == Q_ABOUT) {
+        int k = 0;
+        for (int a = 0; a < NATTR; a++) { k += stated[a]; }
+        g.correct = k >= ABOUT_NEEDS ? 1.0f : (float)k / ABOUT_NEEDS;
+    } else {
+        int k = 0;
+        for (int a = 0; a < NATTR; a++) { k += (q.asks >> a & 1) && stated[a]; }
+        g.correct = (float)k / (float)popcount(q.asks);
+    }
+
+    // pass 3: politeness and concision
+    int rude = 0;
+    for (int i = 0; i < COUNT(RUDE_MARKERS); i++) { rude |= words_has_phrase(&ws, RUDE_MARKERS[i]); }
+    int named = 0;
+    for (int i = 0; i < ws.n; i++) { named |= (find_name(w, ws.word[i]) == q.entity); }
+    g.polite = rude ? 0.0f : named ? 1.0f : 0.5f;
+    Str ideal = {0};
+    uint64_t unused = 1;
+    answer_core(&ideal, &unused, w, &q, 0, 0);
+    int budget = count_words(ideal.s) + 4;
+    str_free(&ideal);
+    g.concise = ws.n <= budget ? 1.0f : (float)budget / (float)ws.n;
+    g.score = 0.6f * g.correct + 0.2f * g.polite + 0.2f * g.concise;
+    words_free(&ws);
+    return g;
+}
+
+static int grade_is_ideal(const Grade *g) { return g->scored && g->correct == 1 && g->polite == 1 && g->concise == 1; }
+
+// ----------------------------------------------------------------------------
+// 7. writing the dataset
+
+typedef struct {
+    uint64_t seed;
+    int entities;
+    int flip_per_million;   // share of preference labels flipped, in millionths
+    double pretrain_mb;     // size of the pretraining train text; val is a tenth of it
+    int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth
+    const char *dir;
+} GenConfig;
+
+static const GenConfig GEN_DEFAULTS = {
+    .seed = 1337, .entities = 60, .flip_per_million = 80000, .pretrain_mb = 2.0,
+    .n_sft = 4000, .n_pref = 4000, .n_rl = 1000, .n_eval = 200, .dir = "data/world",
+};
+
+// the SFT mix of demonstrators: 40% ideal, 20% terse, 20% rambling, 20% rude
+static Style sft_style(uint64_t *rng) {
+    int r = rng_int(rng, 10);
+    return r < 4 ? S_IDEAL : r < 6 ? S_TERSE : r < 8 ? S_RAMBLING : S_RUDE;
+}
+
+static int random_entity_of(uint64_t *rng, const World *w, Group g) {
+    for (;;) {
+        int e = rng_int(rng, w->n);
+        if (w->entity[e].group == g) { return e; }
+    }
+}
+
+static void write_file(const GenConfig *c, const char *name, const Str *text) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+    FILE *f = fopenCheck(path, "wb");
+    fwrite(str_cstr(text), 1, text->len, f);
+    fcloseCheck(f, path);
+}
+
+static void gen_pretrain(const GenConfig *c, const World *w) {
+    Str text = {0};
+    uint64_t rng = rng_stream(c->seed, 1);
+    say_corpus(&text, &rng, w, (size_t)(c->pretrain_mb * 1e6));
+    write_file(c, "pretrain_train.txt", &text);
+    str_clear(&text);
+    rng = rng_stream(c->seed, 2);
+    say_corpus(&text, &rng, w, (size_t)(c->pretrain_mb * 1e5));
+    write_file(c, "pretrain_val.txt", &text);
+    str_free(&text);
+}
+
+static void gen_sft(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
+    Str out = {0}, prompt = {0}, response = {0};
+    uint64_t rng = rng_stream(c->seed, purpose);
+    for (int i = 0; i < n; i++) {
+        Question q;
+        question_random(&q, &rng, w, random_entity_of(&rng, w, G_SFT));
+        str_clear(&prompt);
+        str_clear(&response);
+        question_prompt(&prompt, &rng, w, &q);
+        answer(&response, &rng, w, &q, sft_style(&rng), 0);
+        const char *keys[] = {"prompt", "completion"}, *values[] = {prompt.s, response.s};
+        json_write_object(&out, keys, values, 2);
+    }
+    write_file(c, name, &out);
+    str_free(&out); str_free(&prompt); str_free(&response);
+}
+
+// Preference pairs. Two responses to one question; the better by the rule
+// (correct before wrong, then ideal > terse > rambling > rude) is "chosen".
+// Half the pairs set a right answer against a wrong one, half two right answers
+// in different styles. Flips come from their own RNG stream, so changing the
+// flip rate swaps labels and changes nothing else.
+static void gen_pref(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
+    Str out = {0}, prompt = {0}, a = {0}, b = {0};
+    uint64_t rng = rng_stream(c->seed, purpose), flip_rng = rng_stream(c->seed, purpose + 100);
+    for (int i = 0; i < n; i++) {
+        Question q;
+        question_random(&q, &rng, w, random_entity_of(&rng, w, G_SFT));
+        str_clear(&prompt); str_clear(&a); str_clear(&b);
+        question_prompt(&prompt, &rng, w, &q);
+        Style sa = (Style)rng_int(&rng, NSTYLE), sb;
+        int b_lies = rng_int(&rng, 2);
+        if (b_lies) { sb = (Style)rng_int(&rng, NSTYLE); }
+        else { sb = (Style)((sa + 1 + rng_int(&rng, NSTYLE - 1)) % NSTYLE); }
+        answer(&a, &rng, w, &q, sa, 0);
+        answer(&b, &rng, w, &q, sb, b_lies);
+        int a_better = b_lies || sa < sb;
+        const char *chosen = a_better ? a.s : b.s, *rejected = a_better ? b.s : a.s;
+        if (rng_chance(&flip_rng, c->flip_per_million)) { const char *t = chosen; chosen = rejected; rejected = t; }
+        const char *keys[] = {"prompt", "chosen", "rejected"}, *values[] = {prompt.s, chosen, rejected};
+        json_write_object(&out, keys, values, 3);
+    }
+    write_file(c, name, &out);
+    str_free(&out); str_free(&prompt); str_free(&a); str_free(&b);
+}
+
+// prompts only, about one group's entities; `distinct` drops repeats (for the eval set)
+static void gen_prompts(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n, Group g,
+                        int distinct) {
+    Str out = {0}, prompt = {0};
+    uint64_t rng = rng_stream(c->seed, purpose);
+    int written = 0;
+    for (int tries = 0; written < n && tries < 100 * n; tries++) {
+        Question q;
+        question_random(&q, &rng, w, random_entity_of(&rng, w, g));
+        str_clear(&prompt);
+        question_prompt(&prompt, &rng, w, &q);
+        Str line = {0};
+        const char *keys[] = {"prompt"}, *values[] = {prompt.s};
+        json_write_object(&line, keys, values, 1);
+        if (!distinct || out.len == 0 || !strstr(out.s, line.s)) {
+            str_add(&out, line.s, line.len);
+            written++;
+        }
+        str_free(&line);
+    }
+    write_file(c, name, &out);
+    str_free(&out); str_free(&prompt);
+}
+
+// the ground truth as a table, for people (the referee rebuilds the world from the seed)
+static void gen_facts(const GenConfig *c, const World *w) {
+    Str out = {0};
+    str_addf(&out, "# world of seed %llu, %d entities; made by: world gen -s %llu -n %d\n",
+             (unsigned long long)c->seed, w->n, (unsigned long long)c->seed, w->n);
+    str_addf(&out, "name\tkind\tcolour\tfood\thome\tfriend\tage\tasked_in\n");
+    for (int e = 0; e < w->n; e++) {
+        const Entity *x = &w->entity[e];
+        str_addf(&out, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", x->name, KINDS[x->fact[A_KIND]],
+                 COLOURS[x->fact[A_COLOUR]], FOODS[x->fact[A_FOOD]], PLACES[x->fact[A_HOME]],
+                 w->entity[x->fact[A_FRIEND]].name, x->fact[A_AGE], GROUP_NAMES[x->group]);
+    }
+    write_file(c, "facts.tsv", &out);
+    str_free(&out);
+}
+
+static void gen_all(const GenConfig *c) {
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) { die("cannot create directory %s (%s)", c->dir, strerror(errno)); }
+    World w;
+    world_build(&w, c->seed, c->entities);
+    gen_facts(c, &w);
+    gen_pretrain(c, &w);
+    gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft);
+    gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10);
+    gen_pref(c, &w, "pref_train.jsonl", 20, c->n_pref);
+    gen_pref(c, &w, "pref_val.jsonl", 21, c->n_pref / 10);
+    gen_prompts(c, &w, "rl_prompts.jsonl", 30, c->n_rl, G_RL, 0);
+    gen_prompts(c, &w, "eval_prompts.jsonl", 40, c->n_eval, G_EVAL, 1);
+    world_free(&w);
+}
+
+// Reads a whole file; NULL if it cannot be opened.
+static char *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { return NULL; }
+    Str s = {0};
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) { str_add(&s, buf, n); }
+    fclose(f);
+    if (s.s == NULL) { str_add(&s, "", 0); }
+    if (size) { *size = s.len; }
+    return s.s;
+}
+
+// Grades every {"prompt", "response"} line of a file. Prints averages; with
+// per_line, also writes one JSON object of scores per input line.
+typedef struct {
+    int lines, scored, ideal;
+    double correct, polite, concise, score;
+} ScoreSummary;
+
+static ScoreSummary score_file(const World *w, const char *path, const char *per_line, const char *response_key) {
+    size_t size;
+    char *text = read_file(path, &size);
+    if (text == NULL) { die("cannot read %s (%s)", path, strerror(errno)); }
+    FILE *out = per_line ? fopenCheck(per_line, "wb") : NULL;
+    ScoreSummary s = {0};
+    Str prompt = {0}, response = {0};
+    char *line = text;
+    for (int lineno = 1; *line; lineno++) {
+        char *end = strchr(line, '\n');
+        if (end) { *end = '\0'; }
+        if (*skip_ws(line) != '\0') {
+            const char *err = json_get(line, "prompt", &prompt);
+            if (err == NULL) { err = json_get(line, response_key, &response); }
+            if (err) { die("%s:%d: %s (expected {\"prompt\": \"...\", \"%s\": \"...\"})", path, lineno, err, response_key); }
+            Grade g = referee_grade(w, prompt.s, response.s);
+            s.lines++;
+            if (g.scored) {
+                s.scored++;
+                s.correct += g.correct; s.polite += g.polite; s.concise += g.concise; s.score += g.score;
+                s.ideal += grade_is_ideal(&g);
+            }
+            if (out) {
+                fprintf(out, "{\"line\": %d, \"scored\": %s, \"correct\": %.3f, \"polite\": %.3f, \"concise\": %.3f, "
+                        "\"score\": %.3f, \"ideal\": %s}\n", lineno, g.scored ? "true" : "false", g.correct,
+                        g.polite, g.concise, g.score, grade_is_ideal(&g) ? "true" : "false");
+            }
+        }
+        if (!end) { break; }
+        line = end + 1;
+    }
+    if (out) { fcloseCheck(out, per_line); }
+    str_free(&prompt); str_free(&response);
+    free(text);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// 8. command line and main
+
+#ifndef TESTING
+static void error_usage(void) {
+    GenConfig d = GEN_DEFAULTS;
+    fprintf(stderr,
+            "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]\n"
+            "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] answers.jsonl\n"
+            "  -s  seed of the world                       (default %llu)\n"
+            "  -n  number of entities, 10 to %d           (default %d)\n"
+            "  -f  fraction of preference labels flipped  (default %.2f)\n"
+            "  -m  pretraining train text in MB           (default %.1f; val is a tenth)\n"
+            "  -o  gen: output directory                  (default %s)\n"
+            "      score: write per-line scores as JSONL  (default: none)\n"
+            "  -k  score: the key holding the response    (default response)\n"
+            "score and gen must use the same -s and -n: the referee rebuilds the world from them.\n",
+            (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.dir);
+    exit(1);
+}
+
+// a flag's number, or a clear error naming the flag
+static double flag_number(const char *flag, const char *val, double lo, double hi) {
+    char *end;
+    double x = strtod(val, &end);
+    if (end == val || *end != '\0') { die("%s %s: expected a number", flag, val); }
+    if (x < lo || x > hi) { die("%s %s: must be between %g and %g", flag, val, lo, hi); }
+    return x;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score"))) { error_usage(); }
+    int scoring = !strcmp(argv[1], "score");
+    GenConfig c = GEN_DEFAULTS;
+    const char *per_line = NULL, *input = NULL, *key = "response";
+    for (int i = 2; i < argc; i++) {
+        const char *flag = argv[i];
+        if (flag[0] != '-') {
+            if (!scoring || input) { error_usage(); }
+            input = flag;
+            continue;
+        }
+        if (i + 1 >= argc || strlen(flag) != 2) { error_usage(); }
+        const char *val = argv[++i];
+        switch (flag[1]) {
+        case 's': c.seed = (uint64_t)flag_number(flag, val, 0, 1e15); break;
+        case 'n': c.entities = (int)flag_number(flag, val, 10, MAX_ENTITIES); break;
+        case 'f': c.flip_per_million = (int)(flag_number(flag, val, 0, 0.5) * 1e6 + 0.5); break;
+        case 'm': c.pretrain_mb = flag_number(flag, val, 0.01, 100); break;
+        case 'o': if (scoring) { per_line = val; } else { c.dir = val; } break;
+        case 'k': key = val; break;
+        default: error_usage();
+        }
+    }
+    if (!scoring) {
+        clock_t t0 = clock();
+        gen_all(&c);
+        printf("world: seed %llu, %d entities, flip %.3f -> %s/ in %.2f s\n", (unsigned long long)c.seed, c.entities,
+               c.flip_per_million / 1e6, c.dir, (double)(clock() - t0) / CLOCKS_PER_SEC);
+        return 0;
+    }
+    if (input == NULL) { error_usage(); }
+    World w;
+    world_build(&w, c.seed, c.entities);
+    ScoreSummary s = score_file(&w, input, per_line, key);
+    double n = s.scored > 0 ? s.scored : 1;
+    printf("referee: %s: %d answers, %d scored (%d name no entity of this world)\n", input, s.lines, s.scored,
+           s.lines - s.scored);
+    printf("  correct %.3f  polite %.3f  concise %.3f  score %.3f  fully preferred %.3f\n", s.correct / n,
+           s.polite / n, s.concise / n, s.score / n, s.ideal / n);
+    world_free(&w);
+    return 0;
+}
+#endif

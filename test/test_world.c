@@ -1,0 +1,441 @@
+// Tests of the world generator and its referee (data/world.c).
+// One line per check: "ok" or "FAIL", the name, and the measured figure.
+#define TESTING
+#include "../data/world.c"
+#include <math.h>
+#include <unistd.h>
+
+static int passed = 0, failed = 0;
+
+static void check(int ok, const char *name, const char *fmt, ...) {
+    char detail[512] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    printf("%s %s: %s\n", ok ? "ok  " : "FAIL", name, detail);
+    if (ok) { passed++; } else { failed++; }
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *FILES[] = {"facts.tsv", "pretrain_train.txt", "pretrain_val.txt", "sft_train.jsonl",
+                              "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "rl_prompts.jsonl",
+                              "eval_prompts.jsonl"};
+
+static char *read_in(const char *dir, const char *name, size_t *size) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char *text = read_file(path, size);
+    if (text == NULL) { die("test: cannot read %s", path); }
+    return text;
+}
+
+// splits a text into its lines in place; returns the count
+static int split_lines(char *text, char ***lines) {
+    int n = 0, cap = 1024;
+    *lines = mallocCheck((size_t)cap * sizeof(char *));
+    for (char *p = text; *p;) {
+        char *end = strchr(p, '\n');
+        if (end) { *end = '\0'; }
+        if (n == cap) { cap *= 2; *lines = realloc(*lines, (size_t)cap * sizeof(char *)); }
+        (*lines)[n++] = p;
+        if (!end) { break; }
+        p = end + 1;
+    }
+    return n;
+}
+
+// ----------------------------------------------------------------------------
+// JSON
+
+static void test_json(void) {
+    // writer then parser gives back every string, whatever bytes it holds
+    const char *tricky[] = {"", "plain", "quote \" and backslash \\ and slash /", "new\nline\ttab\rcr\bbs\fff",
+                            "\x01\x02\x1f control", "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 emoji",
+                            "{\"nested\": \"json\"}, [1, 2]"};
+    int bad = 0;
+    for (int i = 0; i < COUNT(tricky); i++) {
+        Str line = {0}, back = {0};
+        const char *keys[] = {"k"}, *values[] = {tricky[i]};
+        json_write_object(&line, keys, values, 1);
+        line.s[line.len - 1] = '\0'; // drop the newline
+        const char *err = json_get(line.s, "k", &back);
+        if (err || strcmp(str_cstr(&back), tricky[i]) != 0) { bad++; }
+        str_free(&line); str_free(&back);
+    }
+    check(bad == 0, "json round trip of quotes, escapes, control bytes, UTF-8", "%d of %d strings differ", bad, COUNT(tricky));
+
+    // escapes written by other tools
+    struct { const char *json, *want; } cases[] = {
+        {"{\"k\": \"caf\\u00e9\"}", "caf\xc3\xa9"},
+        {"{\"k\": \"\\ud83d\\ude00\"}", "\xf0\x9f\x98\x80"},
+        {"{\"k\": \"\\u4e2d\\/\\\"\"}", "\xe4\xb8\xad/\""},
+        {"{\"n\": 12.5, \"b\": true, \"z\": null, \"k\": \"x\"}", "x"},
+        {" { \"k\" :\"y\" } ", "y"},
+    };
+    bad = 0;
+    for (int i = 0; i < COUNT(cases); i++) {
+        Str out = {0};
+        const char *err = json_get(cases[i].json, "k", &out);
+        if (err || strcmp(str_cstr(&out), cases[i].want) != 0) { bad++; printf("  case %d: %s\n", i, err ? err : out.s); }
+        str_free(&out);
+    }
+    check(bad == 0, "json parses \\u escapes, surrogate pairs and other scalar values", "%d of %d cases wrong", bad, COUNT(cases));
+
+    // bad input is an error, with the reason
+    struct { const char *json, *reason; } errors[] = {
+        {"{\"k\": \"\\x\"}", "unknown escape"},
+        {"{\"k\": \"\\ud83d\"}", "unpaired surrogate"},
+        {"{\"k\": \"\\ude00\"}", "unpaired surrogate"},
+        {"{\"k\": \"\\u12G4\"}", "bad \\u escape"},
+        {"{\"k\": \"open", "unterminated"},
+        {"{\"k\": \"a\tb\"}", "raw control"},
+        {"{\"j\": \"x\"}", "missing key"},
+        {"{\"k\": 3}", "not a string"},
+        {"{\"k\": \"a\", \"k\": \"b\"}", "duplicate"},
+        {"{\"k\": \"a\"} x", "trailing"},
+        {"[\"k\"]", "expected '{'"},
+        {"{\"k\": \"a\" \"j\": \"b\"}", "expected ','"},
+    };
+    bad = 0;
+    for (int i = 0; i < COUNT(errors); i++) {
+        Str out = {0};
+        const char *err = json_get(errors[i].json, "k", &out);
+        if (err == NULL || strstr(err, errors[i].reason) == NULL) { bad++; printf("  case %d: %s\n", i, err ? err : "accepted"); }
+        str_free(&out);
+    }
+    check(bad == 0, "json rejects bad escapes, missing keys and wrong types with a reason", "%d of %d cases wrong", bad, COUNT(errors));
+}
+
+// ----------------------------------------------------------------------------
+// the referee on hand-made answers
+
+static void test_referee(const World *w) {
+    // find an entity of each shape we need, by its facts
+    int e = 0;
+    const Entity *x = &w->entity[e];
+    const char *n = x->name, *food = FOODS[x->fact[A_FOOD]], *place = PLACES[x->fact[A_HOME]];
+    const char *other_food = FOODS[(x->fact[A_FOOD] + 1) % COUNT(FOODS)];
+    const char *friend = w->entity[x->fact[A_FRIEND]].name;
+    char prompt[256], resp[1024];
+    Grade g;
+
+    snprintf(prompt, sizeof(prompt), "What does %s eat?", n);
+    g = referee_grade(w, prompt, "");
+    check(g.scored && g.score == 0 && g.correct == 0, "referee: empty response scores 0", "score %.2f", g.score);
+    g = referee_grade(w, prompt, "  \n\t ");
+    check(g.scored && g.score == 0, "referee: blank response scores 0", "score %.2f", g.score);
+
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade(w, prompt, resp);
+    check(grade_is_ideal(&g), "referee: a plain right answer is fully preferred", "%s -> %.2f/%.2f/%.2f", resp, g.correct, g.polite, g.concise);
+
+    g = referee_grade(w, "What does Gandalf eat?", resp);
+    check(!g.scored, "referee: a prompt naming no entity of the world is not scored", "scored=%d", g.scored);
+
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, other_food);
+    g = referee_grade(w, prompt, resp);
+    check(g.scored && g.correct == 0 && g.score < 0.6f, "referee: a wrong fact is wrong", "correct %.2f score %.2f", g.correct, g.score);
+
+    snprintf(resp, sizeof(resp), "%s eats %s. The weather was fine and the sky was wide, and the day went on "
+             "and on and on without any end in sight at all for anyone.", n, food);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 1 && g.concise < 0.5f && g.polite == 1, "referee: trailing chatter costs concision only",
+          "correct %.2f concise %.2f", g.correct, g.concise);
+
+    snprintf(resp, sizeof(resp), "%s eats %s. Also it lives in the %s.", n, food,
+             PLACES[(x->fact[A_HOME] + 1) % COUNT(PLACES)]);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 0, "referee: a false fact in trailing text makes the answer wrong", "correct %.2f", g.correct);
+
+    snprintf(resp, sizeof(resp), "%s.", food);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 1 && g.polite == 0.5f, "referee: a bare answer is right but curt", "polite %.2f", g.polite);
+
+    snprintf(resp, sizeof(resp), "Ugh. %s eats %s.", n, food);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 1 && g.polite == 0, "referee: a rude answer is impolite", "polite %.2f", g.polite);
+
+    snprintf(resp, sizeof(resp), "Although %s eats %s, I laughed.", n, food); // "laughed" holds "ugh" but is not rude
+    g = referee_grade(w, prompt, resp);
+    check(g.polite == 1, "referee: rude phrases match whole words only", "polite %.2f", g.polite);
+
+    snprintf(prompt, sizeof(prompt), "Where does %s live, and who is its friend?", n);
+    snprintf(resp, sizeof(resp), "%s lives in the %s.", n, place);
+    g = referee_grade(w, prompt, resp);
+    check(fabsf(g.correct - 0.5f) < 1e-6f, "referee: one of two facts answered is half right", "correct %.2f", g.correct);
+    snprintf(resp, sizeof(resp), "%s lives in the %s and has a friend called %s.", n, place, friend);
+    g = referee_grade(w, prompt, resp);
+    check(grade_is_ideal(&g), "referee: both facts answered is fully preferred", "%.2f/%.2f/%.2f", g.correct, g.polite, g.concise);
+
+    snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, other_food);
+    g = referee_grade(w, prompt, "Yes.");
+    check(g.correct == 0, "referee: a wrong yes is wrong", "correct %.2f", g.correct);
+    g = referee_grade(w, prompt, "No.");
+    check(g.correct == 1 && g.polite == 0.5f, "referee: a bare right no is right and curt", "correct %.2f polite %.2f", g.correct, g.polite);
+    snprintf(resp, sizeof(resp), "No, %s does not eat %s.", n, other_food);
+    g = referee_grade(w, prompt, resp);
+    check(grade_is_ideal(&g), "referee: a negated false value is right", "correct %.2f", g.correct);
+    snprintf(resp, sizeof(resp), "No, %s doesn't eat %s.", n, food);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 0, "referee: a negated true value is wrong", "correct %.2f", g.correct);
+
+    snprintf(prompt, sizeof(prompt), "Tell me about %s.", n);
+    snprintf(resp, sizeof(resp), "%s eats %s and lives in the %s.", n, food, place);
+    g = referee_grade(w, prompt, resp);
+    check(fabsf(g.correct - 2.0f / 3.0f) < 1e-6f, "referee: 'tell me about' needs three facts", "correct %.3f", g.correct);
+
+    // bytes that are not text at all must not trip it
+    char junk[2048];
+    uint64_t rng = 7;
+    for (int i = 0; i < (int)sizeof(junk) - 1; i++) { junk[i] = (char)(1 + rng_int(&rng, 255)); }
+    junk[sizeof(junk) - 1] = '\0';
+    g = referee_grade(w, prompt, junk);
+    check(g.scored && g.score >= 0 && g.score <= 1, "referee: random bytes give a score in [0, 1]", "score %.3f", g.score);
+}
+
+// the referee agrees with how every style and lie was built, on many random questions
+static void test_styles(const World *w) {
+    uint64_t rng = rng_stream(99, 99);
+    int bad[NSTYLE + 1] = {0}, n = 2000;
+    for (int i = 0; i < n; i++) {
+        Question q;
+        question_random(&q, &rng, w, rng_int(&rng, w->n));
+        Str prompt = {0};
+        question_prompt(&prompt, &rng, w, &q);
+        for (int s = 0; s <= NSTYLE; s++) {
+            Str r = {0};
+            answer(&r, &rng, w, &q, s == NSTYLE ? (Style)rng_int(&rng, NSTYLE) : (Style)s, s == NSTYLE);
+            Grade g = referee_grade(w, prompt.s, r.s);
+            int ok = g.scored;
+            switch (s) {
+            case S_IDEAL: ok &= grade_is_ideal(&g); break;
+            case S_TERSE: ok &= g.correct == 1 && g.polite == 0.5f && g.concise == 1; break;
+            case S_RAMBLING: ok &= g.correct == 1 && g.polite == 1 && g.concise < 0.5f; break;
+            case S_RUDE: ok &= g.correct == 1 && g.polite == 0; break;
+            default: ok &= g.correct == 0 && g.score < 0.6f; break; // a lie, in any style
+            }
+            if (!ok && bad[s] < 2) { printf("  style %d: %s -> %s (%.2f %.2f %.2f)\n", s, prompt.s, r.s, g.correct, g.polite, g.concise); }
+            bad[s] += !ok;
+            str_free(&r);
+        }
+        str_free(&prompt);
+    }
+    const char *names[] = {"ideal answers are fully preferred", "terse answers are right and curt",
+                           "rambling answers are right, polite and under half concise",
+                           "rude answers are right and impolite", "lies are wrong and score under 0.6"};
+    for (int s = 0; s <= NSTYLE; s++) {
+        char name[128];
+        snprintf(name, sizeof(name), "referee on %d random questions: %s", n, names[s]);
+        check(bad[s] == 0, name, "%d disagree", bad[s]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the generated files
+
+static void make_dir(char *buf, size_t size) {
+    snprintf(buf, size, "/tmp/test_world_XXXXXX");
+    if (mkdtemp(buf) == NULL) { die("test: mkdtemp failed"); }
+}
+
+static void remove_dir(const char *dir) {
+    char path[4096];
+    for (int i = 0; i < COUNT(FILES); i++) { snprintf(path, sizeof(path), "%s/%s", dir, FILES[i]); remove(path); }
+    rmdir(dir);
+}
+
+static int files_identical(const char *a, const char *b, const char **differ) {
+    for (int i = 0; i < COUNT(FILES); i++) {
+        size_t na, nb;
+        char *ta = read_in(a, FILES[i], &na), *tb = read_in(b, FILES[i], &nb);
+        int same = na == nb && memcmp(ta, tb, na) == 0;
+        free(ta); free(tb);
+        if (!same) { *differ = FILES[i]; return 0; }
+    }
+    return 1;
+}
+
+// every line is a JSON object with exactly these keys, in order, and writing the
+// parsed strings back gives the same bytes
+static void check_jsonl(const char *dir, const char *name, const char **keys, int nkeys) {
+    size_t size;
+    char *text = read_in(dir, name, &size);
+    int ends_in_newline = size > 0 && text[size - 1] == '\n';
+    char **lines;
+    int n = split_lines(text, &lines), bad = 0;
+    Str values[3] = {{0}}, back = {0};
+    for (int i = 0; i < n; i++) {
+        const char *vals[3];
+        int ok = 1;
+        for (int k = 0; k < nkeys; k++) { ok &= json_get(lines[i], keys[k], &values[k]) == NULL; vals[k] = str_cstr(&values[k]); }
+        str_clear(&back);
+        json_write_object(&back, keys, vals, nkeys);
+        back.s[--back.len] = '\0';
+        if (!ok || strcmp(back.s, lines[i]) != 0) { bad++; }
+    }
+    char title[128];
+    snprintf(title, sizeof(title), "%s: every line parses back to the strings written", name);
+    check(bad == 0 && n > 0 && ends_in_newline, title, "%d lines, %d bad", n, bad);
+    for (int k = 0; k < 3; k++) { str_free(&values[k]); }
+    str_free(&back);
+    free(lines);
+    free(text);
+}
+
+// each prompt names an entity of the intended group, and the referee can read it
+static void check_prompts(const World *w, const char *dir, const char *name, Group group, int want_distinct) {
+    size_t size;
+    char *text = read_in(dir, name, &size);
+    char **lines;
+    int n = split_lines(text, &lines), wrong_group = 0, dups = 0, types[3] = {0};
+    Str prompt = {0};
+    for (int i = 0; i < n; i++) {
+        Question q;
+        json_get(lines[i], "prompt", &prompt);
+        if (!question_parse(&q, w, prompt.s) || w->entity[q.entity].group != group) { wrong_group++; continue; }
+        types[q.type]++;
+        if (want_distinct) { for (int j = 0; j < i; j++) { dups += strcmp(lines[i], lines[j]) == 0; } }
+    }
+    char title[160];
+    snprintf(title, sizeof(title), "%s: every prompt is about a %s entity, all question types present%s", name,
+             GROUP_NAMES[group], want_distinct ? ", no repeats" : "");
+    check(wrong_group == 0 && dups == 0 && types[Q_FACTS] && types[Q_YESNO] && types[Q_ABOUT], title,
+          "%d prompts, %d outside the group, %d repeats; facts/yes-no/about %d/%d/%d", n, wrong_group, dups,
+          types[Q_FACTS], types[Q_YESNO], types[Q_ABOUT]);
+    str_free(&prompt);
+    free(lines);
+    free(text);
+}
+
+static void test_files(void) {
+    char a[64], b[64], c[64];
+    make_dir(a, sizeof(a));
+    make_dir(b, sizeof(b));
+    make_dir(c, sizeof(c));
+    GenConfig cfg = GEN_DEFAULTS;
+    cfg.dir = a;
+    double t0 = now_seconds();
+    gen_all(&cfg);
+    double seconds = now_seconds() - t0;
+    check(seconds < 5.0, "world gen takes under 5 s", "%.2f s", seconds);
+    cfg.dir = b;
+    gen_all(&cfg);
+    const char *differ = "";
+    check(files_identical(a, b, &differ), "same seed gives byte-identical files", "first difference: %s", differ);
+
+    // another seed, another world; and flip 0 for the label check below
+    GenConfig other = GEN_DEFAULTS;
+    other.dir = c;
+    other.seed = 42;
+    gen_all(&other);
+    check(!files_identical(a, c, &differ), "another seed gives other files", "first difference: %s", differ);
+    other.seed = GEN_DEFAULTS.seed;
+    other.flip_per_million = 0;
+    gen_all(&other);
+
+    size_t train_size, val_size;
+    free(read_in(a, "pretrain_train.txt", &train_size));
+    free(read_in(a, "pretrain_val.txt", &val_size));
+    double mb = (double)(train_size + val_size) / 1e6;
+    check(mb >= 1.0 && mb <= 5.0, "pretraining text is 1 to 5 MB", "%.2f MB (train %zu, val %zu bytes)", mb, train_size, val_size);
+
+    const char *sft_keys[] = {"prompt", "completion"}, *pref_keys[] = {"prompt", "chosen", "rejected"}, *p_keys[] = {"prompt"};
+    check_jsonl(a, "sft_train.jsonl", sft_keys, 2);
+    check_jsonl(a, "sft_val.jsonl", sft_keys, 2);
+    check_jsonl(a, "pref_train.jsonl", pref_keys, 3);
+    check_jsonl(a, "pref_val.jsonl", pref_keys, 3);
+    check_jsonl(a, "rl_prompts.jsonl", p_keys, 1);
+    check_jsonl(a, "eval_prompts.jsonl", p_keys, 1);
+
+    World w;
+    world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
+
+    // SFT: every completion right; a style mix that leaves room for RLHF
+    const char *sft_files[] = {"sft_train.jsonl", "sft_val.jsonl"};
+    for (int f = 0; f < 2; f++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", a, sft_files[f]);
+        ScoreSummary s = score_file(&w, path, NULL, "completion");
+        char title[128];
+        snprintf(title, sizeof(title), "%s: the referee scores every completion correct", sft_files[f]);
+        check(s.scored == s.lines && s.correct == s.scored, title, "%d lines, %.0f correct", s.lines, s.correct);
+        if (f == 0) {
+            double ideal = (double)s.ideal / s.lines;
+            check(ideal > 0.3 && ideal < 0.5, "sft_train.jsonl: 30-50% of demonstrations are fully preferred (room for RLHF)",
+                  "%.3f fully preferred, polite %.3f, concise %.3f", ideal, s.polite / s.lines, s.concise / s.lines);
+        }
+    }
+    check_prompts(&w, a, "sft_train.jsonl", G_SFT, 0);
+    check_prompts(&w, a, "pref_train.jsonl", G_SFT, 0);
+    check_prompts(&w, a, "rl_prompts.jsonl", G_RL, 0);
+    check_prompts(&w, a, "eval_prompts.jsonl", G_EVAL, 1);
+
+    // preferences: with flip 0 the referee prefers every chosen; at the default
+    // rate each pair is the same or swapped, and the swapped ones are exactly those
+    // the referee disagrees with, in the proportion set
+    const char *pref_files[] = {"pref_train.jsonl", "pref_val.jsonl"};
+    for (int f = 0; f < 2; f++) {
+        size_t s1, s2;
+        char *flipped_text = read_in(a, pref_files[f], &s1), *clean_text = read_in(c, pref_files[f], &s2);
+        char **fl, **cl;
+        int n = split_lines(flipped_text, &fl), m = split_lines(clean_text, &cl);
+        Str p = {0}, ch = {0}, rj = {0}, p0 = {0}, ch0 = {0}, rj0 = {0};
+        int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0;
+        for (int i = 0; i < n && i < m; i++) {
+            json_get(fl[i], "prompt", &p); json_get(fl[i], "chosen", &ch); json_get(fl[i], "rejected", &rj);
+            json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
+            Grade g0c = referee_grade(&w, p0.s, ch0.s), g0r = referee_grade(&w, p0.s, rj0.s);
+            clean_disagree += !(g0c.score > g0r.score);
+            int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
+            int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
+            other += !same && !swap;
+            swapped += swap;
+            Grade gc = referee_grade(&w, p.s, ch.s), gr = referee_grade(&w, p.s, rj.s);
+            mismatch += (gc.score < gr.score) != swap;
+        }
+        char title[160];
+        snprintf(title, sizeof(title), "%s at flip 0: the referee prefers chosen on every pair", pref_files[f]);
+        check(n == m && clean_disagree == 0, title, "%d pairs, %d where it does not", m, clean_disagree);
+        double rate = (double)swapped / n, target = GEN_DEFAULTS.flip_per_million / 1e6;
+        double sigma = sqrt(target * (1 - target) / n);
+        snprintf(title, sizeof(title), "%s: flipped pairs are exactly those the referee disagrees with, at the set rate", pref_files[f]);
+        check(other == 0 && mismatch == 0 && fabs(rate - target) < 4 * sigma, title,
+              "flip rate %.4f (set %.2f, 4 sigma %.4f), %d pairs changed otherwise, %d label mismatches", rate, target,
+              4 * sigma, other, mismatch);
+        str_free(&p); str_free(&ch); str_free(&rj); str_free(&p0); str_free(&ch0); str_free(&rj0);
+        free(fl); free(cl); free(flipped_text); free(clean_text);
+    }
+
+    // score_file: per-line output has one line per input line
+    char path[4096], per_line[4096];
+    snprintf(path, sizeof(path), "%s/sft_val.jsonl", a);
+    snprintf(per_line, sizeof(per_line), "%s/scores.jsonl", a);
+    ScoreSummary s = score_file(&w, path, per_line, "completion");
+    size_t size;
+    char *scores = read_file(per_line, &size);
+    char **lines;
+    int n = split_lines(scores, &lines);
+    check(n == s.lines && strstr(lines[0], "\"correct\": 1.000") != NULL, "world score -o writes one line of scores per answer",
+          "%d lines for %d answers", n, s.lines);
+    free(lines); free(scores); remove(per_line);
+
+    world_free(&w);
+    remove_dir(a); remove_dir(b); remove_dir(c);
+}
+
+int main(void) {
+    test_json();
+    World w;
+    world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
+    test_referee(&w);
+    test_styles(&w);
+    world_free(&w);
+    test_files();
+    return failed > 0;
+}
