@@ -2,20 +2,9 @@
 // One line per check: "ok" or "FAIL", the name, and the measured figure.
 #define TESTING
 #include "../data/world.c"
+#include "check.h"
 #include <math.h>
 #include <unistd.h>
-
-static int passed = 0, failed = 0;
-
-static void check(int ok, const char *name, const char *fmt, ...) {
-    char detail[512] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    printf("%s %s: %s\n", ok ? "ok  " : "FAIL", name, detail);
-    if (ok) { passed++; } else { failed++; }
-}
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -437,5 +426,5 @@ int main(void) {
     test_styles(&w);
     world_free(&w);
     test_files();
-    return failed > 0;
+    return checks_failed > 0;
 }

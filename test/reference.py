@@ -1,0 +1,229 @@
+"""An independent PyTorch reference for train.c.
+
+The same GPT-2 (our own module, written from the architecture, not train.c's code),
+the same loss, AdamW, gradient clipping and learning-rate schedule.
+
+    python3 test/reference.py fixtures test/fixtures/gpt_tiny.bin   # regenerate the fixture
+    python3 test/reference.py bench -L 6 -C 384 -H 6 -V 4096 -t 256 -b 8 -n 5
+
+The fixture is computed in float64 so that it is exact to far below the tolerances of
+test/test_train.c, which compares train.c (float32) against it. Regenerating it is
+deliberate (`make fixtures`); the file is committed, and CI never needs PyTorch.
+File layout (little-endian): int32 header[16] = magic, version, V, maxT, L, NH, C, B,
+T, steps; then float32: weights (train.c's order and (out, in) layout), then int32
+inputs (B*T) and targets (B*T); then float32 logits (B*T*V), loss, gradients of every
+weight, the 8 AdamW settings (lr, warmup, final_frac, weight_decay, clip, beta1,
+beta2, eps), the losses of `steps` training steps, and the weights after them.
+"""
+import argparse
+import math
+import struct
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MAGIC, VERSION = 0x58494646, 1  # "FFIX"
+NAMES = ["wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+         "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"]
+
+
+class Block(nn.Module):
+    def __init__(self, C, NH):
+        super().__init__()
+        self.NH = NH
+        self.ln1 = nn.LayerNorm(C, eps=1e-5)
+        self.qkv = nn.Linear(C, 3 * C)
+        self.attproj = nn.Linear(C, C)
+        self.ln2 = nn.LayerNorm(C, eps=1e-5)
+        self.fc = nn.Linear(C, 4 * C)
+        self.fcproj = nn.Linear(4 * C, C)
+
+    def attention(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        heads = lambda y: y.view(B, T, self.NH, C // self.NH).transpose(1, 2)  # (B, NH, T, HS)
+        q, k, v = heads(q), heads(k), heads(v)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.NH)
+        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        att = F.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        return self.attproj((att @ v).transpose(1, 2).reshape(B, T, C))
+
+    def forward(self, x):
+        x = x + self.attention(self.ln1(x))
+        return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, V, maxT, L, NH, C):
+        super().__init__()
+        self.wte = nn.Embedding(V, C)
+        self.wpe = nn.Embedding(maxT, C)
+        self.blocks = nn.ModuleList([Block(C, NH) for _ in range(L)])
+        self.lnf = nn.LayerNorm(C, eps=1e-5)
+
+    def forward(self, idx, targets=None):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lnf(x) @ self.wte.weight.T  # the LM head, tied to the token embedding
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def tensors(self):
+        """The weights as train.c orders them: per kind of tensor, all layers stacked."""
+        stack = lambda get: torch.stack([get(b) for b in self.blocks])
+        return [self.wte.weight, self.wpe.weight,
+                stack(lambda b: b.ln1.weight), stack(lambda b: b.ln1.bias),
+                stack(lambda b: b.qkv.weight), stack(lambda b: b.qkv.bias),
+                stack(lambda b: b.attproj.weight), stack(lambda b: b.attproj.bias),
+                stack(lambda b: b.ln2.weight), stack(lambda b: b.ln2.bias),
+                stack(lambda b: b.fc.weight), stack(lambda b: b.fc.bias),
+                stack(lambda b: b.fcproj.weight), stack(lambda b: b.fcproj.bias),
+                self.lnf.weight, self.lnf.bias]
+
+    def grads(self):
+        stack = lambda get: torch.stack([get(b).grad for b in self.blocks])
+        return [self.wte.weight.grad, self.wpe.weight.grad,
+                stack(lambda b: b.ln1.weight), stack(lambda b: b.ln1.bias),
+                stack(lambda b: b.qkv.weight), stack(lambda b: b.qkv.bias),
+                stack(lambda b: b.attproj.weight), stack(lambda b: b.attproj.bias),
+                stack(lambda b: b.ln2.weight), stack(lambda b: b.ln2.bias),
+                stack(lambda b: b.fc.weight), stack(lambda b: b.fc.bias),
+                stack(lambda b: b.fcproj.weight), stack(lambda b: b.fcproj.bias),
+                self.lnf.weight.grad, self.lnf.bias.grad]
+
+
+def lr_schedule(step, total, warmup, lr, final_frac):
+    """train.c's lr_schedule: linear warmup, then cosine decay to lr * final_frac."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    decay_steps = total - warmup - 1
+    progress = min(1.0, (step - warmup) / decay_steps) if decay_steps > 0 else 1.0
+    return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def optimizer(model, lr, weight_decay, beta1, beta2, eps):
+    """AdamW with decay on matrices (embeddings, linear weights) only."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps)
+
+
+def flat(tensors):
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32)
+
+
+def fixtures(path):
+    torch.manual_seed(1337)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, B, T, steps = 300, 12, 2, 2, 16, 3, 12, 3
+    model = GPT(V, maxT, L, NH, C)
+    with torch.no_grad():  # random values everywhere, layernorms included, so no term hides behind a 0 or a 1
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * (0.1 if p.dim() >= 2 else 0.05))
+        for b in model.blocks:
+            b.ln1.weight.add_(1.0)
+            b.ln2.weight.add_(1.0)
+        model.lnf.weight.add_(1.0)
+    idx = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
+    targets[0, 3] = -1  # positions without a target take no loss (SFT masks prompts this way)
+    targets[2, 0] = -1
+    weights = flat(model.tensors())
+    logits, loss = model(idx, targets)
+    loss.backward()
+    grads = flat(model.grads())
+    lr, warmup, final_frac, wd, clip, beta1, beta2, eps = 1e-2, 2, 0.1, 0.1, 0.5, 0.9, 0.95, 1e-8
+    model.zero_grad()
+    opt = optimizer(model, lr, wd, beta1, beta2, eps)
+    losses = []
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_schedule(step, steps, warmup, lr, final_frac)
+        opt.zero_grad()
+        _, step_loss = model(idx, targets)
+        step_loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        losses.append(step_loss.item())
+    with open(path, "wb") as f:
+        f.write(struct.pack("<16i", MAGIC, VERSION, V, maxT, L, NH, C, B, T, steps, *([0] * 6)))
+        f.write(weights.numpy().tobytes())
+        f.write(idx.to(torch.int32).numpy().tobytes())
+        f.write(targets.to(torch.int32).numpy().tobytes())
+        f.write(logits.detach().to(torch.float32).numpy().tobytes())
+        f.write(struct.pack("<f", loss.item()))
+        f.write(grads.numpy().tobytes())
+        f.write(struct.pack("<8f", lr, warmup, final_frac, wd, clip, beta1, beta2, eps))
+        f.write(struct.pack(f"<{steps}f", *losses))
+        f.write(flat(model.tensors()).numpy().tobytes())
+    print(f"wrote {path}: loss {loss.item():.6f}, losses after steps {losses}")
+
+
+def gpt2_init(model, L):
+    """GPT-2's initialization, as train.c's gpt_init: normal(0, 0.02), residual
+    projections 0.02 / sqrt(2L), biases 0, layernorm weights 1."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * L) if name.endswith(("attproj.weight", "fcproj.weight")) else 0.02
+                p.normal_(0.0, std)
+            elif "ln" in name and name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+
+def matmul_speed():
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    mm = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        mm.append(time.perf_counter() - t0)
+    mm.sort()
+    print(f"torch matmul: 2048x2048x2048 | median {1e3 * mm[2]:.1f} ms | {2 * 2048 ** 3 / mm[2] / 1e9:.1f} GFLOP/s", flush=True)
+
+
+def bench(args):
+    torch.manual_seed(1337)
+    torch.set_num_threads(args.threads)
+    matmul_speed()
+    model = GPT(args.V, args.t, args.L, args.H, args.C)
+    gpt2_init(model, args.L)
+    opt = optimizer(model, 1e-4, 0.1, 0.9, 0.95, 1e-8)
+    idx = torch.randint(0, args.V, (args.b, args.t + 1))
+    x, y = idx[:, :-1], idx[:, 1:]
+    times = []
+    for step in range(args.n):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+        print(f"torch step {step + 1}: {1e3 * times[-1]:.0f} ms, loss {loss.item():.4f}", flush=True)
+    steady = sorted(times[1:] if len(times) > 1 else times)
+    med = steady[len(steady) // 2] if len(steady) % 2 else 0.5 * (steady[len(steady) // 2 - 1] + steady[len(steady) // 2])
+    n = sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel()
+    flops = (6 * n + 12 * args.L * args.C * args.t) * args.b * args.t
+    print(f"torch train: L={args.L} C={args.C} NH={args.H} V={args.V} T={args.t} B={args.b} | median {1e3 * med:.0f} "
+          f"ms/step | {args.b * args.t / med:.0f} tok/s | {flops / med / 1e9:.1f} GFLOP/s")
+    matmul_speed()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["fixtures", "bench"])
+    parser.add_argument("path", nargs="?", default="test/fixtures/gpt_tiny.bin")
+    for flag, default in [("-L", 6), ("-C", 384), ("-H", 6), ("-V", 4096), ("-t", 256), ("-b", 8), ("-n", 5), ("--threads", 2)]:
+        parser.add_argument(flag, type=int, default=default)
+    args = parser.parse_args()
+    fixtures(args.path) if args.mode == "fixtures" else bench(args)

@@ -1,0 +1,254 @@
+// Finite-difference checks of every backward pass, in double precision.
+//
+// train.c is compiled here with every `float` turned into a `double` (and <tgmath.h>
+// makes exp, sqrt, tanh follow), so each layer runs in double. A central difference
+// (f(x+h) - f(x-h)) / 2h with h = 1e-5 is then exact to about 1e-10 (truncation
+// h^2 f''' ~ 1e-10, rounding 1e-16 / h ~ 1e-11). Every check asks
+//     |analytic - numeric| <= 1e-7 + 1e-6 |numeric|
+// for every element: a gradient with any wrong element is off by far more.
+#define TESTING
+#define _POSIX_C_SOURCE 200809L
+// the system headers first, with float still float; train.c's own includes are then no-ops
+#include <assert.h>
+#include <errno.h>
+#include <float.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <tgmath.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#define float double
+#include "../train.c"
+#undef float
+#include "check.h"
+
+#define FD_H 1e-5
+#define FD_ATOL 1e-7
+#define FD_RTOL 1e-6
+
+// the loss of a check: the layer's output dotted with fixed random weights R,
+// so that dout = R
+typedef double (*LossFn)(void *ctx);
+
+static uint64_t test_rng = 42;
+
+static double *randn(size_t n, double scale) {
+    double *x = mallocCheck(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) { x[i] = scale * random_normal(&test_rng); }
+    return x;
+}
+
+static double dot(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) { s += a[i] * b[i]; }
+    return s;
+}
+
+// compares analytic[0..n) against central differences of f with respect to x[0..n)
+static void fd_check(const char *name, double *x, const double *analytic, size_t n, LossFn f, void *ctx) {
+    double worst = 0, worst_tol = 1;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double saved = x[i];
+        x[i] = saved + FD_H;
+        double up = f(ctx);
+        x[i] = saved - FD_H;
+        double down = f(ctx);
+        x[i] = saved;
+        double numeric = (up - down) / (2 * FD_H), err = fabs(analytic[i] - numeric);
+        double tol = FD_ATOL + FD_RTOL * fabs(numeric);
+        if (err > tol) { bad++; }
+        if (err / tol > worst / worst_tol) { worst = err; worst_tol = tol; }
+    }
+    check(bad == 0, name, "%zu elements, %zu off; worst |diff| %.2e (tolerance there %.2e)", n, bad, worst, worst_tol);
+}
+
+// ----------------------------------------------------------------------------
+// one context per layer: inputs, parameters, output, R, sizes
+
+typedef struct { double *inp, *w, *b, *out, *R; int B, T, C, OC; } MatmulCtx;
+static double matmul_loss(void *p) {
+    MatmulCtx *c = p;
+    matmul_forward(c->out, c->inp, c->w, c->b, c->B, c->T, c->C, c->OC);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->OC);
+}
+
+static void test_matmul(int B, int T, int C, int OC) {
+    size_t BT = (size_t)B * T;
+    MatmulCtx c = {randn(BT * C, 1), randn((size_t)OC * C, 1), randn(OC, 1), randn(BT * OC, 1), randn(BT * OC, 1), B, T, C, OC};
+    double *dinp = callocCheck(BT * C, sizeof(double)), *dw = callocCheck((size_t)OC * C, sizeof(double));
+    double *db = callocCheck(OC, sizeof(double));
+    matmul_backward(dinp, dw, db, c.R, c.inp, c.w, B, T, C, OC);
+    char name[128];
+    snprintf(name, sizeof(name), "matmul B=%d T=%d C=%d OC=%d: dinp", B, T, C, OC);
+    fd_check(name, c.inp, dinp, BT * C, matmul_loss, &c);
+    snprintf(name, sizeof(name), "matmul B=%d T=%d C=%d OC=%d: dweight", B, T, C, OC);
+    fd_check(name, c.w, dw, (size_t)OC * C, matmul_loss, &c);
+    snprintf(name, sizeof(name), "matmul B=%d T=%d C=%d OC=%d: dbias", B, T, C, OC);
+    fd_check(name, c.b, db, OC, matmul_loss, &c);
+    free(c.inp); free(c.w); free(c.b); free(c.out); free(c.R); free(dinp); free(dw); free(db);
+}
+
+typedef struct { double *inp, *w, *b, *out, *mean, *rstd, *R; int B, T, C; } LayernormCtx;
+static double layernorm_loss(void *p) {
+    LayernormCtx *c = p;
+    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->B, c->T, c->C);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_layernorm(void) {
+    int B = 2, T = 3, C = 7;
+    size_t N = (size_t)B * T * C;
+    LayernormCtx c = {randn(N, 2), randn(C, 1), randn(C, 1), randn(N, 1), randn(B * T, 1), randn(B * T, 1), randn(N, 1), B, T, C};
+    layernorm_loss(&c); // mean and rstd for backward
+    double *dinp = callocCheck(N, sizeof(double)), *dw = callocCheck(C, sizeof(double)), *db = callocCheck(C, sizeof(double));
+    layernorm_backward(dinp, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, B, T, C);
+    fd_check("layernorm: dinp", c.inp, dinp, N, layernorm_loss, &c);
+    fd_check("layernorm: dweight", c.w, dw, C, layernorm_loss, &c);
+    fd_check("layernorm: dbias", c.b, db, C, layernorm_loss, &c);
+    free(c.inp); free(c.w); free(c.b); free(c.out); free(c.mean); free(c.rstd); free(c.R); free(dinp); free(dw); free(db);
+}
+
+typedef struct { double *inp, *out, *att, *R; int B, T, C, NH; } AttentionCtx;
+static double attention_loss(void *p) {
+    AttentionCtx *c = p;
+    attention_forward(c->out, c->att, c->inp, c->B, c->T, c->C, c->NH);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_attention(void) {
+    int B = 2, T = 5, C = 8, NH = 2;
+    size_t N = (size_t)B * T * C;
+    AttentionCtx c = {randn(3 * N, 1), randn(N, 1), randn((size_t)B * NH * T * T, 1), randn(N, 1), B, T, C, NH};
+    attention_loss(&c);
+    double *dinp = callocCheck(3 * N, sizeof(double)), *datt = callocCheck((size_t)B * NH * T * T, sizeof(double));
+    attention_backward(dinp, datt, c.R, c.inp, c.att, B, T, C, NH);
+    fd_check("attention: dinp (q, k and v)", c.inp, dinp, 3 * N, attention_loss, &c);
+    free(c.inp); free(c.out); free(c.att); free(c.R); free(dinp); free(datt);
+}
+
+typedef struct { double *inp, *out, *R; size_t N; } GeluCtx;
+static double gelu_loss(void *p) {
+    GeluCtx *c = p;
+    gelu_forward(c->out, c->inp, c->N);
+    return dot(c->out, c->R, c->N);
+}
+
+static void test_gelu(void) {
+    size_t N = 40;
+    GeluCtx c = {randn(N, 2.5), randn(N, 1), randn(N, 1), N};
+    double *dinp = callocCheck(N, sizeof(double));
+    gelu_backward(dinp, c.inp, c.R, N);
+    fd_check("gelu: dinp", c.inp, dinp, N, gelu_loss, &c);
+    free(c.inp); free(c.out); free(c.R); free(dinp);
+}
+
+typedef struct { double *a, *b, *out, *R; size_t N; } ResidualCtx;
+static double residual_loss(void *p) {
+    ResidualCtx *c = p;
+    residual_forward(c->out, c->a, c->b, c->N);
+    return dot(c->out, c->R, c->N);
+}
+
+static void test_residual(void) {
+    size_t N = 12;
+    ResidualCtx c = {randn(N, 1), randn(N, 1), randn(N, 1), randn(N, 1), N};
+    double *da = callocCheck(N, sizeof(double)), *db = callocCheck(N, sizeof(double));
+    residual_backward(da, db, c.R, N);
+    fd_check("residual: dinp1", c.a, da, N, residual_loss, &c);
+    fd_check("residual: dinp2", c.b, db, N, residual_loss, &c);
+    free(c.a); free(c.b); free(c.out); free(c.R); free(da); free(db);
+}
+
+typedef struct { double *logits, *probs, *losses, *weights; int *targets; int B, T, V; } CrossentropyCtx;
+static double crossentropy_loss(void *p) {
+    CrossentropyCtx *c = p;
+    crossentropy_softmax_forward(c->losses, c->probs, c->logits, c->targets, c->B, c->T, c->V);
+    return dot(c->losses, c->weights, (size_t)c->B * c->T);
+}
+
+static void test_crossentropy(void) {
+    int B = 2, T = 3, V = 11;
+    size_t N = (size_t)B * T * V;
+    int targets[6] = {3, -1, 10, 0, 7, -1}; // -1: no loss at that position
+    CrossentropyCtx c = {randn(N, 2), randn(N, 1), randn(B * T, 1), randn(B * T, 1), targets, B, T, V};
+    crossentropy_loss(&c);
+    double *dlogits = callocCheck(N, sizeof(double));
+    crossentropy_softmax_backward(dlogits, c.weights, c.probs, targets, B, T, V);
+    fd_check("softmax + cross-entropy with masked positions: dlogits", c.logits, dlogits, N, crossentropy_loss, &c);
+    free(c.logits); free(c.probs); free(c.losses); free(c.weights); free(dlogits);
+}
+
+typedef struct { double *wte, *wpe, *out, *R; int *inp; int B, T, C; } EncoderCtx;
+static double encoder_loss(void *p) {
+    EncoderCtx *c = p;
+    encoder_forward(c->out, c->inp, c->wte, c->wpe, c->B, c->T, c->C);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void test_encoder(void) {
+    int B = 2, T = 3, C = 4, V = 5;
+    int inp[6] = {1, 4, 1, 0, 1, 3}; // token 1 three times: its gradient sums three rows
+    size_t N = (size_t)B * T * C;
+    EncoderCtx c = {randn((size_t)V * C, 1), randn((size_t)T * C, 1), randn(N, 1), randn(N, 1), inp, B, T, C};
+    double *dwte = callocCheck((size_t)V * C, sizeof(double)), *dwpe = callocCheck((size_t)T * C, sizeof(double));
+    encoder_backward(dwte, dwpe, c.R, inp, B, T, C);
+    fd_check("encoder: dwte", c.wte, dwte, (size_t)V * C, encoder_loss, &c);
+    fd_check("encoder: dwpe", c.wpe, dwpe, (size_t)T * C, encoder_loss, &c);
+    free(c.wte); free(c.wpe); free(c.out); free(c.R); free(dwte); free(dwpe);
+}
+
+// the whole model: d(mean loss)/d(every parameter), positions without a target included
+typedef struct { GPT *model; int *inputs, *targets; int B, T; } ModelCtx;
+static double model_loss(void *p) {
+    ModelCtx *c = p;
+    gpt_forward(c->model, c->inputs, c->targets, c->B, c->T);
+    return c->model->mean_loss;
+}
+
+static void test_model(void) {
+    GPTConfig cfg = {.max_seq_len = 6, .vocab_size = FIRST_MERGE + 8, .num_layers = 2, .num_heads = 2, .channels = 8};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 7);
+    // random layernorm parameters and biases too, so no term hides behind a 0 or a 1
+    for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] += 0.1 * random_normal(&test_rng); }
+    int B = 2, T = 5, inputs[10], targets[10];
+    for (int i = 0; i < B * T; i++) {
+        inputs[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+        targets[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+    }
+    targets[2] = -1;
+    ModelCtx c = {&model, inputs, targets, B, T};
+    model_loss(&c);
+    gpt_zero_grad(&model);
+    gpt_backward(&model, 1.0);
+    double *analytic = mallocCheck(model.num_parameters * sizeof(double));
+    memcpy(analytic, model.grads_memory, model.num_parameters * sizeof(double));
+    fd_check("whole model: d(loss)/d(every parameter), V=268 L=2 C=8 NH=2 B=2 T=5", model.params_memory, analytic,
+             model.num_parameters, model_loss, &c);
+    free(analytic);
+    gpt_free(&model);
+}
+
+int main(void) {
+    test_encoder();
+    test_layernorm();
+    test_matmul(1, 3, 5, 4);    // fewer rows than MR: the dot-product path forward
+    test_matmul(2, 7, 37, 40);  // the blocked path, with partial MR and NR panels
+    test_matmul(1, 300, 4, 3);  // more rows than KC: dweight sums over two k-blocks
+    test_attention();
+    test_gelu();
+    test_residual();
+    test_crossentropy();
+    test_model();
+    gemm_free();
+    return checks_failed > 0;
+}
