@@ -1104,6 +1104,30 @@ void fill_in_activation_sizes(size_t *sizes, GPTConfig config, int B, int T) {
     sizes[20] = BT * V;              // probs
 }
 
+// Layer l's slices of the per-layer tensors, so a block reads lp.qkvw rather than
+// p.qkvw + l * 3C * C. Tensors without a layer dimension are left as they are.
+static ParameterTensors layer_params(ParameterTensors p, int l, int C) {
+    size_t CC = (size_t)C * C;
+    p.ln1w += l * C;            p.ln1b += l * C;
+    p.qkvw += l * 3 * CC;       p.qkvb += l * 3 * C;
+    p.attprojw += l * CC;       p.attprojb += l * C;
+    p.ln2w += l * C;            p.ln2b += l * C;
+    p.fcw += l * 4 * CC;        p.fcb += l * 4 * C;
+    p.fcprojw += l * 4 * CC;    p.fcprojb += l * C;
+    return p;
+}
+
+static ActivationTensors layer_acts(ActivationTensors a, int l, int B, int T, int C, int NH) {
+    size_t BT = (size_t)B * T, BTC = BT * C;
+    a.ln1 += l * BTC;           a.ln1_mean += l * BT;       a.ln1_rstd += l * BT;
+    a.qkv += l * 3 * BTC;       a.atty += l * BTC;          a.att += l * BT * NH * T;
+    a.attproj += l * BTC;       a.residual2 += l * BTC;
+    a.ln2 += l * BTC;           a.ln2_mean += l * BT;       a.ln2_rstd += l * BT;
+    a.fch += l * 4 * BTC;       a.fch_gelu += l * 4 * BTC;
+    a.fcproj += l * BTC;        a.residual3 += l * BTC;
+    return a;
+}
+
 // One GPT. Every stage's models are GPTs: the policy and its frozen reference
 // (LM head), the reward and value models (scalar head, with the reward stages).
 // Frozen models never allocate gradients or optimizer state.
@@ -1224,32 +1248,20 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
     size_t BTC = (size_t)B * T * C;
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
-        // this layer's slices of the parameters and activations
+        ParameterTensors lp = layer_params(p, l, C);
+        ActivationTensors la = layer_acts(a, l, B, T, C, NH);
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BTC;
-        float *l_ln1w = p.ln1w + l * C, *l_ln1b = p.ln1b + l * C;
-        float *l_qkvw = p.qkvw + (size_t)l * 3 * C * C, *l_qkvb = p.qkvb + l * 3 * C;
-        float *l_attprojw = p.attprojw + (size_t)l * C * C, *l_attprojb = p.attprojb + l * C;
-        float *l_ln2w = p.ln2w + l * C, *l_ln2b = p.ln2b + l * C;
-        float *l_fcw = p.fcw + (size_t)l * 4 * C * C, *l_fcb = p.fcb + l * 4 * C;
-        float *l_fcprojw = p.fcprojw + (size_t)l * C * 4 * C, *l_fcprojb = p.fcprojb + l * C;
-        float *l_ln1 = a.ln1 + l * BTC, *l_ln1_mean = a.ln1_mean + (size_t)l * B * T, *l_ln1_rstd = a.ln1_rstd + (size_t)l * B * T;
-        float *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
-        float *l_att = a.att + (size_t)l * B * NH * T * T;
-        float *l_attproj = a.attproj + l * BTC, *l_residual2 = a.residual2 + l * BTC;
-        float *l_ln2 = a.ln2 + l * BTC, *l_ln2_mean = a.ln2_mean + (size_t)l * B * T, *l_ln2_rstd = a.ln2_rstd + (size_t)l * B * T;
-        float *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
-        float *l_fcproj = a.fcproj + l * BTC, *l_residual3 = a.residual3 + l * BTC;
         // the block: x + attn(ln1(x)), then x + mlp(ln2(x))
-        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, B, T, C);
-        matmul_forward(l_qkv, l_ln1, l_qkvw, l_qkvb, B, T, C, 3 * C);
-        attention_forward(l_atty, l_att, l_qkv, B, T, C, NH);
-        matmul_forward(l_attproj, l_atty, l_attprojw, l_attprojb, B, T, C, C);
-        residual_forward(l_residual2, residual, l_attproj, BTC);
-        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, B, T, C);
-        matmul_forward(l_fch, l_ln2, l_fcw, l_fcb, B, T, C, 4 * C);
-        gelu_forward(l_fch_gelu, l_fch, BTC * 4);
-        matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, l_fcprojb, B, T, 4 * C, C);
-        residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
+        layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lp.ln1w, lp.ln1b, B, T, C);
+        matmul_forward(la.qkv, la.ln1, lp.qkvw, lp.qkvb, B, T, C, 3 * C);
+        attention_forward(la.atty, la.att, la.qkv, B, T, C, NH);
+        matmul_forward(la.attproj, la.atty, lp.attprojw, lp.attprojb, B, T, C, C);
+        residual_forward(la.residual2, residual, la.attproj, BTC);
+        layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lp.ln2w, lp.ln2b, B, T, C);
+        matmul_forward(la.fch, la.ln2, lp.fcw, lp.fcb, B, T, C, 4 * C);
+        gelu_forward(la.fch_gelu, la.fch, BTC * 4);
+        matmul_forward(la.fcproj, la.fch_gelu, lp.fcprojw, lp.fcprojb, B, T, 4 * C, C);
+        residual_forward(la.residual3, la.residual2, la.fcproj, BTC);
     }
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (size_t)(L - 1) * BTC, p.lnfw, p.lnfb, B, T, C);
     matmul_forward(a.logits, a.lnf, p.wte, NULL, B, T, C, V); // the LM head is the token embedding, tied
@@ -1298,38 +1310,21 @@ void gpt_backward(GPT *model, float loss_scale) {
     float *residual = a.residual3 + (size_t)(L - 1) * BTC, *dresidual = da.residual3 + (size_t)(L - 1) * BTC;
     layernorm_backward(dresidual, g.lnfw, g.lnfb, da.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, B, T, C);
     for (int l = L - 1; l >= 0; l--) {
+        ParameterTensors lp = layer_params(p, l, C), lg = layer_params(g, l, C); // weights and their gradients
+        ActivationTensors la = layer_acts(a, l, B, T, C, NH), lda = layer_acts(da, l, B, T, C, NH);
         residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BTC;
         dresidual = l == 0 ? da.encoded : da.residual3 + (size_t)(l - 1) * BTC;
-        float *l_ln1w = p.ln1w + l * C, *l_qkvw = p.qkvw + (size_t)l * 3 * C * C;
-        float *l_attprojw = p.attprojw + (size_t)l * C * C, *l_ln2w = p.ln2w + l * C;
-        float *l_fcw = p.fcw + (size_t)l * 4 * C * C, *l_fcprojw = p.fcprojw + (size_t)l * C * 4 * C;
-        float *dl_ln1w = g.ln1w + l * C, *dl_ln1b = g.ln1b + l * C;
-        float *dl_qkvw = g.qkvw + (size_t)l * 3 * C * C, *dl_qkvb = g.qkvb + l * 3 * C;
-        float *dl_attprojw = g.attprojw + (size_t)l * C * C, *dl_attprojb = g.attprojb + l * C;
-        float *dl_ln2w = g.ln2w + l * C, *dl_ln2b = g.ln2b + l * C;
-        float *dl_fcw = g.fcw + (size_t)l * 4 * C * C, *dl_fcb = g.fcb + l * 4 * C;
-        float *dl_fcprojw = g.fcprojw + (size_t)l * C * 4 * C, *dl_fcprojb = g.fcprojb + l * C;
-        float *l_ln1 = a.ln1 + l * BTC, *l_ln1_mean = a.ln1_mean + (size_t)l * B * T, *l_ln1_rstd = a.ln1_rstd + (size_t)l * B * T;
-        float *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC, *l_att = a.att + (size_t)l * B * NH * T * T;
-        float *l_residual2 = a.residual2 + l * BTC;
-        float *l_ln2 = a.ln2 + l * BTC, *l_ln2_mean = a.ln2_mean + (size_t)l * B * T, *l_ln2_rstd = a.ln2_rstd + (size_t)l * B * T;
-        float *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
-        float *dl_ln1 = da.ln1 + l * BTC, *dl_qkv = da.qkv + l * BTC * 3, *dl_atty = da.atty + l * BTC;
-        float *dl_att = da.att + (size_t)l * B * NH * T * T, *dl_attproj = da.attproj + l * BTC;
-        float *dl_residual2 = da.residual2 + l * BTC, *dl_ln2 = da.ln2 + l * BTC;
-        float *dl_fch = da.fch + l * BTC * 4, *dl_fch_gelu = da.fch_gelu + l * BTC * 4;
-        float *dl_fcproj = da.fcproj + l * BTC, *dl_residual3 = da.residual3 + l * BTC;
         // the block in reverse: the MLP half, then the attention half
-        residual_backward(dl_residual2, dl_fcproj, dl_residual3, BTC);
-        matmul_backward(dl_fch_gelu, dl_fcprojw, dl_fcprojb, dl_fcproj, l_fch_gelu, l_fcprojw, B, T, 4 * C, C);
-        gelu_backward(dl_fch, l_fch, dl_fch_gelu, BTC * 4);
-        matmul_backward(dl_ln2, dl_fcw, dl_fcb, dl_fch, l_ln2, l_fcw, B, T, C, 4 * C);
-        layernorm_backward(dl_residual2, dl_ln2w, dl_ln2b, dl_ln2, l_residual2, l_ln2w, l_ln2_mean, l_ln2_rstd, B, T, C);
-        residual_backward(dresidual, dl_attproj, dl_residual2, BTC);
-        matmul_backward(dl_atty, dl_attprojw, dl_attprojb, dl_attproj, l_atty, l_attprojw, B, T, C, C);
-        attention_backward(dl_qkv, dl_att, dl_atty, l_qkv, l_att, B, T, C, NH);
-        matmul_backward(dl_ln1, dl_qkvw, dl_qkvb, dl_qkv, l_ln1, l_qkvw, B, T, C, 3 * C);
-        layernorm_backward(dresidual, dl_ln1w, dl_ln1b, dl_ln1, residual, l_ln1w, l_ln1_mean, l_ln1_rstd, B, T, C);
+        residual_backward(lda.residual2, lda.fcproj, lda.residual3, BTC);
+        matmul_backward(lda.fch_gelu, lg.fcprojw, lg.fcprojb, lda.fcproj, la.fch_gelu, lp.fcprojw, B, T, 4 * C, C);
+        gelu_backward(lda.fch, la.fch, lda.fch_gelu, BTC * 4);
+        matmul_backward(lda.ln2, lg.fcw, lg.fcb, lda.fch, la.ln2, lp.fcw, B, T, C, 4 * C);
+        layernorm_backward(lda.residual2, lg.ln2w, lg.ln2b, lda.ln2, la.residual2, lp.ln2w, la.ln2_mean, la.ln2_rstd, B, T, C);
+        residual_backward(dresidual, lda.attproj, lda.residual2, BTC);
+        matmul_backward(lda.atty, lg.attprojw, lg.attprojb, lda.attproj, la.atty, lp.attprojw, B, T, C, C);
+        attention_backward(lda.qkv, lda.att, lda.atty, la.qkv, la.att, B, T, C, NH);
+        matmul_backward(lda.ln1, lg.qkvw, lg.qkvb, lda.qkv, la.ln1, lp.qkvw, B, T, C, 3 * C);
+        layernorm_backward(dresidual, lg.ln1w, lg.ln1b, lda.ln1, residual, lp.ln1w, la.ln1_mean, la.ln1_rstd, B, T, C);
     }
     encoder_backward(g.wte, g.wpe, da.encoded, model->inputs, B, T, C);
 }

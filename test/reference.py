@@ -74,28 +74,18 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
-    def tensors(self):
-        """The weights as train.c orders them: per kind of tensor, all layers stacked."""
-        stack = lambda get: torch.stack([get(b) for b in self.blocks])
-        return [self.wte.weight, self.wpe.weight,
+    def tensors(self, get=lambda p: p):
+        """The weights (or, with get=lambda p: p.grad, their gradients) as train.c
+        orders them: per kind of tensor, all layers stacked."""
+        stack = lambda part: torch.stack([get(part(b)) for b in self.blocks])
+        return [get(self.wte.weight), get(self.wpe.weight),
                 stack(lambda b: b.ln1.weight), stack(lambda b: b.ln1.bias),
                 stack(lambda b: b.qkv.weight), stack(lambda b: b.qkv.bias),
                 stack(lambda b: b.attproj.weight), stack(lambda b: b.attproj.bias),
                 stack(lambda b: b.ln2.weight), stack(lambda b: b.ln2.bias),
                 stack(lambda b: b.fc.weight), stack(lambda b: b.fc.bias),
                 stack(lambda b: b.fcproj.weight), stack(lambda b: b.fcproj.bias),
-                self.lnf.weight, self.lnf.bias]
-
-    def grads(self):
-        stack = lambda get: torch.stack([get(b).grad for b in self.blocks])
-        return [self.wte.weight.grad, self.wpe.weight.grad,
-                stack(lambda b: b.ln1.weight), stack(lambda b: b.ln1.bias),
-                stack(lambda b: b.qkv.weight), stack(lambda b: b.qkv.bias),
-                stack(lambda b: b.attproj.weight), stack(lambda b: b.attproj.bias),
-                stack(lambda b: b.ln2.weight), stack(lambda b: b.ln2.bias),
-                stack(lambda b: b.fc.weight), stack(lambda b: b.fc.bias),
-                stack(lambda b: b.fcproj.weight), stack(lambda b: b.fcproj.bias),
-                self.lnf.weight.grad, self.lnf.bias.grad]
+                get(self.lnf.weight), get(self.lnf.bias)]
 
 
 def lr_schedule(step, total, warmup, lr, final_frac):
@@ -138,7 +128,7 @@ def fixtures(path):
     weights = flat(model.tensors())
     logits, loss = model(idx, targets)
     loss.backward()
-    grads = flat(model.grads())
+    grads = flat(model.tensors(lambda p: p.grad))
     lr, warmup, final_frac, wd, clip, beta1, beta2, eps = 1e-2, 2, 0.1, 0.1, 0.5, 0.9, 0.95, 1e-8
     model.zero_grad()
     opt = optimizer(model, lr, wd, beta1, beta2, eps)

@@ -335,6 +335,34 @@ static void test_optimizer(void) {
     gpt_free(&model);
 }
 
+// gradient accumulation: two micro-batches of 2 rows, each scaled by 1/2, give the
+// gradient of one batch of 4 rows (every position has a target, so the means agree)
+static void test_grad_accumulation(void) {
+    GPTConfig cfg = {.max_seq_len = 8, .vocab_size = 280, .num_layers = 2, .num_heads = 2, .channels = 16};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 4);
+    int B = 4, T = 8, inputs[32], targets[32];
+    uint64_t rng = 12;
+    for (int i = 0; i < B * T; i++) { inputs[i] = (int)(random_u64(&rng) % 280); targets[i] = (int)(random_u64(&rng) % 280); }
+    gpt_zero_grad(&model);
+    gpt_forward(&model, inputs, targets, B, T);
+    gpt_backward(&model, 1.0f);
+    size_t P = model.num_parameters;
+    float *whole = mallocCheck(P * sizeof(float));
+    memcpy(whole, model.grads_memory, P * sizeof(float));
+    gpt_zero_grad(&model);
+    for (int micro = 0; micro < 2; micro++) {
+        gpt_forward(&model, inputs + micro * 2 * T, targets + micro * 2 * T, 2, T);
+        gpt_backward(&model, 0.5f);
+    }
+    // the same sums in two parts: float rounding only, relative to the largest gradient
+    float rel = max_abs_diff(model.grads_memory, whole, P) / max_abs(whole, P);
+    check(rel < 1e-5f, "gradient accumulation: 2 micro-batches x 1/2 equal one batch of 4", "max |diff| / max |grad| %.2e (tolerance 1e-5)", rel);
+    free(whole);
+    gpt_free(&model);
+}
+
 // ----------------------------------------------------------------------------
 // 8. sampling
 
@@ -454,6 +482,7 @@ int main(void) {
     test_against_pytorch();
     test_kv_cache();
     test_optimizer();
+    test_grad_accumulation();
     test_sampling();
     test_checkpoint();
     test_pretraining();
