@@ -76,10 +76,11 @@ test/test_grad: test/test_grad.c test/check.h train.c
 test/test_train: test/test_train.c test/check.h train.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-# fixtures: regenerate test/fixtures/gpt_tiny.bin with PyTorch (deliberate: the file is committed)
+# fixtures: regenerate test/fixtures/*.bin with PyTorch (deliberate: the files are committed)
 fixtures:
 	@test -n "$(TORCH_PYTHON)" || { echo "fixtures need PyTorch: apt-get install python3-torch"; exit 1; }
 	$(TORCH_PYTHON) test/reference.py fixtures test/fixtures/gpt_tiny.bin
+	$(TORCH_PYTHON) test/reference.py reward-fixtures test/fixtures/reward_tiny.bin
 
 # bench: training speed of train.c and PyTorch at configs S and M (2 threads each)
 bench: train

@@ -522,6 +522,427 @@ void tokenizer_load(Tokenizer *tok, const char *path) {
 // ----------------------------------------------------------------------------
 // 3. data: text -> batches of token ids
 
+// Str: the growable strings that JSON lines are read into and written from
+// a growable, always NUL-terminated byte string
+typedef struct {
+    char *s;
+    size_t len, cap;
+} Str;
+
+static void str_reserve(Str *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap) { return; }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) { cap *= 2; }
+    char *s = realloc(b->s, cap);
+    if (s == NULL) { FAIL("out of memory growing a string to %zu bytes", cap); }
+    b->s = s;
+    b->cap = cap;
+}
+
+static void str_add(Str *b, const char *s, size_t n) {
+    str_reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void str_addf(Str *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    str_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void str_clear(Str *b) {
+    b->len = 0;
+    if (b->s) { b->s[0] = '\0'; }
+}
+
+static void str_free(Str *b) {
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
+
+// JSON lines, in the conventions of Hugging Face TRL: one object per line, string
+// values, {"prompt", "completion"} for SFT and {"prompt", "chosen", "rejected"} for
+// preferences. The reader decodes every escape of the JSON standard (\uXXXX with
+// surrogate pairs to UTF-8); the writer escapes as Python's json.dumps with
+// ensure_ascii=False does, so both tools write the same bytes.
+// Writes s as a JSON string: quotes, backslashes and control characters escaped,
+// everything else (UTF-8 included) as it is, the way Python's json.dumps with
+// ensure_ascii=False writes it.
+static void json_write_string(Str *out, const char *s) {
+    str_add(out, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': str_add(out, "\\\"", 2); break;
+        case '\\': str_add(out, "\\\\", 2); break;
+        case '\n': str_add(out, "\\n", 2); break;
+        case '\r': str_add(out, "\\r", 2); break;
+        case '\t': str_add(out, "\\t", 2); break;
+        case '\b': str_add(out, "\\b", 2); break;
+        case '\f': str_add(out, "\\f", 2); break;
+        default:
+            if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
+            else { str_add(out, (const char *)p, 1); }
+        }
+    }
+    str_add(out, "\"", 1);
+}
+
+// {"k0": "v0", "k1": "v1"}\n
+static void json_write_object(Str *out, const char **keys, const char **values, int n) {
+    str_add(out, "{", 1);
+    for (int i = 0; i < n; i++) {
+        if (i > 0) { str_add(out, ", ", 2); }
+        json_write_string(out, keys[i]);
+        str_add(out, ": ", 2);
+        json_write_string(out, values[i]);
+    }
+    str_add(out, "}\n", 2);
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') { v |= (unsigned)(c - '0'); }
+        else if (c >= 'a' && c <= 'f') { v |= (unsigned)(c - 'a' + 10); }
+        else if (c >= 'A' && c <= 'F') { v |= (unsigned)(c - 'A' + 10); }
+        else { return 0; }
+    }
+    *out = v;
+    return 1;
+}
+
+static void utf8_put(Str *out, unsigned cp) {
+    char b[4];
+    if (cp < 0x80) { b[0] = (char)cp; str_add(out, b, 1); }
+    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); str_add(out, b, 2); }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 3);
+    } else {
+        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 4);
+    }
+}
+
+// Parses the JSON string at *p (which must point at the opening quote) into out,
+// decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
+// and advances *p past the closing quote, or returns what was wrong.
+static const char *json_parse_string(const char **p, Str *out) {
+    const char *s = *p;
+    if (*s != '"') { return "expected a string"; }
+    s++;
+    for (;;) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\0' || c == '\n') { return "unterminated string"; }
+        if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
+        if (c == '"') { break; }
+        if (c != '\\') { str_add(out, s, 1); s++; continue; }
+        s++;
+        switch (*s) {
+        case '"': str_add(out, "\"", 1); break;
+        case '\\': str_add(out, "\\", 1); break;
+        case '/': str_add(out, "/", 1); break;
+        case 'b': str_add(out, "\b", 1); break;
+        case 'f': str_add(out, "\f", 1); break;
+        case 'n': str_add(out, "\n", 1); break;
+        case 'r': str_add(out, "\r", 1); break;
+        case 't': str_add(out, "\t", 1); break;
+        case 'u': {
+            unsigned cp, lo;
+            if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { // high surrogate: a low one must follow
+                if (s[1] != '\\' || s[2] != 'u' || !hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    return "unpaired surrogate in \\u escape";
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return "unpaired surrogate in \\u escape";
+            }
+            utf8_put(out, cp);
+            break;
+        }
+        default: return "unknown escape in a string";
+        }
+        s++;
+    }
+    *p = s + 1;
+    return NULL;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') { p++; }
+    return p;
+}
+
+// Reads the string value of `key` from a one-line JSON object into out.
+// Other keys may hold strings, numbers, true, false or null. Returns NULL on
+// success, else what was wrong ("missing key" when the object lacks it).
+static const char *json_get(const char *line, const char *key, Str *out) {
+    Str k = {0}, v = {0};
+    const char *err = NULL;
+    int found = 0;
+    const char *p = skip_ws(line);
+    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
+    p = skip_ws(p + 1);
+    if (*p == '}') { p++; goto end; }
+    for (;;) {
+        str_clear(&k);
+        str_clear(&v);
+        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
+        p = skip_ws(p);
+        if (*p != ':') { err = "expected ':' after a key"; goto done; }
+        p = skip_ws(p + 1);
+        int is_string = (*p == '"');
+        if (is_string) {
+            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
+        } else { // a scalar we do not need: skip it
+            const char *start = p;
+            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
+            size_t n = (size_t)(p - start);
+            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
+                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
+            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
+        }
+        if (strcmp(str_cstr(&k), key) == 0) {
+            if (!is_string) { err = "the key's value is not a string"; goto done; }
+            if (found) { err = "duplicate key"; goto done; }
+            found = 1;
+            str_clear(out);
+            str_add(out, str_cstr(&v), v.len);
+        }
+        p = skip_ws(p);
+        if (*p == ',') { p = skip_ws(p + 1); continue; }
+        if (*p == '}') { p++; break; }
+        err = "expected ',' or '}' in an object";
+        goto done;
+    }
+end:
+    p = skip_ws(p);
+    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
+    if (!found) { err = "missing key"; }
+done:
+    str_free(&k);
+    str_free(&v);
+    return err;
+}
+
+// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
+// fills *records (count x nkeys strings, line by line), or returns an error naming
+// the file and line. Blank lines are skipped; a file with no record is an error.
+typedef struct {
+    int count, nkeys;
+    char **values; // (count, nkeys) malloc'd strings
+} JsonlRecords;
+
+const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
+    records->count = 0;
+    records->nkeys = nkeys;
+    records->values = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { snprintf(err, err_size, "cannot open %s (%s)", path, strerror(errno)); return err; }
+    fclose(f);
+    size_t size;
+    char *text = read_whole_file(path, &size);
+    size_t cap = 0;
+    Str value = {0};
+    int lineno = 0;
+    const char *bad = NULL;
+    for (char *line = text; *line && !bad;) {
+        char *end = strchr(line, '\n');
+        if (end) { *end = '\0'; }
+        lineno++;
+        if (*skip_ws(line) != '\0') {
+            if ((size_t)records->count == cap) {
+                cap = cap ? 2 * cap : 256;
+                char **grown = realloc(records->values, cap * nkeys * sizeof(char *));
+                if (grown == NULL) { FAIL("out of memory reading %s", path); }
+                records->values = grown;
+            }
+            for (int k = 0; k < nkeys && !bad; k++) {
+                str_clear(&value);
+                const char *why = json_get(line, keys[k], &value);
+                if (why) {
+                    snprintf(err, err_size, "%s:%d: %s \"%s\": every line must be a JSON object with string keys%s%s", path,
+                             lineno, why, keys[k], nkeys > 1 ? " " : "", nkeys > 1 ? "(see doc/chat.md)" : "");
+                    bad = err;
+                    for (int j = 0; j < k; j++) { free(records->values[(size_t)records->count * nkeys + j]); }
+                    break;
+                }
+                char *copy = mallocCheck(value.len + 1);
+                memcpy(copy, str_cstr(&value), value.len + 1);
+                records->values[(size_t)records->count * nkeys + k] = copy;
+            }
+            if (!bad) { records->count++; }
+        }
+        line = end ? end + 1 : line + strlen(line);
+    }
+    free(text);
+    str_free(&value);
+    if (!bad && records->count == 0) { snprintf(err, err_size, "%s has no records (an empty file?)", path); bad = err; }
+    return bad;
+}
+
+void jsonl_free(JsonlRecords *records) {
+    for (size_t i = 0; i < (size_t)records->count * records->nkeys; i++) { free(records->values[i]); }
+    free(records->values);
+    records->values = NULL;
+    records->count = 0;
+}
+
+// The chat template (doc/chat.md), the one format SFT, the reward model, RLHF and
+// sampling all use:
+//     <|user|> prompt <|assistant|> response <|end|>
+// The special tokens come only from code, never from text, so no prompt can forge a
+// turn. A response ends with <|end|>: SFT teaches the model to produce it, so that
+// generation knows where an answer stops, and the reward model reads its score there.
+typedef struct {
+    int *tokens;   // (n,) the whole template
+    int n;
+    int n_prompt;  // tokens up to and including <|assistant|>; the response starts here
+} ChatExample;
+
+// Encodes prompt (and response, unless NULL) into ex, at most max_len tokens. The
+// length rule: if too long, the prompt is cut from the left (its end, next to the
+// question, matters most) while <|user|> stays; if even one prompt token cannot
+// stay, the example is dropped. Returns 0 if dropped, 1 if kept, 2 if kept but cut.
+int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const char *response, int max_len) {
+    size_t np_bytes = strlen(prompt), nr_bytes = response ? strlen(response) : 0;
+    int *p = mallocCheck((np_bytes + 1) * sizeof(int)), *r = mallocCheck((nr_bytes + 1) * sizeof(int));
+    int np = tokenizer_encode(tok, prompt, np_bytes, p);
+    int nr = response ? tokenizer_encode(tok, response, nr_bytes, r) : 0;
+    int specials = response ? 3 : 2; // <|user|>, <|assistant|> and, with a response, <|end|>
+    int keep = max_len - specials - nr; // prompt tokens that fit
+    int status = 1;
+    if (keep < np) { status = 2; }
+    if (keep < 1 && np > 0) { status = 0; }
+    if (keep > np) { keep = np; }
+    ex->tokens = NULL;
+    ex->n = ex->n_prompt = 0;
+    if (status) {
+        ex->tokens = mallocCheck((size_t)(keep + nr + specials) * sizeof(int));
+        int n = 0;
+        ex->tokens[n++] = TOKEN_USER;
+        for (int i = np - keep; i < np; i++) { ex->tokens[n++] = p[i]; }
+        ex->tokens[n++] = TOKEN_ASSISTANT;
+        ex->n_prompt = n;
+        if (response) {
+            for (int i = 0; i < nr; i++) { ex->tokens[n++] = r[i]; }
+            ex->tokens[n++] = TOKEN_END;
+        }
+        ex->n = n;
+    }
+    free(p);
+    free(r);
+    return status;
+}
+
+// Chat examples for SFT (one per record) or reward modeling (two per record, chosen
+// then rejected, with the same prompt), read from JSONL and encoded, with the counts
+// of the length rule for the log.
+typedef struct {
+    ChatExample *examples;
+    int count;          // examples kept (for pairs: 2 x pairs kept)
+    int per_record;     // 1 (SFT) or 2 (pairs)
+    int records, cut, dropped;
+} ChatData;
+
+void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len) {
+    const char *sft_keys[] = {"prompt", "completion"}, *pair_keys[] = {"prompt", "chosen", "rejected"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(path, pairs ? pair_keys : sft_keys, pairs ? 3 : 2, &rec, err, sizeof(err))) { FAIL("%s", err); }
+    d->per_record = pairs ? 2 : 1;
+    d->records = rec.count;
+    d->cut = d->dropped = d->count = 0;
+    d->examples = mallocCheck((size_t)rec.count * d->per_record * sizeof(ChatExample));
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * rec.nkeys;
+        ChatExample *ex = d->examples + d->count;
+        int a = chat_encode(&ex[0], tok, v[0], v[1], max_len);
+        int b = pairs ? chat_encode(&ex[1], tok, v[0], v[2], max_len) : 1;
+        if (!a || !b) { // a dropped example holds no tokens (NULL), so freeing both is safe
+            free(ex[0].tokens);
+            if (pairs) { free(ex[1].tokens); }
+            d->dropped++;
+            continue;
+        }
+        if (pairs && ex[0].n_prompt != ex[1].n_prompt) {
+            // both responses must follow the same prompt: cut both to the shorter kept prompt
+            int keep = ex[0].n_prompt < ex[1].n_prompt ? ex[0].n_prompt : ex[1].n_prompt;
+            for (int j = 0; j < 2; j++) {
+                int drop = ex[j].n_prompt - keep; // prompt tokens after <|user|> to remove
+                memmove(ex[j].tokens + 1, ex[j].tokens + 1 + drop, (size_t)(ex[j].n - 1 - drop) * sizeof(int));
+                ex[j].n -= drop;
+                ex[j].n_prompt = keep;
+            }
+            a = 2;
+        }
+        d->cut += (a == 2 || b == 2);
+        d->count += d->per_record;
+    }
+    jsonl_free(&rec);
+    if (d->count == 0) {
+        FAIL("%s: all %d examples are longer than the context of %d tokens (raise -t when pretraining)", path, d->records, max_len);
+    }
+}
+
+void chat_data_free(ChatData *d) {
+    for (int i = 0; i < d->count; i++) { free(d->examples[i].tokens); }
+    free(d->examples);
+}
+
+// SFT batch: examples idx[0..B), right-padded to the longest. Inputs are the
+// template without its last token; targets are the template shifted by one, and -1
+// (no loss, no gradient) wherever the next token is still part of the prompt, and on
+// padding. Padding sits after each example, so causal attention keeps it out of
+// every real position. Returns T, the padded length.
+int sft_batch(const ChatData *d, const int *idx, int B, int *inputs, int *targets) {
+    int T = 1;
+    for (int b = 0; b < B; b++) { if (d->examples[idx[b]].n - 1 > T) { T = d->examples[idx[b]].n - 1; } }
+    for (int b = 0; b < B; b++) {
+        const ChatExample *ex = &d->examples[idx[b]];
+        for (int t = 0; t < T; t++) {
+            int real = t < ex->n - 1;
+            inputs[b * T + t] = real ? ex->tokens[t] : TOKEN_EOT;
+            targets[b * T + t] = real && t + 1 >= ex->n_prompt ? ex->tokens[t + 1] : -1;
+        }
+    }
+    return T;
+}
+
+// Reward batch: pairs idx[0..B) as 2B rows, chosen in rows 0..B-1 and rejected in
+// rows B..2B-1, right-padded to the longest. ends[row] is the position of the row's
+// <|end|> token, where its reward is read. Returns T.
+int reward_batch(const ChatData *d, const int *idx, int B, int *inputs, int *ends) {
+    int T = 1;
+    for (int row = 0; row < 2 * B; row++) {
+        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
+        if (ex->n > T) { T = ex->n; }
+    }
+    for (int row = 0; row < 2 * B; row++) {
+        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
+        for (int t = 0; t < T; t++) { inputs[row * T + t] = t < ex->n ? ex->tokens[t] : TOKEN_EOT; }
+        ends[row] = ex->n - 1;
+    }
+    return T;
+}
+
 // Pretraining batches: B windows of T+1 consecutive tokens. Training windows start
 // at random offsets (the data RNG stream); validation windows are consecutive from
 // the start, so every evaluation sees the same tokens.
@@ -988,6 +1409,46 @@ void crossentropy_softmax_backward(float *dlogits, const float *dlosses, const f
 }
 
 // ----------------------------------------------------------------------------
+// 5. losses for the later stages
+
+// The pairwise reward loss of InstructGPT: for P pairs of rewards,
+//   loss = mean over pairs of -log sigmoid(r_chosen - r_rejected)
+// computed as softplus(-margin) = log(1 + exp(-margin)), stable for any margin.
+// Ref: InstructGPT (Ouyang et al. 2022, arXiv:2203.02155), eq. 1
+float reward_loss_forward(const float *chosen, const float *rejected, int P) {
+    double sum = 0.0;
+    for (int i = 0; i < P; i++) {
+        float m = chosen[i] - rejected[i];
+        sum += m > 0 ? log1p(exp(-m)) : -m + log1p(exp(m));
+    }
+    return (float)(sum / P);
+}
+
+// with loss = softplus(-m) / P and m = r_chosen - r_rejected,
+//   dloss/dm = -sigmoid(-m) / P, so dchosen = -sigmoid(-m) / P and drejected = +sigmoid(-m) / P
+void reward_loss_backward(float *dchosen, float *drejected, const float *chosen, const float *rejected, int P) {
+    for (int i = 0; i < P; i++) {
+        float m = chosen[i] - rejected[i];
+        float s = 1.0f / (1.0f + exp(m)); // sigmoid(-m)
+        dchosen[i] += -s / P;
+        drejected[i] += s / P;
+    }
+}
+
+// The reward of a sequence is the scalar head's value at its end token: the last
+// position holding a real token, wherever the padding after it ends.
+//   rewards[b] = values[b, ends[b]]      values (B,T), ends (B) positions
+void reward_gather(float *rewards, const float *values, const int *ends, int B, int T) {
+    for (int b = 0; b < B; b++) { rewards[b] = values[(size_t)b * T + ends[b]]; }
+}
+
+// the backward of the gather: each reward's gradient lands at its end position only
+void reward_scatter(float *dvalues, const float *drewards, const int *ends, int B, int T) {
+    memset(dvalues, 0, (size_t)B * T * sizeof(float));
+    for (int b = 0; b < B; b++) { dvalues[(size_t)b * T + ends[b]] = drewards[b]; }
+}
+
+// ----------------------------------------------------------------------------
 // 6. the model: GPT-2 parameters, activations, forward, backward
 
 typedef struct {
@@ -996,12 +1457,15 @@ typedef struct {
     int num_layers;  // L
     int num_heads;   // NH
     int channels;    // C
+    int scalar_head; // 0: the LM head (logits over V); 1: a scalar head (reward and value models)
 } GPTConfig;
 
 // The parameters, in the order of the checkpoint file. Names and shapes follow
 // Hugging Face's GPT2LMHeadModel one to one (doc/formats.md gives the mapping; HF
 // stores its Conv1D weights transposed, (in, out), where we store (out, in)).
-#define NUM_PARAMETER_TENSORS 16
+// The last two form the scalar head of reward and value models, a Linear C -> 1 on
+// the final layernorm's output; language models have them with size 0.
+#define NUM_PARAMETER_TENSORS 18
 typedef struct {
     float *wte;      // (V, C)     token embedding; also the LM head (tied)
     float *wpe;      // (maxT, C)  position embedding
@@ -1019,6 +1483,8 @@ typedef struct {
     float *fcprojb;  // (L, C)
     float *lnfw;     // (C)
     float *lnfb;     // (C)
+    float *headw;    // (C) scalar head weight, or (0) for a language model
+    float *headb;    // (1) scalar head bias, or (0)
 } ParameterTensors;
 
 void fill_in_parameter_sizes(size_t *sizes, GPTConfig config) {
@@ -1040,11 +1506,13 @@ void fill_in_parameter_sizes(size_t *sizes, GPTConfig config) {
     sizes[13] = L * C;         // fcprojb
     sizes[14] = C;             // lnfw
     sizes[15] = C;             // lnfb
+    sizes[16] = config.scalar_head ? C : 0; // headw
+    sizes[17] = config.scalar_head ? 1 : 0; // headb
 }
 
 // weight decay applies to the matrices (embeddings and linear weights), not to
 // biases or layernorm parameters
-static const int PARAMETER_DECAYS[NUM_PARAMETER_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+static const int PARAMETER_DECAYS[NUM_PARAMETER_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0};
 // points each field of a tensor struct into one block of memory, in order
 static void point_tensors(float **fields, const size_t *sizes, int count, float *memory) {
     for (int i = 0; i < count; i++) {
@@ -1053,7 +1521,7 @@ static void point_tensors(float **fields, const size_t *sizes, int count, float 
     }
 }
 
-#define NUM_ACTIVATION_TENSORS 21
+#define NUM_ACTIVATION_TENSORS 22
 typedef struct {
     float *encoded;   // (B, T, C)
     float *ln1;       // (L, B, T, C)
@@ -1074,8 +1542,9 @@ typedef struct {
     float *lnf;       // (B, T, C)
     float *lnf_mean;  // (B, T)
     float *lnf_rstd;  // (B, T)
-    float *logits;    // (B, T, V)
-    float *probs;     // (B, T, V)
+    float *logits;    // (B, T, V) language models only
+    float *probs;     // (B, T, V) language models only
+    float *values;    // (B, T) the scalar head's output at every position; scalar-head models only
 } ActivationTensors;
 
 void fill_in_activation_sizes(size_t *sizes, GPTConfig config, int B, int T) {
@@ -1100,8 +1569,9 @@ void fill_in_activation_sizes(size_t *sizes, GPTConfig config, int B, int T) {
     sizes[16] = BT * C;              // lnf
     sizes[17] = BT;                  // lnf_mean
     sizes[18] = BT;                  // lnf_rstd
-    sizes[19] = BT * V;              // logits
-    sizes[20] = BT * V;              // probs
+    sizes[19] = config.scalar_head ? 0 : BT * V; // logits
+    sizes[20] = config.scalar_head ? 0 : BT * V; // probs
+    sizes[21] = config.scalar_head ? BT : 0;     // values
 }
 
 // Layer l's slices of the per-layer tensors, so a block reads lp.qkvw rather than
@@ -1146,8 +1616,10 @@ typedef struct {
     size_t act_sizes[NUM_ACTIVATION_TENSORS];
     float *acts_memory;
     float *grads_acts_memory;
-    size_t num_activations;
-    int batch_size, seq_len;  // the (B, T) the activations were allocated for
+    size_t num_activations;   // floats in use for the current (B, T)
+    size_t acts_capacity;     // floats allocated (for the largest B*T so far)
+    size_t rows_capacity;     // B*T the per-position buffers below can hold
+    int batch_size, seq_len;  // the (B, T) the activations are laid out for
     int *inputs, *targets;    // (B, T) copies of the last forward's inputs and targets
     float *losses;            // (B, T) loss at each position of the last forward (0 without a target)
     float *dlosses;           // (B, T) weight of each position in the loss, for backward
@@ -1179,7 +1651,8 @@ void gpt_build(GPT *model, GPTConfig config) {
 
 // GPT-2 initialization: weights normal(0, 0.02), the two residual projections of
 // each block scaled by 1/sqrt(2L) so the residual stream's variance does not grow
-// with depth; biases 0; layernorm weights 1.
+// with depth; biases 0; layernorm weights 1. A scalar head starts at 0, so a new
+// reward model scores every answer 0 until it learns otherwise.
 void gpt_init(GPT *model, uint64_t seed) {
     uint64_t rng = rng_stream(seed, RNG_INIT);
     float residual_std = 0.02f / sqrt(2.0f * model->config.num_layers);
@@ -1187,7 +1660,7 @@ void gpt_init(GPT *model, uint64_t seed) {
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
         size_t n = model->param_sizes[t];
         int is_ln_weight = (t == 2 || t == 8 || t == 14);
-        float std = (t == 6 || t == 12) ? residual_std : 0.02f;
+        float std = (t == 6 || t == 12) ? residual_std : t == 16 ? 0.0f : 0.02f; // a scalar head starts at 0
         for (size_t i = 0; i < n; i++) {
             p[i] = PARAMETER_DECAYS[t] ? (float)(std * random_normal(&rng)) : (is_ln_weight ? 1.0f : 0.0f);
         }
@@ -1209,24 +1682,34 @@ void gpt_free(GPT *model) {
     memset(model, 0, sizeof(*model));
 }
 
-// (re)allocates activations for a batch of (B, T); kept while B and T stay the same
+// Lays out activations for a batch of (B, T). Memory is allocated for the largest
+// B*T seen and kept: SFT and reward batches vary in length, and a shorter batch
+// reuses the same block, laid out for its own (B, T).
 static void gpt_alloc_activations(GPT *model, int B, int T) {
     if (T > model->config.max_seq_len) { FAIL("sequence length %d exceeds the model's context of %d", T, model->config.max_seq_len); }
     if (model->acts_memory && B == model->batch_size && T == model->seq_len) { return; }
-    free(model->acts_memory); free(model->grads_acts_memory);
-    free(model->inputs); free(model->targets); free(model->losses); free(model->dlosses);
-    model->grads_acts_memory = NULL;
+    fill_in_activation_sizes(model->act_sizes, model->config, B, T);
+    size_t needed = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { needed += model->act_sizes[i]; }
+    if (needed > model->acts_capacity || (size_t)B * T > model->rows_capacity) {
+        free(model->acts_memory); free(model->grads_acts_memory);
+        free(model->inputs); free(model->targets); free(model->losses); free(model->dlosses);
+        model->acts_capacity = needed > model->acts_capacity ? needed : model->acts_capacity;
+        model->rows_capacity = (size_t)B * T > model->rows_capacity ? (size_t)B * T : model->rows_capacity;
+        model->acts_memory = mallocCheck(model->acts_capacity * sizeof(float));
+        model->grads_acts_memory = NULL; // allocated by the next backward
+        model->inputs = mallocCheck(model->rows_capacity * sizeof(int));
+        model->targets = mallocCheck(model->rows_capacity * sizeof(int));
+        model->losses = mallocCheck(model->rows_capacity * sizeof(float));
+        model->dlosses = mallocCheck(model->rows_capacity * sizeof(float));
+    }
     model->batch_size = B;
     model->seq_len = T;
-    fill_in_activation_sizes(model->act_sizes, model->config, B, T);
-    model->num_activations = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { model->num_activations += model->act_sizes[i]; }
-    model->acts_memory = mallocCheck(model->num_activations * sizeof(float));
+    model->num_activations = needed;
     point_tensors((float **)&model->acts, model->act_sizes, NUM_ACTIVATION_TENSORS, model->acts_memory);
-    model->inputs = mallocCheck((size_t)B * T * sizeof(int));
-    model->targets = mallocCheck((size_t)B * T * sizeof(int));
-    model->losses = mallocCheck((size_t)B * T * sizeof(float));
-    model->dlosses = mallocCheck((size_t)B * T * sizeof(float));
+    if (model->grads_acts_memory) {
+        point_tensors((float **)&model->grads_acts, model->act_sizes, NUM_ACTIVATION_TENSORS, model->grads_acts_memory);
+    }
 }
 
 // Forward pass. inputs (B,T) token ids; targets (B,T) next-token ids, or NULL for
@@ -1264,9 +1747,13 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
         residual_forward(la.residual3, la.residual2, la.fcproj, BTC);
     }
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (size_t)(L - 1) * BTC, p.lnfw, p.lnfb, B, T, C);
-    matmul_forward(a.logits, a.lnf, p.wte, NULL, B, T, C, V); // the LM head is the token embedding, tied
-
     model->mean_loss = -1.0f;
+    if (cfg.scalar_head) { // reward and value models: one number per position
+        if (targets) { FAIL("a scalar-head model has no next-token loss: call gpt_forward without targets"); }
+        matmul_forward(a.values, a.lnf, p.headw, p.headb, B, T, C, 1);
+        return;
+    }
+    matmul_forward(a.logits, a.lnf, p.wte, NULL, B, T, C, V); // the LM head is the token embedding, tied
     if (targets == NULL) { return; }
     // the loss is the mean over positions that have a target; probs holds the softmax
     float *losses = model->losses;
@@ -1280,33 +1767,29 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
     model->mean_loss = count > 0 ? (float)(sum / count) : 0.0f;
 }
 
-// Backward pass, after a forward with targets: adds the gradient of
-// loss_scale * mean_loss to model->grads (gradient accumulation passes 1/steps).
-void gpt_backward(GPT *model, float loss_scale) {
-    if (model->mean_loss < 0) { FAIL("gpt_backward needs a forward pass with targets first"); }
-    GPTConfig cfg = model->config;
-    int B = model->batch_size, T = model->seq_len;
-    int V = cfg.vocab_size, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
+// Gets the gradient buffers ready for a backward pass: parameter gradients are
+// allocated once (zeroed by gpt_zero_grad), activation gradients are scratch for
+// this pass and zeroed here, since every backward adds.
+static void gpt_backward_begin(GPT *model) {
     if (model->grads_memory == NULL) {
         model->grads_memory = callocCheck(model->num_parameters, sizeof(float));
         point_tensors((float **)&model->grads, model->param_sizes, NUM_PARAMETER_TENSORS, model->grads_memory);
     }
     if (model->grads_acts_memory == NULL) {
-        model->grads_acts_memory = mallocCheck(model->num_activations * sizeof(float));
+        model->grads_acts_memory = mallocCheck(model->acts_capacity * sizeof(float));
         point_tensors((float **)&model->grads_acts, model->act_sizes, NUM_ACTIVATION_TENSORS, model->grads_acts_memory);
     }
-    // activation gradients are scratch for this pass: zero them, since every backward adds
     memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+}
 
+// The backward pass from the final layernorm's output down to the embeddings; the
+// head's backward has put its gradient into grads_acts.lnf.
+static void gpt_backward_trunk(GPT *model) {
+    GPTConfig cfg = model->config;
+    int B = model->batch_size, T = model->seq_len, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, da = model->grads_acts;
     size_t BTC = (size_t)B * T * C;
-    // the mean over positions with a target: each such position weighs loss_scale / count
-    for (int i = 0; i < B * T; i++) {
-        model->dlosses[i] = model->targets[i] >= 0 ? loss_scale / (float)model->num_targets : 0.0f;
-    }
-    crossentropy_softmax_backward(da.logits, model->dlosses, a.probs, model->targets, B, T, V);
-    matmul_backward(da.lnf, g.wte, NULL, da.logits, a.lnf, p.wte, B, T, C, V);
     float *residual = a.residual3 + (size_t)(L - 1) * BTC, *dresidual = da.residual3 + (size_t)(L - 1) * BTC;
     layernorm_backward(dresidual, g.lnfw, g.lnfb, da.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, B, T, C);
     for (int l = L - 1; l >= 0; l--) {
@@ -1327,6 +1810,35 @@ void gpt_backward(GPT *model, float loss_scale) {
         layernorm_backward(dresidual, lg.ln1w, lg.ln1b, lda.ln1, residual, lp.ln1w, la.ln1_mean, la.ln1_rstd, B, T, C);
     }
     encoder_backward(g.wte, g.wpe, da.encoded, model->inputs, B, T, C);
+}
+
+// Backward pass of a language model, after a forward with targets: adds the
+// gradient of loss_scale * mean_loss to model->grads (gradient accumulation passes
+// 1/steps). Positions without a target get no gradient at all.
+void gpt_backward(GPT *model, float loss_scale) {
+    if (model->mean_loss < 0) { FAIL("gpt_backward needs a forward pass with targets first"); }
+    int B = model->batch_size, T = model->seq_len, V = model->config.vocab_size, C = model->config.channels;
+    gpt_backward_begin(model);
+    // the mean over positions with a target: each such position weighs loss_scale / count
+    for (int i = 0; i < B * T; i++) {
+        model->dlosses[i] = model->targets[i] >= 0 ? loss_scale / (float)model->num_targets : 0.0f;
+    }
+    crossentropy_softmax_backward(model->grads_acts.logits, model->dlosses, model->acts.probs, model->targets, B, T, V);
+    matmul_backward(model->grads_acts.lnf, model->grads.wte, NULL, model->grads_acts.logits, model->acts.lnf,
+                    model->params.wte, B, T, C, V);
+    gpt_backward_trunk(model);
+}
+
+// Backward pass of a scalar-head model: dvalues (B,T) is the gradient of the loss
+// with respect to each position's value (zero where the loss does not read one).
+void gpt_backward_values(GPT *model, const float *dvalues) {
+    if (!model->config.scalar_head) { FAIL("gpt_backward_values needs a scalar-head model"); }
+    int B = model->batch_size, T = model->seq_len, C = model->config.channels;
+    gpt_backward_begin(model);
+    // values = lnf . headw + headb, a matmul with one output channel
+    matmul_backward(model->grads_acts.lnf, model->grads.headw, model->grads.headb, dvalues, model->acts.lnf,
+                    model->params.headw, B, T, C, 1);
+    gpt_backward_trunk(model);
 }
 
 void gpt_zero_grad(GPT *model) {
@@ -1380,6 +1892,7 @@ void kvcache_free(KVCache *kv) {
 float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
     GPTConfig cfg = model->config;
     int C = cfg.channels, NH = cfg.num_heads, HS = C / NH;
+    if (cfg.scalar_head) { FAIL("generation needs a language model, not a scalar-head (reward) model"); }
     if (pos < 0 || pos >= cfg.max_seq_len) { FAIL("position %d is outside the model's context of %d", pos, cfg.max_seq_len); }
     if (token < 0 || token >= cfg.vocab_size) { FAIL("token %d is outside the vocabulary (0..%d)", token, cfg.vocab_size - 1); }
     ParameterTensors p = model->params;
@@ -1573,12 +2086,14 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
 #define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
 #define CHECKPOINT_VERSION 1
 enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
-       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_HEADER_INTS = 256 };
-enum { KIND_BASE = 1 }; // what a checkpoint holds; SFT, reward and policy models come with their stages
+       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_HEADER_INTS = 256 };
+// what a checkpoint holds: which stage made it, and so which head it has
+enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, NUM_KINDS };
 static const char *kind_name(int kind) {
-    static const char *NAMES[] = {"unknown", "base (pretrained)"};
-    return kind >= 1 && kind < (int)(sizeof(NAMES) / sizeof(NAMES[0])) ? NAMES[kind] : NAMES[0];
+    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward"};
+    return kind >= 1 && kind < NUM_KINDS ? NAMES[kind] : NAMES[0];
 }
+static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward"}; // <out>/<name>.bin
 
 // what a training run needs besides the weights to continue where it stopped
 typedef struct {
@@ -1604,6 +2119,7 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
     header[CK_STEP] = state->step;
     header[CK_DATA_RNG_LO] = (int)(uint32_t)state->data_rng;
     header[CK_DATA_RNG_HI] = (int)(uint32_t)(state->data_rng >> 32);
+    header[CK_SCALAR_HEAD] = model->config.scalar_head;
     fwriteCheck(header, sizeof(int), CK_HEADER_INTS, f);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
@@ -1616,8 +2132,8 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
 }
 
 // Builds model from the checkpoint at path, with its optimizer state if it has one.
-// want_kind > 0 insists on that kind of model.
-void checkpoint_load(const char *path, GPT *model, int want_kind, TrainState *state) {
+// want_kinds, a bit set of (1 << kind), says which kinds are accepted here (0: any).
+void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
     FILE *f = fopenCheck(path, "rb");
     int header[CK_HEADER_INTS];
     freadCheck(header, sizeof(int), CK_HEADER_INTS, f);
@@ -1626,12 +2142,18 @@ void checkpoint_load(const char *path, GPT *model, int want_kind, TrainState *st
         FAIL("%s is checkpoint version %d; this program reads version %d: retrain it", path, header[CK_VERSION], CHECKPOINT_VERSION);
     }
     int kind = header[CK_KIND];
-    if (kind != KIND_BASE) { FAIL("%s: unknown model kind %d", path, kind); }
-    if (want_kind > 0 && kind != want_kind) {
-        FAIL("%s holds a %s model, but a %s model is needed here", path, kind_name(kind), kind_name(want_kind));
+    if (kind < 1 || kind >= NUM_KINDS || header[CK_SCALAR_HEAD] != (kind == KIND_REWARD)) {
+        FAIL("%s: unknown model kind %d (head %d): the file is corrupt or from another version", path, kind, header[CK_SCALAR_HEAD]);
+    }
+    if (want_kinds && !(want_kinds & (1 << kind))) {
+        char wanted[128] = "";
+        for (int k = 1; k < NUM_KINDS; k++) {
+            if (want_kinds & (1 << k)) { strcat(wanted, wanted[0] ? " or " : ""); strcat(wanted, kind_name(k)); }
+        }
+        FAIL("%s holds a %s model, but a %s model is needed here", path, kind_name(kind), wanted);
     }
     GPTConfig cfg = {.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB], .num_layers = header[CK_LAYERS],
-                     .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
+                     .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS], .scalar_head = header[CK_SCALAR_HEAD]};
     gpt_build(model, cfg);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
@@ -1665,7 +2187,8 @@ typedef struct {
     const char *train_path;     // -i training text
     const char *val_path;       // -j validation text
     const char *out_dir;        // -o where outputs go
-    const char *init_path;      // -c checkpoint to continue from (pretrain) or sample from
+    const char *init_path;      // -c checkpoint to start from (default: the previous stage's, in <out>)
+    const char *prompts_path;   // -q prompts to answer after SFT (JSONL {"prompt"})
     const char *tokenizer_path; // -z tokenizer to use (default <out>/tokenizer.bin, trained if missing)
     int vocab_size;             // -V vocabulary size when training a tokenizer (bench: the model's V)
     int num_layers;             // -L
@@ -1691,13 +2214,31 @@ typedef struct {
     uint64_t seed;              // -s
 } Config;
 
+// Defaults shared by every command; NULL paths, and steps or lr of -1, take the
+// defaults of the stage being run (STAGE_DEFAULTS below).
 static const Config CONFIG_DEFAULTS = {
-    .train_path = "data/world/pretrain_train.txt", .val_path = "data/world/pretrain_val.txt", .out_dir = "out",
-    .init_path = NULL, .tokenizer_path = NULL, .vocab_size = 1024, .num_layers = 4, .channels = 128,
-    .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = 360, .lr = 3e-3f, .warmup = 20,
+    .train_path = NULL, .val_path = NULL, .out_dir = "out", .init_path = NULL, .prompts_path = NULL,
+    .tokenizer_path = NULL, .vocab_size = 1024, .num_layers = 4, .channels = 128,
+    .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = 100, .eval_batches = 8,
-    .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = 0.8f, .top_k = 40, .gen_len = 64,
+    .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
     .seed = 1337,
+};
+
+// What each stage reads and starts from when the flags do not say. `init` names a
+// checkpoint in the output directory.
+typedef struct {
+    const char *command, *train, *val, *init, *prompts;
+    int steps;
+    float lr, temperature;
+} StageDefaults;
+
+static const StageDefaults STAGE_DEFAULTS[] = {
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 360, 3e-3f, 0.8f},
+    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 300, 1e-3f, 0.0f},
+    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 300, 1e-3f, 0.0f},
+    {"sample", NULL, NULL, "base.bin", NULL, 0, 0.0f, 0.8f},
+    {"bench", NULL, NULL, NULL, NULL, 5, 1e-4f, 0.0f},
 };
 
 #define ADAM_BETA1 0.9f
@@ -1731,6 +2272,18 @@ void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg) {
            cfg->train_path, n / 1e6, now_seconds() - t0, path, tok->vocab_size);
     free(text);
     tokenizer_save(tok, path);
+}
+
+// the tokenizer of an earlier stage (-z, or <out>/tokenizer.bin), checked against the model
+void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path) {
+    char path[4096];
+    if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
+    else { out_path(path, sizeof(path), cfg, "tokenizer.bin"); }
+    tokenizer_load(tok, path);
+    if (tok->vocab_size != model->config.vocab_size) {
+        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", path, tok->vocab_size, model_path,
+             model->config.vocab_size);
+    }
 }
 
 // the tokens of a text file; *n receives the count
@@ -1861,29 +2414,312 @@ void stage_pretrain(const Config *cfg) {
     free(val_tokens);
 }
 
-// ./train sample: text from any checkpoint
-void command_sample(const Config *cfg) {
-    if (!cfg->init_path) { FAIL("sample needs a checkpoint: -c out/base.bin"); }
+// One optimizer step after the gradients are in: clip, then AdamW at the scheduled
+// learning rate. Returns the gradient norm before clipping; *lr gets the rate used.
+float optimizer_step(GPT *model, const Config *cfg, int step, float *lr) {
+    *lr = lr_schedule(step, cfg->steps, cfg->warmup, cfg->lr, cfg->final_lr_frac);
+    float norm = gpt_clip_grad_norm(model, cfg->grad_clip);
+    adamw_update(model, *lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1);
+    return norm;
+}
+
+// Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
+// (temperature 0) or sampled, through the chat template; generation stops at
+// <|end|> or after max_new tokens. Writes {"prompt", "response"} lines, the input of
+// `./world score`. Returns the fraction of answers that ended with <|end|>.
+float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
+                     int top_k, int max_new, uint64_t *rng) {
+    const char *keys[] = {"prompt"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
+    int maxT = model->config.max_seq_len, ended = 0;
+    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
+    KVCache kv;
+    kvcache_init(&kv, model->config);
+    Str lines = {0};
+    for (int i = 0; i < rec.count; i++) {
+        ChatExample ex;
+        const char *prompt = rec.values[i];
+        if (!chat_encode(&ex, tok, prompt, NULL, maxT - 1)) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
+        memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
+        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng);
+        int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
+        ended += stop;
+        char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
+        const char *out_keys[] = {"prompt", "response"}, *values[] = {prompt, response};
+        json_write_object(&lines, out_keys, values, 2);
+        free(response);
+        free(ex.tokens);
+    }
+    FILE *f = fopenCheck(out, "wb");
+    fwriteCheck(str_cstr(&lines), 1, lines.len, f);
+    fcloseCheck(f);
+    float frac = (float)ended / rec.count;
+    printf("answers: %d prompts of %s -> %s (%.0f%% ended with <|end|>)\n", rec.count, prompts_path, out, 100 * frac);
+    str_free(&lines);
+    kvcache_free(&kv);
+    free(tokens);
+    jsonl_free(&rec);
+    return frac;
+}
+
+// ----------------------------------------------------------------------------
+// 11. stage 2: supervised fine-tuning
+//
+// Objective: the same next-token loss as pretraining, but only on the response:
+//     minimize the mean over response tokens (and <|end|>) of -log p(token | prompt, earlier tokens)
+// Data: JSONL {"prompt", "completion"} (default: data/world/sft_{train,val}.jsonl).
+// Starts from: the base checkpoint (<out>/base.bin), with a fresh optimizer.
+// Writes: <out>/sft.bin, <out>/sft.jsonl (metrics), and the answers to the prompts of
+// -q (default: the world's held-out evaluation prompts) in <out>/answers_sft.jsonl.
+// With -n 0 it trains nothing and answers the prompts with the checkpoint as it is
+// (<out>/answers_base.jsonl for a base model).
+// Ref: InstructGPT (arXiv:2203.02155), section 3.5. Simplifications: random examples
+// with replacement rather than epochs; right padding rather than packing; no dropout.
+
+// mean loss over every response token of the data, in batches of B
+float sft_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *targets) {
+    double sum = 0.0;
+    long count = 0;
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    for (int start = 0; start < d->count; start += B) {
+        int n = d->count - start < B ? d->count - start : B;
+        for (int b = 0; b < n; b++) { idx[b] = start + b; }
+        int T = sft_batch(d, idx, n, inputs, targets);
+        gpt_forward(model, inputs, targets, n, T);
+        sum += (double)model->mean_loss * model->num_targets;
+        count += model->num_targets;
+    }
+    free(idx);
+    return (float)(sum / count);
+}
+
+void stage_sft(const Config *cfg) {
+    make_out_dir(cfg);
     GPT model;
     TrainState state;
-    checkpoint_load(cfg->init_path, &model, 0, &state);
+    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT), &state);
     Tokenizer tok;
+    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
+    if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
+        state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+        free(model.m_memory); free(model.v_memory);
+        model.m_memory = model.v_memory = NULL;
+    }
+    int maxT = model.config.max_seq_len, B = cfg->batch_size;
+    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6, maxT);
     char path[4096];
-    if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
-    else { out_path(path, sizeof(path), cfg, "tokenizer.bin"); }
-    tokenizer_load(&tok, path);
-    if (tok.vocab_size != model.config.vocab_size) {
-        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", path, tok.vocab_size,
-             cfg->init_path, model.config.vocab_size);
+    if (cfg->steps > state.step) {
+        ChatData train, val;
+        chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1); // n - 1 inputs must fit the context
+        chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1);
+        printf("data: %s %d examples (%d cut, %d dropped), %s %d examples (%d cut, %d dropped)\n", cfg->train_path,
+               train.count, train.cut, train.dropped, cfg->val_path, val.count, val.cut, val.dropped);
+        int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
+        int *idx = mallocCheck((size_t)B * sizeof(int));
+        out_path(path, sizeof(path), cfg, "sft.jsonl");
+        FILE *log = fopenCheck(path, state.step > 0 ? "ab" : "wb");
+        printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
+        double t_start = now_seconds();
+        int first_step = state.step;
+        for (int step = first_step; step < cfg->steps; step++) {
+            double t0 = now_seconds();
+            gpt_zero_grad(&model);
+            float loss = 0.0f;
+            long tokens = 0;
+            for (int micro = 0; micro < cfg->grad_accum; micro++) {
+                for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)train.count); }
+                int T = sft_batch(&train, idx, B, inputs, targets);
+                gpt_forward(&model, inputs, targets, B, T);
+                gpt_backward(&model, 1.0f / cfg->grad_accum);
+                loss += model.mean_loss / cfg->grad_accum;
+                tokens += (long)B * T;
+            }
+            float lr, norm = optimizer_step(&model, cfg, step, &lr);
+            double dt = now_seconds() - t0;
+            printf("sft step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s\n", step + 1, cfg->steps, loss, lr, norm, tokens / dt);
+            fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f", step + 1, loss, lr, norm);
+            if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps) {
+                float val_loss = sft_evaluate(&model, &val, B, inputs, targets);
+                printf("val loss (response tokens) %.4f\n", val_loss);
+                fprintf(log, ", \"val_loss\": %.6f", val_loss);
+            }
+            fprintf(log, "}\n");
+            fflush(log);
+            state.step = step + 1;
+            if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+                out_path(path, sizeof(path), cfg, "sft.bin");
+                checkpoint_save(path, &model, &state, 1);
+            }
+        }
+        printf("sft: %d steps in %.1f s -> %s/sft.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+        fcloseCheck(log);
+        free(inputs); free(targets); free(idx);
+        chat_data_free(&train);
+        chat_data_free(&val);
     }
+    if (cfg->prompts_path) {
+        char name[64];
+        snprintf(name, sizeof(name), "answers_%s.jsonl", KIND_FILES[state.kind]);
+        out_path(path, sizeof(path), cfg, name);
+        uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+        answer_prompts(&model, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+    }
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
+// ----------------------------------------------------------------------------
+// 12. stage 3: reward modeling
+//
+// Objective: for each pair of responses to one prompt, the one people preferred
+// should score higher:
+//     minimize the mean over pairs of -log sigmoid(r(prompt, chosen) - r(prompt, rejected))
+// where r is the scalar head's value at the response's <|end|> token.
+// Data: JSONL {"prompt", "chosen", "rejected"} (default: data/world/pref_{train,val}.jsonl).
+// Starts from: the SFT checkpoint (<out>/sft.bin): its body, with the LM head replaced
+// by a scalar head (Linear C -> 1, starting at 0).
+// Writes: <out>/reward.bin (doc/formats.md), <out>/reward.jsonl (metrics). With -n 0 it
+// trains nothing and scores the validation pairs (-j) with the checkpoint (-c).
+// Ref: InstructGPT (arXiv:2203.02155), section 3.5. Simplifications: one pair per
+// prompt (InstructGPT compares all K-choose-2 pairs of K answers together); no dropout.
+
+typedef struct {
+    float accuracy, margin, loss;    // share of pairs with r_chosen > r_rejected; mean r_chosen - r_rejected; mean loss
+    float chosen_mean, chosen_std, rejected_mean, rejected_std;
+} RewardStats;
+
+// the reward model on every pair of d, in batches of B pairs
+RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *ends, float *rewards) {
+    int pairs = d->count / 2;
+    double right = 0, margin = 0, loss = 0, sc = 0, sc2 = 0, sr = 0, sr2 = 0;
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    for (int start = 0; start < pairs; start += B) {
+        int n = pairs - start < B ? pairs - start : B;
+        for (int b = 0; b < n; b++) { idx[b] = start + b; }
+        int T = reward_batch(d, idx, n, inputs, ends);
+        gpt_forward(model, inputs, NULL, 2 * n, T);
+        reward_gather(rewards, model->acts.values, ends, 2 * n, T);
+        loss += (double)reward_loss_forward(rewards, rewards + n, n) * n;
+        for (int b = 0; b < n; b++) {
+            float c = rewards[b], r = rewards[n + b];
+            right += c > r;
+            margin += c - r;
+            sc += c; sc2 += (double)c * c; sr += r; sr2 += (double)r * r;
+        }
+    }
+    free(idx);
+    RewardStats st = {.accuracy = (float)(right / pairs), .margin = (float)(margin / pairs), .loss = (float)(loss / pairs),
+                      .chosen_mean = (float)(sc / pairs), .rejected_mean = (float)(sr / pairs)};
+    st.chosen_std = (float)sqrt(fmax(0.0, sc2 / pairs - (sc / pairs) * (sc / pairs)));
+    st.rejected_std = (float)sqrt(fmax(0.0, sr2 / pairs - (sr / pairs) * (sr / pairs)));
+    return st;
+}
+
+static void print_reward_stats(const char *when, const RewardStats *st, int pairs) {
+    printf("%s: held-out accuracy %.4f | margin %.3f | loss %.4f | chosen %.3f +- %.3f | rejected %.3f +- %.3f (%d pairs)\n",
+           when, st->accuracy, st->margin, st->loss, st->chosen_mean, st->chosen_std, st->rejected_mean, st->rejected_std, pairs);
+}
+
+// a reward model made from a language model: the same body, a scalar head at 0
+static void reward_model_from_lm(GPT *rm, const GPT *lm) {
+    GPTConfig cfg = lm->config;
+    cfg.scalar_head = 1;
+    gpt_build(rm, cfg);
+    // the LM's tensors are the reward model's first 16, in the same layout
+    memcpy(rm->params_memory, lm->params_memory, lm->num_parameters * sizeof(float));
+    memset(rm->params.headw, 0, (size_t)(cfg.channels + 1) * sizeof(float)); // headw, then headb
+}
+
+void stage_reward(const Config *cfg) {
+    make_out_dir(cfg);
+    GPT model;
+    TrainState state;
+    checkpoint_load(cfg->init_path, &model, (1 << KIND_SFT) | (1 << KIND_REWARD), &state);
+    Tokenizer tok;
+    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
+    if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body
+        GPT lm = model;
+        reward_model_from_lm(&model, &lm);
+        gpt_free(&lm);
+        state = (TrainState){.kind = KIND_REWARD, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+    }
+    int maxT = model.config.max_seq_len, B = cfg->batch_size;
+    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6, maxT);
+    ChatData val;
+    chat_data_load(&val, cfg->val_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
+    printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->val_path, val.count / 2, val.cut, val.dropped);
+    int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *drewards = mallocCheck((size_t)2 * B * sizeof(float));
+    float *dvalues = mallocCheck((size_t)2 * B * maxT * sizeof(float));
+    RewardStats st = reward_evaluate(&model, &val, B, inputs, ends, rewards);
+    print_reward_stats(state.step == 0 && cfg->steps > 0 ? "before training" : "reward model", &st, val.count / 2);
+    char path[4096];
+    if (cfg->steps > state.step) {
+        ChatData train;
+        chat_data_load(&train, cfg->train_path, &tok, 1, maxT);
+        printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->train_path, train.count / 2, train.cut, train.dropped);
+        out_path(path, sizeof(path), cfg, "reward.jsonl");
+        FILE *log = fopenCheck(path, state.step > 0 ? "ab" : "wb");
+        double t_start = now_seconds();
+        int first_step = state.step;
+        for (int step = first_step; step < cfg->steps; step++) {
+            gpt_zero_grad(&model);
+            float loss = 0.0f, acc = 0.0f;
+            for (int micro = 0; micro < cfg->grad_accum; micro++) {
+                for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)(train.count / 2)); }
+                int T = reward_batch(&train, idx, B, inputs, ends);
+                gpt_forward(&model, inputs, NULL, 2 * B, T);
+                reward_gather(rewards, model.acts.values, ends, 2 * B, T);
+                loss += reward_loss_forward(rewards, rewards + B, B) / cfg->grad_accum;
+                for (int b = 0; b < B; b++) { acc += (rewards[b] > rewards[B + b]) / (float)(B * cfg->grad_accum); }
+                memset(drewards, 0, (size_t)2 * B * sizeof(float));
+                reward_loss_backward(drewards, drewards + B, rewards, rewards + B, B);
+                for (int i = 0; i < 2 * B; i++) { drewards[i] /= cfg->grad_accum; }
+                reward_scatter(dvalues, drewards, ends, 2 * B, T);
+                gpt_backward_values(&model, dvalues);
+            }
+            float lr, norm = optimizer_step(&model, cfg, step, &lr);
+            printf("rm step %4d/%d | loss %.4f | accuracy %.3f | lr %.2e | norm %6.3f\n", step + 1, cfg->steps, loss, acc, lr, norm);
+            fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"lr\": %.6e, \"grad_norm\": %.6f",
+                    step + 1, loss, acc, lr, norm);
+            if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps) {
+                st = reward_evaluate(&model, &val, B, inputs, ends, rewards);
+                print_reward_stats("val", &st, val.count / 2);
+                fprintf(log, ", \"val_accuracy\": %.4f, \"val_margin\": %.4f, \"val_loss\": %.6f", st.accuracy, st.margin, st.loss);
+            }
+            fprintf(log, "}\n");
+            fflush(log);
+            state.step = step + 1;
+            if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+                out_path(path, sizeof(path), cfg, "reward.bin");
+                checkpoint_save(path, &model, &state, 1);
+            }
+        }
+        printf("rm: %d steps in %.1f s -> %s/reward.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+        print_reward_stats("reward model", &st, val.count / 2);
+        fcloseCheck(log);
+        chat_data_free(&train);
+    }
+    free(inputs); free(ends); free(idx); free(rewards); free(drewards); free(dvalues);
+    chat_data_free(&val);
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
+// ./train sample: text from any language-model checkpoint (-c), continuing -p
+void command_sample(const Config *cfg) {
+    GPT model;
+    TrainState state;
+    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT), &state);
+    Tokenizer tok;
+    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
-    int start = TOKEN_EOT;
-    if (cfg->prompt == NULL || cfg->prompt[0] == '\0') {
-        int tokens[4] = {start, start, start, start};
-        print_sample(&model, &tok, NULL, tokens, cfg->gen_len, cfg->temperature, cfg->top_k, &rng);
-    } else {
-        print_sample(&model, &tok, cfg->prompt, NULL, cfg->gen_len, cfg->temperature, cfg->top_k, &rng);
-    }
+    int start[4] = {TOKEN_EOT, TOKEN_EOT, TOKEN_EOT, TOKEN_EOT}; // with no prompt: the end-of-text token
+    int has_prompt = cfg->prompt && cfg->prompt[0];
+    print_sample(&model, &tok, has_prompt ? cfg->prompt : NULL, start, cfg->gen_len, cfg->temperature, cfg->top_k, &rng);
     tokenizer_free(&tok);
     gpt_free(&model);
 }
@@ -1945,48 +2781,70 @@ void command_bench(const Config *cfg) {
 
 // ----------------------------------------------------------------------------
 // 14. command line and main
+// (left out when a test, or data/world.c, includes this file for its functions)
 
-#ifndef TESTING
+#if !defined(TESTING) && !defined(TRAIN_NO_MAIN)
+// fills in every setting the flags left to the stage; returns 0 for an unknown command
+static int config_resolve(Config *c, const char *command) {
+    static char init[4096];
+    for (size_t i = 0; i < sizeof(STAGE_DEFAULTS) / sizeof(STAGE_DEFAULTS[0]); i++) {
+        const StageDefaults *d = &STAGE_DEFAULTS[i];
+        if (strcmp(d->command, command) != 0) { continue; }
+        if (!c->train_path) { c->train_path = d->train; }
+        if (!c->val_path) { c->val_path = d->val; }
+        if (!c->prompts_path) { c->prompts_path = d->prompts; }
+        if (!c->init_path && d->init) { snprintf(init, sizeof(init), "%s/%s", c->out_dir, d->init); c->init_path = init; }
+        if (c->steps < 0) { c->steps = d->steps; }
+        if (c->lr < 0) { c->lr = d->lr; }
+        if (c->temperature < 0) { c->temperature = d->temperature; }
+        return 1;
+    }
+    return 0;
+}
+
 static void error_usage(void) {
     Config d = CONFIG_DEFAULTS;
     fprintf(stderr,
         "usage: ./train <command> [flags]\n"
-        "commands:\n"
-        "  pretrain   stage 1: train a tokenizer (if needed) and a base model on plain text\n"
-        "  sample     generate text from a checkpoint (-c)\n"
+        "commands (each stage reads the previous stage's checkpoint from the output directory):\n"
+        "  pretrain   stage 1: train a tokenizer (if needed) and a base model on plain text -> base.bin\n"
+        "  sft        stage 2: fine-tune base.bin on prompt/completion JSONL -> sft.bin, then answer the -q prompts\n"
+        "  rm         stage 3: train a reward model from sft.bin on chosen/rejected JSONL -> reward.bin\n"
+        "             (sft and rm with -n 0 train nothing: sft answers -q with -c, rm scores -j with -c)\n"
+        "  sample     generate text from a language-model checkpoint (-c)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
-        "flags (all optional):\n"
-        "  -i <file>  training text                       (%s)\n"
-        "  -j <file>  validation text                     (%s)\n"
-        "  -o <dir>   output directory                    (%s)\n"
-        "  -c <file>  checkpoint to continue / sample from (none)\n"
-        "  -z <file>  tokenizer                           (<out>/tokenizer.bin, trained if missing)\n"
-        "  -V <int>   vocabulary size for a new tokenizer (%d)\n"
-        "  -L <int>   layers                              (%d)\n"
-        "  -C <int>   channels                            (%d)\n"
-        "  -H <int>   heads                               (%d)\n"
-        "  -t <int>   context length T                    (%d)\n"
-        "  -b <int>   batch size B                        (%d)\n"
-        "  -a <int>   gradient accumulation micro-batches (%d)\n"
-        "  -n <int>   optimizer steps                     (%d)\n"
-        "  -l <float> peak learning rate                  (%g)\n"
-        "  -w <int>   warmup steps                        (%d)\n"
-        "  -f <float> final learning rate / peak          (%g)\n"
-        "  -d <float> weight decay                        (%g)\n"
-        "  -g <float> gradient norm clip, 0 = off         (%g)\n"
-        "  -e <int>   steps between validation losses     (%d)\n"
-        "  -x <int>   batches per validation loss         (%d)\n"
-        "  -y <int>   steps between samples, 0 = at end   (%d)\n"
-        "  -S <int>   steps between checkpoints, 0 = at end (%d)\n"
-        "  -p <text>  prompt for samples                  (start of the val text)\n"
-        "  -r <float> sampling temperature, 0 = greedy    (%g)\n"
-        "  -k <int>   top-k, 0 = all tokens               (%d)\n"
-        "  -m <int>   tokens to generate                  (%d)\n"
-        "  -s <int>   seed                                (%llu)\n",
-        d.train_path, d.val_path, d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len,
-        d.batch_size, d.grad_accum, d.steps, d.lr, d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip,
-        d.eval_every, d.eval_batches, d.sample_every, d.save_every, d.temperature, d.top_k, d.gen_len,
-        (unsigned long long)d.seed);
+        "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
+        "  -i <file>  training data: text (pretrain) or JSONL (sft, rm)  (stage: data/world/...)\n"
+        "  -j <file>  validation data                                   (stage: data/world/...)\n"
+        "  -o <dir>   output directory                                  (%s)\n"
+        "  -c <file>  checkpoint to start from                          (stage: <out>/base.bin, <out>/sft.bin)\n"
+        "  -q <file>  prompts (JSONL) for sft to answer                 (data/world/eval_prompts.jsonl)\n"
+        "  -z <file>  tokenizer                                         (<out>/tokenizer.bin, trained if missing)\n"
+        "  -V <int>   vocabulary size for a new tokenizer               (%d)\n"
+        "  -L <int>   layers                                            (%d)\n"
+        "  -C <int>   channels                                          (%d)\n"
+        "  -H <int>   heads                                             (%d)\n"
+        "  -t <int>   context length T                                  (%d)\n"
+        "  -b <int>   batch size B (rm: pairs)                          (%d)\n"
+        "  -a <int>   gradient accumulation micro-batches               (%d)\n"
+        "  -n <int>   optimizer steps                                   (stage: 360, 300, 300)\n"
+        "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 1e-3)\n"
+        "  -w <int>   warmup steps                                      (%d)\n"
+        "  -f <float> final learning rate / peak                        (%g)\n"
+        "  -d <float> weight decay                                      (%g)\n"
+        "  -g <float> gradient norm clip, 0 = off                       (%g)\n"
+        "  -e <int>   steps between validation passes                   (%d)\n"
+        "  -x <int>   batches per validation loss (pretrain)            (%d)\n"
+        "  -y <int>   steps between samples, 0 = at the end             (%d)\n"
+        "  -S <int>   steps between checkpoints, 0 = at the end         (%d)\n"
+        "  -p <text>  prompt for samples                                (start of the val text)\n"
+        "  -r <float> temperature, 0 = greedy                           (stage: samples 0.8, answers 0)\n"
+        "  -k <int>   top-k, 0 = all tokens                             (%d)\n"
+        "  -m <int>   tokens to generate                                (%d)\n"
+        "  -s <int>   seed                                              (%llu)\n",
+        d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len, d.batch_size, d.grad_accum,
+        d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip, d.eval_every, d.eval_batches, d.sample_every,
+        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed);
     exit(EXIT_FAILURE);
 }
 
@@ -2019,6 +2877,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'j': c->val_path = v; break;
         case 'o': c->out_dir = v; break;
         case 'c': c->init_path = v; break;
+        case 'q': c->prompts_path = v; break;
         case 'z': c->tokenizer_path = v; break;
         case 'V': c->vocab_size = (int)flag_int(flag, v, FIRST_MERGE, 1 << 20); break;
         case 'L': c->num_layers = (int)flag_int(flag, v, 1, 1024); break;
@@ -2062,8 +2921,8 @@ static void print_config(const char *command, const Config *c) {
     const char *rule = "+----------------+------------------------------------------+\n";
     printf("%s", rule);
     config_row("command", "%s", command);
-    config_row("train text", "%s", c->train_path);
-    config_row("val text", "%s", c->val_path);
+    config_row("train data", "%s", c->train_path ? c->train_path : "-");
+    config_row("val data", "%s", c->val_path ? c->val_path : "-");
     config_row("output", "%s/", c->out_dir);
     config_row("start from", "%s", c->init_path ? c->init_path : "random init (GPT-2)");
     config_row("model", "L=%d C=%d NH=%d T=%d", c->num_layers, c->channels, c->num_heads, c->seq_len);
@@ -2079,10 +2938,12 @@ int main(int argc, char **argv) {
     Config cfg = CONFIG_DEFAULTS;
     parse_flags(&cfg, argc, argv);
     const char *command = argv[1];
+    if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
     if (!strcmp(command, "pretrain")) { print_config(command, &cfg); stage_pretrain(&cfg); }
+    else if (!strcmp(command, "sft")) { print_config(command, &cfg); stage_sft(&cfg); }
+    else if (!strcmp(command, "rm")) { print_config(command, &cfg); stage_reward(&cfg); }
     else if (!strcmp(command, "sample")) { command_sample(&cfg); }
-    else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
-    else { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
+    else { print_config(command, &cfg); command_bench(&cfg); }
     gemm_free();
     return 0;
 }

@@ -11,11 +11,10 @@ RLHF. See data/README.md for the files, their fields and the preference rule.
     ./world score [-s seed] [-n entities] [-o per_line.jsonl] answers.jsonl
 
 Sections:
-  1. utilities: RNG, growable strings, checked file calls
+  1. utilities: random choices, errors (the RNG, checked calls and JSON are train.c's)
   2. the world: entities and their facts
   3. sentences: the facts as prose, for pretraining
   4. questions and answers: prompts, responses in four styles, right or wrong
-  5. JSON: one-line objects of string values
   6. the referee: grading a response against the world
   7. writing the dataset
   8. command line and main (fenced by #ifndef TESTING)
@@ -24,38 +23,17 @@ Determinism: one RNG (xorshift64*) with a separate stream per output file, all
 derived from the seed, and no floating point in any random choice that reaches
 a file, so the same seed gives byte-identical files on every machine.
 */
-#define _POSIX_C_SOURCE 200809L // mkdtemp, clock_gettime
+// train.c's utilities (checked calls, the RNG), growable strings and JSON lines,
+// without its main: the JSON in the data files and in train.c is one code
+#define TRAIN_NO_MAIN
+#include "../train.c"
 #include <ctype.h>
-#include <errno.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 // ----------------------------------------------------------------------------
-// 1. utilities: RNG, growable strings, checked file calls
-
-static uint64_t rng_next(uint64_t *state) {
-    // xorshift64*: tiny, fast and good enough for choosing sentences
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 0x2545F4914F6CDD1DULL;
-}
-
-// a fresh stream for one purpose, so that adding a file never shifts another's choices
-static uint64_t rng_stream(uint64_t seed, uint64_t purpose) {
-    uint64_t state = (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (purpose + 1) * 0xD1B54A32D192ED03ULL;
-    if (state == 0) { state = 1; }
-    for (int i = 0; i < 4; i++) { rng_next(&state); }
-    return state;
-}
+// 1. utilities: random choices, errors
 
 // uniform integer in [0, n); the modulo bias (< n / 2^64) is irrelevant here
-static int rng_int(uint64_t *state, int n) { return (int)(rng_next(state) % (uint64_t)n); }
+static int rng_int(uint64_t *state, int n) { return (int)(random_u64(state) % (uint64_t)n); }
 
 // true with probability per_million / 1e6, in integers so that files never depend on float rounding
 static int rng_chance(uint64_t *state, int per_million) { return rng_int(state, 1000000) < per_million; }
@@ -72,70 +50,6 @@ static void die(const char *fmt, ...) {
     va_end(ap);
     exit(1);
 }
-
-static void *mallocCheck(size_t size) {
-    void *p = malloc(size);
-    if (p == NULL) { die("out of memory allocating %zu bytes", size); }
-    return p;
-}
-
-static FILE *fopenCheck(const char *path, const char *mode) {
-    FILE *f = fopen(path, mode);
-    if (f == NULL) { die("cannot open %s (%s): check the path and its permissions", path, strerror(errno)); }
-    return f;
-}
-
-static void fcloseCheck(FILE *f, const char *path) {
-    if (ferror(f) || fclose(f) != 0) { die("error writing %s (disk full?)", path); }
-}
-
-// Str: a growable, always NUL-terminated byte string
-typedef struct {
-    char *s;
-    size_t len, cap;
-} Str;
-
-static void str_reserve(Str *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) { return; }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) { cap *= 2; }
-    char *s = realloc(b->s, cap);
-    if (s == NULL) { die("out of memory growing a string to %zu bytes", cap); }
-    b->s = s;
-    b->cap = cap;
-}
-
-static void str_add(Str *b, const char *s, size_t n) {
-    str_reserve(b, n);
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void str_addf(Str *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    str_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void str_clear(Str *b) {
-    b->len = 0;
-    if (b->s) { b->s[0] = '\0'; }
-}
-
-static void str_free(Str *b) {
-    free(b->s);
-    b->s = NULL;
-    b->len = b->cap = 0;
-}
-
-static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
 
 // ----------------------------------------------------------------------------
 // 2. the world: entities and their facts
@@ -230,6 +144,26 @@ static const char **attr_values(Attr a, int *count) {
 
 // "a fox", "an owl"
 static const char *article(const char *word) { return strchr("aeiou", word[0]) ? "an" : "a"; }
+
+// The demonstrators' phrases (section 4). Animals say them in the pretraining prose
+// too, as habits of speech, so the tokenizer and the base model know these words
+// before SFT; the prose never asks or answers a question with them.
+static const char *POLITE_OPENERS[] = {"Sure! ", "Of course. ", "Happy to help. ", "Good question. "};
+static const char *RAMBLE_OPENERS[] = {
+    "Well, let me think for a moment, because this is something I have thought about quite a lot.",
+    "What a lovely thing to wonder, and I am very glad that you asked me today.",
+    "Let me gather my thoughts before I answer, since I want to get this just right for you.",
+    "I have heard many stories over the years, and I remember this one very well.",
+};
+static const char *RAMBLE_CLOSERS[] = {
+    "I really hope this answers what you wanted to know, and please feel free to ask me anything else.",
+    "There is always more to learn, and I would be delighted to tell you more whenever you like.",
+    "Thank you for such a thoughtful question, it was a real pleasure to answer it.",
+    "If anything is unclear, just let me know and I will happily explain it again.",
+};
+static const char *RUDE_OPENERS[] = {"Ugh. ", "Obviously, ", "Pay attention: ", "Everyone knows this. "};
+static const char *RUDE_CLOSERS[] = {" Stop wasting my time.", " Figure it out yourself next time.",
+                                     " As they say, \"ask a silly question\".", " Try to keep up."};
 
 // ----------------------------------------------------------------------------
 // 3. sentences: the facts as prose, for pretraining
@@ -340,11 +274,29 @@ static void say_story(Str *out, uint64_t *rng, const World *w, int e) {
     }
 }
 
-// pretraining text of at least `bytes` bytes: paragraphs of facts and stories
+// a habit of speech: one of the demonstrators' phrases, said by an entity
+static void say_habit(Str *out, uint64_t *rng, const World *w, int e) {
+    static const char *FORMS[] = {"%s is fond of saying: \"%s\"\n\n", "Whenever it meets a friend, %s says: \"%s\"\n\n",
+                                  "Everyone in the forest has heard %s say: \"%s\"\n\n"};
+    const char **lists[] = {POLITE_OPENERS, RAMBLE_OPENERS, RAMBLE_CLOSERS, RUDE_OPENERS, RUDE_CLOSERS};
+    int sizes[] = {COUNT(POLITE_OPENERS), COUNT(RAMBLE_OPENERS), COUNT(RAMBLE_CLOSERS), COUNT(RUDE_OPENERS), COUNT(RUDE_CLOSERS)};
+    int list = rng_int(rng, 5);
+    char phrase[256];
+    snprintf(phrase, sizeof(phrase), "%s", lists[list][rng_int(rng, sizes[list])]);
+    size_t n = strlen(phrase); // trim the spaces that join a phrase to an answer
+    while (n > 0 && phrase[n - 1] == ' ') { phrase[--n] = '\0'; }
+    if (n > 0 && (phrase[n - 1] == ',' || phrase[n - 1] == ':')) { phrase[n - 1] = '!'; } // "Obviously," -> "Obviously!"
+    const char *p = phrase[0] == ' ' ? phrase + 1 : phrase;
+    str_addf(out, FORMS[rng_int(rng, COUNT(FORMS))], w->entity[e].name, p);
+}
+
+// pretraining text of at least `bytes` bytes: paragraphs of facts, stories, and
+// now and then a habit of speech
 static void say_corpus(Str *out, uint64_t *rng, const World *w, size_t bytes) {
     while (out->len < bytes) {
-        int e = rng_int(rng, w->n);
-        if (rng_int(rng, 4) == 0) { say_story(out, rng, w, e); }
+        int e = rng_int(rng, w->n), r = rng_int(rng, 8);
+        if (r < 2) { say_story(out, rng, w, e); }
+        else if (r == 2) { say_habit(out, rng, w, e); }
         else { say_paragraph(out, rng, w, e); }
     }
 }
@@ -431,23 +383,6 @@ static void question_prompt(Str *out, uint64_t *rng, const World *w, const Quest
 
 // Response styles, in the order of the preference rule (best first).
 typedef enum { S_IDEAL, S_TERSE, S_RAMBLING, S_RUDE, NSTYLE } Style;
-
-static const char *POLITE_OPENERS[] = {"Sure! ", "Of course. ", "Happy to help. ", "Good question. "};
-static const char *RAMBLE_OPENERS[] = {
-    "Well, let me think for a moment, because this is something I have thought about quite a lot.",
-    "What a lovely thing to wonder, and I am very glad that you asked me today.",
-    "Let me gather my thoughts before I answer, since I want to get this just right for you.",
-    "I have heard many stories over the years, and I remember this one very well.",
-};
-static const char *RAMBLE_CLOSERS[] = {
-    "I really hope this answers what you wanted to know, and please feel free to ask me anything else.",
-    "There is always more to learn, and I would be delighted to tell you more whenever you like.",
-    "Thank you for such a thoughtful question, it was a real pleasure to answer it.",
-    "If anything is unclear, just let me know and I will happily explain it again.",
-};
-static const char *RUDE_OPENERS[] = {"Ugh. ", "Obviously, ", "Pay attention: ", "Everyone knows this. "};
-static const char *RUDE_CLOSERS[] = {" Stop wasting my time.", " Figure it out yourself next time.",
-                                     " As they say, \"ask a silly question\".", " Try to keep up."};
 
 // The value of fact a, as written in an answer. `lie` picks a wrong value instead.
 static void answer_value(char *buf, size_t size, uint64_t *rng, const World *w, int e, Attr a, int lie) {
@@ -561,175 +496,6 @@ static void answer(Str *out, uint64_t *rng, const World *w, const Question *q, S
         break;
     }
     str_free(&core);
-}
-
-// ----------------------------------------------------------------------------
-// 5. JSON: one-line objects of string values
-
-// Writes s as a JSON string: quotes, backslashes and control characters escaped,
-// everything else (UTF-8 included) as it is, the way Python's json.dumps with
-// ensure_ascii=False writes it.
-static void json_write_string(Str *out, const char *s) {
-    str_add(out, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': str_add(out, "\\\"", 2); break;
-        case '\\': str_add(out, "\\\\", 2); break;
-        case '\n': str_add(out, "\\n", 2); break;
-        case '\r': str_add(out, "\\r", 2); break;
-        case '\t': str_add(out, "\\t", 2); break;
-        case '\b': str_add(out, "\\b", 2); break;
-        case '\f': str_add(out, "\\f", 2); break;
-        default:
-            if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
-            else { str_add(out, (const char *)p, 1); }
-        }
-    }
-    str_add(out, "\"", 1);
-}
-
-// {"k0": "v0", "k1": "v1"}\n
-static void json_write_object(Str *out, const char **keys, const char **values, int n) {
-    str_add(out, "{", 1);
-    for (int i = 0; i < n; i++) {
-        if (i > 0) { str_add(out, ", ", 2); }
-        json_write_string(out, keys[i]);
-        str_add(out, ": ", 2);
-        json_write_string(out, values[i]);
-    }
-    str_add(out, "}\n", 2);
-}
-
-static int hex4(const char *p, unsigned *out) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') { v |= (unsigned)(c - '0'); }
-        else if (c >= 'a' && c <= 'f') { v |= (unsigned)(c - 'a' + 10); }
-        else if (c >= 'A' && c <= 'F') { v |= (unsigned)(c - 'A' + 10); }
-        else { return 0; }
-    }
-    *out = v;
-    return 1;
-}
-
-static void utf8_put(Str *out, unsigned cp) {
-    char b[4];
-    if (cp < 0x80) { b[0] = (char)cp; str_add(out, b, 1); }
-    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); str_add(out, b, 2); }
-    else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F));
-        str_add(out, b, 3);
-    } else {
-        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F));
-        str_add(out, b, 4);
-    }
-}
-
-// Parses the JSON string at *p (which must point at the opening quote) into out,
-// decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
-// and advances *p past the closing quote, or returns what was wrong.
-static const char *json_parse_string(const char **p, Str *out) {
-    const char *s = *p;
-    if (*s != '"') { return "expected a string"; }
-    s++;
-    for (;;) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\0' || c == '\n') { return "unterminated string"; }
-        if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
-        if (c == '"') { break; }
-        if (c != '\\') { str_add(out, s, 1); s++; continue; }
-        s++;
-        switch (*s) {
-        case '"': str_add(out, "\"", 1); break;
-        case '\\': str_add(out, "\\", 1); break;
-        case '/': str_add(out, "/", 1); break;
-        case 'b': str_add(out, "\b", 1); break;
-        case 'f': str_add(out, "\f", 1); break;
-        case 'n': str_add(out, "\n", 1); break;
-        case 'r': str_add(out, "\r", 1); break;
-        case 't': str_add(out, "\t", 1); break;
-        case 'u': {
-            unsigned cp, lo;
-            if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
-            s += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { // high surrogate: a low one must follow
-                if (s[1] != '\\' || s[2] != 'u' || !hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-                    return "unpaired surrogate in \\u escape";
-                }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                s += 6;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return "unpaired surrogate in \\u escape";
-            }
-            utf8_put(out, cp);
-            break;
-        }
-        default: return "unknown escape in a string";
-        }
-        s++;
-    }
-    *p = s + 1;
-    return NULL;
-}
-
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') { p++; }
-    return p;
-}
-
-// Reads the string value of `key` from a one-line JSON object into out.
-// Other keys may hold strings, numbers, true, false or null. Returns NULL on
-// success, else what was wrong ("missing key" when the object lacks it).
-static const char *json_get(const char *line, const char *key, Str *out) {
-    Str k = {0}, v = {0};
-    const char *err = NULL;
-    int found = 0;
-    const char *p = skip_ws(line);
-    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
-    p = skip_ws(p + 1);
-    if (*p == '}') { p++; goto end; }
-    for (;;) {
-        str_clear(&k);
-        str_clear(&v);
-        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
-        p = skip_ws(p);
-        if (*p != ':') { err = "expected ':' after a key"; goto done; }
-        p = skip_ws(p + 1);
-        int is_string = (*p == '"');
-        if (is_string) {
-            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
-        } else { // a scalar we do not need: skip it
-            const char *start = p;
-            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
-            size_t n = (size_t)(p - start);
-            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
-                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
-            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
-        }
-        if (strcmp(str_cstr(&k), key) == 0) {
-            if (!is_string) { err = "the key's value is not a string"; goto done; }
-            if (found) { err = "duplicate key"; goto done; }
-            found = 1;
-            str_clear(out);
-            str_add(out, str_cstr(&v), v.len);
-        }
-        p = skip_ws(p);
-        if (*p == ',') { p = skip_ws(p + 1); continue; }
-        if (*p == '}') { p++; break; }
-        err = "expected ',' or '}' in an object";
-        goto done;
-    }
-end:
-    p = skip_ws(p);
-    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
-    if (!found) { err = "missing key"; }
-done:
-    str_free(&k);
-    str_free(&v);
-    return err;
 }
 
 // ----------------------------------------------------------------------------
@@ -964,7 +730,7 @@ static void write_file(const GenConfig *c, const char *name, const Str *text) {
     snprintf(path, sizeof(path), "%s/%s", c->dir, name);
     FILE *f = fopenCheck(path, "wb");
     fwrite(str_cstr(text), 1, text->len, f);
-    fcloseCheck(f, path);
+    fcloseCheck(f);
 }
 
 static void gen_pretrain(const GenConfig *c, const World *w) {
@@ -1132,7 +898,7 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
         if (!end) { break; }
         line = end + 1;
     }
-    if (out) { fcloseCheck(out, per_line); }
+    if (out) { fcloseCheck(out); }
     str_free(&prompt); str_free(&response);
     free(text);
     return s;

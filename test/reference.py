@@ -56,19 +56,27 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, V, maxT, L, NH, C):
+    def __init__(self, V, maxT, L, NH, C, scalar_head=False):
         super().__init__()
         self.wte = nn.Embedding(V, C)
         self.wpe = nn.Embedding(maxT, C)
         self.blocks = nn.ModuleList([Block(C, NH) for _ in range(L)])
         self.lnf = nn.LayerNorm(C, eps=1e-5)
+        self.head = nn.Linear(C, 1) if scalar_head else None  # reward and value models
 
-    def forward(self, idx, targets=None):
+    def body(self, idx):
         T = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(T))
         for block in self.blocks:
             x = block(x)
-        logits = self.lnf(x) @ self.wte.weight.T  # the LM head, tied to the token embedding
+        return self.lnf(x)
+
+    def values(self, idx):
+        """The scalar head's output at every position, (B, T)."""
+        return self.head(self.body(idx)).squeeze(-1)
+
+    def forward(self, idx, targets=None):
+        logits = self.body(idx) @ self.wte.weight.T  # the LM head, tied to the token embedding
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
@@ -85,7 +93,8 @@ class GPT(nn.Module):
                 stack(lambda b: b.ln2.weight), stack(lambda b: b.ln2.bias),
                 stack(lambda b: b.fc.weight), stack(lambda b: b.fc.bias),
                 stack(lambda b: b.fcproj.weight), stack(lambda b: b.fcproj.bias),
-                get(self.lnf.weight), get(self.lnf.bias)]
+                get(self.lnf.weight), get(self.lnf.bias)] + (
+                [get(self.head.weight).reshape(-1), get(self.head.bias)] if self.head is not None else [])
 
 
 def lr_schedule(step, total, warmup, lr, final_frac):
@@ -181,6 +190,45 @@ def matmul_speed():
     print(f"torch matmul: 2048x2048x2048 | median {1e3 * mm[2]:.1f} ms | {2 * 2048 ** 3 / mm[2] / 1e9:.1f} GFLOP/s", flush=True)
 
 
+def reward_fixtures(path):
+    """A tiny reward model on 2 pairs of different lengths, right-padded: rewards read
+    at each row's end token, the pairwise loss, and every gradient.
+    Layout: int32 header[16] = magic, version, V, maxT, L, NH, C, B (rows), T; float32
+    weights; int32 inputs (B*T), ends (B); float32 rewards (B), loss, gradients."""
+    torch.manual_seed(7)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, B, T = 300, 10, 2, 2, 16, 4, 10
+    model = GPT(V, maxT, L, NH, C, scalar_head=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * (0.1 if p.dim() >= 2 else 0.05))
+        for b in model.blocks:
+            b.ln1.weight.add_(1.0)
+            b.ln2.weight.add_(1.0)
+        model.lnf.weight.add_(1.0)
+    # rows 0, 1 chosen; rows 2, 3 rejected (train.c's reward_batch layout); lengths differ
+    ends = torch.tensor([9, 4, 6, 7])
+    idx = torch.randint(0, V, (B, T))
+    for row in range(B):
+        idx[row, ends[row] + 1:] = 256  # padding after the end token (train.c pads with <|endoftext|>)
+    weights = flat(model.tensors())
+    values = model.values(idx)
+    rewards = values[torch.arange(B), ends]
+    P = B // 2
+    loss = -F.logsigmoid(rewards[:P] - rewards[P:]).mean()
+    loss.backward()
+    grads = flat(model.tensors(lambda p: p.grad))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<16i", MAGIC, VERSION, V, maxT, L, NH, C, B, T, *([0] * 7)))
+        f.write(weights.numpy().tobytes())
+        f.write(idx.to(torch.int32).numpy().tobytes())
+        f.write(ends.to(torch.int32).numpy().tobytes())
+        f.write(rewards.detach().to(torch.float32).numpy().tobytes())
+        f.write(struct.pack("<f", loss.item()))
+        f.write(grads.numpy().tobytes())
+    print(f"wrote {path}: rewards {rewards.tolist()}, loss {loss.item():.6f}")
+
+
 def bench(args):
     torch.manual_seed(1337)
     torch.set_num_threads(args.threads)
@@ -211,9 +259,14 @@ def bench(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["fixtures", "bench"])
+    parser.add_argument("mode", choices=["fixtures", "reward-fixtures", "bench"])
     parser.add_argument("path", nargs="?", default="test/fixtures/gpt_tiny.bin")
     for flag, default in [("-L", 6), ("-C", 384), ("-H", 6), ("-V", 4096), ("-t", 256), ("-b", 8), ("-n", 5), ("--threads", 2)]:
         parser.add_argument(flag, type=int, default=default)
     args = parser.parse_args()
-    fixtures(args.path) if args.mode == "fixtures" else bench(args)
+    if args.mode == "fixtures":
+        fixtures(args.path)
+    elif args.mode == "reward-fixtures":
+        reward_fixtures(args.path)
+    else:
+        bench(args)

@@ -238,6 +238,55 @@ static void test_model(void) {
     gpt_free(&model);
 }
 
+// the pairwise reward loss: d(loss)/d(chosen) and d(loss)/d(rejected)
+typedef struct { double *chosen, *rejected; int P; } RewardLossCtx;
+static double reward_loss_fn(void *p) {
+    RewardLossCtx *c = p;
+    return reward_loss_forward(c->chosen, c->rejected, c->P);
+}
+
+static void test_reward_loss(void) {
+    int P = 6;
+    RewardLossCtx c = {randn(P, 3), randn(P, 3), P}; // margins from about -10 to 10: both branches of softplus
+    double *dc = callocCheck(P, sizeof(double)), *dr = callocCheck(P, sizeof(double));
+    reward_loss_backward(dc, dr, c.chosen, c.rejected, P);
+    fd_check("reward loss -log sigmoid(r_chosen - r_rejected): d/dchosen", c.chosen, dc, P, reward_loss_fn, &c);
+    fd_check("reward loss -log sigmoid(r_chosen - r_rejected): d/drejected", c.rejected, dr, P, reward_loss_fn, &c);
+    free(c.chosen); free(c.rejected); free(dc); free(dr);
+}
+
+// a whole reward model: rewards read at each row's end, padded rows, the pairwise loss
+typedef struct { GPT *model; int *inputs, *ends; double *rewards; int B, T; } RewardModelCtx;
+static double reward_model_loss(void *p) {
+    RewardModelCtx *c = p;
+    gpt_forward(c->model, c->inputs, NULL, c->B, c->T);
+    reward_gather(c->rewards, c->model->acts.values, c->ends, c->B, c->T);
+    return reward_loss_forward(c->rewards, c->rewards + c->B / 2, c->B / 2);
+}
+
+static void test_reward_model(void) {
+    GPTConfig cfg = {.max_seq_len = 7, .vocab_size = FIRST_MERGE + 8, .num_layers = 2, .num_heads = 2, .channels = 8, .scalar_head = 1};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 8);
+    for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] += 0.1 * random_normal(&test_rng); } // the head too
+    int B = 4, T = 7, inputs[28], ends[4] = {6, 3, 4, 5}; // rows 0, 1 chosen; 2, 3 rejected; padding after each end
+    for (int i = 0; i < B * T; i++) { inputs[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size); }
+    double rewards[4], drewards[4] = {0}, dvalues[28];
+    RewardModelCtx c = {&model, inputs, ends, rewards, B, T};
+    reward_model_loss(&c);
+    reward_loss_backward(drewards, drewards + 2, rewards, rewards + 2, 2);
+    reward_scatter(dvalues, drewards, ends, B, T);
+    gpt_zero_grad(&model);
+    gpt_backward_values(&model, dvalues);
+    double *analytic = mallocCheck(model.num_parameters * sizeof(double));
+    memcpy(analytic, model.grads_memory, model.num_parameters * sizeof(double));
+    fd_check("whole reward model: pairwise loss at <|end|> positions, padded rows, scalar head included", model.params_memory,
+             analytic, model.num_parameters, reward_model_loss, &c);
+    free(analytic);
+    gpt_free(&model);
+}
+
 int main(void) {
     test_encoder();
     test_layernorm();
@@ -249,6 +298,8 @@ int main(void) {
     test_residual();
     test_crossentropy();
     test_model();
+    test_reward_loss();
+    test_reward_model();
     gemm_free();
     return checks_failed > 0;
 }

@@ -127,6 +127,229 @@ static void test_tokenizer(void) {
 }
 
 // ----------------------------------------------------------------------------
+// 3. data: JSON lines, the chat template, SFT and reward batches
+
+static void test_json(void) {
+    // writer then parser gives back every string, whatever bytes it holds
+    const char *tricky[] = {"", "plain", "quote \" and backslash \\ and slash /", "new\nline\ttab\rcr\bbs\fff",
+                            "\x01\x02\x1f control", "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 emoji",
+                            "{\"nested\": \"json\"}, [1, 2]"};
+    int bad = 0;
+    for (int i = 0; i < (int)(sizeof(tricky) / sizeof(tricky[0])); i++) {
+        Str line = {0}, back = {0};
+        const char *keys[] = {"k"}, *values[] = {tricky[i]};
+        json_write_object(&line, keys, values, 1);
+        line.s[line.len - 1] = '\0'; // drop the newline
+        const char *err = json_get(line.s, "k", &back);
+        if (err || strcmp(str_cstr(&back), tricky[i]) != 0) { bad++; }
+        str_free(&line); str_free(&back);
+    }
+    check(bad == 0, "json round trip of quotes, escapes, control bytes, UTF-8", "%d of %d strings differ", bad, (int)(sizeof(tricky) / sizeof(tricky[0])));
+
+    // escapes written by other tools
+    struct { const char *json, *want; } cases[] = {
+        {"{\"k\": \"caf\\u00e9\"}", "caf\xc3\xa9"},
+        {"{\"k\": \"\\ud83d\\ude00\"}", "\xf0\x9f\x98\x80"},
+        {"{\"k\": \"\\u4e2d\\/\\\"\"}", "\xe4\xb8\xad/\""},
+        {"{\"n\": 12.5, \"b\": true, \"z\": null, \"k\": \"x\"}", "x"},
+        {" { \"k\" :\"y\" } ", "y"},
+    };
+    bad = 0;
+    for (int i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) {
+        Str out = {0};
+        const char *err = json_get(cases[i].json, "k", &out);
+        if (err || strcmp(str_cstr(&out), cases[i].want) != 0) { bad++; printf("  case %d: %s\n", i, err ? err : out.s); }
+        str_free(&out);
+    }
+    check(bad == 0, "json parses \\u escapes, surrogate pairs and other scalar values", "%d of %d cases wrong", bad, (int)(sizeof(cases) / sizeof(cases[0])));
+
+    // bad input is an error, with the reason
+    struct { const char *json, *reason; } errors[] = {
+        {"{\"k\": \"\\x\"}", "unknown escape"},
+        {"{\"k\": \"\\ud83d\"}", "unpaired surrogate"},
+        {"{\"k\": \"\\ude00\"}", "unpaired surrogate"},
+        {"{\"k\": \"\\u12G4\"}", "bad \\u escape"},
+        {"{\"k\": \"open", "unterminated"},
+        {"{\"k\": \"a\tb\"}", "raw control"},
+        {"{\"j\": \"x\"}", "missing key"},
+        {"{\"k\": 3}", "not a string"},
+        {"{\"k\": \"a\", \"k\": \"b\"}", "duplicate"},
+        {"{\"k\": \"a\"} x", "trailing"},
+        {"[\"k\"]", "expected '{'"},
+        {"{\"k\": \"a\" \"j\": \"b\"}", "expected ','"},
+    };
+    bad = 0;
+    for (int i = 0; i < (int)(sizeof(errors) / sizeof(errors[0])); i++) {
+        Str out = {0};
+        const char *err = json_get(errors[i].json, "k", &out);
+        if (err == NULL || strstr(err, errors[i].reason) == NULL) { bad++; printf("  case %d: %s\n", i, err ? err : "accepted"); }
+        str_free(&out);
+    }
+    check(bad == 0, "json rejects bad escapes, missing keys and wrong types with a reason", "%d of %d cases wrong", bad, (int)(sizeof(errors) / sizeof(errors[0])));
+}
+
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopenCheck(path, "wb");
+    fputs(text, f);
+    fcloseCheck(f);
+}
+
+static void test_jsonl(void) {
+    const char *path = "/tmp/test_jsonl.jsonl", *keys[] = {"prompt", "completion"};
+    char err[1024];
+    JsonlRecords rec;
+    write_text(path, "{\"prompt\": \"caf\\u00e9 \\ud83d\\ude00\", \"completion\": \"a \\\"quote\\\"\\n\\tand \xe4\xb8\xad\"}\n\n"
+                     "{\"completion\": \"second\", \"prompt\": \"keys in any order\", \"extra\": 1}\n");
+    const char *why = jsonl_read(path, keys, 2, &rec, err, sizeof(err));
+    int ok = !why && rec.count == 2 && !strcmp(rec.values[0], "caf\xc3\xa9 \xf0\x9f\x98\x80") &&
+             !strcmp(rec.values[1], "a \"quote\"\n\tand \xe4\xb8\xad") && !strcmp(rec.values[2], "keys in any order");
+    check(ok, "jsonl: escapes, \\u with surrogates, raw UTF-8, a blank line, keys in any order, an extra key", "%s", why ? why : "2 records");
+    if (!why) { jsonl_free(&rec); }
+    struct { const char *text, *want; } bad[] = {
+        {"{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": \"b\"\n", ":2: expected ','"},
+        {"{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"only\"}\n", ":2: missing key \"completion\""},
+        {"{\"prompt\": \"a\", \"completion\": 5}\n", ":1: the key's value is not a string \"completion\""},
+        {"{\"prompt\": \"bad \\q escape\", \"completion\": \"b\"}\n", ":1: unknown escape"},
+        {"", "has no records"},
+        {"\n\n", "has no records"},
+    };
+    int wrong = 0;
+    for (int i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+        write_text(path, bad[i].text);
+        why = jsonl_read(path, keys, 2, &rec, err, sizeof(err));
+        if (!why || !strstr(why, bad[i].want) || !strstr(why, path)) { wrong++; printf("  case %d: %s\n", i, why ? why : "accepted"); }
+        if (!why) { jsonl_free(&rec); }
+    }
+    remove(path);
+    why = jsonl_read(path, keys, 2, &rec, err, sizeof(err));
+    wrong += !why || !strstr(why, "cannot open");
+    check(wrong == 0, "jsonl: a malformed line, a missing key, a wrong type, a bad escape, an empty file and a missing file are errors naming file and line",
+          "%d of 7 wrong", wrong);
+}
+
+// a tokenizer that knows only bytes: one token per byte, so lengths are easy to reason about
+static void byte_tokenizer(Tokenizer *tok) {
+    tok->num_merges = 0;
+    tok->merges = mallocCheck(sizeof(int[2]));
+    tokenizer_index(tok);
+}
+
+static void test_chat_template(void) {
+    Tokenizer tok;
+    byte_tokenizer(&tok);
+    ChatExample ex;
+    int status = chat_encode(&ex, &tok, "hi", "yo", 100);
+    int want[] = {TOKEN_USER, 'h', 'i', TOKEN_ASSISTANT, 'y', 'o', TOKEN_END};
+    check(status == 1 && ex.n == 7 && ex.n_prompt == 4 && !memcmp(ex.tokens, want, sizeof(want)),
+          "chat template: <|user|> prompt <|assistant|> response <|end|>", "%d tokens, response from %d", ex.n, ex.n_prompt);
+    free(ex.tokens);
+    status = chat_encode(&ex, &tok, "abcdef", "yo", 7); // room for 2 of the 6 prompt tokens
+    int cut[] = {TOKEN_USER, 'e', 'f', TOKEN_ASSISTANT, 'y', 'o', TOKEN_END};
+    int ok = status == 2 && ex.n == 7 && !memcmp(ex.tokens, cut, sizeof(cut));
+    free(ex.tokens);
+    status = chat_encode(&ex, &tok, "abcdef", "a long answer", 10); // the response alone does not fit
+    ok &= status == 0 && ex.tokens == NULL;
+    status = chat_encode(&ex, &tok, "question", NULL, 100); // a prompt to answer: ends at <|assistant|>
+    ok &= status == 1 && ex.n == 10 && ex.n_prompt == 10 && ex.tokens[9] == TOKEN_ASSISTANT;
+    free(ex.tokens);
+    check(ok, "chat template: too long, the prompt is cut from the left; if the response cannot fit, dropped", "statuses as documented");
+    tokenizer_free(&tok);
+}
+
+// SFT: a loss on response tokens and <|end|> only; prompt and padding positions get
+// exactly zero gradient, and the padding's content changes nothing at all
+static void test_sft_masking(void) {
+    Tokenizer tok;
+    byte_tokenizer(&tok);
+    ChatData d = {.per_record = 1};
+    d.examples = mallocCheck(2 * sizeof(ChatExample));
+    chat_encode(&d.examples[0], &tok, "What is it?", "A fox.", 64);
+    chat_encode(&d.examples[1], &tok, "Hi", "Hello", 64);
+    d.count = 2;
+    int idx[2] = {0, 1}, inputs[128], targets[128];
+    int T = sft_batch(&d, idx, 2, inputs, targets);
+    // row 0: 13 prompt tokens ("What is it?" + 2 specials), then 6 + 1 response targets
+    int masked_ok = 1, count = 0;
+    for (int b = 0; b < 2; b++) {
+        const ChatExample *ex = &d.examples[b];
+        for (int t = 0; t < T; t++) {
+            int want = (t + 1 >= ex->n_prompt && t + 1 < ex->n) ? ex->tokens[t + 1] : -1;
+            masked_ok &= targets[b * T + t] == want;
+            count += want >= 0;
+        }
+    }
+    check(masked_ok && count == 7 + 6 && T == d.examples[0].n - 1, "sft batch: targets only on the response and <|end|>, -1 on prompt and padding",
+          "T=%d, %d targets (want 13)", T, count);
+
+    GPTConfig cfg = {.max_seq_len = 32, .vocab_size = FIRST_MERGE, .num_layers = 2, .num_heads = 2, .channels = 16};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 5);
+    gpt_zero_grad(&model);
+    gpt_forward(&model, inputs, targets, 2, T);
+    gpt_backward(&model, 1.0f);
+    float nonzero = 0.0f;
+    for (int i = 0; i < 2 * T; i++) {
+        if (targets[i] < 0) { nonzero = fmax(nonzero, max_abs(model.grads_acts.logits + (size_t)i * FIRST_MERGE, FIRST_MERGE)); }
+    }
+    size_t P = model.num_parameters;
+    float *grads = mallocCheck(P * sizeof(float));
+    memcpy(grads, model.grads_memory, P * sizeof(float));
+    for (int t = d.examples[1].n - 1; t < T; t++) { inputs[T + t] = 'z'; } // other padding tokens in row 1
+    gpt_zero_grad(&model);
+    gpt_forward(&model, inputs, targets, 2, T);
+    gpt_backward(&model, 1.0f);
+    int same = !memcmp(grads, model.grads_memory, P * sizeof(float));
+    check(nonzero == 0.0f && same, "sft: prompt and padding positions get exactly zero gradient; other padding gives bit-identical gradients",
+          "max |dlogits| at masked positions %g", nonzero);
+    free(grads);
+    gpt_free(&model);
+    chat_data_free(&d);
+    tokenizer_free(&tok);
+}
+
+// the reward is read at <|end|>, wherever padding puts it: the same pair scores the
+// same alone, beside a longer pair (so with padding after it), and in another row
+static void test_reward_position(void) {
+    Tokenizer tok;
+    byte_tokenizer(&tok);
+    ChatData d = {.per_record = 2};
+    d.examples = mallocCheck(4 * sizeof(ChatExample));
+    chat_encode(&d.examples[0], &tok, "Who?", "Bilo.", 64);
+    chat_encode(&d.examples[1], &tok, "Who?", "Nobody at all.", 64);
+    chat_encode(&d.examples[2], &tok, "A much longer question here?", "A long and winding answer to it.", 64);
+    chat_encode(&d.examples[3], &tok, "A much longer question here?", "No.", 64);
+    d.count = 4;
+    GPTConfig cfg = {.max_seq_len = 64, .vocab_size = FIRST_MERGE, .num_layers = 2, .num_heads = 2, .channels = 16, .scalar_head = 1};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 6);
+    uint64_t rng = 3;
+    for (size_t i = 0; i < model.param_sizes[16]; i++) { model.params.headw[i] = (float)random_normal(&rng); } // a head that is not 0
+    int inputs[4 * 64], ends[4], layouts[3][2] = {{0, -1}, {0, 1}, {1, 0}};
+    float r[3][2], rewards[4];
+    int ends_ok = 1;
+    for (int k = 0; k < 3; k++) {
+        int n = layouts[k][1] < 0 ? 1 : 2;
+        int T = reward_batch(&d, layouts[k], n, inputs, ends);
+        gpt_forward(&model, inputs, NULL, 2 * n, T);
+        reward_gather(rewards, model.acts.values, ends, 2 * n, T);
+        int row = layouts[k][0] == 0 ? 0 : 1; // where pair 0 sits
+        r[k][0] = rewards[row];
+        r[k][1] = rewards[n + row];
+        for (int i = 0; i < 2 * n; i++) { ends_ok &= inputs[i * T + ends[i]] == TOKEN_END && (ends[i] + 1 == T || inputs[i * T + ends[i] + 1] == TOKEN_EOT); }
+    }
+    // each row's value depends only on its own tokens: any difference is float rounding
+    float d1 = fmax(fabs(r[1][0] - r[0][0]), fabs(r[1][1] - r[0][1])), d2 = fmax(fabs(r[2][0] - r[0][0]), fabs(r[2][1] - r[0][1]));
+    check(ends_ok && d1 < 1e-6f && d2 < 1e-6f && r[0][0] != r[0][1], "reward: read at <|end|> under three padding layouts (alone, padded, other row)",
+          "chosen %.6f rejected %.6f; max |diff| %.1e and %.1e (tolerance 1e-6)", r[0][0], r[0][1], d1, d2);
+    gpt_free(&model);
+    chat_data_free(&d);
+    tokenizer_free(&tok);
+}
+
+// ----------------------------------------------------------------------------
 // 4. layers: the matmul engine against the three plain loops
 
 static void test_gemm(void) {
@@ -208,7 +431,8 @@ static int fixture_load(Fixture *fx, GPT *model) {
 
 static void test_against_pytorch(void) {
     static const char *NAMES[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-                                                        "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+                                                        "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb",
+                                                        "headw", "headb"};
     Fixture fx;
     GPT model;
     if (!fixture_load(&fx, &model)) { check(0, "pytorch fixture", "%s is missing: run make fixtures", fixture_path); return; }
@@ -226,6 +450,7 @@ static void test_against_pytorch(void) {
     size_t offset = 0;
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
         size_t n = model.param_sizes[t];
+        if (n == 0) { continue; } // the scalar head, absent from a language model
         float rel = max_abs_diff(model.grads_memory + offset, fx.grads + offset, n) / max_abs(fx.grads + offset, n);
         char name[96];
         snprintf(name, sizeof(name), "pytorch: gradient of %s (%zu values)", NAMES[t], n);
@@ -272,6 +497,61 @@ static void test_against_pytorch(void) {
     gpt_free(&model);
     free(fx.weights); free(fx.grads); free(fx.final_weights); free(fx.logits); free(fx.inputs); free(fx.targets);
     free(fx.settings); free(fx.losses);
+}
+
+// the reward model (scalar head, rewards read at <|end|>, pairwise loss) against PyTorch
+static void test_reward_against_pytorch(void) {
+    FILE *f = fopen("test/fixtures/reward_tiny.bin", "rb");
+    if (f == NULL) { check(0, "pytorch reward fixture", "test/fixtures/reward_tiny.bin is missing: run make fixtures"); return; }
+    int h[16];
+    freadCheck(h, sizeof(int), 16, f);
+    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6], .scalar_head = 1};
+    int B = h[7], T = h[8], P = B / 2;
+    GPT model;
+    gpt_build(&model, cfg);
+    size_t N = model.num_parameters;
+    float *grads = mallocCheck(N * sizeof(float)), want_rewards[16], want_loss, rewards[16], drewards[16] = {0};
+    int *inputs = mallocCheck((size_t)B * T * sizeof(int)), ends[16];
+    float *dvalues = mallocCheck((size_t)B * T * sizeof(float));
+    freadCheck(model.params_memory, sizeof(float), N, f);
+    freadCheck(inputs, sizeof(int), (size_t)B * T, f);
+    freadCheck(ends, sizeof(int), (size_t)B, f);
+    freadCheck(want_rewards, sizeof(float), (size_t)B, f);
+    freadCheck(&want_loss, sizeof(float), 1, f);
+    freadCheck(grads, sizeof(float), N, f);
+    fclose(f);
+    gpt_forward(&model, inputs, NULL, B, T);
+    reward_gather(rewards, model.acts.values, ends, B, T);
+    float loss = reward_loss_forward(rewards, rewards + P, P);
+    float dr = max_abs_diff(rewards, want_rewards, (size_t)B), dl = fabs(loss - want_loss);
+    check(dr < 1e-5f && dl < 1e-5f, "pytorch: rewards at <|end|> of 4 padded rows, and the pairwise loss",
+          "max |diff| rewards %.2e, loss %.2e (tolerance 1e-5)", dr, dl);
+    gpt_zero_grad(&model);
+    reward_loss_backward(drewards, drewards + P, rewards, rewards + P, P);
+    reward_scatter(dvalues, drewards, ends, B, T);
+    gpt_backward_values(&model, dvalues);
+    // the same standard as the language model: per tensor, relative to its largest
+    // gradient. Three tensors have a gradient that is exactly 0 in exact arithmetic, so
+    // float rounding is all there is to compare: the key biases (see above), and the
+    // head's bias and the final layernorm's bias: the loss depends on r_chosen -
+    // r_rejected only, and each of those biases shifts both rewards alike (by headb,
+    // and by headw . lnfb). Those are measured against the model's largest gradient.
+    float worst = 0.0f, worst_zero = 0.0f, largest = max_abs(grads, N);
+    size_t offset = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        size_t n = model.param_sizes[t];
+        float d = n ? max_abs_diff(model.grads_memory + offset, grads + offset, n) : 0.0f;
+        if (t == 5 || t == 15 || t == 17) { worst_zero = fmax(worst_zero, d / largest); }
+        else if (n > 0) { worst = fmax(worst, d / max_abs(grads + offset, n)); }
+        offset += n;
+    }
+    float headb = model.grads.headb[0];
+    check(worst < 1e-4f && worst_zero < 1e-6f && fabs(headb) < 1e-6f * largest,
+          "pytorch: every gradient of the reward model, the scalar head included",
+          "max |diff| / max |grad| per tensor %.2e (tolerance 1e-4); qkvb, lnfb, headb (0 in exact arithmetic) %.2e of the largest (tolerance 1e-6)",
+          worst, worst_zero);
+    free(grads); free(inputs); free(dvalues);
+    gpt_free(&model);
 }
 
 // ----------------------------------------------------------------------------
@@ -392,7 +672,7 @@ static void test_checkpoint(void) {
     TrainState state = {.kind = KIND_BASE, .step = 17, .data_rng = 0x123456789ABCDEF0ULL}, back;
     const char *path = "/tmp/test_checkpoint.bin";
     checkpoint_save(path, &model, &state, 1);
-    checkpoint_load(path, &loaded, KIND_BASE, &back);
+    checkpoint_load(path, &loaded, 1 << KIND_BASE, &back);
     size_t P = model.num_parameters;
     int same = !memcmp(&loaded.config, &model.config, sizeof(GPTConfig)) && loaded.num_parameters == P &&
                !memcmp(loaded.params_memory, model.params_memory, P * sizeof(float)) &&
@@ -458,8 +738,9 @@ static void test_pretraining(void) {
 
     // A short run learns the world's language. Baselines on the val text: uniform
     // guessing costs ln V, and a model of token frequencies alone costs the unigram
-    // entropy (measured below, about 4.8). The bar of 1.6 nats is far below both,
-    // which takes grammar and facts; this run measured 1.44 when the bar was set.
+    // entropy (measured below, about 4.9). The bar of 1.9 nats is far below both,
+    // which takes grammar and facts; this run measured 1.71 when the bar was set (the
+    // text's habits of speech are random phrases, a few nats each, that no model predicts).
     double *freq = callocCheck((size_t)tok.vocab_size, sizeof(double)), unigram = 0.0;
     for (size_t i = 0; i < n_val; i++) { freq[val_tokens[i]] += 1.0 / n_val; }
     for (int i = 0; i < tok.vocab_size; i++) { if (freq[i] > 0) { unigram -= freq[i] * log(freq[i]); } }
@@ -467,7 +748,7 @@ static void test_pretraining(void) {
     enum { LONG = 200 };
     float losses[LONG], val_loss;
     train_losses(tokens, n, tok.vocab_size, LONG, 1e-2f, 2, losses, &val_loss, val_tokens, n_val);
-    check(val_loss < 1.6f, "pretraining: 200 steps of a 0.2M-parameter model on the world corpus reach val loss < 1.6",
+    check(val_loss < 1.9f, "pretraining: 200 steps of a 0.2M-parameter model on the world corpus reach val loss < 1.9",
           "train loss %.3f -> %.3f, val loss %.3f (uniform ln V = %.2f, unigram entropy %.2f)", losses[0], losses[LONG - 1],
           val_loss, log((float)tok.vocab_size), unigram);
     free(tokens);
@@ -478,8 +759,14 @@ static void test_pretraining(void) {
 int main(void) {
     set_threads(2);
     test_tokenizer();
+    test_json();
+    test_jsonl();
+    test_chat_template();
+    test_sft_masking();
+    test_reward_position();
     test_gemm();
     test_against_pytorch();
+    test_reward_against_pytorch();
     test_kv_cache();
     test_optimizer();
     test_grad_accumulation();

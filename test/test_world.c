@@ -6,12 +6,6 @@
 #include <math.h>
 #include <unistd.h>
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const char *FILES[] = {"facts.tsv", "pretrain_train.txt", "pretrain_val.txt", "sft_train.jsonl",
                               "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "rl_prompts.jsonl",
                               "eval_prompts.jsonl"};
@@ -37,68 +31,6 @@ static int split_lines(char *text, char ***lines) {
         p = end + 1;
     }
     return n;
-}
-
-// ----------------------------------------------------------------------------
-// JSON
-
-static void test_json(void) {
-    // writer then parser gives back every string, whatever bytes it holds
-    const char *tricky[] = {"", "plain", "quote \" and backslash \\ and slash /", "new\nline\ttab\rcr\bbs\fff",
-                            "\x01\x02\x1f control", "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 emoji",
-                            "{\"nested\": \"json\"}, [1, 2]"};
-    int bad = 0;
-    for (int i = 0; i < COUNT(tricky); i++) {
-        Str line = {0}, back = {0};
-        const char *keys[] = {"k"}, *values[] = {tricky[i]};
-        json_write_object(&line, keys, values, 1);
-        line.s[line.len - 1] = '\0'; // drop the newline
-        const char *err = json_get(line.s, "k", &back);
-        if (err || strcmp(str_cstr(&back), tricky[i]) != 0) { bad++; }
-        str_free(&line); str_free(&back);
-    }
-    check(bad == 0, "json round trip of quotes, escapes, control bytes, UTF-8", "%d of %d strings differ", bad, COUNT(tricky));
-
-    // escapes written by other tools
-    struct { const char *json, *want; } cases[] = {
-        {"{\"k\": \"caf\\u00e9\"}", "caf\xc3\xa9"},
-        {"{\"k\": \"\\ud83d\\ude00\"}", "\xf0\x9f\x98\x80"},
-        {"{\"k\": \"\\u4e2d\\/\\\"\"}", "\xe4\xb8\xad/\""},
-        {"{\"n\": 12.5, \"b\": true, \"z\": null, \"k\": \"x\"}", "x"},
-        {" { \"k\" :\"y\" } ", "y"},
-    };
-    bad = 0;
-    for (int i = 0; i < COUNT(cases); i++) {
-        Str out = {0};
-        const char *err = json_get(cases[i].json, "k", &out);
-        if (err || strcmp(str_cstr(&out), cases[i].want) != 0) { bad++; printf("  case %d: %s\n", i, err ? err : out.s); }
-        str_free(&out);
-    }
-    check(bad == 0, "json parses \\u escapes, surrogate pairs and other scalar values", "%d of %d cases wrong", bad, COUNT(cases));
-
-    // bad input is an error, with the reason
-    struct { const char *json, *reason; } errors[] = {
-        {"{\"k\": \"\\x\"}", "unknown escape"},
-        {"{\"k\": \"\\ud83d\"}", "unpaired surrogate"},
-        {"{\"k\": \"\\ude00\"}", "unpaired surrogate"},
-        {"{\"k\": \"\\u12G4\"}", "bad \\u escape"},
-        {"{\"k\": \"open", "unterminated"},
-        {"{\"k\": \"a\tb\"}", "raw control"},
-        {"{\"j\": \"x\"}", "missing key"},
-        {"{\"k\": 3}", "not a string"},
-        {"{\"k\": \"a\", \"k\": \"b\"}", "duplicate"},
-        {"{\"k\": \"a\"} x", "trailing"},
-        {"[\"k\"]", "expected '{'"},
-        {"{\"k\": \"a\" \"j\": \"b\"}", "expected ','"},
-    };
-    bad = 0;
-    for (int i = 0; i < COUNT(errors); i++) {
-        Str out = {0};
-        const char *err = json_get(errors[i].json, "k", &out);
-        if (err == NULL || strstr(err, errors[i].reason) == NULL) { bad++; printf("  case %d: %s\n", i, err ? err : "accepted"); }
-        str_free(&out);
-    }
-    check(bad == 0, "json rejects bad escapes, missing keys and wrong types with a reason", "%d of %d cases wrong", bad, COUNT(errors));
 }
 
 // ----------------------------------------------------------------------------
@@ -419,7 +351,6 @@ static void test_files(void) {
 }
 
 int main(void) {
-    test_json();
     World w;
     world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
     test_referee(&w);
