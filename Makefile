@@ -53,11 +53,14 @@ data/world/.done: world
 	./world gen -o data/world
 	@touch $@
 
-# run-cpu: the CPU demo: data, tokenizer, pretraining (about 2 minutes on 2 cores), a sample
+# run-cpu: the CPU demo: data, tokenizer, pretraining, SFT, reward model, and a table of results
 run-cpu: train data
 	rm -f out/tokenizer.bin
 	./train pretrain -o out
-	./train sample -c out/base.bin -o out -p "Kelo" -m 40
+	./train sft -o out -n 0
+	./train sft -o out
+	./train rm -o out
+	@./data/summary.sh out
 
 # run-gpu: the GPU demo (train.cu arrives with the CUDA issue)
 run-gpu:

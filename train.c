@@ -2308,6 +2308,24 @@ float evaluate(GPT *model, DataLoader *val, int batches) {
     return (float)(sum / batches);
 }
 
+// whether step (0-based) ends with a validation pass: every -e steps, and the last
+static int eval_due(const Config *cfg, int step) {
+    return (cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps;
+}
+
+// After an optimizer step: ends its line of metrics, and saves the checkpoint
+// <out>/<name> every -S steps and after the last step.
+static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name) {
+    fprintf(log, "}\n");
+    fflush(log);
+    state->step = step + 1;
+    if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+        char path[4096];
+        out_path(path, sizeof(path), cfg, name);
+        checkpoint_save(path, model, state, 1);
+    }
+}
+
 // prints a sample continuing `prompt` (or the first tokens of `fallback`)
 void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
                   float temperature, int top_k, uint64_t *rng) {
@@ -2360,9 +2378,8 @@ void stage_pretrain(const Config *cfg) {
     printf("model: L=%d C=%d NH=%d V=%d T=%d, %.2fM parameters\n", model.config.num_layers, model.config.channels,
            model.config.num_heads, model.config.vocab_size, model.config.max_seq_len, model.num_parameters / 1e6);
 
-    char log_path[4096], ckpt_path[4096];
+    char log_path[4096];
     out_path(log_path, sizeof(log_path), cfg, "pretrain.jsonl");
-    out_path(ckpt_path, sizeof(ckpt_path), cfg, "base.bin");
     FILE *log = fopenCheck(log_path, state.step > 0 ? "ab" : "wb");
     uint64_t sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
     size_t tokens_per_step = (size_t)cfg->batch_size * cfg->seq_len * cfg->grad_accum;
@@ -2387,25 +2404,19 @@ void stage_pretrain(const Config *cfg) {
                lr, norm, tokens_per_step / dt, eta);
         fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f",
                 step + 1, loss, lr, norm, tokens_per_step / dt);
-        int last = step + 1 == cfg->steps;
-        if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
+        if (eval_due(cfg, step)) {
             float val_loss = evaluate(&model, &val, cfg->eval_batches);
             printf("val loss %.4f\n", val_loss);
             fprintf(log, ", \"val_loss\": %.6f", val_loss);
         }
-        fprintf(log, "}\n");
-        fflush(log);
-        if ((cfg->sample_every > 0 && (step + 1) % cfg->sample_every == 0) || last) {
+        state.data_rng = train.rng;
+        finish_step(&model, &state, cfg, step, log, "base.bin");
+        if ((cfg->sample_every > 0 && (step + 1) % cfg->sample_every == 0) || step + 1 == cfg->steps) {
             print_sample(&model, &tok, cfg->prompt, val_tokens, cfg->gen_len, cfg->temperature, cfg->top_k, &sample_rng);
-        }
-        if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || last) {
-            state.step = step + 1;
-            state.data_rng = train.rng;
-            checkpoint_save(ckpt_path, &model, &state, 1);
         }
     }
     fcloseCheck(log);
-    printf("pretraining: %d steps in %.1f s -> %s\n", cfg->steps - first_step, now_seconds() - t_start, ckpt_path);
+    printf("pretraining: %d steps in %.1f s -> %s/base.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
     dataloader_free(&train);
     dataloader_free(&val);
     gpt_free(&model);
@@ -2540,18 +2551,12 @@ void stage_sft(const Config *cfg) {
             double dt = now_seconds() - t0;
             printf("sft step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s\n", step + 1, cfg->steps, loss, lr, norm, tokens / dt);
             fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f", step + 1, loss, lr, norm);
-            if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps) {
+            if (eval_due(cfg, step)) {
                 float val_loss = sft_evaluate(&model, &val, B, inputs, targets);
                 printf("val loss (response tokens) %.4f\n", val_loss);
                 fprintf(log, ", \"val_loss\": %.6f", val_loss);
             }
-            fprintf(log, "}\n");
-            fflush(log);
-            state.step = step + 1;
-            if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
-                out_path(path, sizeof(path), cfg, "sft.bin");
-                checkpoint_save(path, &model, &state, 1);
-            }
+            finish_step(&model, &state, cfg, step, log, "sft.bin");
         }
         printf("sft: %d steps in %.1f s -> %s/sft.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
         fcloseCheck(log);
@@ -2685,18 +2690,12 @@ void stage_reward(const Config *cfg) {
             printf("rm step %4d/%d | loss %.4f | accuracy %.3f | lr %.2e | norm %6.3f\n", step + 1, cfg->steps, loss, acc, lr, norm);
             fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"lr\": %.6e, \"grad_norm\": %.6f",
                     step + 1, loss, acc, lr, norm);
-            if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps) {
+            if (eval_due(cfg, step)) {
                 st = reward_evaluate(&model, &val, B, inputs, ends, rewards);
                 print_reward_stats("val", &st, val.count / 2);
                 fprintf(log, ", \"val_accuracy\": %.4f, \"val_margin\": %.4f, \"val_loss\": %.6f", st.accuracy, st.margin, st.loss);
             }
-            fprintf(log, "}\n");
-            fflush(log);
-            state.step = step + 1;
-            if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
-                out_path(path, sizeof(path), cfg, "reward.bin");
-                checkpoint_save(path, &model, &state, 1);
-            }
+            finish_step(&model, &state, cfg, step, log, "reward.bin");
         }
         printf("rm: %d steps in %.1f s -> %s/reward.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
         print_reward_stats("reward model", &st, val.count / 2);

@@ -904,6 +904,23 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
     return s;
 }
 
+// The share of preference pairs whose label the referee agrees with: the accuracy
+// of a perfect reward model, the ceiling any learned one can reach on that file.
+static double agree_file(const World *w, const char *path, int *pairs) {
+    const char *keys[] = {"prompt", "chosen", "rejected"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(path, keys, 3, &rec, err, sizeof(err))) { die("%s", err); }
+    int agree = 0;
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * 3;
+        agree += referee_grade(w, v[0], v[1]).score > referee_grade(w, v[0], v[2]).score;
+    }
+    *pairs = rec.count;
+    jsonl_free(&rec);
+    return (double)agree / *pairs;
+}
+
 // ----------------------------------------------------------------------------
 // 8. command line and main
 
@@ -912,7 +929,8 @@ static void error_usage(void) {
     GenConfig d = GEN_DEFAULTS;
     fprintf(stderr,
             "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]\n"
-            "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] answers.jsonl\n"
+            "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] [-t label] answers.jsonl\n"
+            "       world agree [-s seed] [-n entities] pairs.jsonl   (how often the referee agrees with the labels)\n"
             "  -s  seed of the world                       (default %llu)\n"
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
@@ -920,6 +938,7 @@ static void error_usage(void) {
             "  -o  gen: output directory                  (default %s)\n"
             "      score: write per-line scores as JSONL  (default: none)\n"
             "  -k  score: the key holding the response    (default response)\n"
+            "  -t  score: print one table row with this label instead of the summary\n"
             "score and gen must use the same -s and -n: the referee rebuilds the world from them.\n",
             (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.dir);
     exit(1);
@@ -935,10 +954,10 @@ static double flag_number(const char *flag, const char *val, double lo, double h
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score"))) { error_usage(); }
-    int scoring = !strcmp(argv[1], "score");
+    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score") && strcmp(argv[1], "agree"))) { error_usage(); }
+    int scoring = strcmp(argv[1], "gen") != 0; // score and agree read a file and grade it
     GenConfig c = GEN_DEFAULTS;
-    const char *per_line = NULL, *input = NULL, *key = "response";
+    const char *per_line = NULL, *input = NULL, *key = "response", *label = NULL;
     for (int i = 2; i < argc; i++) {
         const char *flag = argv[i];
         if (flag[0] != '-') {
@@ -955,6 +974,7 @@ int main(int argc, char **argv) {
         case 'm': c.pretrain_mb = flag_number(flag, val, 0.01, 100); break;
         case 'o': if (scoring) { per_line = val; } else { c.dir = val; } break;
         case 'k': key = val; break;
+        case 't': label = val; break;
         default: error_usage();
         }
     }
@@ -968,7 +988,20 @@ int main(int argc, char **argv) {
     if (input == NULL) { error_usage(); }
     World w;
     world_build(&w, c.seed, c.entities);
+    if (!strcmp(argv[1], "agree")) {
+        int pairs;
+        double agree = agree_file(&w, input, &pairs);
+        printf("referee: agrees with %.4f of the %d labels of %s (the accuracy ceiling of a reward model)\n", agree, pairs, input);
+        world_free(&w);
+        return 0;
+    }
     ScoreSummary s = score_file(&w, input, per_line, key);
+    if (label) {
+        double m = s.scored > 0 ? s.scored : 1;
+        printf("%-10s %7.3f %7.3f %7.3f %7.3f %16.3f\n", label, s.correct / m, s.polite / m, s.concise / m, s.score / m, s.ideal / m);
+        world_free(&w);
+        return 0;
+    }
     double n = s.scored > 0 ? s.scored : 1;
     printf("referee: %s: %d answers, %d scored (%d name no entity of this world)\n", input, s.lines, s.scored,
            s.lines - s.scored);

@@ -118,18 +118,23 @@ def flat(tensors):
     return torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float32)
 
 
-def fixtures(path):
-    torch.manual_seed(1337)
-    torch.set_default_dtype(torch.float64)
-    V, maxT, L, NH, C, B, T, steps = 300, 12, 2, 2, 16, 3, 12, 3
-    model = GPT(V, maxT, L, NH, C)
-    with torch.no_grad():  # random values everywhere, layernorms included, so no term hides behind a 0 or a 1
+def random_weights(model):
+    """Random values everywhere, layernorms included, so no term hides behind a 0 or a 1."""
+    with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * (0.1 if p.dim() >= 2 else 0.05))
         for b in model.blocks:
             b.ln1.weight.add_(1.0)
             b.ln2.weight.add_(1.0)
         model.lnf.weight.add_(1.0)
+
+
+def fixtures(path):
+    torch.manual_seed(1337)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, B, T, steps = 300, 12, 2, 2, 16, 3, 12, 3
+    model = GPT(V, maxT, L, NH, C)
+    random_weights(model)
     idx = torch.randint(0, V, (B, T))
     targets = torch.randint(0, V, (B, T))
     targets[0, 3] = -1  # positions without a target take no loss (SFT masks prompts this way)
@@ -199,13 +204,7 @@ def reward_fixtures(path):
     torch.set_default_dtype(torch.float64)
     V, maxT, L, NH, C, B, T = 300, 10, 2, 2, 16, 4, 10
     model = GPT(V, maxT, L, NH, C, scalar_head=True)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * (0.1 if p.dim() >= 2 else 0.05))
-        for b in model.blocks:
-            b.ln1.weight.add_(1.0)
-            b.ln2.weight.add_(1.0)
-        model.lnf.weight.add_(1.0)
+    random_weights(model)
     # rows 0, 1 chosen; rows 2, 3 rejected (train.c's reward_batch layout); lengths differ
     ends = torch.tensor([9, 4, 6, 7])
     idx = torch.randint(0, V, (B, T))

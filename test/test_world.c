@@ -329,6 +329,14 @@ static void test_files(void) {
         check(other == 0 && mismatch == 0 && fabs(rate - target) < 4 * sigma, title,
               "flip rate %.4f (set %.2f, 4 sigma %.4f), %d pairs changed otherwise, %d label mismatches", rate, target,
               4 * sigma, other, mismatch);
+        // world agree: the referee's agreement with the labels, the ceiling of a reward model
+        char path_a[4096], path_c[4096];
+        snprintf(path_a, sizeof(path_a), "%s/%s", a, pref_files[f]);
+        snprintf(path_c, sizeof(path_c), "%s/%s", c, pref_files[f]);
+        int pairs_a, pairs_c;
+        double agree_a = agree_file(&w, path_a, &pairs_a), agree_c = agree_file(&w, path_c, &pairs_c);
+        snprintf(title, sizeof(title), "%s: world agree gives 1 at flip 0, and 1 - the flipped share at the default", pref_files[f]);
+        check(agree_c == 1.0 && fabs(agree_a - (1.0 - rate)) < 1e-12, title, "%.4f and %.4f (flipped %.4f)", agree_c, agree_a, rate);
         str_free(&p); str_free(&ch); str_free(&rj); str_free(&p0); str_free(&ch0); str_free(&rj0);
         free(fl); free(cl); free(flipped_text); free(clean_text);
     }
