@@ -2513,13 +2513,14 @@ void stage_sft(const Config *cfg) {
     checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT), &state);
     Tokenizer tok;
     load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
+    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6,
+           model.config.max_seq_len);
     if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
         state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
         free(model.m_memory); free(model.v_memory);
         model.m_memory = model.v_memory = NULL;
     }
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
-    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6, maxT);
     char path[4096];
     if (cfg->steps > state.step) {
         ChatData train, val;
@@ -2591,7 +2592,7 @@ void stage_sft(const Config *cfg) {
 // prompt (InstructGPT compares all K-choose-2 pairs of K answers together); no dropout.
 
 typedef struct {
-    float accuracy, margin, loss;    // share of pairs with r_chosen > r_rejected; mean r_chosen - r_rejected; mean loss
+    float accuracy, margin, loss;    // share of pairs with r_chosen > r_rejected (ties count half); mean margin; mean loss
     float chosen_mean, chosen_std, rejected_mean, rejected_std;
 } RewardStats;
 
@@ -2609,7 +2610,7 @@ RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, i
         loss += (double)reward_loss_forward(rewards, rewards + n, n) * n;
         for (int b = 0; b < n; b++) {
             float c = rewards[b], r = rewards[n + b];
-            right += c > r;
+            right += c > r ? 1.0 : c == r ? 0.5 : 0.0; // a tie is a coin flip
             margin += c - r;
             sc += c; sc2 += (double)c * c; sr += r; sr2 += (double)r * r;
         }
@@ -2644,6 +2645,8 @@ void stage_reward(const Config *cfg) {
     checkpoint_load(cfg->init_path, &model, (1 << KIND_SFT) | (1 << KIND_REWARD), &state);
     Tokenizer tok;
     load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
+    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6,
+           model.config.max_seq_len);
     if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body
         GPT lm = model;
         reward_model_from_lm(&model, &lm);
@@ -2651,7 +2654,6 @@ void stage_reward(const Config *cfg) {
         state = (TrainState){.kind = KIND_REWARD, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
     }
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
-    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6, maxT);
     ChatData val;
     chat_data_load(&val, cfg->val_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
     printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->val_path, val.count / 2, val.cut, val.dropped);
