@@ -2506,15 +2506,21 @@ float sft_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *targe
     return (float)(sum / count);
 }
 
-void stage_sft(const Config *cfg) {
+// The opening of a later stage: the output directory, the checkpoint it starts
+// from (one of want_kinds), and that checkpoint's tokenizer.
+static void stage_begin(const Config *cfg, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds) {
     make_out_dir(cfg);
+    checkpoint_load(cfg->init_path, model, want_kinds, state);
+    load_tokenizer_for(tok, cfg, model, cfg->init_path);
+    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state->kind), model->num_parameters / 1e6,
+           model->config.max_seq_len);
+}
+
+void stage_sft(const Config *cfg) {
     GPT model;
     TrainState state;
-    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT), &state);
     Tokenizer tok;
-    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
-    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6,
-           model.config.max_seq_len);
+    stage_begin(cfg, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT));
     if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
         state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
         free(model.m_memory); free(model.v_memory);
@@ -2639,14 +2645,10 @@ static void reward_model_from_lm(GPT *rm, const GPT *lm) {
 }
 
 void stage_reward(const Config *cfg) {
-    make_out_dir(cfg);
     GPT model;
     TrainState state;
-    checkpoint_load(cfg->init_path, &model, (1 << KIND_SFT) | (1 << KIND_REWARD), &state);
     Tokenizer tok;
-    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
-    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state.kind), model.num_parameters / 1e6,
-           model.config.max_seq_len);
+    stage_begin(cfg, &model, &state, &tok, (1 << KIND_SFT) | (1 << KIND_REWARD));
     if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body
         GPT lm = model;
         reward_model_from_lm(&model, &lm);
