@@ -576,24 +576,23 @@ static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
 // preferences. The reader decodes every escape of the JSON standard (\uXXXX with
 // surrogate pairs to UTF-8); the writer escapes as Python's json.dumps with
 // ensure_ascii=False does, so both tools write the same bytes.
-// Writes s as a JSON string: quotes, backslashes and control characters escaped,
-// everything else (UTF-8 included) as it is, the way Python's json.dumps with
-// ensure_ascii=False writes it.
+
+// The two-character escapes, as (letter after the backslash, the byte it stands
+// for); the reader also takes \/ for '/', and \uXXXX for anything
+static const char JSON_ESCAPES[][2] = {{'"', '"'}, {'\\', '\\'}, {'b', '\b'}, {'f', '\f'},
+                                       {'n', '\n'}, {'r', '\r'},   {'t', '\t'}};
+#define NUM_JSON_ESCAPES ((int)(sizeof(JSON_ESCAPES) / sizeof(JSON_ESCAPES[0])))
+
+// Writes s as a JSON string: the bytes of JSON_ESCAPES as their escapes, other
+// control characters as \u00XX, everything else (UTF-8 included) as it is.
 static void json_write_string(Str *out, const char *s) {
     str_add(out, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': str_add(out, "\\\"", 2); break;
-        case '\\': str_add(out, "\\\\", 2); break;
-        case '\n': str_add(out, "\\n", 2); break;
-        case '\r': str_add(out, "\\r", 2); break;
-        case '\t': str_add(out, "\\t", 2); break;
-        case '\b': str_add(out, "\\b", 2); break;
-        case '\f': str_add(out, "\\f", 2); break;
-        default:
-            if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
-            else { str_add(out, (const char *)p, 1); }
-        }
+        int e = 0;
+        while (e < NUM_JSON_ESCAPES && (unsigned char)JSON_ESCAPES[e][1] != *p) { e++; }
+        if (e < NUM_JSON_ESCAPES) { char esc[2] = {'\\', JSON_ESCAPES[e][0]}; str_add(out, esc, 2); }
+        else if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
+        else { str_add(out, (const char *)p, 1); }
     }
     str_add(out, "\"", 1);
 }
@@ -652,15 +651,14 @@ static const char *json_parse_string(const char **p, Str *out) {
         if (c == '"') { break; }
         if (c != '\\') { str_add(out, s, 1); s++; continue; }
         s++;
+        int e = 0;
+        while (e < NUM_JSON_ESCAPES && JSON_ESCAPES[e][0] != *s) { e++; }
+        if (e < NUM_JSON_ESCAPES || *s == '/') {
+            str_add(out, e < NUM_JSON_ESCAPES ? &JSON_ESCAPES[e][1] : "/", 1);
+            s++;
+            continue;
+        }
         switch (*s) {
-        case '"': str_add(out, "\"", 1); break;
-        case '\\': str_add(out, "\\", 1); break;
-        case '/': str_add(out, "/", 1); break;
-        case 'b': str_add(out, "\b", 1); break;
-        case 'f': str_add(out, "\f", 1); break;
-        case 'n': str_add(out, "\n", 1); break;
-        case 'r': str_add(out, "\r", 1); break;
-        case 't': str_add(out, "\t", 1); break;
         case 'u': {
             unsigned cp, lo;
             if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
