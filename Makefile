@@ -84,6 +84,7 @@ fixtures:
 	@test -n "$(TORCH_PYTHON)" || { echo "fixtures need PyTorch: apt-get install python3-torch"; exit 1; }
 	$(TORCH_PYTHON) test/reference.py fixtures test/fixtures/gpt_tiny.bin
 	$(TORCH_PYTHON) test/reference.py reward-fixtures test/fixtures/reward_tiny.bin
+	$(TORCH_PYTHON) test/reference.py ppo-fixtures test/fixtures/ppo_tiny.bin
 
 # bench: training speed of train.c and PyTorch at configs S and M (2 threads each)
 bench: train

@@ -1446,6 +1446,109 @@ void reward_scatter(float *dvalues, const float *drewards, const int *ends, int 
     for (int b = 0; b < B; b++) { dvalues[(size_t)b * T + ends[b]] = drewards[b]; }
 }
 
+// RLHF: advantages by GAE, and the two PPO losses. They work on (B,T) grids laid out
+// like a batch: position t holds the prediction of token t+1, and a target < 0
+// marks a position that is not a response token (prompt, padding), which takes no
+// loss and gets no gradient. Each loss is the mean over response tokens.
+
+// Generalized advantage estimation over one response of n tokens:
+//   delta[k] = rewards[k] + gamma * values[k+1] - values[k]     (values[n] = 0: the episode ends)
+//   advantages[k] = delta[k] + gamma * lambda * advantages[k+1]
+//   returns[k] = advantages[k] + values[k]                       (what the value model regresses on)
+// Ref: Schulman et al. 2016, "High-dimensional continuous control using GAE", arXiv:1506.02438
+void gae(float *advantages, float *returns, const float *rewards, const float *values, int n, float gamma, float lambda) {
+    float next_value = 0.0f, next_adv = 0.0f;
+    for (int k = n - 1; k >= 0; k--) {
+        float delta = rewards[k] + gamma * next_value - values[k];
+        advantages[k] = delta + gamma * lambda * next_adv;
+        returns[k] = advantages[k] + values[k];
+        next_value = values[k];
+        next_adv = advantages[k];
+    }
+}
+
+// x <- (x - mean) / std over the positions with a target (std floored at 1e-8)
+void whiten(float *x, const int *targets, int N) {
+    double sum = 0.0, sum2 = 0.0;
+    int n = 0;
+    for (int i = 0; i < N; i++) { if (targets[i] >= 0) { sum += x[i]; sum2 += (double)x[i] * x[i]; n++; } }
+    if (n == 0) { return; }
+    double mean = sum / n, std = sqrt(fmax(sum2 / n - mean * mean, 0.0));
+    for (int i = 0; i < N; i++) { if (targets[i] >= 0) { x[i] = (float)((x[i] - mean) / (std + 1e-8)); } }
+}
+
+static int count_targets(const int *targets, int N) {
+    int n = 0;
+    for (int i = 0; i < N; i++) { n += targets[i] >= 0; }
+    return n;
+}
+
+// PPO's clipped surrogate objective, as a loss to minimize:
+//   ratio = exp(logp - logp_old)
+//   loss = mean over response tokens of max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps))
+// The max takes the pessimistic side: once the ratio has moved eps beyond 1 in the
+// direction that helps, the token stops pulling.
+// Ref: Schulman et al. 2017, "Proximal Policy Optimization Algorithms", arXiv:1707.06347, eq. 7
+float ppo_policy_loss_forward(const float *logp, const float *logp_old, const float *adv, const int *targets, int N, float eps) {
+    double sum = 0.0;
+    int n = count_targets(targets, N);
+    for (int i = 0; i < N; i++) {
+        if (targets[i] < 0) { continue; }
+        float ratio = exp(logp[i] - logp_old[i]);
+        float clipped = fmin(fmax(ratio, 1.0f - eps), 1.0f + eps);
+        sum += fmax(-adv[i] * ratio, -adv[i] * clipped);
+    }
+    return n > 0 ? (float)(sum / n) : 0.0f;
+}
+
+// d loss / d logp: -A ratio / n where the unclipped term is the max, else 0 (the
+// clipped term is constant in logp outside [1 - eps, 1 + eps], and equal to the
+// unclipped one inside it)
+void ppo_policy_loss_backward(float *dlogp, const float *logp, const float *logp_old, const float *adv, const int *targets,
+                              int N, float eps) {
+    int n = count_targets(targets, N);
+    for (int i = 0; i < N; i++) {
+        dlogp[i] = 0.0f;
+        if (targets[i] < 0) { continue; }
+        float ratio = exp(logp[i] - logp_old[i]);
+        float clipped = fmin(fmax(ratio, 1.0f - eps), 1.0f + eps);
+        if (-adv[i] * ratio >= -adv[i] * clipped) { dlogp[i] = -adv[i] * ratio / n; }
+    }
+}
+
+// The value loss, clipped like the policy's so the value model cannot move far
+// from the values the advantages were computed with:
+//   v_clipped = v_old + clip(v - v_old, -eps, eps)
+//   loss = mean over response tokens of 0.5 max((v - R)^2, (v_clipped - R)^2)
+// Ref: the PPO2 baselines; InstructGPT's reproductions (e.g. Zheng et al. 2023, arXiv:2307.04964)
+float ppo_value_loss_forward(const float *v, const float *v_old, const float *returns, const int *targets, int N, float eps) {
+    double sum = 0.0;
+    int n = count_targets(targets, N);
+    for (int i = 0; i < N; i++) {
+        if (targets[i] < 0) { continue; }
+        float vc = v_old[i] + fmin(fmax(v[i] - v_old[i], -eps), eps);
+        float e1 = v[i] - returns[i], e2 = vc - returns[i];
+        sum += 0.5 * fmax(e1 * e1, e2 * e2);
+    }
+    return n > 0 ? (float)(sum / n) : 0.0f;
+}
+
+// d loss / d v: (v - R) / n where the unclipped error is the max; (v_clipped - R) / n
+// where the clipped one is and v - v_old lies inside the clip range; 0 otherwise
+void ppo_value_loss_backward(float *dv, const float *v, const float *v_old, const float *returns, const int *targets, int N,
+                             float eps) {
+    int n = count_targets(targets, N);
+    for (int i = 0; i < N; i++) {
+        dv[i] = 0.0f;
+        if (targets[i] < 0) { continue; }
+        float d = v[i] - v_old[i];
+        float vc = v_old[i] + fmin(fmax(d, -eps), eps);
+        float e1 = v[i] - returns[i], e2 = vc - returns[i];
+        if (e1 * e1 >= e2 * e2) { dv[i] = e1 / n; }
+        else if (d > -eps && d < eps) { dv[i] = e2 / n; }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // 6. the model: GPT-2 parameters, activations, forward, backward
 
@@ -1810,21 +1913,31 @@ static void gpt_backward_trunk(GPT *model) {
     encoder_backward(g.wte, g.wpe, da.encoded, model->inputs, B, T, C);
 }
 
-// Backward pass of a language model, after a forward with targets: adds the
-// gradient of loss_scale * mean_loss to model->grads (gradient accumulation passes
-// 1/steps). Positions without a target get no gradient at all.
-void gpt_backward(GPT *model, float loss_scale) {
+// Backward pass of a language model for any loss built from the per-position
+// cross-entropies losses[b,t] = -log p(targets[b,t]) of the last forward (with
+// targets): dlosses (B,T) holds d loss / d losses[b,t]. The mean loss of pretraining
+// and SFT is one such loss; PPO's, which weighs each token's log-probability by its
+// advantage, is another. Positions without a target get no gradient at all.
+void gpt_backward_weighted(GPT *model, const float *dlosses) {
     if (model->mean_loss < 0) { FAIL("gpt_backward needs a forward pass with targets first"); }
     int B = model->batch_size, T = model->seq_len, V = model->config.vocab_size, C = model->config.channels;
     gpt_backward_begin(model);
-    // the mean over positions with a target: each such position weighs loss_scale / count
-    for (int i = 0; i < B * T; i++) {
-        model->dlosses[i] = model->targets[i] >= 0 ? loss_scale / (float)model->num_targets : 0.0f;
-    }
-    crossentropy_softmax_backward(model->grads_acts.logits, model->dlosses, model->acts.probs, model->targets, B, T, V);
+    crossentropy_softmax_backward(model->grads_acts.logits, dlosses, model->acts.probs, model->targets, B, T, V);
     matmul_backward(model->grads_acts.lnf, model->grads.wte, NULL, model->grads_acts.logits, model->acts.lnf,
                     model->params.wte, B, T, C, V);
     gpt_backward_trunk(model);
+}
+
+// Backward pass of a language model, after a forward with targets: adds the
+// gradient of loss_scale * mean_loss to model->grads (gradient accumulation passes
+// 1/steps).
+void gpt_backward(GPT *model, float loss_scale) {
+    if (model->mean_loss < 0) { FAIL("gpt_backward needs a forward pass with targets first"); }
+    // the mean over positions with a target: each such position weighs loss_scale / count
+    for (int i = 0; i < model->batch_size * model->seq_len; i++) {
+        model->dlosses[i] = model->targets[i] >= 0 ? loss_scale / (float)model->num_targets : 0.0f;
+    }
+    gpt_backward_weighted(model, model->dlosses);
 }
 
 // Backward pass of a scalar-head model: dvalues (B,T) is the gradient of the loss
@@ -2052,11 +2165,21 @@ int sample_token(const float *logits, int V, float temperature, int top_k, uint6
     return best; // only reached through rounding at the very end of the cdf
 }
 
+// log softmax(logits)[token]: the model's log-probability of token
+static float token_logprob(const float *logits, int V, int token) {
+    float maxval = -FLT_MAX;
+    for (int i = 0; i < V; i++) { if (logits[i] > maxval) { maxval = logits[i]; } }
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) { sum += exp(logits[i] - maxval); }
+    return (float)(logits[token] - maxval - log(sum));
+}
+
 // Extends tokens[0..n) by up to max_new tokens, one KV-cached step each, stopping
 // after stop_token (if >= 0) or at the end of the context. tokens must have room
-// for max_seq_len ids. Returns the new length.
+// for max_seq_len ids. Returns the new length. If logprobs is not NULL, logprobs[i]
+// gets the model's log-probability (before temperature and top-k) of new token i.
 int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float temperature, int top_k,
-                 int stop_token, uint64_t *rng) {
+                 int stop_token, uint64_t *rng, float *logprobs) {
     int maxT = model->config.max_seq_len, V = model->config.vocab_size;
     if (n < 1) { FAIL("generation needs at least one token to start from"); }
     if (n > maxT) { FAIL("the prompt has %d tokens, more than the model's context of %d", n, maxT); }
@@ -2065,6 +2188,7 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
     for (int pos = 0; pos < n; pos++) { logits = gpt_forward_cached(model, kv, tokens[pos], pos); } // the prompt
     for (int i = 0; i < max_new && n < maxT; i++) {
         int next = sample_token(logits, V, temperature, top_k, rng, scratch);
+        if (logprobs) { logprobs[i] = token_logprob(logits, V, next); }
         tokens[n++] = next;
         if (next == stop_token || n == maxT) { break; }
         logits = gpt_forward_cached(model, kv, next, n - 1);
@@ -2085,13 +2209,14 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
 #define CHECKPOINT_VERSION 1
 enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
        CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_HEADER_INTS = 256 };
-// what a checkpoint holds: which stage made it, and so which head it has
-enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, NUM_KINDS };
+// what a checkpoint holds: which stage made it, and so which head it has: reward and value models have the scalar head
+enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, NUM_KINDS };
 static const char *kind_name(int kind) {
-    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward"};
+    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward", "RLHF", "value"};
     return kind >= 1 && kind < NUM_KINDS ? NAMES[kind] : NAMES[0];
 }
-static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward"}; // <out>/<name>.bin
+static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward", "rlhf", "value"}; // <out>/<name>.bin
+static int kind_scalar_head(int kind) { return kind == KIND_REWARD || kind == KIND_VALUE; }
 
 // what a training run needs besides the weights to continue where it stopped
 typedef struct {
@@ -2140,7 +2265,7 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
         FAIL("%s is checkpoint version %d; this program reads version %d: retrain it", path, header[CK_VERSION], CHECKPOINT_VERSION);
     }
     int kind = header[CK_KIND];
-    if (kind < 1 || kind >= NUM_KINDS || header[CK_SCALAR_HEAD] != (kind == KIND_REWARD)) {
+    if (kind < 1 || kind >= NUM_KINDS || header[CK_SCALAR_HEAD] != kind_scalar_head(kind)) {
         FAIL("%s: unknown model kind %d (head %d): the file is corrupt or from another version", path, kind, header[CK_SCALAR_HEAD]);
     }
     if (want_kinds && !(want_kinds & (1 << kind))) {
@@ -2208,8 +2333,16 @@ typedef struct {
     const char *prompt;         // -p prompt for samples
     float temperature;          // -r sampling temperature (0: greedy)
     int top_k;                  // -k sample from the k most likely tokens (0: all)
-    int gen_len;                // -m tokens to generate
+    int gen_len;                // -m tokens to generate (rlhf: the longest response)
     uint64_t seed;              // -s
+    // RLHF
+    const char *reward_path;    // -R the frozen reward model (default <out>/reward.bin)
+    float kl_coef;              // -B beta, the weight of the KL penalty to the SFT model
+    float kl_target;            // -K target KL of the adaptive controller (0: beta stays fixed)
+    int ppo_epochs;             // -E passes over each rollout batch
+    int minibatch;              // -M rollouts per PPO minibatch
+    float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
+    float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
 } Config;
 
 // Defaults shared by every command; NULL paths, and steps or lr of -1, take the
@@ -2220,7 +2353,8 @@ static const Config CONFIG_DEFAULTS = {
     .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = 100, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
-    .seed = 1337,
+    .seed = 1337, .reward_path = NULL, .kl_coef = 0.05f, .kl_target = 0.0f, .ppo_epochs = 4, .minibatch = 8,
+    .end_penalty = 1.0f, .reward_clip = 0.0f,
 };
 
 // What each stage reads and starts from when the flags do not say. `init` names a
@@ -2235,6 +2369,7 @@ static const StageDefaults STAGE_DEFAULTS[] = {
     {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 360, 3e-3f, 0.8f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 300, 1e-3f, 0.0f},
     {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 300, 1e-3f, 0.0f},
+    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 100, 1e-4f, 0.0f},
     {"sample", NULL, NULL, "base.bin", NULL, 0, 0.0f, 0.8f},
     {"bench", NULL, NULL, NULL, NULL, 5, 1e-4f, 0.0f},
 };
@@ -2336,7 +2471,7 @@ void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const in
     if (n >= maxT) { FAIL("the prompt is %d tokens long; the model's context is %d", n, maxT); }
     KVCache kv;
     kvcache_init(&kv, model->config);
-    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, -1, rng);
+    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, -1, rng, NULL);
     char *text = tokenizer_decode(tok, tokens, len, NULL);
     printf("---\n%s\n---\n", text);
     free(text);
@@ -2452,7 +2587,7 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
         const char *prompt = rec.values[i];
         if (!chat_encode(&ex, tok, prompt, NULL, maxT - 1)) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
         memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
-        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng);
+        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
         int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
         ended += stop;
         char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
@@ -2518,7 +2653,8 @@ void stage_sft(const Config *cfg) {
     GPT model;
     TrainState state;
     Tokenizer tok;
-    stage_begin(cfg, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT));
+    // an RLHF policy can answer prompts (-n 0), but SFT does not train one further
+    stage_begin(cfg, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT) | (cfg->steps == 0 ? 1 << KIND_RLHF : 0));
     if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
         state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
         free(model.m_memory); free(model.v_memory);
@@ -2710,11 +2846,361 @@ void stage_reward(const Config *cfg) {
     tokenizer_free(&tok);
 }
 
+// ----------------------------------------------------------------------------
+// 13. stage 4: RLHF with PPO
+//
+// Objective: maximize the reward model's score of the policy's own answers, while
+// staying close to the SFT model:
+//     maximize E[ r(prompt, response) ] - beta * KL(policy || SFT)
+// with the KL paid token by token, -beta * (log p_policy - log p_SFT), and the score
+// added at the last token. PPO makes each batch of samples count several times:
+// advantages by GAE from a value model, then a few epochs of the clipped surrogate.
+// Models: the policy (from <out>/sft.bin, trained), the reference (the same SFT
+// weights, frozen), the reward model (<out>/reward.bin, frozen), and the value model
+// (from the reward model's weights, trained, read at every response token).
+// Data: JSONL {"prompt"} (default: data/world/rl_prompts.jsonl), sampled at random.
+// Writes: <out>/rlhf.bin (the policy), <out>/value.bin, <out>/rlhf.jsonl (metrics), and
+// the answers to -q (default: the world's held-out evaluation prompts) in
+// <out>/answers_rlhf.jsonl.
+// Ref: InstructGPT (arXiv:2203.02155), section 3.5; Ziegler et al. 2019 (arXiv:1909.08593)
+// for the per-token KL penalty and the adaptive controller; PPO (arXiv:1707.06347).
+// Simplifications: one sample per prompt; no pretraining-loss mix (InstructGPT's
+// "PPO-ptx"); no entropy bonus; the value model has its own optimizer, not a shared body.
+
+#define PPO_CLIP 0.2f       // epsilon of the policy ratio's clip range [1 - eps, 1 + eps]
+#define VALUE_CLIP 0.2f     // how far a value may move from the rollout's value per batch
+#define GAE_GAMMA 1.0f      // no discount within a response
+#define GAE_LAMBDA 0.95f
+#define KL_HORIZON 10000.0f // rollouts over which the adaptive controller closes the gap to its target
+
+// One batch of rollouts, padded to a common length T. Grids are (B,T) with the
+// layout of a training batch: position t predicts token t+1, so a response token's
+// log-probability, value and reward sit one position before it.
+typedef struct {
+    int B, T;
+    int *tokens;         // (B,T) <|user|> prompt <|assistant|> response [<|end|>], then EOT padding
+    int *targets;        // (B,T) token t+1 where it is a response token, -1 elsewhere (no loss)
+    int *prompt_len;     // (B) tokens up to and including <|assistant|>
+    int *len;            // (B) tokens in all
+    int *ended;          // (B) 1 if the response ends with <|end|>
+    float *gen_logp;     // (B,T) the policy's log-probabilities as seen while sampling (KV cache)
+    float *logp;         // (B,T) the same from a full forward: PPO's "old" log-probabilities
+    float *ref_logp;     // (B,T) the reference (SFT) model's
+    float *values;       // (B,T) the value model's, before the update
+    float *rewards;      // (B,T) -beta * KL per token, plus the score at the last one
+    float *advantages;   // (B,T) GAE, whitened over the batch
+    float *returns;      // (B,T) advantages + values (before whitening): the value model's targets
+    float *scores;       // (B) the reward model's score of each rollout
+} Rollouts;
+
+void rollouts_init(Rollouts *r, int B, int maxT) {
+    size_t n = (size_t)B * maxT;
+    r->B = B;
+    r->T = maxT;
+    r->tokens = mallocCheck(n * sizeof(int));
+    r->targets = mallocCheck(n * sizeof(int));
+    r->prompt_len = mallocCheck((size_t)B * sizeof(int));
+    r->len = mallocCheck((size_t)B * sizeof(int));
+    r->ended = mallocCheck((size_t)B * sizeof(int));
+    float **grids[] = {&r->gen_logp, &r->logp, &r->ref_logp, &r->values, &r->rewards, &r->advantages, &r->returns};
+    for (size_t i = 0; i < sizeof(grids) / sizeof(grids[0]); i++) { *grids[i] = callocCheck(n, sizeof(float)); }
+    r->scores = mallocCheck((size_t)B * sizeof(float));
+}
+
+void rollouts_free(Rollouts *r) {
+    free(r->tokens); free(r->targets); free(r->prompt_len); free(r->len); free(r->ended);
+    free(r->gen_logp); free(r->logp); free(r->ref_logp); free(r->values); free(r->rewards);
+    free(r->advantages); free(r->returns); free(r->scores);
+}
+
+// Samples one response per prompt (examples idx[0..B) of prompts, templates without a
+// response) with the KV cache, at temperature 1 with no top-k, so that the tokens
+// come from the policy's own distribution and the KL estimate below stays honest.
+// A response stops after <|end|> or after max_new tokens. Fills tokens, targets,
+// lengths and gen_logp, with r->T the longest rollout. Returns the tokens sampled.
+long rlhf_generate(Rollouts *r, GPT *policy, KVCache *kv, const ChatExample *prompts, const int *idx, int max_new,
+                   uint64_t *rng) {
+    int maxT = policy->config.max_seq_len, B = r->B;
+    int *seq = mallocCheck((size_t)maxT * sizeof(int));
+    float *lp = mallocCheck((size_t)maxT * sizeof(float));
+    long sampled = 0;
+    r->T = 1;
+    for (int b = 0; b < B; b++) { // first pass: generate, keeping each rollout in the row of a maxT-wide grid
+        const ChatExample *ex = &prompts[idx[b]];
+        memcpy(seq, ex->tokens, (size_t)ex->n * sizeof(int));
+        int n = gpt_generate(policy, kv, seq, ex->n, max_new, 1.0f, 0, TOKEN_END, rng, lp);
+        r->prompt_len[b] = ex->n;
+        r->len[b] = n;
+        r->ended[b] = seq[n - 1] == TOKEN_END;
+        sampled += n - ex->n;
+        if (n > r->T) { r->T = n; }
+        memcpy(r->tokens + (size_t)b * maxT, seq, (size_t)n * sizeof(int));
+        memcpy(r->gen_logp + (size_t)b * maxT, lp, (size_t)(n - ex->n) * sizeof(float));
+    }
+    // second pass: repack rows to width T (row b moves to a lower address, so front to back is safe)
+    int T = r->T;
+    for (int b = 0; b < B; b++) {
+        int p = r->prompt_len[b], n = r->len[b];
+        int *tok = r->tokens + (size_t)b * T, *tgt = r->targets + (size_t)b * T;
+        float *glp = r->gen_logp + (size_t)b * T;
+        memmove(tok, r->tokens + (size_t)b * maxT, (size_t)n * sizeof(int));
+        memmove(lp, r->gen_logp + (size_t)b * maxT, (size_t)(n - p) * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            int response = t >= p - 1 && t < n - 1; // position t predicts response token t+1
+            if (t >= n) { tok[t] = TOKEN_EOT; }
+            tgt[t] = response ? tok[t + 1] : -1;
+            glp[t] = response ? lp[t - (p - 1)] : 0.0f;
+        }
+    }
+    free(seq);
+    free(lp);
+    return sampled;
+}
+
+// Runs the four models over the rollouts, in minibatches of M rows, exactly as PPO's
+// first epoch will: the policy's log-probabilities (logp), the reference's (ref_logp),
+// the value model's values and the reward model's score at each rollout's last
+// token. Returns the policy's mean entropy per response token.
+float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, int M) {
+    int T = r->T;
+    double entropy = 0.0;
+    long count = 0;
+    for (int s = 0; s < r->B; s += M) {
+        int m = r->B - s < M ? r->B - s : M;
+        size_t off = (size_t)s * T, N = (size_t)m * T;
+        const int *tokens = r->tokens + off, *targets = r->targets + off;
+        gpt_forward(policy, tokens, targets, m, T);
+        for (size_t i = 0; i < N; i++) { r->logp[off + i] = -policy->losses[i]; }
+        int V = policy->config.vocab_size;
+        for (size_t i = 0; i < N; i++) { // H = -sum p log p over the vocabulary, at response positions
+            if (targets[i] < 0) { continue; }
+            const float *probs = policy->acts.probs + i * V;
+            for (int v = 0; v < V; v++) { if (probs[v] > 0.0f) { entropy -= probs[v] * log(probs[v]); } }
+            count++;
+        }
+        gpt_forward(ref, tokens, targets, m, T);
+        for (size_t i = 0; i < N; i++) { r->ref_logp[off + i] = -ref->losses[i]; }
+        gpt_forward(value, tokens, NULL, m, T);
+        memcpy(r->values + off, value->acts.values, N * sizeof(float));
+        gpt_forward(reward, tokens, NULL, m, T);
+        for (int b = 0; b < m; b++) { r->scores[s + b] = reward->acts.values[(size_t)b * T + r->len[s + b] - 1]; }
+    }
+    return count > 0 ? (float)(entropy / count) : 0.0f;
+}
+
+// Per-token rewards, then advantages and returns by GAE, then whitened advantages.
+//   rewards[t] = -beta * (logp[t] - ref_logp[t])       at every response position
+//   rewards[last] += clip(score) - penalty * (no <|end|>)
+// Returns the mean over rollouts of the summed KL estimate (log p_policy - log p_ref).
+float rlhf_advantages(Rollouts *r, float beta, float end_penalty, float reward_clip) {
+    int T = r->T;
+    double kl = 0.0;
+    for (int b = 0; b < r->B; b++) {
+        size_t first = (size_t)b * T + r->prompt_len[b] - 1; // predicts the first response token
+        int n = r->len[b] - r->prompt_len[b];                // response tokens
+        for (int k = 0; k < n; k++) {
+            float d = r->logp[first + k] - r->ref_logp[first + k];
+            r->rewards[first + k] = -beta * d;
+            kl += d;
+        }
+        float score = r->scores[b];
+        if (reward_clip > 0.0f) { score = fmin(fmax(score, -reward_clip), reward_clip); }
+        r->rewards[first + n - 1] += score - (r->ended[b] ? 0.0f : end_penalty);
+        gae(r->advantages + first, r->returns + first, r->rewards + first, r->values + first, n, GAE_GAMMA, GAE_LAMBDA);
+    }
+    whiten(r->advantages, r->targets, r->B * T);
+    return (float)(kl / r->B);
+}
+
+// what one PPO batch did, summed over its minibatch updates
+typedef struct {
+    double policy_loss, value_loss, clip_frac, approx_kl;
+    int updates;
+} PPOStats;
+
+// One PPO update of the policy and the value model on rows [s, s+m) of the rollouts.
+void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config *sched, int step, float *scratch,
+                float *dscratch, PPOStats *st) {
+    int T = r->T;
+    size_t off = (size_t)s * T, N = (size_t)m * T;
+    const int *tokens = r->tokens + off, *targets = r->targets + off;
+    // the policy: new log-probabilities, the clipped surrogate, its gradient through the model
+    gpt_forward(policy, tokens, targets, m, T);
+    for (size_t i = 0; i < N; i++) { scratch[i] = -policy->losses[i]; } // logp under the current weights
+    const float *logp_old = r->logp + off, *adv = r->advantages + off;
+    st->policy_loss += ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    int n = count_targets(targets, (int)N);
+    for (size_t i = 0; i < N; i++) {
+        if (targets[i] < 0) { continue; }
+        double log_ratio = scratch[i] - logp_old[i], ratio = exp(log_ratio);
+        st->clip_frac += (fabs(ratio - 1.0) > PPO_CLIP) / (double)n;
+        st->approx_kl += ((ratio - 1.0) - log_ratio) / n; // Schulman's k3 estimator of KL(old || new), >= 0
+    }
+    ppo_policy_loss_backward(dscratch, scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    for (size_t i = 0; i < N; i++) { dscratch[i] = -dscratch[i]; } // the model's losses are -logp
+    gpt_zero_grad(policy);
+    gpt_backward_weighted(policy, dscratch);
+    float lr;
+    optimizer_step(policy, sched, step, &lr);
+    // the value model: the clipped regression onto the returns
+    gpt_forward(value, tokens, NULL, m, T);
+    const float *v_old = r->values + off, *returns = r->returns + off;
+    st->value_loss += ppo_value_loss_forward(value->acts.values, v_old, returns, targets, (int)N, VALUE_CLIP);
+    ppo_value_loss_backward(dscratch, value->acts.values, v_old, returns, targets, (int)N, VALUE_CLIP);
+    gpt_zero_grad(value);
+    gpt_backward_values(value, dscratch);
+    optimizer_step(value, sched, step, &lr);
+    st->updates++;
+}
+
+// the prompts of a JSONL file of {"prompt"} as chat templates that leave room for a
+// response of max_new tokens; prompts that cannot are dropped and counted
+static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max_len, int *count) {
+    const char *keys[] = {"prompt"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
+    ChatExample *ex = mallocCheck((size_t)rec.count * sizeof(ChatExample));
+    int n = 0, cut = 0;
+    for (int i = 0; i < rec.count; i++) {
+        int status = chat_encode(&ex[n], tok, rec.values[i], NULL, max_len);
+        cut += status == 2;
+        n += status != 0;
+    }
+    printf("data: %s %d prompts (%d cut, %d dropped)\n", path, n, cut, rec.count - n);
+    if (n == 0) { FAIL("%s: no prompt leaves room for a response of -m tokens in the context", path); }
+    jsonl_free(&rec);
+    *count = n;
+    return ex;
+}
+
+// a frozen model: the weights only, no optimizer state
+static void load_frozen(GPT *model, const char *path, int want_kinds) {
+    TrainState st;
+    checkpoint_load(path, model, want_kinds, &st);
+    free(model->m_memory); free(model->v_memory);
+    model->m_memory = model->v_memory = NULL;
+}
+
+void stage_rlhf(const Config *cfg) {
+    GPT policy, ref, value, reward;
+    TrainState state, value_state;
+    Tokenizer tok;
+    stage_begin(cfg, &policy, &state, &tok, (1 << KIND_SFT) | (1 << KIND_RLHF));
+    char path[4096], reward_path[4096];
+    if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
+    else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
+    load_frozen(&reward, reward_path, 1 << KIND_REWARD);
+    if (state.kind == KIND_SFT) { // a new stage: the reference is the SFT model, the critic starts as the reward model
+        state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+        free(policy.m_memory); free(policy.v_memory);
+        policy.m_memory = policy.v_memory = NULL;
+        load_frozen(&ref, cfg->init_path, 1 << KIND_SFT);
+        load_frozen(&value, reward_path, 1 << KIND_REWARD);
+        value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
+    } else {
+        FAIL("%s is an RLHF checkpoint: continuing RLHF is not supported yet; start from sft.bin", cfg->init_path);
+    }
+    GPTConfig pc = policy.config, rc = reward.config;
+    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
+        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
+             reward_path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
+    }
+    value.config.scalar_head = 1;
+    int maxT = pc.max_seq_len, B = cfg->batch_size, M = cfg->minibatch < B ? cfg->minibatch : B;
+    if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
+    int n_prompts;
+    ChatExample *prompts = load_prompts(cfg->train_path, &tok, maxT - cfg->gen_len, &n_prompts);
+    printf("rlhf: %d iterations of %d rollouts (up to %d tokens each), %d PPO epochs of minibatches of %d, beta %g%s\n",
+           cfg->steps, B, cfg->gen_len, cfg->ppo_epochs, M, cfg->kl_coef, cfg->kl_target > 0 ? " (adaptive)" : "");
+
+    Rollouts r;
+    rollouts_init(&r, B, maxT);
+    KVCache kv;
+    kvcache_init(&kv, pc);
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    int chunks = (B + M - 1) / M, *order = mallocCheck((size_t)chunks * sizeof(int));
+    float *scratch = mallocCheck((size_t)M * maxT * sizeof(float)), *dscratch = mallocCheck((size_t)M * maxT * sizeof(float));
+    Config sched = *cfg; // the learning-rate schedule runs over every minibatch update
+    sched.steps = cfg->steps * cfg->ppo_epochs * chunks;
+    uint64_t sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    float beta = cfg->kl_coef;
+    out_path(path, sizeof(path), cfg, "rlhf.jsonl");
+    FILE *log = fopenCheck(path, "wb");
+    double t_start = now_seconds();
+    int updates = 0;
+    for (int step = 0; step < cfg->steps; step++) {
+        // 1. rollouts: sample, then score with all four models
+        double t0 = now_seconds();
+        for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)n_prompts); }
+        long sampled = rlhf_generate(&r, &policy, &kv, prompts, idx, cfg->gen_len, &sample_rng);
+        double t_gen = now_seconds() - t0;
+        float entropy = rlhf_score(&r, &policy, &ref, &value, &reward, M);
+        float kl = rlhf_advantages(&r, beta, cfg->end_penalty, cfg->reward_clip);
+        // 2. PPO: epochs over the minibatches, in a new order each epoch
+        double t1 = now_seconds();
+        PPOStats st = {0};
+        for (int e = 0; e < cfg->ppo_epochs; e++) {
+            for (int c = 0; c < chunks; c++) { order[c] = c; }
+            for (int c = chunks - 1; c > 0; c--) { // Fisher-Yates
+                int j = (int)(random_u64(&state.data_rng) % (uint64_t)(c + 1)), tmp = order[c];
+                order[c] = order[j]; order[j] = tmp;
+            }
+            for (int c = 0; c < chunks; c++) {
+                int s = order[c] * M, m = B - s < M ? B - s : M;
+                ppo_update(&r, s, m, &policy, &value, &sched, updates++, scratch, dscratch, &st);
+            }
+        }
+        double t_train = now_seconds() - t1;
+        // 3. the log, and the adaptive KL controller (Ziegler et al. 2019, section 2.2)
+        double score = 0.0, length = 0.0, ended = 0.0;
+        for (int b = 0; b < B; b++) { score += r.scores[b] / B; length += (double)(r.len[b] - r.prompt_len[b]) / B; ended += (double)r.ended[b] / B; }
+        int U = st.updates;
+        printf("rlhf iter %3d/%d | score %+.3f | kl %.3f | beta %.4f | pg %+.4f | vf %.4f | clip %.3f | approx_kl %.4f | "
+               "entropy %.3f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", step + 1, cfg->steps, score, kl,
+               beta, st.policy_loss / U, st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended,
+               sampled / t_gen, (double)cfg->ppo_epochs * B * r.T / t_train);
+        fprintf(log, "{\"step\": %d, \"score\": %.6f, \"kl\": %.6f, \"beta\": %.6f, \"policy_loss\": %.6f, \"value_loss\": %.6f, "
+                "\"clip_frac\": %.6f, \"approx_kl\": %.6f, \"entropy\": %.6f, \"response_len\": %.3f, \"ended\": %.4f, "
+                "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", step + 1, score, kl, beta, st.policy_loss / U,
+                st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended, sampled / t_gen,
+                (double)cfg->ppo_epochs * B * r.T / t_train);
+        fflush(log);
+        if (cfg->kl_target > 0.0f) {
+            float err = fmin(fmax(kl / cfg->kl_target - 1.0f, -0.2f), 0.2f);
+            beta *= 1.0f + err * B / KL_HORIZON;
+        }
+        state.step = value_state.step = step + 1;
+        if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+            out_path(path, sizeof(path), cfg, "rlhf.bin");
+            checkpoint_save(path, &policy, &state, 1);
+            out_path(path, sizeof(path), cfg, "value.bin");
+            checkpoint_save(path, &value, &value_state, 1);
+        }
+    }
+    fcloseCheck(log);
+    printf("rlhf: %d iterations in %.1f s -> %s/rlhf.bin\n", cfg->steps, now_seconds() - t_start, cfg->out_dir);
+    if (cfg->prompts_path) {
+        out_path(path, sizeof(path), cfg, "answers_rlhf.jsonl");
+        uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+        answer_prompts(&policy, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+    }
+    for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
+    free(prompts); free(idx); free(order); free(scratch); free(dscratch);
+    kvcache_free(&kv);
+    rollouts_free(&r);
+    gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
+    tokenizer_free(&tok);
+}
+
+// ----------------------------------------------------------------------------
+// 14. other commands: sample and bench
+
 // ./train sample: text from any language-model checkpoint (-c), continuing -p
 void command_sample(const Config *cfg) {
     GPT model;
     TrainState state;
-    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT), &state);
+    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &state);
     Tokenizer tok;
     load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
@@ -2781,7 +3267,7 @@ void command_bench(const Config *cfg) {
 }
 
 // ----------------------------------------------------------------------------
-// 14. command line and main
+// 15. command line and main
 // (left out when a test, or data/world.c, includes this file for its functions)
 
 #if !defined(TESTING) && !defined(TRAIN_NO_MAIN)
@@ -2812,14 +3298,15 @@ static void error_usage(void) {
         "  sft        stage 2: fine-tune base.bin on prompt/completion JSONL -> sft.bin, then answer the -q prompts\n"
         "  rm         stage 3: train a reward model from sft.bin on chosen/rejected JSONL -> reward.bin\n"
         "             (sft and rm with -n 0 train nothing: sft answers -q with -c, rm scores -j with -c)\n"
+        "  rlhf       stage 4: PPO on sft.bin against reward.bin, on prompts JSONL -> rlhf.bin, then answer -q\n"
         "  sample     generate text from a language-model checkpoint (-c)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
-        "  -i <file>  training data: text (pretrain) or JSONL (sft, rm)  (stage: data/world/...)\n"
+        "  -i <file>  training data: text (pretrain) or JSONL (sft, rm, rlhf) (stage: data/world/...)\n"
         "  -j <file>  validation data                                   (stage: data/world/...)\n"
         "  -o <dir>   output directory                                  (%s)\n"
         "  -c <file>  checkpoint to start from                          (stage: <out>/base.bin, <out>/sft.bin)\n"
-        "  -q <file>  prompts (JSONL) for sft to answer                 (data/world/eval_prompts.jsonl)\n"
+        "  -q <file>  prompts (JSONL) for sft and rlhf to answer        (data/world/eval_prompts.jsonl)\n"
         "  -z <file>  tokenizer                                         (<out>/tokenizer.bin, trained if missing)\n"
         "  -V <int>   vocabulary size for a new tokenizer               (%d)\n"
         "  -L <int>   layers                                            (%d)\n"
@@ -2828,8 +3315,8 @@ static void error_usage(void) {
         "  -t <int>   context length T                                  (%d)\n"
         "  -b <int>   batch size B (rm: pairs)                          (%d)\n"
         "  -a <int>   gradient accumulation micro-batches               (%d)\n"
-        "  -n <int>   optimizer steps                                   (stage: 360, 300, 300)\n"
-        "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 1e-3)\n"
+        "  -n <int>   optimizer steps (rlhf: PPO iterations)            (stage: 360, 300, 300, 100)\n"
+        "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 1e-3, 1e-4)\n"
         "  -w <int>   warmup steps                                      (%d)\n"
         "  -f <float> final learning rate / peak                        (%g)\n"
         "  -d <float> weight decay                                      (%g)\n"
@@ -2841,11 +3328,20 @@ static void error_usage(void) {
         "  -p <text>  prompt for samples                                (start of the val text)\n"
         "  -r <float> temperature, 0 = greedy                           (stage: samples 0.8, answers 0)\n"
         "  -k <int>   top-k, 0 = all tokens                             (%d)\n"
-        "  -m <int>   tokens to generate                                (%d)\n"
-        "  -s <int>   seed                                              (%llu)\n",
+        "  -m <int>   tokens to generate (rlhf: longest response)       (%d)\n"
+        "  -s <int>   seed                                              (%llu)\n"
+        "rlhf only:\n"
+        "  -R <file>  the frozen reward model                           (<out>/reward.bin)\n"
+        "  -B <float> beta, the weight of the KL penalty to the SFT model (%g)\n"
+        "  -K <float> target KL per response, adapts beta; 0 = fixed     (%g)\n"
+        "  -E <int>   PPO epochs over each batch of rollouts            (%d)\n"
+        "  -M <int>   rollouts per PPO minibatch                        (%d)\n"
+        "  -P <float> penalty for a response without <|end|>            (%g)\n"
+        "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n",
         d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len, d.batch_size, d.grad_accum,
         d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip, d.eval_every, d.eval_batches, d.sample_every,
-        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed);
+        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_coef, d.kl_target, d.ppo_epochs, d.minibatch,
+        d.end_penalty, d.reward_clip);
     exit(EXIT_FAILURE);
 }
 
@@ -2902,6 +3398,13 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'k': c->top_k = (int)flag_int(flag, v, 0, 1 << 30); break;
         case 'm': c->gen_len = (int)flag_int(flag, v, 0, 1 << 30); break;
         case 's': c->seed = (uint64_t)flag_int(flag, v, 0, 0x7fffffffL); break;
+        case 'R': c->reward_path = v; break;
+        case 'B': c->kl_coef = flag_float(flag, v, 0, 100); break;
+        case 'K': c->kl_target = flag_float(flag, v, 0, 1e6); break;
+        case 'E': c->ppo_epochs = (int)flag_int(flag, v, 1, 1 << 10); break;
+        case 'M': c->minibatch = (int)flag_int(flag, v, 1, 1 << 16); break;
+        case 'P': c->end_penalty = flag_float(flag, v, 0, 1e6); break;
+        case 'X': c->reward_clip = flag_float(flag, v, 0, 1e6); break;
         default: fprintf(stderr, "unknown flag %s\n", flag); error_usage();
         }
     }
@@ -2930,6 +3433,13 @@ static void print_config(const char *command, const Config *c) {
     config_row("batch", "B=%d x accum %d, %d steps", c->batch_size, c->grad_accum, c->steps);
     config_row("learning rate", "%.1e, warmup %d, final x%.2f", c->lr, c->warmup, c->final_lr_frac);
     config_row("regularization", "weight decay %.2f, clip %.2f", c->weight_decay, c->grad_clip);
+    if (!strcmp(command, "rlhf")) {
+        config_row("reward model", "%s", c->reward_path ? c->reward_path : "<out>/reward.bin");
+        config_row("KL penalty", "beta %g%s", c->kl_coef, c->kl_target > 0 ? ", adaptive" : ", fixed");
+        if (c->kl_target > 0) { config_row("KL target", "%g per response", c->kl_target); }
+        config_row("PPO", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, PPO_CLIP);
+        config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
+    }
     config_row("seed, threads", "%llu, %d", (unsigned long long)c->seed, max_threads());
     printf("%s", rule);
 }
@@ -2943,6 +3453,7 @@ int main(int argc, char **argv) {
     if (!strcmp(command, "pretrain")) { print_config(command, &cfg); stage_pretrain(&cfg); }
     else if (!strcmp(command, "sft")) { print_config(command, &cfg); stage_sft(&cfg); }
     else if (!strcmp(command, "rm")) { print_config(command, &cfg); stage_reward(&cfg); }
+    else if (!strcmp(command, "rlhf")) { print_config(command, &cfg); stage_rlhf(&cfg); }
     else if (!strcmp(command, "sample")) { command_sample(&cfg); }
     else { print_config(command, &cfg); command_bench(&cfg); }
     gemm_free();

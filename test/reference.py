@@ -228,6 +228,60 @@ def reward_fixtures(path):
     print(f"wrote {path}: rewards {rewards.tolist()}, loss {loss.item():.6f}")
 
 
+def ppo_fixtures(path):
+    """PPO's two losses through whole models: a tiny policy (LM head) whose per-token
+    log-probabilities enter the clipped surrogate, and a tiny value model (scalar head)
+    with the clipped value loss. Written from the PPO paper's formulas, not train.c's.
+    Layout: int32 header[16] = magic, version, V, maxT, L, NH, C, B, T; float32 policy
+    weights, value weights; int32 inputs (B*T), targets (B*T, -1 = no loss); float32
+    logp_old, advantages, v_old, returns (B*T each); policy loss, its gradients; value
+    loss, its gradients."""
+    torch.manual_seed(11)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, B, T, eps = 300, 10, 2, 2, 16, 3, 10, 0.2
+    policy, value = GPT(V, maxT, L, NH, C), GPT(V, maxT, L, NH, C, scalar_head=True)
+    random_weights(policy)
+    random_weights(value)
+    idx = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
+    prompt, length = [3, 5, 2], [10, 8, 6]  # response positions: prompt - 1 .. length - 2
+    for b in range(B):
+        targets[b, :prompt[b] - 1] = -1
+        targets[b, length[b] - 1:] = -1
+        idx[b, length[b]:] = 256
+    mask = targets >= 0
+    logits, _ = policy(idx)
+    logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logp_old = (logp + 0.3 * torch.randn(B, T)).detach()  # ratios on both sides of the clip range
+    adv = torch.randn(B, T)
+    ratio = torch.exp(logp - logp_old)
+    surrogate = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - eps, 1 + eps))
+    policy_loss = surrogate[mask].mean()
+    policy_loss.backward()
+    v = value.values(idx)
+    v_old = (v + 0.3 * torch.randn(B, T)).detach()
+    returns = torch.randn(B, T)
+    v_clipped = v_old + torch.clamp(v - v_old, -eps, eps)
+    value_loss = 0.5 * torch.max((v - returns) ** 2, (v_clipped - returns) ** 2)[mask].mean()
+    value_loss.backward()
+    f32 = lambda t: t.detach().to(torch.float32).numpy().tobytes()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<16i", MAGIC, VERSION, V, maxT, L, NH, C, B, T, *([0] * 7)))
+        f.write(flat(policy.tensors()).numpy().tobytes())
+        f.write(flat(value.tensors()).numpy().tobytes())
+        f.write(idx.to(torch.int32).numpy().tobytes())
+        f.write(targets.to(torch.int32).numpy().tobytes())
+        for t in (logp_old, adv, v_old, returns):
+            f.write(f32(t))
+        f.write(struct.pack("<f", policy_loss.item()))
+        f.write(flat(policy.tensors(lambda p: p.grad)).numpy().tobytes())
+        f.write(struct.pack("<f", value_loss.item()))
+        f.write(flat(value.tensors(lambda p: p.grad)).numpy().tobytes())
+    clipped = ((ratio[mask] - 1).abs() > eps).double().mean().item()
+    print(f"wrote {path}: policy loss {policy_loss.item():.6f} ({clipped:.2f} of ratios outside the clip range), "
+          f"value loss {value_loss.item():.6f}")
+
+
 def bench(args):
     torch.manual_seed(1337)
     torch.set_num_threads(args.threads)
@@ -258,7 +312,7 @@ def bench(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["fixtures", "reward-fixtures", "bench"])
+    parser.add_argument("mode", choices=["fixtures", "reward-fixtures", "ppo-fixtures", "bench"])
     parser.add_argument("path", nargs="?", default="test/fixtures/gpt_tiny.bin")
     for flag, default in [("-L", 6), ("-C", 384), ("-H", 6), ("-V", 4096), ("-t", 256), ("-b", 8), ("-n", 5), ("--threads", 2)]:
         parser.add_argument(flag, type=int, default=default)
@@ -267,5 +321,7 @@ if __name__ == "__main__":
         fixtures(args.path)
     elif args.mode == "reward-fixtures":
         reward_fixtures(args.path)
+    elif args.mode == "ppo-fixtures":
+        ppo_fixtures(args.path)
     else:
         bench(args)

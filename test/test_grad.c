@@ -287,6 +287,85 @@ static void test_reward_model(void) {
     gpt_free(&model);
 }
 
+// PPO's two losses against their inputs: ratios from about 0.4 to 2.5 and advantages
+// of both signs, so every branch of each max and clip is taken; a masked position
+typedef struct { double *a, *b, *c; int *targets; int N, value; } PPOCtx;
+static double ppo_loss_fn(void *p) {
+    PPOCtx *c = p;
+    return c->value ? ppo_value_loss_forward(c->a, c->b, c->c, c->targets, c->N, 0.2)
+                    : ppo_policy_loss_forward(c->a, c->b, c->c, c->targets, c->N, 0.2);
+}
+
+static void test_ppo_losses(void) {
+    int N = 40, targets[40];
+    for (int i = 0; i < N; i++) { targets[i] = i % 7 == 3 ? -1 : 1; }
+    double *logp = randn(N, 1.0), *logp_old = mallocCheck(N * sizeof(double)), *adv = randn(N, 1.0);
+    for (int i = 0; i < N; i++) { logp_old[i] = logp[i] + 0.4 * random_normal(&test_rng); }
+    double *grad = mallocCheck(N * sizeof(double));
+    PPOCtx c = {logp, logp_old, adv, targets, N, 0};
+    ppo_policy_loss_backward(grad, logp, logp_old, adv, targets, N, 0.2);
+    fd_check("ppo policy loss (clipped surrogate): d/dlogp, both clip sides, masked positions", logp, grad, N, ppo_loss_fn, &c);
+    double *v = randn(N, 1.0), *v_old = mallocCheck(N * sizeof(double)), *returns = randn(N, 1.0);
+    for (int i = 0; i < N; i++) { v_old[i] = v[i] + 0.3 * random_normal(&test_rng); }
+    PPOCtx cv = {v, v_old, returns, targets, N, 1};
+    ppo_value_loss_backward(grad, v, v_old, returns, targets, N, 0.2);
+    fd_check("ppo value loss (clipped): d/dv, inside and outside the clip range, masked positions", v, grad, N, ppo_loss_fn, &cv);
+    free(logp); free(logp_old); free(adv); free(v); free(v_old); free(returns); free(grad);
+}
+
+// the whole policy: PPO's loss on the per-token log-probabilities of a forward pass,
+// through gpt_backward_weighted; and the whole value model with the clipped value loss
+typedef struct { GPT *model; int *inputs, *targets; double *old, *adv, *logp; int B, T; } PPOModelCtx;
+static double ppo_model_loss(void *p) {
+    PPOModelCtx *c = p;
+    int N = c->B * c->T;
+    if (c->model->config.scalar_head) {
+        gpt_forward(c->model, c->inputs, NULL, c->B, c->T);
+        return ppo_value_loss_forward(c->model->acts.values, c->old, c->adv, c->targets, N, 0.2);
+    }
+    gpt_forward(c->model, c->inputs, c->targets, c->B, c->T);
+    for (int i = 0; i < N; i++) { c->logp[i] = -c->model->losses[i]; }
+    return ppo_policy_loss_forward(c->logp, c->old, c->adv, c->targets, N, 0.2);
+}
+
+static void test_ppo_model(int scalar_head) {
+    GPTConfig cfg = {.max_seq_len = 6, .vocab_size = FIRST_MERGE + 8, .num_layers = 2, .num_heads = 2, .channels = 8,
+                     .scalar_head = scalar_head};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 9);
+    for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] += 0.1 * random_normal(&test_rng); }
+    int B = 2, T = 6, N = 12, inputs[12], targets[12];
+    for (int i = 0; i < N; i++) {
+        inputs[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+        targets[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+    }
+    targets[0] = targets[1] = targets[7] = targets[11] = -1; // prompt and padding positions
+    double logp[12], d[12], *adv = randn(N, 1.0), *old = mallocCheck(N * sizeof(double));
+    PPOModelCtx c = {&model, inputs, targets, old, adv, logp, B, T};
+    for (int i = 0; i < N; i++) { old[i] = 0.0; }
+    ppo_model_loss(&c); // the old log-probabilities (or values): the current ones, moved a little
+    const double *now = scalar_head ? model.acts.values : logp;
+    for (int i = 0; i < N; i++) { old[i] = now[i] + 0.3 * random_normal(&test_rng); }
+    ppo_model_loss(&c);
+    gpt_zero_grad(&model);
+    if (scalar_head) {
+        ppo_value_loss_backward(d, model.acts.values, old, adv, targets, N, 0.2);
+        gpt_backward_values(&model, d);
+    } else {
+        ppo_policy_loss_backward(d, logp, old, adv, targets, N, 0.2);
+        for (int i = 0; i < N; i++) { d[i] = -d[i]; } // the model's losses are -logp
+        gpt_backward_weighted(&model, d);
+    }
+    double *analytic = mallocCheck(model.num_parameters * sizeof(double));
+    memcpy(analytic, model.grads_memory, model.num_parameters * sizeof(double));
+    fd_check(scalar_head ? "whole value model: clipped value loss at response positions, every parameter"
+                         : "whole policy: PPO clipped loss on per-token log-probs, every parameter",
+             model.params_memory, analytic, model.num_parameters, ppo_model_loss, &c);
+    free(analytic); free(adv); free(old);
+    gpt_free(&model);
+}
+
 int main(void) {
     test_encoder();
     test_layernorm();
@@ -300,6 +379,9 @@ int main(void) {
     test_model();
     test_reward_loss();
     test_reward_model();
+    test_ppo_losses();
+    test_ppo_model(0);
+    test_ppo_model(1);
     gemm_free();
     return checks_failed > 0;
 }

@@ -756,6 +756,202 @@ static void test_pretraining(void) {
     tokenizer_free(&tok);
 }
 
+// ----------------------------------------------------------------------------
+// 13. RLHF: GAE by hand, PPO's losses against PyTorch, and the rollouts
+
+static void test_gae(void) {
+    // rewards 1, 0, 2 and values 0.5, 1, -0.5, worked by hand from the definitions:
+    // gamma 1, lambda 0.5: deltas (from the end) 2 + 0 + 0.5 = 2.5, 0 - 0.5 - 1 = -1.5,
+    //   1 + 1 - 0.5 = 1.5; advantages 2.5, -1.5 + 0.5 * 2.5 = -0.25, 1.5 + 0.5 * -0.25 = 1.375
+    // gamma 0.5, lambda 1: deltas 2.5, 0 + 0.5 * -0.5 - 1 = -1.25, 1 + 0.5 * 1 - 0.5 = 1;
+    //   advantages 2.5, -1.25 + 0.5 * 2.5 = 0, 1 + 0.5 * 0 = 1
+    float rewards[3] = {1.0f, 0.0f, 2.0f}, values[3] = {0.5f, 1.0f, -0.5f}, adv[3], ret[3];
+    gae(adv, ret, rewards, values, 3, 1.0f, 0.5f);
+    float want1[3] = {1.375f, -0.25f, 2.5f}, want_ret[3] = {1.875f, 0.75f, 2.0f};
+    int ok1 = max_abs_diff(adv, want1, 3) < 1e-6f && max_abs_diff(ret, want_ret, 3) < 1e-6f;
+    gae(adv, ret, rewards, values, 3, 0.5f, 1.0f);
+    float want2[3] = {1.0f, 0.0f, 2.5f};
+    int ok2 = max_abs_diff(adv, want2, 3) < 1e-6f;
+    // lambda = 1, gamma = 1 is the plain return minus the value: the rewards to go
+    gae(adv, ret, rewards, values, 3, 1.0f, 1.0f);
+    float want3[3] = {3.0f - 0.5f, 2.0f - 1.0f, 2.0f + 0.5f};
+    int ok3 = max_abs_diff(adv, want3, 3) < 1e-6f;
+    check(ok1 && ok2 && ok3, "gae: three hand-worked examples (gamma 1 lambda 0.5, gamma 0.5 lambda 1, gamma 1 lambda 1)",
+          "advantages %.4f %.4f %.4f", adv[0], adv[1], adv[2]);
+    // whitening: mean 0, std 1 over the positions with a target; the others untouched
+    float x[6] = {1.0f, 2.0f, 7.0f, 3.0f, 4.0f, 9.0f};
+    int targets[6] = {1, 1, -1, 1, 1, -1};
+    whiten(x, targets, 6); // 1..4: mean 2.5, std sqrt(1.25)
+    float sd = sqrt(1.25f), want_w[6] = {-1.5f / sd, -0.5f / sd, 7.0f, 0.5f / sd, 1.5f / sd, 9.0f};
+    check(max_abs_diff(x, want_w, 6) < 1e-6f, "whiten: mean 0 and std 1 over response positions, others untouched", "x[0] %.5f", x[0]);
+}
+
+static void test_ppo_against_pytorch(void) {
+    FILE *f = fopen("test/fixtures/ppo_tiny.bin", "rb");
+    if (f == NULL) { check(0, "pytorch ppo fixture", "test/fixtures/ppo_tiny.bin is missing: run make fixtures"); return; }
+    int h[16];
+    freadCheck(h, sizeof(int), 16, f);
+    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    int B = h[7], T = h[8], N = B * T;
+    GPT policy, value;
+    gpt_build(&policy, cfg);
+    cfg.scalar_head = 1;
+    gpt_build(&value, cfg);
+    int *inputs = mallocCheck((size_t)N * sizeof(int)), *targets = mallocCheck((size_t)N * sizeof(int));
+    float *grid = mallocCheck((size_t)6 * N * sizeof(float)); // logp_old, adv, v_old, returns, logp, d
+    float *logp_old = grid, *adv = grid + N, *v_old = grid + 2 * N, *returns = grid + 3 * N, *logp = grid + 4 * N, *d = grid + 5 * N;
+    float *pgrads = mallocCheck(policy.num_parameters * sizeof(float)), *vgrads = mallocCheck(value.num_parameters * sizeof(float));
+    float want_ploss, want_vloss;
+    freadCheck(policy.params_memory, sizeof(float), policy.num_parameters, f);
+    freadCheck(value.params_memory, sizeof(float), value.num_parameters, f);
+    freadCheck(inputs, sizeof(int), (size_t)N, f);
+    freadCheck(targets, sizeof(int), (size_t)N, f);
+    freadCheck(grid, sizeof(float), (size_t)4 * N, f);
+    freadCheck(&want_ploss, sizeof(float), 1, f);
+    freadCheck(pgrads, sizeof(float), policy.num_parameters, f);
+    freadCheck(&want_vloss, sizeof(float), 1, f);
+    freadCheck(vgrads, sizeof(float), value.num_parameters, f);
+    fclose(f);
+    // the policy: log-probabilities from a forward pass, the clipped surrogate, backward
+    gpt_forward(&policy, inputs, targets, B, T);
+    for (int i = 0; i < N; i++) { logp[i] = -policy.losses[i]; }
+    float ploss = ppo_policy_loss_forward(logp, logp_old, adv, targets, N, 0.2f);
+    ppo_policy_loss_backward(d, logp, logp_old, adv, targets, N, 0.2f);
+    for (int i = 0; i < N; i++) { d[i] = -d[i]; }
+    gpt_zero_grad(&policy);
+    gpt_backward_weighted(&policy, d);
+    gpt_forward(&value, inputs, NULL, B, T);
+    float vloss = ppo_value_loss_forward(value.acts.values, v_old, returns, targets, N, 0.2f);
+    ppo_value_loss_backward(d, value.acts.values, v_old, returns, targets, N, 0.2f);
+    gpt_zero_grad(&value);
+    gpt_backward_values(&value, d);
+    check(fabs(ploss - want_ploss) < 1e-5f && fabs(vloss - want_vloss) < 1e-5f,
+          "pytorch: PPO clipped policy loss and clipped value loss on 3 padded rollouts",
+          "policy %.6f (torch %.6f), value %.6f (torch %.6f), tolerance 1e-5", ploss, want_ploss, vloss, want_vloss);
+    // per tensor, relative to its largest gradient, as for pretraining (the key
+    // biases' gradient, 0 in exact arithmetic, is a small part of the qkvb tensor)
+    float worst[2] = {0.0f, 0.0f};
+    GPT *models[2] = {&policy, &value};
+    float *want[2] = {pgrads, vgrads};
+    for (int k = 0; k < 2; k++) {
+        size_t offset = 0;
+        for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+            size_t n = models[k]->param_sizes[t];
+            if (n > 0) { worst[k] = fmax(worst[k], max_abs_diff(models[k]->grads_memory + offset, want[k] + offset, n) / max_abs(want[k] + offset, n)); }
+            offset += n;
+        }
+    }
+    check(worst[0] < 1e-4f && worst[1] < 1e-4f, "pytorch: every gradient of the policy (PPO loss) and of the value model",
+          "max |diff| / max |grad| per tensor: policy %.2e, value %.2e (tolerance 1e-4)", worst[0], worst[1]);
+    free(inputs); free(targets); free(grid); free(pgrads); free(vgrads);
+    gpt_free(&policy);
+    gpt_free(&value);
+}
+
+// a model with weights from gpt_init plus noise (so the scalar head is not 0)
+static void random_model(GPT *model, GPTConfig cfg, uint64_t seed) {
+    gpt_build(model, cfg);
+    gpt_init(model, seed);
+    uint64_t rng = seed * 7 + 1;
+    for (size_t i = 0; i < model->num_parameters; i++) { model->params_memory[i] += 0.05f * (float)random_normal(&rng); }
+}
+
+static void test_rlhf_rollouts(void) {
+    GPTConfig cfg = {.max_seq_len = 24, .vocab_size = FIRST_MERGE + 40, .num_layers = 2, .num_heads = 2, .channels = 16};
+    GPT policy, ref, value, reward;
+    random_model(&policy, cfg, 5);
+    random_model(&ref, cfg, 5); // the same weights: the reference is the policy before training
+    cfg.scalar_head = 1;
+    random_model(&value, cfg, 6);
+    random_model(&reward, cfg, 7);
+    // make <|end|> likely enough (about 1 in 10 per token) that some responses end and
+    // some run to the limit: the final layernorm's bias points at <|end|>'s embedding,
+    // adding about 3.5 to its logit against ~V others near 0
+    for (int c = 0; c < cfg.channels; c++) {
+        float sign = c % 2 ? 1.0f : -1.0f;
+        policy.params.lnfb[c] = ref.params.lnfb[c] = sign;
+        policy.params.wte[(size_t)TOKEN_END * cfg.channels + c] = ref.params.wte[(size_t)TOKEN_END * cfg.channels + c] = 3.5f * sign / cfg.channels;
+    }
+    enum { B = 5, P = 5 };
+    ChatExample prompts[P];
+    uint64_t rng = 3;
+    for (int i = 0; i < P; i++) { // <|user|> 1 to 7 byte tokens <|assistant|>
+        int n = 3 + i + (i == 4 ? 2 : 0);
+        prompts[i].tokens = mallocCheck((size_t)n * sizeof(int));
+        prompts[i].tokens[0] = TOKEN_USER;
+        for (int t = 1; t < n - 1; t++) { prompts[i].tokens[t] = 97 + (int)(random_u64(&rng) % 26); }
+        prompts[i].tokens[n - 1] = TOKEN_ASSISTANT;
+        prompts[i].n = prompts[i].n_prompt = n;
+    }
+    int idx[B] = {0, 1, 2, 3, 4};
+    Rollouts r;
+    rollouts_init(&r, B, cfg.max_seq_len);
+    KVCache kv;
+    kvcache_init(&kv, policy.config);
+    uint64_t sample_rng = 11;
+    long sampled = rlhf_generate(&r, &policy, &kv, prompts, idx, 10, &sample_rng);
+    int ended = 0, response = 0, T = r.T;
+    for (int b = 0; b < B; b++) { ended += r.ended[b]; response += r.len[b] - r.prompt_len[b]; }
+    rlhf_score(&r, &policy, &ref, &value, &reward, 2); // minibatches of 2, 2 and 1 rows
+    // 1. the log-probabilities seen while sampling (KV cache) are those of a full forward
+    float worst = 0.0f;
+    int positions = 0;
+    for (int i = 0; i < B * T; i++) {
+        if (r.targets[i] < 0) { continue; }
+        positions++;
+        worst = fmax(worst, fabs(r.gen_logp[i] - r.logp[i]));
+    }
+    check(worst < 1e-5f && positions == response && sampled == response && ended > 0 && ended < B,
+          "rlhf: rollout log-probs (KV cache, while sampling) equal a full forward's, at every response token",
+          "%d response tokens in %d rollouts (%d ended with <|end|>), max |diff| %.2e (tolerance 1e-5)", positions, B, ended, worst);
+    // 2. before any update: the policy is the reference, so the KL is exactly 0
+    int same = !memcmp(r.logp, r.ref_logp, (size_t)B * T * sizeof(float));
+    float kl = rlhf_advantages(&r, 0.1f, 1.0f, 0.0f);
+    check(same && kl == 0.0f, "rlhf: before the first update, the KL to the reference is exactly 0", "kl %g", kl);
+    // 3. rewards: 0 everywhere but each response's last token, which holds the score
+    //    (minus the penalty when no <|end|> came); advantages only at response positions
+    int rewards_ok = 1;
+    for (int b = 0; b < B; b++) {
+        int last = b * T + r.len[b] - 2;
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            float want = i == last ? r.scores[b] - (r.ended[b] ? 0.0f : 1.0f) : 0.0f;
+            rewards_ok &= r.rewards[i] == want && (r.targets[i] >= 0 || r.advantages[i] == 0.0f);
+        }
+    }
+    check(rewards_ok, "rlhf: the score (less the no-<|end|> penalty) lands on each response's last token, nothing elsewhere",
+          "%d rollouts, %d of them penalized", B, B - ended);
+    // 4. the first PPO minibatch: the ratio is exactly 1, so nothing is clipped and
+    //    the approximate KL is exactly 0; prompt and padding positions get no gradient
+    Config sched = CONFIG_DEFAULTS;
+    sched.steps = 8; sched.lr = 1e-3f; sched.warmup = 0;
+    float *scratch = mallocCheck((size_t)2 * T * sizeof(float)), *dscratch = mallocCheck((size_t)2 * T * sizeof(float));
+    PPOStats st = {0};
+    ppo_update(&r, 0, 2, &policy, &value, &sched, 0, scratch, dscratch, &st);
+    int ratio_one = 1;
+    for (int i = 0; i < 2 * T; i++) { if (r.targets[i] >= 0) { ratio_one &= scratch[i] == r.logp[i]; } }
+    float leak = 0.0f, grad = 0.0f;
+    for (int i = 0; i < 2 * T; i++) {
+        float g = max_abs(policy.grads_acts.logits + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size);
+        if (r.targets[i] < 0) { leak = fmax(leak, g); } else { grad = fmax(grad, g); }
+    }
+    check(ratio_one && st.clip_frac == 0.0 && st.approx_kl == 0.0, "rlhf: in the first PPO update the probability ratio is exactly 1",
+          "clip fraction %g, approx KL %g", st.clip_frac, st.approx_kl);
+    check(leak == 0.0f && grad > 0.0f, "rlhf: prompt and padding positions get exactly zero gradient in the PPO loss",
+          "max |dlogits| at masked positions %g, at response positions %.2e", leak, grad);
+    // 5. after some updates the policy has moved: the ratio leaves 1 and the KL grows
+    for (int k = 1; k < 8; k++) { ppo_update(&r, (k % 2) * 2, 2, &policy, &value, &sched, k, scratch, dscratch, &st); }
+    rlhf_score(&r, &policy, &ref, &value, &reward, 2);
+    float kl_after = rlhf_advantages(&r, 0.1f, 1.0f, 0.0f);
+    check(st.approx_kl > 0.0 && kl_after != 0.0f, "rlhf: after 8 PPO updates the policy differs from the reference",
+          "kl %.4f, mean approx KL %.2e", kl_after, st.approx_kl / st.updates);
+    free(scratch); free(dscratch);
+    for (int i = 0; i < P; i++) { free(prompts[i].tokens); }
+    rollouts_free(&r);
+    kvcache_free(&kv);
+    gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
+}
+
 int main(void) {
     set_threads(2);
     test_tokenizer();
@@ -773,6 +969,9 @@ int main(void) {
     test_sampling();
     test_checkpoint();
     test_pretraining();
+    test_gae();
+    test_ppo_against_pytorch();
+    test_rlhf_rollouts();
     gemm_free();
     return checks_failed > 0;
 }
