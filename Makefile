@@ -53,14 +53,17 @@ data/world/.done: world
 	./world gen -o data/world
 	@touch $@
 
-# run-cpu: the CPU demo: data, tokenizer, pretraining, SFT, reward model, and a table of results
-run-cpu: train data
-	rm -f out/tokenizer.bin
+# run-cpu: the CPU demo: data, tokenizer, the four stages, and a table of results
+# (each stage appends to out/stages.jsonl; ./world summary grades the answers and
+# writes the table and out/summary.json)
+run-cpu: train world data
+	rm -f out/tokenizer.bin out/stages.jsonl
 	./train pretrain -o out
 	./train sft -o out -n 0
 	./train sft -o out
 	./train rm -o out
-	@./data/summary.sh out
+	./train rlhf -o out
+	@./world summary out
 
 # run-gpu: the GPU demo (train.cu arrives with the CUDA issue)
 run-gpu:

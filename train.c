@@ -2339,6 +2339,7 @@ typedef struct {
     const char *reward_path;    // -R the frozen reward model (default <out>/reward.bin)
     float kl_coef;              // -B beta, the weight of the KL penalty to the SFT model
     float kl_target;            // -K target KL of the adaptive controller (0: beta stays fixed)
+    int kl_horizon;             // -Z rollouts over which the controller closes most of the gap
     int ppo_epochs;             // -E passes over each rollout batch
     int minibatch;              // -M rollouts per PPO minibatch
     float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
@@ -2353,7 +2354,7 @@ static const Config CONFIG_DEFAULTS = {
     .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = 100, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
-    .seed = 1337, .reward_path = NULL, .kl_coef = 0.05f, .kl_target = 0.0f, .ppo_epochs = 4, .minibatch = 8,
+    .seed = 1337, .reward_path = NULL, .kl_coef = 0.2f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
     .end_penalty = 1.0f, .reward_clip = 0.0f,
 };
 
@@ -2366,7 +2367,7 @@ typedef struct {
 } StageDefaults;
 
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 360, 3e-3f, 0.8f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 1200, 3e-3f, 0.8f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 300, 1e-3f, 0.0f},
     {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 300, 1e-3f, 0.0f},
     {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 100, 1e-4f, 0.0f},
@@ -2479,7 +2480,29 @@ void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const in
     free(tokens);
 }
 
-void stage_pretrain(const Config *cfg) {
+// What a stage did, for <out>/stages.jsonl, from which `./world summary` makes the
+// table at the end of `make run-cpu`: one line per run of a stage, all values strings.
+typedef struct {
+    char trained[256]; // what was trained, on what ("" if nothing was)
+    char metric[256];  // the stage's key figure, in words
+    char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
+} StageResult;
+
+void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds) {
+    char path[4096], secs[32];
+    out_path(path, sizeof(path), cfg, "stages.jsonl");
+    snprintf(secs, sizeof(secs), "%.1f", seconds);
+    const char *keys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
+    const char *values[] = {stage, res->trained, res->metric, res->answers, cfg->val_path ? cfg->val_path : "", secs};
+    Str line = {0};
+    json_write_object(&line, keys, values, 6);
+    FILE *f = fopenCheck(path, "ab");
+    fwriteCheck(str_cstr(&line), 1, line.len, f);
+    fcloseCheck(f);
+    str_free(&line);
+}
+
+void stage_pretrain(const Config *cfg, StageResult *res) {
     make_out_dir(cfg);
     Tokenizer tok;
     load_or_train_tokenizer(&tok, cfg);
@@ -2550,6 +2573,8 @@ void stage_pretrain(const Config *cfg) {
     }
     fcloseCheck(log);
     printf("pretraining: %d steps in %.1f s -> %s/base.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+    snprintf(res->trained, sizeof(res->trained), "base.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
+    snprintf(res->metric, sizeof(res->metric), "val loss %.3f", evaluate(&model, &val, cfg->eval_batches));
     dataloader_free(&train);
     dataloader_free(&val);
     gpt_free(&model);
@@ -2649,7 +2674,7 @@ static void stage_begin(const Config *cfg, GPT *model, TrainState *state, Tokeni
            model->config.max_seq_len);
 }
 
-void stage_sft(const Config *cfg) {
+void stage_sft(const Config *cfg, StageResult *res) {
     GPT model;
     TrainState state;
     Tokenizer tok;
@@ -2700,6 +2725,8 @@ void stage_sft(const Config *cfg) {
             finish_step(&model, &state, cfg, step, log, "sft.bin");
         }
         printf("sft: %d steps in %.1f s -> %s/sft.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+        snprintf(res->trained, sizeof(res->trained), "sft.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
+        snprintf(res->metric, sizeof(res->metric), "val loss %.3f (response tokens)", sft_evaluate(&model, &val, B, inputs, targets));
         fcloseCheck(log);
         free(inputs); free(targets); free(idx);
         chat_data_free(&train);
@@ -2711,6 +2738,7 @@ void stage_sft(const Config *cfg) {
         out_path(path, sizeof(path), cfg, name);
         uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
         answer_prompts(&model, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+        snprintf(res->answers, sizeof(res->answers), "%s", name);
     }
     gpt_free(&model);
     tokenizer_free(&tok);
@@ -2778,7 +2806,7 @@ static void reward_model_from_lm(GPT *rm, const GPT *lm) {
     memset(rm->params.headw, 0, (size_t)(cfg.channels + 1) * sizeof(float)); // headw, then headb
 }
 
-void stage_reward(const Config *cfg) {
+void stage_reward(const Config *cfg, StageResult *res) {
     GPT model;
     TrainState state;
     Tokenizer tok;
@@ -2836,10 +2864,12 @@ void stage_reward(const Config *cfg) {
             finish_step(&model, &state, cfg, step, log, "reward.bin");
         }
         printf("rm: %d steps in %.1f s -> %s/reward.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+        snprintf(res->trained, sizeof(res->trained), "reward.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
         print_reward_stats("reward model", &st, val.count / 2);
         fcloseCheck(log);
         chat_data_free(&train);
     }
+    snprintf(res->metric, sizeof(res->metric), "held-out accuracy %.3f, margin %.3f (%d pairs)", st.accuracy, st.margin, val.count / 2);
     free(inputs); free(ends); free(idx); free(rewards); free(drewards); free(dvalues);
     chat_data_free(&val);
     gpt_free(&model);
@@ -2871,7 +2901,6 @@ void stage_reward(const Config *cfg) {
 #define VALUE_CLIP 0.2f     // how far a value may move from the rollout's value per batch
 #define GAE_GAMMA 1.0f      // no discount within a response
 #define GAE_LAMBDA 0.95f
-#define KL_HORIZON 10000.0f // rollouts over which the adaptive controller closes the gap to its target
 
 // One batch of rollouts, padded to a common length T. Grids are (B,T) with the
 // layout of a training batch: position t predicts token t+1, so a response token's
@@ -3082,7 +3111,7 @@ static void load_frozen(GPT *model, const char *path, int want_kinds) {
     model->m_memory = model->v_memory = NULL;
 }
 
-void stage_rlhf(const Config *cfg) {
+void stage_rlhf(const Config *cfg, StageResult *res) {
     GPT policy, ref, value, reward;
     TrainState state, value_state;
     Tokenizer tok;
@@ -3127,7 +3156,7 @@ void stage_rlhf(const Config *cfg) {
     float beta = cfg->kl_coef;
     out_path(path, sizeof(path), cfg, "rlhf.jsonl");
     FILE *log = fopenCheck(path, "wb");
-    double t_start = now_seconds();
+    double t_start = now_seconds(), recent_score = 0.0, recent_kl = 0.0; // means over the last 10 iterations
     int updates = 0;
     for (int step = 0; step < cfg->steps; step++) {
         // 1. rollouts: sample, then score with all four models
@@ -3166,9 +3195,14 @@ void stage_rlhf(const Config *cfg) {
                 st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended, sampled / t_gen,
                 (double)cfg->ppo_epochs * B * r.T / t_train);
         fflush(log);
-        if (cfg->kl_target > 0.0f) {
+        if (step >= cfg->steps - 10) {
+            int n = cfg->steps < 10 ? cfg->steps : 10;
+            recent_score += score / n;
+            recent_kl += kl / n;
+        }
+        if (cfg->kl_target > 0.0f) { // beta grows when the KL runs above its target, shrinks below
             float err = fmin(fmax(kl / cfg->kl_target - 1.0f, -0.2f), 0.2f);
-            beta *= 1.0f + err * B / KL_HORIZON;
+            beta *= 1.0f + err * B / cfg->kl_horizon;
         }
         state.step = value_state.step = step + 1;
         if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
@@ -3180,10 +3214,13 @@ void stage_rlhf(const Config *cfg) {
     }
     fcloseCheck(log);
     printf("rlhf: %d iterations in %.1f s -> %s/rlhf.bin\n", cfg->steps, now_seconds() - t_start, cfg->out_dir);
+    snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", cfg->steps, B, cfg->train_path);
+    snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", recent_score, recent_kl);
     if (cfg->prompts_path) {
         out_path(path, sizeof(path), cfg, "answers_rlhf.jsonl");
         uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
         answer_prompts(&policy, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+        snprintf(res->answers, sizeof(res->answers), "answers_rlhf.jsonl");
     }
     for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
     free(prompts); free(idx); free(order); free(scratch); free(dscratch);
@@ -3315,7 +3352,7 @@ static void error_usage(void) {
         "  -t <int>   context length T                                  (%d)\n"
         "  -b <int>   batch size B (rm: pairs)                          (%d)\n"
         "  -a <int>   gradient accumulation micro-batches               (%d)\n"
-        "  -n <int>   optimizer steps (rlhf: PPO iterations)            (stage: 360, 300, 300, 100)\n"
+        "  -n <int>   optimizer steps (rlhf: PPO iterations)            (stage: 1200, 300, 300, 100)\n"
         "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 1e-3, 1e-4)\n"
         "  -w <int>   warmup steps                                      (%d)\n"
         "  -f <float> final learning rate / peak                        (%g)\n"
@@ -3334,13 +3371,14 @@ static void error_usage(void) {
         "  -R <file>  the frozen reward model                           (<out>/reward.bin)\n"
         "  -B <float> beta, the weight of the KL penalty to the SFT model (%g)\n"
         "  -K <float> target KL per response, adapts beta; 0 = fixed     (%g)\n"
+        "  -Z <int>   horizon of the adaptive KL controller, rollouts   (%d)\n"
         "  -E <int>   PPO epochs over each batch of rollouts            (%d)\n"
         "  -M <int>   rollouts per PPO minibatch                        (%d)\n"
         "  -P <float> penalty for a response without <|end|>            (%g)\n"
         "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n",
         d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len, d.batch_size, d.grad_accum,
         d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip, d.eval_every, d.eval_batches, d.sample_every,
-        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_coef, d.kl_target, d.ppo_epochs, d.minibatch,
+        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_coef, d.kl_target, d.kl_horizon, d.ppo_epochs, d.minibatch,
         d.end_penalty, d.reward_clip);
     exit(EXIT_FAILURE);
 }
@@ -3401,6 +3439,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'R': c->reward_path = v; break;
         case 'B': c->kl_coef = flag_float(flag, v, 0, 100); break;
         case 'K': c->kl_target = flag_float(flag, v, 0, 1e6); break;
+        case 'Z': c->kl_horizon = (int)flag_int(flag, v, 1, 1 << 30); break;
         case 'E': c->ppo_epochs = (int)flag_int(flag, v, 1, 1 << 10); break;
         case 'M': c->minibatch = (int)flag_int(flag, v, 1, 1 << 16); break;
         case 'P': c->end_penalty = flag_float(flag, v, 0, 1e6); break;
@@ -3436,7 +3475,7 @@ static void print_config(const char *command, const Config *c) {
     if (!strcmp(command, "rlhf")) {
         config_row("reward model", "%s", c->reward_path ? c->reward_path : "<out>/reward.bin");
         config_row("KL penalty", "beta %g%s", c->kl_coef, c->kl_target > 0 ? ", adaptive" : ", fixed");
-        if (c->kl_target > 0) { config_row("KL target", "%g per response", c->kl_target); }
+        if (c->kl_target > 0) { config_row("KL target", "%g per response, horizon %d", c->kl_target, c->kl_horizon); }
         config_row("PPO", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, PPO_CLIP);
         config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
     }
@@ -3450,12 +3489,18 @@ int main(int argc, char **argv) {
     parse_flags(&cfg, argc, argv);
     const char *command = argv[1];
     if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
-    if (!strcmp(command, "pretrain")) { print_config(command, &cfg); stage_pretrain(&cfg); }
-    else if (!strcmp(command, "sft")) { print_config(command, &cfg); stage_sft(&cfg); }
-    else if (!strcmp(command, "rm")) { print_config(command, &cfg); stage_reward(&cfg); }
-    else if (!strcmp(command, "rlhf")) { print_config(command, &cfg); stage_rlhf(&cfg); }
-    else if (!strcmp(command, "sample")) { command_sample(&cfg); }
-    else { print_config(command, &cfg); command_bench(&cfg); }
+    StageResult res = {"", "", ""};
+    double t0 = now_seconds();
+    if (!strcmp(command, "sample")) { command_sample(&cfg); }
+    else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
+    else {
+        print_config(command, &cfg);
+        if (!strcmp(command, "pretrain")) { stage_pretrain(&cfg, &res); }
+        else if (!strcmp(command, "sft")) { stage_sft(&cfg, &res); }
+        else if (!strcmp(command, "rm")) { stage_reward(&cfg, &res); }
+        else { stage_rlhf(&cfg, &res); }
+        record_stage(&cfg, command, &res, now_seconds() - t0);
+    }
     gemm_free();
     return 0;
 }

@@ -78,7 +78,7 @@ static const char *NAME_END[] = {"o", "a", "ric", "wyn", "bel", "dle", "kin", "n
 // Which stages may see questions about an entity. Every entity's facts are in the
 // pretraining text; its questions go to exactly one group.
 typedef enum { G_SFT, G_RL, G_EVAL } Group;
-static const char *GROUP_NAMES[] = {"sft+preference", "rl", "eval"};
+static const char *GROUP_NAMES[] = {"sft+preference", "preference+rl", "eval"};
 
 typedef struct {
     char name[16];
@@ -718,12 +718,18 @@ static Style sft_style(uint64_t *rng) {
     return r < 4 ? S_IDEAL : r < 6 ? S_TERSE : r < 8 ? S_RAMBLING : S_RUDE;
 }
 
-static int random_entity_of(uint64_t *rng, const World *w, Group g) {
+// a random entity of the groups in the bit set `groups` (1 << G_SFT, ...)
+static int random_entity_in(uint64_t *rng, const World *w, unsigned groups) {
     for (;;) {
         int e = rng_int(rng, w->n);
-        if (w->entity[e].group == g) { return e; }
+        if (groups >> w->entity[e].group & 1) { return e; }
     }
 }
+static int random_entity_of(uint64_t *rng, const World *w, Group g) { return random_entity_in(rng, w, 1u << g); }
+
+// preference pairs ask about the animals of SFT and of RL: like InstructGPT's, the
+// reward model's comparisons come from the prompt distribution that PPO then samples
+#define PREF_GROUPS ((1u << G_SFT) | (1u << G_RL))
 
 static void write_file(const GenConfig *c, const char *name, const Str *text) {
     char path[4096];
@@ -762,25 +768,42 @@ static void gen_sft(const GenConfig *c, const World *w, const char *name, uint64
     str_free(&out); str_free(&prompt); str_free(&response);
 }
 
+// A wrong answer of the kind small models give most: true facts, but about another
+// animal ("Orlric is a mole." when asked about Rosus). Another animal is drawn until
+// the referee grades the answer wrong (two animals may share the facts asked for);
+// after 20 draws, a plain wrong fact about the right animal.
+static void wrong_animal_answer(Str *out, uint64_t *rng, const World *w, const Question *q, const Str *prompt, Style style) {
+    for (int tries = 0; tries < 20; tries++) {
+        Question other = *q;
+        while (other.entity == q->entity) { other.entity = random_entity_in(rng, w, PREF_GROUPS); }
+        str_clear(out);
+        answer(out, rng, w, &other, style, 0);
+        if (referee_grade(w, prompt->s, out->s).correct < 1.0f) { return; }
+    }
+    str_clear(out);
+    answer(out, rng, w, q, style, 1);
+}
+
 // Preference pairs. Two responses to one question; the better by the rule
 // (correct before wrong, then ideal > terse > rambling > rude) is "chosen".
-// Half the pairs set a right answer against a wrong one, half two right answers
-// in different styles. Flips come from their own RNG stream, so changing the
+// Half the pairs set a right answer against a wrong one (a wrong fact, or facts of
+// another animal, half and half), half two right answers in different styles. Flips come from their own RNG stream, so changing the
 // flip rate swaps labels and changes nothing else.
 static void gen_pref(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
     Str out = {0}, prompt = {0}, a = {0}, b = {0};
     uint64_t rng = rng_stream(c->seed, purpose), flip_rng = rng_stream(c->seed, purpose + 100);
     for (int i = 0; i < n; i++) {
         Question q;
-        question_random(&q, &rng, w, random_entity_of(&rng, w, G_SFT));
+        question_random(&q, &rng, w, random_entity_in(&rng, w, PREF_GROUPS));
         str_clear(&prompt); str_clear(&a); str_clear(&b);
         question_prompt(&prompt, &rng, w, &q);
         Style sa = (Style)rng_int(&rng, NSTYLE), sb;
         int b_lies = rng_int(&rng, 2);
-        if (b_lies) { sb = (Style)rng_int(&rng, NSTYLE); }
+        if (b_lies) { sb = sa; } // same style: the pair differs in what it says, not how
         else { sb = (Style)((sa + 1 + rng_int(&rng, NSTYLE - 1)) % NSTYLE); }
         answer(&a, &rng, w, &q, sa, 0);
-        answer(&b, &rng, w, &q, sb, b_lies);
+        if (b_lies && rng_int(&rng, 2)) { wrong_animal_answer(&b, &rng, w, &q, &prompt, sb); }
+        else { answer(&b, &rng, w, &q, sb, b_lies); }
         int a_better = b_lies || sa < sb;
         const char *chosen = a_better ? a.s : b.s, *rejected = a_better ? b.s : a.s;
         if (rng_chance(&flip_rng, c->flip_per_million)) { const char *t = chosen; chosen = rejected; rejected = t; }
@@ -921,6 +944,77 @@ static double agree_file(const World *w, const char *path, int *pairs) {
     return (double)agree / *pairs;
 }
 
+// The summary of a pipeline run, from <out>/stages.jsonl (one line per stage run,
+// written by train.c): per stage, what was trained, its key metric, the referee's
+// grades of that model's answers, and the time taken. Printed as a table and written
+// as <out>/summary.json. A stage's last run counts; `sft -n 0` (the base model
+// answering) is the base model's row.
+enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_VAL, ST_SECONDS, ST_KEYS };
+void summary(const World *w, const char *out_dir) {
+    static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
+    const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "val", "seconds"};
+    char path[4096], err[1024];
+    snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
+    JsonlRecords rec;
+    if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
+    char **row[4] = {NULL, NULL, NULL, NULL}, **base_answers = NULL;
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * ST_KEYS;
+        for (int k = 0; k < 4; k++) { if (!strcmp(v[ST_STAGE], STAGES[k]) && v[ST_TRAINED][0]) { row[k] = v; } }
+        if (!strcmp(v[ST_STAGE], "sft") && !v[ST_TRAINED][0] && !strcmp(v[ST_ANSWERS], "answers_base.jsonl")) { base_answers = v; }
+    }
+    snprintf(path, sizeof(path), "%s/summary.json", out_dir);
+    FILE *json = fopenCheck(path, "wb");
+    fprintf(json, "{\"stages\": [");
+    printf("\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
+           "   data/world/eval_prompts.jsonl (animals no stage trained on; fully preferred = correct, polite and concise)\n");
+    printf("%-8s %-52s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
+    double total = 0.0;
+    int first = 1;
+    for (int k = 0; k < 4; k++) {
+        if (!row[k]) { continue; }
+        char **v = row[k], metric[512];
+        double seconds = atof(v[ST_SECONDS]);
+        const char *answers = v[ST_ANSWERS];
+        if (k == 0 && base_answers) { seconds += atof(base_answers[ST_SECONDS]); answers = base_answers[ST_ANSWERS]; }
+        snprintf(metric, sizeof(metric), "%s", v[ST_METRIC]);
+        double ceiling = -1.0;
+        if (k == 2 && v[ST_VAL][0]) {
+            int pairs;
+            ceiling = agree_file(w, v[ST_VAL], &pairs);
+            snprintf(metric, sizeof(metric), "%.*s; ceiling %.3f", 40, v[ST_METRIC], ceiling);
+        }
+        total += seconds;
+        Str js = {0};
+        str_addf(&js, "%s\n  {\"stage\": \"%s\", \"model\": \"%s.bin\", \"trained\": ", first ? "" : ",", STAGES[k], MODELS[k]);
+        json_write_string(&js, v[ST_TRAINED]);
+        str_add(&js, ", \"metric\": ", 12);
+        json_write_string(&js, v[ST_METRIC]);
+        fprintf(json, "%s, \"seconds\": %.1f", str_cstr(&js), seconds);
+        str_free(&js);
+        first = 0;
+        if (ceiling >= 0) { fprintf(json, ", \"accuracy_ceiling\": %.4f", ceiling); }
+        snprintf(path, sizeof(path), "%s/%s", out_dir, answers);
+        if (answers[0] && access(path, R_OK) == 0) {
+            ScoreSummary s = score_file(w, path, NULL, "response");
+            double n = s.scored > 0 ? s.scored : 1;
+            printf("%-8s %-52.52s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
+                   s.concise / n, s.score / n, s.ideal / n, seconds);
+            fprintf(json, ", \"referee\": {\"answers\": %d, \"correct\": %.4f, \"polite\": %.4f, \"concise\": %.4f, "
+                    "\"score\": %.4f, \"fully_preferred\": %.4f}", s.lines, s.correct / n, s.polite / n, s.concise / n,
+                    s.score / n, s.ideal / n);
+        } else {
+            printf("%-8s %-52.52s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
+        }
+        fprintf(json, "}");
+    }
+    fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
+    fcloseCheck(json);
+    printf("%-8s %-52s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
+    printf("(also in %s/summary.json)\n", out_dir);
+    jsonl_free(&rec);
+}
+
 // ----------------------------------------------------------------------------
 // 8. command line and main
 
@@ -931,6 +1025,7 @@ static void error_usage(void) {
             "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]\n"
             "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] [-t label] answers.jsonl\n"
             "       world agree [-s seed] [-n entities] pairs.jsonl   (how often the referee agrees with the labels)\n"
+            "       world summary [-s seed] [-n entities] out_dir     (the table of a pipeline run, and summary.json)\n"
             "  -s  seed of the world                       (default %llu)\n"
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
@@ -954,7 +1049,9 @@ static double flag_number(const char *flag, const char *val, double lo, double h
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score") && strcmp(argv[1], "agree"))) { error_usage(); }
+    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score") && strcmp(argv[1], "agree") && strcmp(argv[1], "summary"))) {
+        error_usage();
+    }
     int scoring = strcmp(argv[1], "gen") != 0; // score and agree read a file and grade it
     GenConfig c = GEN_DEFAULTS;
     const char *per_line = NULL, *input = NULL, *key = "response", *label = NULL;
@@ -988,6 +1085,11 @@ int main(int argc, char **argv) {
     if (input == NULL) { error_usage(); }
     World w;
     world_build(&w, c.seed, c.entities);
+    if (!strcmp(argv[1], "summary")) {
+        summary(&w, input);
+        world_free(&w);
+        return 0;
+    }
     if (!strcmp(argv[1], "agree")) {
         int pairs;
         double agree = agree_file(&w, input, &pairs);

@@ -209,8 +209,8 @@ static void check_jsonl(const char *dir, const char *name, const char **keys, in
     free(text);
 }
 
-// each prompt names an entity of the intended group, and the referee can read it
-static void check_prompts(const World *w, const char *dir, const char *name, Group group, int want_distinct) {
+// each prompt names an entity of the intended groups (a bit set), and the referee can read it
+static void check_prompts(const World *w, const char *dir, const char *name, unsigned groups, int want_distinct) {
     size_t size;
     char *text = read_in(dir, name, &size);
     char **lines;
@@ -219,19 +219,36 @@ static void check_prompts(const World *w, const char *dir, const char *name, Gro
     for (int i = 0; i < n; i++) {
         Question q;
         json_get(lines[i], "prompt", &prompt);
-        if (!question_parse(&q, w, prompt.s) || w->entity[q.entity].group != group) { wrong_group++; continue; }
+        if (!question_parse(&q, w, prompt.s) || !(groups >> w->entity[q.entity].group & 1)) { wrong_group++; continue; }
         types[q.type]++;
         if (want_distinct) { for (int j = 0; j < i; j++) { dups += strcmp(lines[i], lines[j]) == 0; } }
     }
     char title[160];
-    snprintf(title, sizeof(title), "%s: every prompt is about a %s entity, all question types present%s", name,
-             GROUP_NAMES[group], want_distinct ? ", no repeats" : "");
+    char which[64] = "";
+    for (int g = 0; g < 3; g++) {
+        if (groups >> g & 1) { snprintf(which + strlen(which), sizeof(which) - strlen(which), "%s%s", which[0] ? " or " : "", GROUP_NAMES[g]); }
+    }
+    snprintf(title, sizeof(title), "%s: every prompt is about a %s entity, all question types present%s", name, which,
+             want_distinct ? ", no repeats" : "");
     check(wrong_group == 0 && dups == 0 && types[Q_FACTS] && types[Q_YESNO] && types[Q_ABOUT], title,
           "%d prompts, %d outside the group, %d repeats; facts/yes-no/about %d/%d/%d", n, wrong_group, dups,
           types[Q_FACTS], types[Q_YESNO], types[Q_ABOUT]);
     str_free(&prompt);
     free(lines);
     free(text);
+}
+
+// whether a response's first name is neither the asked animal nor its friend: an
+// answer about another animal
+static int about_another_animal(const World *w, const char *prompt, const char *response) {
+    Question q;
+    if (!question_parse(&q, w, prompt)) { return 0; }
+    Words ws;
+    words_split(&ws, response);
+    int first = -1;
+    for (int i = 0; i < ws.n && first < 0; i++) { first = find_name(w, ws.word[i]); }
+    words_free(&ws);
+    return first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
 }
 
 static void test_files(void) {
@@ -292,10 +309,10 @@ static void test_files(void) {
                   "%.3f fully preferred, polite %.3f, concise %.3f", ideal, s.polite / s.lines, s.concise / s.lines);
         }
     }
-    check_prompts(&w, a, "sft_train.jsonl", G_SFT, 0);
-    check_prompts(&w, a, "pref_train.jsonl", G_SFT, 0);
-    check_prompts(&w, a, "rl_prompts.jsonl", G_RL, 0);
-    check_prompts(&w, a, "eval_prompts.jsonl", G_EVAL, 1);
+    check_prompts(&w, a, "sft_train.jsonl", 1u << G_SFT, 0);
+    check_prompts(&w, a, "pref_train.jsonl", PREF_GROUPS, 0);
+    check_prompts(&w, a, "rl_prompts.jsonl", 1u << G_RL, 0);
+    check_prompts(&w, a, "eval_prompts.jsonl", 1u << G_EVAL, 1);
 
     // preferences: with flip 0 the referee prefers every chosen; at the default
     // rate each pair is the same or swapped, and the swapped ones are exactly those
@@ -307,12 +324,13 @@ static void test_files(void) {
         char **fl, **cl;
         int n = split_lines(flipped_text, &fl), m = split_lines(clean_text, &cl);
         Str p = {0}, ch = {0}, rj = {0}, p0 = {0}, ch0 = {0}, rj0 = {0};
-        int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0;
+        int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0, wrong_animal = 0;
         for (int i = 0; i < n && i < m; i++) {
             json_get(fl[i], "prompt", &p); json_get(fl[i], "chosen", &ch); json_get(fl[i], "rejected", &rj);
             json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
             Grade g0c = referee_grade(&w, p0.s, ch0.s), g0r = referee_grade(&w, p0.s, rj0.s);
             clean_disagree += !(g0c.score > g0r.score);
+            wrong_animal += about_another_animal(&w, p0.s, rj0.s);
             int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
             int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
             other += !same && !swap;
@@ -323,6 +341,10 @@ static void test_files(void) {
         char title[160];
         snprintf(title, sizeof(title), "%s at flip 0: the referee prefers chosen on every pair", pref_files[f]);
         check(n == m && clean_disagree == 0, title, "%d pairs, %d where it does not", m, clean_disagree);
+        // a quarter of pairs reject an answer about another animal; three quarters of
+        // those name it first (terse answers name no one)
+        snprintf(title, sizeof(title), "%s: 12-30%% of rejected answers are about another animal", pref_files[f]);
+        check(wrong_animal > 0.12 * m && wrong_animal < 0.30 * m, title, "%d of %d (%.3f)", wrong_animal, m, (double)wrong_animal / m);
         double rate = (double)swapped / n, target = GEN_DEFAULTS.flip_per_million / 1e6;
         double sigma = sqrt(target * (1 - target) / n);
         snprintf(title, sizeof(title), "%s: flipped pairs are exactly those the referee disagrees with, at the set rate", pref_files[f]);
