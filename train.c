@@ -2354,7 +2354,7 @@ static const Config CONFIG_DEFAULTS = {
     .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = 100, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
-    .seed = 1337, .reward_path = NULL, .kl_coef = 0.2f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
+    .seed = 1337, .reward_path = NULL, .kl_coef = 0.5f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
     .end_penalty = 1.0f, .reward_clip = 0.0f,
 };
 
@@ -2869,7 +2869,7 @@ void stage_reward(const Config *cfg, StageResult *res) {
         fcloseCheck(log);
         chat_data_free(&train);
     }
-    snprintf(res->metric, sizeof(res->metric), "held-out accuracy %.3f, margin %.3f (%d pairs)", st.accuracy, st.margin, val.count / 2);
+    snprintf(res->metric, sizeof(res->metric), "held-out accuracy %.3f, margin %.2f", st.accuracy, st.margin);
     free(inputs); free(ends); free(idx); free(rewards); free(drewards); free(dvalues);
     chat_data_free(&val);
     gpt_free(&model);
@@ -3103,8 +3103,9 @@ static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max
     return ex;
 }
 
-// a frozen model: the weights only, no optimizer state
-static void load_frozen(GPT *model, const char *path, int want_kinds) {
+// a model's weights only, without optimizer state: the frozen models, and the value
+// model, which starts as the reward model with a fresh optimizer
+static void load_weights(GPT *model, const char *path, int want_kinds) {
     TrainState st;
     checkpoint_load(path, model, want_kinds, &st);
     free(model->m_memory); free(model->v_memory);
@@ -3119,13 +3120,13 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     char path[4096], reward_path[4096];
     if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
     else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
-    load_frozen(&reward, reward_path, 1 << KIND_REWARD);
+    load_weights(&reward, reward_path, 1 << KIND_REWARD);
     if (state.kind == KIND_SFT) { // a new stage: the reference is the SFT model, the critic starts as the reward model
         state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
         free(policy.m_memory); free(policy.v_memory);
         policy.m_memory = policy.v_memory = NULL;
-        load_frozen(&ref, cfg->init_path, 1 << KIND_SFT);
-        load_frozen(&value, reward_path, 1 << KIND_REWARD);
+        load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
+        load_weights(&value, reward_path, 1 << KIND_REWARD);
         value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
     } else {
         FAIL("%s is an RLHF checkpoint: continuing RLHF is not supported yet; start from sft.bin", cfg->init_path);
@@ -3135,7 +3136,6 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
         FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
              reward_path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
     }
-    value.config.scalar_head = 1;
     int maxT = pc.max_seq_len, B = cfg->batch_size, M = cfg->minibatch < B ? cfg->minibatch : B;
     if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
     int n_prompts;

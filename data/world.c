@@ -948,9 +948,9 @@ static double agree_file(const World *w, const char *path, int *pairs) {
 // written by train.c): per stage, what was trained, its key metric, the referee's
 // grades of that model's answers, and the time taken. Printed as a table and written
 // as <out>/summary.json. A stage's last run counts; `sft -n 0` (the base model
-// answering) is the base model's row.
+// answering) is the base model's row. The table goes to `table`.
 enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_VAL, ST_SECONDS, ST_KEYS };
-void summary(const World *w, const char *out_dir) {
+void summary(const World *w, const char *out_dir, FILE *table) {
     static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
     const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "val", "seconds"};
     char path[4096], err[1024];
@@ -966,9 +966,9 @@ void summary(const World *w, const char *out_dir) {
     snprintf(path, sizeof(path), "%s/summary.json", out_dir);
     FILE *json = fopenCheck(path, "wb");
     fprintf(json, "{\"stages\": [");
-    printf("\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
+    fprintf(table, "\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
            "   data/world/eval_prompts.jsonl (animals no stage trained on; fully preferred = correct, polite and concise)\n");
-    printf("%-8s %-52s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
+    fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
     double total = 0.0;
     int first = 1;
     for (int k = 0; k < 4; k++) {
@@ -982,7 +982,7 @@ void summary(const World *w, const char *out_dir) {
         if (k == 2 && v[ST_VAL][0]) {
             int pairs;
             ceiling = agree_file(w, v[ST_VAL], &pairs);
-            snprintf(metric, sizeof(metric), "%.*s; ceiling %.3f", 40, v[ST_METRIC], ceiling);
+            snprintf(metric, sizeof(metric), "%s; ceiling %.3f", v[ST_METRIC], ceiling);
         }
         total += seconds;
         Str js = {0};
@@ -998,20 +998,20 @@ void summary(const World *w, const char *out_dir) {
         if (answers[0] && access(path, R_OK) == 0) {
             ScoreSummary s = score_file(w, path, NULL, "response");
             double n = s.scored > 0 ? s.scored : 1;
-            printf("%-8s %-52.52s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
+            fprintf(table, "%-8s %-52.52s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
                    s.concise / n, s.score / n, s.ideal / n, seconds);
             fprintf(json, ", \"referee\": {\"answers\": %d, \"correct\": %.4f, \"polite\": %.4f, \"concise\": %.4f, "
                     "\"score\": %.4f, \"fully_preferred\": %.4f}", s.lines, s.correct / n, s.polite / n, s.concise / n,
                     s.score / n, s.ideal / n);
         } else {
-            printf("%-8s %-52.52s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
+            fprintf(table, "%-8s %-52.52s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
         }
         fprintf(json, "}");
     }
     fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
     fcloseCheck(json);
-    printf("%-8s %-52s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
-    printf("(also in %s/summary.json)\n", out_dir);
+    fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
+    fprintf(table, "(also in %s/summary.json)\n", out_dir);
     jsonl_free(&rec);
 }
 
@@ -1086,7 +1086,7 @@ int main(int argc, char **argv) {
     World w;
     world_build(&w, c.seed, c.entities);
     if (!strcmp(argv[1], "summary")) {
-        summary(&w, input);
+        summary(&w, input, stdout);
         world_free(&w);
         return 0;
     }

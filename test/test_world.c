@@ -376,6 +376,45 @@ static void test_files(void) {
           "%d lines for %d answers", n, s.lines);
     free(lines); free(scores); remove(per_line);
 
+    // world summary: the last run of each stage, its answers graded, times summed;
+    // here the "sft" answers are the ideal val completions, so fully preferred is 1
+    Str answers = {0}, stages = {0}, response = {0}, prompt = {0};
+    char *val_text = read_in(a, "sft_val.jsonl", &size);
+    n = split_lines(val_text, &lines);
+    for (int i = 0; i < n; i++) {
+        json_get(lines[i], "prompt", &prompt);
+        Question q;
+        question_parse(&q, &w, prompt.s);
+        uint64_t rng = 5;
+        str_clear(&response);
+        answer(&response, &rng, &w, &q, S_IDEAL, 0);
+        const char *keys[] = {"prompt", "response"}, *values[] = {prompt.s, response.s};
+        json_write_object(&answers, keys, values, 2);
+    }
+    const char *skeys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
+    const char *runs[][6] = {{"pretrain", "base.bin: 1 step", "val loss 9", "", "", "1.5"},
+                             {"sft", "sft.bin: 1 step", "an older run", "answers_sft.jsonl", "", "100"},
+                             {"sft", "sft.bin: 2 steps", "val loss 0.5", "answers_sft.jsonl", "", "2.5"},
+                             {"rm", "reward.bin: 1 step", "held-out accuracy 0.5", "", "", "3"}};
+    for (int i = 0; i < 4; i++) { json_write_object(&stages, skeys, runs[i], 6); }
+    FILE *f = fopenCheck((snprintf(path, sizeof(path), "%s/answers_sft.jsonl", a), path), "wb");
+    fwrite(answers.s, 1, answers.len, f);
+    fcloseCheck(f);
+    f = fopenCheck((snprintf(path, sizeof(path), "%s/stages.jsonl", a), path), "wb");
+    fwrite(stages.s, 1, stages.len, f);
+    fcloseCheck(f);
+    FILE *devnull = fopenCheck("/dev/null", "wb");
+    summary(&w, a, devnull);
+    fcloseCheck(devnull);
+    char *json = read_in(a, "summary.json", &size);
+    check(strstr(json, "\"trained\": \"sft.bin: 2 steps\"") && !strstr(json, "an older run") &&
+          strstr(json, "\"fully_preferred\": 1.0000") && strstr(json, "\"total_seconds\": 7.0") && !strstr(json, "rlhf"),
+          "world summary: the last run of each stage, answers graded, times summed, into summary.json", "%.60s...", json);
+    free(json); free(lines); free(val_text);
+    str_free(&answers); str_free(&stages); str_free(&response); str_free(&prompt);
+    const char *made[] = {"answers_sft.jsonl", "stages.jsonl", "summary.json"};
+    for (int i = 0; i < 3; i++) { snprintf(path, sizeof(path), "%s/%s", a, made[i]); remove(path); }
+
     world_free(&w);
     remove_dir(a); remove_dir(b); remove_dir(c);
 }
