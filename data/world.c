@@ -1015,6 +1015,84 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     jsonl_free(&rec);
 }
 
+// Which kind of difference a preference pair holds, as the referee sees it: two
+// right answers in different styles, a wrong fact, or an answer about another animal
+// (its first name is neither the asked animal nor its friend).
+enum { PAIR_STYLE, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, NUM_PAIR_KINDS };
+static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "a wrong fact", "another animal"};
+
+static int pair_kind(const World *w, const char *prompt, const char *better, const char *worse) {
+    if (referee_grade(w, prompt, better).correct == referee_grade(w, prompt, worse).correct) { return PAIR_STYLE; }
+    Question q;
+    if (!question_parse(&q, w, prompt)) { return PAIR_WRONG_FACT; }
+    Words ws;
+    words_split(&ws, worse);
+    int first = -1;
+    for (int i = 0; i < ws.n && first < 0; i++) { first = find_name(w, ws.word[i]); }
+    words_free(&ws);
+    int other = first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
+    return other ? PAIR_OTHER_ANIMAL : PAIR_WRONG_FACT;
+}
+
+// How a model ranks the pairs of a preference file, by kind of pair, against the
+// referee (not the labels, some of which are flipped). A reward model ranks by its
+// score at <|end|>; a language model by the summed log-probability of each response
+// given the prompt: what it believes, before any reward model is trained on it.
+void judge_pairs(const World *w, const char *model_path, const char *tokenizer_path, const char *pairs_path) {
+    GPT model;
+    TrainState st;
+    checkpoint_load(model_path, &model, 0, &st);
+    Tokenizer tok;
+    tokenizer_load(&tok, tokenizer_path);
+    if (tok.vocab_size != model.config.vocab_size) { die("%s does not match %s: pass the model's tokenizer with -z", tokenizer_path, model_path); }
+    int maxT = model.config.max_seq_len, scalar = model.config.scalar_head;
+    const char *keys[] = {"prompt", "chosen", "rejected"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(pairs_path, keys, 3, &rec, err, sizeof(err))) { die("%s", err); }
+    int *inputs = mallocCheck((size_t)maxT * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
+    int n[NUM_PAIR_KINDS] = {0}, agree[NUM_PAIR_KINDS] = {0}, skipped = 0;
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * 3;
+        double value[2];
+        int ok = 1;
+        for (int k = 0; k < 2 && ok; k++) {
+            ChatExample ex;
+            ok = chat_encode(&ex, &tok, v[0], v[1 + k], maxT) == 1; // whole examples only
+            if (!ok) { break; }
+            int T = scalar ? ex.n : ex.n - 1;
+            for (int t = 0; t < T; t++) {
+                inputs[t] = ex.tokens[t];
+                targets[t] = t + 1 >= ex.n_prompt && t + 1 < ex.n ? ex.tokens[t + 1] : -1;
+            }
+            if (scalar) {
+                gpt_forward(&model, inputs, NULL, 1, T);
+                value[k] = model.acts.values[T - 1];
+            } else {
+                gpt_forward(&model, inputs, targets, 1, T);
+                value[k] = -(double)model.mean_loss * model.num_targets;
+            }
+            free(ex.tokens);
+        }
+        if (!ok) { skipped++; continue; }
+        Grade gc = referee_grade(w, v[0], v[1]), gr = referee_grade(w, v[0], v[2]);
+        int chosen_better = gc.score > gr.score;
+        int kind = pair_kind(w, v[0], chosen_better ? v[1] : v[2], chosen_better ? v[2] : v[1]);
+        n[kind]++;
+        agree[kind] += (value[0] > value[1]) == chosen_better;
+    }
+    printf("%s (%s) on %s: agrees with the referee on\n", model_path, scalar ? "reward model: score at <|end|>" :
+           "language model: summed log-probability of the response", pairs_path);
+    for (int k = 0; k < NUM_PAIR_KINDS; k++) {
+        printf("  %-16s %5.3f of %d pairs\n", PAIR_KIND_NAMES[k], n[k] ? (double)agree[k] / n[k] : 0.0, n[k]);
+    }
+    if (skipped) { printf("  (%d pairs longer than the context left out)\n", skipped); }
+    free(inputs); free(targets);
+    jsonl_free(&rec);
+    tokenizer_free(&tok);
+    gpt_free(&model);
+}
+
 // ----------------------------------------------------------------------------
 // 8. command line and main
 
@@ -1026,6 +1104,7 @@ static void error_usage(void) {
             "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] [-t label] answers.jsonl\n"
             "       world agree [-s seed] [-n entities] pairs.jsonl   (how often the referee agrees with the labels)\n"
             "       world summary [-s seed] [-n entities] out_dir     (the table of a pipeline run, and summary.json)\n"
+            "       world pairs -c model.bin [-z tokenizer.bin] pairs.jsonl  (how a model ranks pairs, by kind)\n"
             "  -s  seed of the world                       (default %llu)\n"
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
@@ -1034,6 +1113,8 @@ static void error_usage(void) {
             "      score: write per-line scores as JSONL  (default: none)\n"
             "  -k  score: the key holding the response    (default response)\n"
             "  -t  score: print one table row with this label instead of the summary\n"
+            "  -c  pairs: a reward model, or a language model (ranked by log-probability)\n"
+            "  -z  pairs: its tokenizer                   (default: tokenizer.bin beside the model)\n"
             "score and gen must use the same -s and -n: the referee rebuilds the world from them.\n",
             (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.dir);
     exit(1);
@@ -1049,12 +1130,13 @@ static double flag_number(const char *flag, const char *val, double lo, double h
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score") && strcmp(argv[1], "agree") && strcmp(argv[1], "summary"))) {
+    if (argc < 2 || (strcmp(argv[1], "gen") && strcmp(argv[1], "score") && strcmp(argv[1], "agree") && strcmp(argv[1], "summary") &&
+                     strcmp(argv[1], "pairs"))) {
         error_usage();
     }
     int scoring = strcmp(argv[1], "gen") != 0; // score and agree read a file and grade it
     GenConfig c = GEN_DEFAULTS;
-    const char *per_line = NULL, *input = NULL, *key = "response", *label = NULL;
+    const char *per_line = NULL, *input = NULL, *key = "response", *label = NULL, *model = NULL, *tokenizer = NULL;
     for (int i = 2; i < argc; i++) {
         const char *flag = argv[i];
         if (flag[0] != '-') {
@@ -1072,6 +1154,8 @@ int main(int argc, char **argv) {
         case 'o': if (scoring) { per_line = val; } else { c.dir = val; } break;
         case 'k': key = val; break;
         case 't': label = val; break;
+        case 'c': model = val; break;
+        case 'z': tokenizer = val; break;
         default: error_usage();
         }
     }
@@ -1085,6 +1169,18 @@ int main(int argc, char **argv) {
     if (input == NULL) { error_usage(); }
     World w;
     world_build(&w, c.seed, c.entities);
+    if (!strcmp(argv[1], "pairs")) {
+        if (model == NULL) { error_usage(); }
+        char tok_path[4096];
+        if (tokenizer) { snprintf(tok_path, sizeof(tok_path), "%s", tokenizer); }
+        else { // tokenizer.bin in the model's directory
+            const char *slash = strrchr(model, '/');
+            snprintf(tok_path, sizeof(tok_path), "%.*stokenizer.bin", slash ? (int)(slash - model + 1) : 0, model);
+        }
+        judge_pairs(&w, model, tok_path, input);
+        world_free(&w);
+        return 0;
+    }
     if (!strcmp(argv[1], "summary")) {
         summary(&w, input, stdout);
         world_free(&w);

@@ -238,19 +238,6 @@ static void check_prompts(const World *w, const char *dir, const char *name, uns
     free(text);
 }
 
-// whether a response's first name is neither the asked animal nor its friend: an
-// answer about another animal
-static int about_another_animal(const World *w, const char *prompt, const char *response) {
-    Question q;
-    if (!question_parse(&q, w, prompt)) { return 0; }
-    Words ws;
-    words_split(&ws, response);
-    int first = -1;
-    for (int i = 0; i < ws.n && first < 0; i++) { first = find_name(w, ws.word[i]); }
-    words_free(&ws);
-    return first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
-}
-
 static void test_files(void) {
     char a[64], b[64], c[64];
     make_dir(a, sizeof(a));
@@ -330,7 +317,7 @@ static void test_files(void) {
             json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
             Grade g0c = referee_grade(&w, p0.s, ch0.s), g0r = referee_grade(&w, p0.s, rj0.s);
             clean_disagree += !(g0c.score > g0r.score);
-            wrong_animal += about_another_animal(&w, p0.s, rj0.s);
+            wrong_animal += pair_kind(&w, p0.s, ch0.s, rj0.s) == PAIR_OTHER_ANIMAL;
             int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
             int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
             other += !same && !swap;
