@@ -740,14 +740,22 @@ done:
     return err;
 }
 
-// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
-// fills *records (count x nkeys strings, line by line), or returns an error naming
-// the file and line. Blank lines are skipped; a file with no record is an error.
 typedef struct {
     int count, nkeys;
     char **values; // (count, nkeys) malloc'd strings
 } JsonlRecords;
 
+void jsonl_free(JsonlRecords *records) {
+    for (size_t i = 0; i < (size_t)records->count * records->nkeys; i++) { free(records->values[i]); }
+    free(records->values);
+    records->values = NULL;
+    records->count = 0;
+}
+
+// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
+// fills *records (count x nkeys strings, line by line), or returns an error naming
+// the file and line, with nothing left to free. Blank lines are skipped; a file with
+// no record is an error.
 const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
     records->count = 0;
     records->nkeys = nkeys;
@@ -793,14 +801,8 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
     free(text);
     str_free(&value);
     if (!bad && records->count == 0) { snprintf(err, err_size, "%s has no records (an empty file?)", path); bad = err; }
+    if (bad) { jsonl_free(records); } // on an error, nothing is left for the caller to free
     return bad;
-}
-
-void jsonl_free(JsonlRecords *records) {
-    for (size_t i = 0; i < (size_t)records->count * records->nkeys; i++) { free(records->values[i]); }
-    free(records->values);
-    records->values = NULL;
-    records->count = 0;
 }
 
 // The chat template (doc/chat.md), the one format SFT, the reward model, RLHF and
