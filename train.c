@@ -1,10 +1,11 @@
 /*
 train.c: a GPT trained in four stages, in one file of C.
 
-From bytes to a base model: a byte-level BPE tokenizer, GPT-2 with every forward and
-backward pass written by hand, AdamW, and stage 1 of training a chat model,
-pretraining by next-token prediction. Later stages (SFT, reward modeling, RLHF)
-build on the same pieces.
+From bytes to a chat model: a byte-level BPE tokenizer, GPT-2 with every forward and
+backward pass written by hand, AdamW, and the four stages of training a chat model:
+pretraining by next-token prediction, supervised fine-tuning (SFT) on prompt/response
+pairs, a reward model trained on human-style preferences, and RLHF with PPO against
+that reward model.
 
 Left out on purpose:
   - no dependencies beyond libc and (optionally) OpenMP: every matrix multiply is ours,
@@ -14,7 +15,7 @@ Left out on purpose:
   - one machine, one process: no distributed training.
 
 Run it:
-    make run-cpu     builds, generates data/world, trains tokenizer and model, samples
+    make run-cpu     builds, generates data/world, runs the four stages, prints a table
     make test        every check, against finite differences and PyTorch
 
 Sections (search for the banner titles):
@@ -22,13 +23,17 @@ Sections (search for the banner titles):
    2. the tokenizer: bytes <-> token ids (byte-level BPE)
    3. data: text -> batches of token ids
    4. layers: forward and backward of each building block
+   5. losses for the later stages
    6. the model: GPT-2 parameters, activations, forward, backward
    7. the optimizer: AdamW, learning-rate schedule, gradient clipping
    8. sampling: temperature and top-k, generation with a KV cache
    9. checkpoints: save and load, with magic number and version
   10. stage 1: pretraining
-  14. command line and main
-(sections 5, 11, 12, 13 come with SFT, reward modeling and RLHF)
+  11. stage 2: supervised fine-tuning
+  12. stage 3: reward modeling
+  13. stage 4: RLHF with PPO
+  14. other commands: sample and bench
+  15. command line and main
 
 Notation, once for the whole file: B batch size, T time (sequence length), C channels,
 V vocabulary size, L layers, NH heads, HS head size (C / NH), OC output channels.
@@ -42,6 +47,10 @@ References, by short name:
   AdamW     Loshchilov & Hutter 2017, arXiv:1711.05101
   BPE       Sennrich et al. 2015, arXiv:1508.07909
   GELU      Hendrycks & Gimpel 2016, arXiv:1606.08415
+  InstructGPT  Ouyang et al. 2022, arXiv:2203.02155 (SFT, reward model, RLHF)
+  PPO       Schulman et al. 2017, arXiv:1707.06347
+  GAE       Schulman et al. 2016, arXiv:1506.02438
+  Ziegler   Ziegler et al. 2019, arXiv:1909.08593 (per-token KL penalty, adaptive KL)
 */
 #define _POSIX_C_SOURCE 200809L // fsync, clock_gettime
 #include <assert.h>
