@@ -3124,6 +3124,7 @@ static void load_weights(GPT *model, const char *path, int want_kinds) {
 }
 
 void stage_rlhf(const Config *cfg, StageResult *res) {
+    if (cfg->steps < 1) { FAIL("rlhf -n %d: it needs at least one iteration (to answer prompts with a checkpoint: sft -n 0 -c)", cfg->steps); }
     GPT policy, ref, value, reward;
     TrainState state, value_state;
     Tokenizer tok;
