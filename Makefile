@@ -44,7 +44,7 @@ train: train.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # world: the generator and referee of the tiny world (data/world.c)
-world: data/world.c
+world: data/world.c train.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # data: the default dataset for all four stages, in data/world/ (seed 1337)
@@ -73,7 +73,7 @@ run-gpu:
 test: test/test_world test/test_grad test/test_train data
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world"
 
-test/test_world: test/test_world.c test/check.h data/world.c
+test/test_world: test/test_world.c test/check.h data/world.c train.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 test/test_grad: test/test_grad.c test/check.h train.c
