@@ -3093,6 +3093,16 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     st->updates++;
 }
 
+// The adaptive KL controller: after a batch of n rollouts whose KL to the reference
+// was kl, beta grows when the KL runs above its target and shrinks below it, by at
+// most 20% of the gap per horizon's worth of rollouts:
+//     beta <- beta * (1 + clip(kl / target - 1, -0.2, 0.2) * n / horizon)
+// Ref: Ziegler et al. 2019 (arXiv:1909.08593), section 2.2
+float kl_controller(float beta, float kl, float target, int n, int horizon) {
+    float err = fmin(fmax(kl / target - 1.0f, -0.2f), 0.2f);
+    return beta * (1.0f + err * n / horizon);
+}
+
 // the prompts of a JSONL file of {"prompt"} as chat templates that leave room for a
 // response of max_new tokens; prompts that cannot are dropped and counted
 static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max_len, int *count) {
@@ -3212,10 +3222,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
             recent_score += score / n;
             recent_kl += kl / n;
         }
-        if (cfg->kl_target > 0.0f) { // beta grows when the KL runs above its target, shrinks below
-            float err = fmin(fmax(kl / cfg->kl_target - 1.0f, -0.2f), 0.2f);
-            beta *= 1.0f + err * B / cfg->kl_horizon;
-        }
+        if (cfg->kl_target > 0.0f) { beta = kl_controller(beta, kl, cfg->kl_target, B, cfg->kl_horizon); }
         state.step = value_state.step = step + 1;
         if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
             out_path(path, sizeof(path), cfg, "rlhf.bin");

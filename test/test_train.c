@@ -784,6 +784,14 @@ static void test_gae(void) {
     whiten(x, targets, 6); // 1..4: mean 2.5, std sqrt(1.25)
     float sd = sqrt(1.25f), want_w[6] = {-1.5f / sd, -0.5f / sd, 7.0f, 0.5f / sd, 1.5f / sd, 9.0f};
     check(max_abs_diff(x, want_w, 6) < 1e-6f, "whiten: mean 0 and std 1 over response positions, others untouched", "x[0] %.5f", x[0]);
+    // the adaptive KL controller, by hand: target 2, 16 rollouts, horizon 160.
+    // KL 2.2 is 10% over: beta * (1 + 0.1 * 0.1); KL 8 is far over: the step is capped
+    // at 20% (1 + 0.2 * 0.1); KL 1 is 50% under: capped at -20%; on target it stays.
+    float up = kl_controller(0.5f, 2.2f, 2.0f, 16, 160), capped = kl_controller(0.5f, 8.0f, 2.0f, 16, 160);
+    float down = kl_controller(0.5f, 1.0f, 2.0f, 16, 160), same = kl_controller(0.5f, 2.0f, 2.0f, 16, 160);
+    check(fabs(up - 0.505f) < 1e-6f && fabs(capped - 0.51f) < 1e-6f && fabs(down - 0.49f) < 1e-6f && same == 0.5f,
+          "adaptive KL controller: beta moves toward the target, at most 20% of the gap per horizon",
+          "beta 0.5 -> %.4f (KL 10%% over), %.4f (far over), %.4f (50%% under), %.4f (on target)", up, capped, down, same);
 }
 
 static void test_ppo_against_pytorch(void) {
