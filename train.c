@@ -17,6 +17,8 @@ Left out on purpose:
 Run it:
     make run-cpu     builds, generates data/world, runs the four stages, prints a table
     make test        every check, against finite differences and PyTorch
+    make run-gpu     the same on an NVIDIA GPU: train.cu replaces the functions marked
+                     REPLACED_ON_GPU with kernels, and the rest of this file runs as is
 
 Sections (search for the banner titles):
    1. utilities: checked libc calls, RNG, timer
@@ -131,6 +133,24 @@ static void *calloc_check(size_t n, size_t size, const char *file, int line) {
     return p;
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
+
+// train.cu runs this same program on a GPU. It supplies its own versions of the
+// functions marked REPLACED_ON_GPU: the layers and the optimizer's loops, which become
+// kernels, and the allocation of model memory, which becomes memory that both the CPU
+// and the GPU can address (CUDA managed memory). Every other line of this file runs
+// unchanged in both builds. In the GPU build (TRAIN_GPU) the mark makes these C
+// versions weak symbols, which the linker drops in favour of train.cu's; noinline
+// keeps the compiler from copying them into their callers first.
+#ifdef TRAIN_GPU
+#define REPLACED_ON_GPU __attribute__((weak, noinline))
+#else
+#define REPLACED_ON_GPU
+#endif
+
+// Memory of the models and the KV cache, zeroed: all that the layers read and write.
+REPLACED_ON_GPU void *model_calloc(size_t n, size_t size) { return callocCheck(n, size); }
+REPLACED_ON_GPU void model_free(void *p) { free(p); }
+REPLACED_ON_GPU void zero_floats(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 
 // Reads a whole file into a NUL-terminated buffer.
 static char *read_whole_file(const char *path, size_t *size) {
@@ -1041,6 +1061,13 @@ static int thread_id(void) {
 #endif
 }
 
+// what runs the layers, for the config table
+REPLACED_ON_GPU const char *device_name(void) {
+    static char name[64];
+    snprintf(name, sizeof(name), "CPU, %d OpenMP thread%s", max_threads(), max_threads() > 1 ? "s" : "");
+    return name;
+}
+
 void gemm_free(void) {
     free(gemm_pack);
     gemm_pack = NULL;
@@ -1114,7 +1141,7 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
 // encoder: token embedding plus position embedding
 //   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
 // out (B,T,C), inp (B,T) token ids, wte (V,C), wpe (maxT,C)
-void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+REPLACED_ON_GPU void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             float *out_bt = out + ((size_t)b * T + t) * C;
@@ -1127,7 +1154,7 @@ void encoder_forward(float *out, const int *inp, const float *wte, const float *
 // in the forward pass out = wte[ix] + wpe[t], so both receive dout unchanged.
 // Serial on purpose: two positions may share a token, and a fixed order of the
 // additions into dwte keeps the result independent of the thread count.
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+REPLACED_ON_GPU void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *dout_bt = dout + ((size_t)b * T + t) * C;
@@ -1145,7 +1172,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *in
 //   out = (x - mean) * rstd * weight + bias
 // out, inp (B,T,C); mean, rstd (B,T) saved for backward; weight, bias (C)
 // Ref: Ba et al. 2016, arXiv:1607.06450; derivation in doc/layernorm.md
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int B, int T, int C) {
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
@@ -1167,7 +1194,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 // in the forward pass out = norm * weight + bias, with norm = (x - mean) * rstd, so
 //   dbias += dout, dweight += dout * norm, and with dnorm = dout * weight:
 //   dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
     // pass 1: dinp, one row per iteration
     #pragma omp parallel for
@@ -1205,7 +1232,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 // matmul: a linear layer
 //   out[b,t,o] = bias[o] + sum_i inp[b,t,i] * weight[o,i]
 // out (B,T,OC), inp (B,T,C), weight (OC,C), bias (OC) or NULL
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int C, int OC) {
+REPLACED_ON_GPU void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int C, int OC) {
     int BT = B * T;
     if (BT < MR) {
         // a few rows (generation, one token at a time): plain dot products, parallel over outputs
@@ -1235,7 +1262,7 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 //   dinp += dout . weight        (BT,OC) . (OC,C)
 //   dweight += dout^T . inp      (OC,BT) . (BT,C)
 //   dbias += sum over (b,t) of dout
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int B, int T, int C, int OC) {
     int BT = B * T;
     gemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, BT, C, OC, 1);
@@ -1256,7 +1283,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 // inp (B,T,3C) holds q, k, v side by side (head h at channels h*HS .. h*HS+HS-1 of each);
 // out (B,T,C); att (B,NH,T,T) the probabilities, saved for backward (zero above the diagonal)
 // Ref: Vaswani et al. 2017, arXiv:1706.03762
-void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
+REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrt((float)HS);
     #pragma omp parallel for collapse(2)
@@ -1295,7 +1322,7 @@ void attention_forward(float *out, float *att, const float *inp, int B, int T, i
 // Backward through the three passes above, in reverse. datt (B,NH,T,T) is scratch
 // (it ends up holding the gradient of the scores). One thread owns a whole (b,h),
 // so the sums into dk and dv over t have a fixed order.
-void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
+REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
                         int B, int T, int C, int NH) {
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrt((float)HS);
@@ -1341,6 +1368,43 @@ void attention_backward(float *dinp, float *datt, const float *dout, const float
     }
 }
 
+// attention of one new token at position pos against the KV cache (generation):
+// stores the token's key and value at row pos of the caches, then for each head h
+//   att[h,t2] = softmax over t2 <= pos of (q . k[t2]) / sqrt(HS)
+//   out[h] = sum_t2 att[h,t2] * v[t2]
+// the math of attention_forward for the last query row only.
+// out (C); att (NH, pos+1) scratch; k_cache, v_cache (maxT, C); qkv (3C) of this token
+REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
+                                              int pos, int C, int NH) {
+    int HS = C / NH;
+    float scale = 1.0f / sqrt((float)HS);
+    memcpy(k_cache + (size_t)pos * C, qkv + C, (size_t)C * sizeof(float));
+    memcpy(v_cache + (size_t)pos * C, qkv + 2 * C, (size_t)C * sizeof(float));
+    for (int h = 0; h < NH; h++) {
+        const float *q = qkv + h * HS;
+        float *att_h = att + (size_t)h * (pos + 1);
+        // pass 1: scores and their maximum
+        float maxval = -FLT_MAX, sum = 0.0f;
+        for (int t2 = 0; t2 <= pos; t2++) {
+            const float *k = k_cache + (size_t)t2 * C + h * HS;
+            float dot = 0.0f;
+            for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
+            att_h[t2] = dot * scale;
+            if (att_h[t2] > maxval) { maxval = att_h[t2]; }
+        }
+        // pass 2: exponentiate (the division by the sum is folded into pass 3)
+        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); sum += att_h[t2]; }
+        // pass 3: the weighted sum of the values
+        float *out_h = out + h * HS;
+        for (int i = 0; i < HS; i++) { out_h[i] = 0.0f; }
+        for (int t2 = 0; t2 <= pos; t2++) {
+            const float *v = v_cache + (size_t)t2 * C + h * HS;
+            float w = att_h[t2] / sum;
+            for (int i = 0; i < HS; i++) { out_h[i] += w * v[i]; }
+        }
+    }
+}
+
 // gelu, the tanh approximation used by GPT-2 (Ref: GELU)
 //   out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 // out, inp (N,)
@@ -1350,7 +1414,7 @@ void attention_backward(float *dinp, float *datt, const float *dout, const float
 // and the absolute error stays near 1e-7 (exp overflowing to inf gives exactly 1)
 static float fast_tanh(float u) { return 1.0f - 2.0f / (exp(2.0f * u) + 1.0f); }
 
-void gelu_forward(float *out, const float *inp, size_t N) {
+REPLACED_ON_GPU void gelu_forward(float *out, const float *inp, size_t N) {
     #pragma omp parallel for
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
@@ -1360,7 +1424,7 @@ void gelu_forward(float *out, const float *inp, size_t N) {
 
 // with u = sqrt(2/pi) (x + 0.044715 x^3), out = 0.5 x (1 + tanh u), so
 //   dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+REPLACED_ON_GPU void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     #pragma omp parallel for
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
@@ -1372,12 +1436,12 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 }
 
 // residual: out = inp1 + inp2, all (N,); backward passes dout to both
-void residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
+REPLACED_ON_GPU void residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
     #pragma omp parallel for
     for (size_t i = 0; i < N; i++) { out[i] = inp1[i] + inp2[i]; }
 }
 
-void residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
+REPLACED_ON_GPU void residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
     #pragma omp parallel for
     for (size_t i = 0; i < N; i++) {
         dinp1[i] += dout[i];
@@ -1389,7 +1453,7 @@ void residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) 
 //   probs = softmax(logits)   losses[b,t] = -log probs[b,t,targets[b,t]]
 // A target < 0 marks a position that takes no loss (its loss is 0): SFT uses this
 // to leave prompt and padding tokens out. probs, logits (B,T,V); losses, targets (B,T)
-void crossentropy_softmax_forward(float *losses, float *probs, const float *logits, const int *targets, int B, int T, int V) {
+REPLACED_ON_GPU void crossentropy_softmax_forward(float *losses, float *probs, const float *logits, const int *targets, int B, int T, int V) {
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
         const float *logits_bt = logits + (size_t)bt * V;
@@ -1405,7 +1469,7 @@ void crossentropy_softmax_forward(float *losses, float *probs, const float *logi
 
 // with loss = -log softmax(logits)[target], dloss/dlogits[i] = probs[i] - (i == target)
 // dlosses (B,T): the weight of each position's loss in the total (0 where target < 0)
-void crossentropy_softmax_backward(float *dlogits, const float *dlosses, const float *probs, const int *targets,
+REPLACED_ON_GPU void crossentropy_softmax_backward(float *dlogits, const float *dlosses, const float *probs, const int *targets,
                                    int B, int T, int V) {
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
@@ -1756,7 +1820,7 @@ void gpt_build(GPT *model, GPTConfig config) {
     fill_in_parameter_sizes(model->param_sizes, config);
     model->num_parameters = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { model->num_parameters += model->param_sizes[i]; }
-    model->params_memory = mallocCheck(model->num_parameters * sizeof(float));
+    model->params_memory = model_calloc(model->num_parameters, sizeof(float));
     point_tensors((float **)&model->params, model->param_sizes, NUM_PARAMETER_TENSORS, model->params_memory);
     model->mean_loss = -1.0f;
 }
@@ -1781,16 +1845,16 @@ void gpt_init(GPT *model, uint64_t seed) {
 }
 
 void gpt_free(GPT *model) {
-    free(model->params_memory);
-    free(model->grads_memory);
-    free(model->m_memory);
-    free(model->v_memory);
-    free(model->acts_memory);
-    free(model->grads_acts_memory);
-    free(model->inputs);
-    free(model->targets);
-    free(model->losses);
-    free(model->dlosses);
+    model_free(model->params_memory);
+    model_free(model->grads_memory);
+    model_free(model->m_memory);
+    model_free(model->v_memory);
+    model_free(model->acts_memory);
+    model_free(model->grads_acts_memory);
+    model_free(model->inputs);
+    model_free(model->targets);
+    model_free(model->losses);
+    model_free(model->dlosses);
     memset(model, 0, sizeof(*model));
 }
 
@@ -1804,16 +1868,16 @@ static void gpt_alloc_activations(GPT *model, int B, int T) {
     size_t needed = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { needed += model->act_sizes[i]; }
     if (needed > model->acts_capacity || (size_t)B * T > model->rows_capacity) {
-        free(model->acts_memory); free(model->grads_acts_memory);
-        free(model->inputs); free(model->targets); free(model->losses); free(model->dlosses);
+        model_free(model->acts_memory); model_free(model->grads_acts_memory);
+        model_free(model->inputs); model_free(model->targets); model_free(model->losses); model_free(model->dlosses);
         model->acts_capacity = needed > model->acts_capacity ? needed : model->acts_capacity;
         model->rows_capacity = (size_t)B * T > model->rows_capacity ? (size_t)B * T : model->rows_capacity;
-        model->acts_memory = mallocCheck(model->acts_capacity * sizeof(float));
+        model->acts_memory = model_calloc(model->acts_capacity, sizeof(float));
         model->grads_acts_memory = NULL; // allocated by the next backward
-        model->inputs = mallocCheck(model->rows_capacity * sizeof(int));
-        model->targets = mallocCheck(model->rows_capacity * sizeof(int));
-        model->losses = mallocCheck(model->rows_capacity * sizeof(float));
-        model->dlosses = mallocCheck(model->rows_capacity * sizeof(float));
+        model->inputs = model_calloc(model->rows_capacity, sizeof(int));
+        model->targets = model_calloc(model->rows_capacity, sizeof(int));
+        model->losses = model_calloc(model->rows_capacity, sizeof(float));
+        model->dlosses = model_calloc(model->rows_capacity, sizeof(float));
     }
     model->batch_size = B;
     model->seq_len = T;
@@ -1835,13 +1899,14 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
         if (targets && targets[i] >= V) { FAIL("target token %d is outside the model's vocabulary (0..%d)", targets[i], V - 1); }
     }
     gpt_alloc_activations(model, B, T);
+    // the layers read the model's own copies (on the GPU, memory they can address)
     memcpy(model->inputs, inputs, (size_t)B * T * sizeof(int));
     if (targets) { memcpy(model->targets, targets, (size_t)B * T * sizeof(int)); }
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t BTC = (size_t)B * T * C;
-    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
+    encoder_forward(a.encoded, model->inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         ParameterTensors lp = layer_params(p, l, C);
         ActivationTensors la = layer_acts(a, l, B, T, C, NH);
@@ -1869,7 +1934,7 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
     if (targets == NULL) { return; }
     // the loss is the mean over positions that have a target; probs holds the softmax
     float *losses = model->losses;
-    crossentropy_softmax_forward(losses, a.probs, a.logits, targets, B, T, V);
+    crossentropy_softmax_forward(losses, a.probs, a.logits, model->targets, B, T, V);
     double sum = 0.0;
     int count = 0;
     for (int i = 0; i < B * T; i++) {
@@ -1884,14 +1949,14 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
 // this pass and zeroed here, since every backward adds.
 static void gpt_backward_begin(GPT *model) {
     if (model->grads_memory == NULL) {
-        model->grads_memory = callocCheck(model->num_parameters, sizeof(float));
+        model->grads_memory = model_calloc(model->num_parameters, sizeof(float));
         point_tensors((float **)&model->grads, model->param_sizes, NUM_PARAMETER_TENSORS, model->grads_memory);
     }
     if (model->grads_acts_memory == NULL) {
-        model->grads_acts_memory = mallocCheck(model->acts_capacity * sizeof(float));
+        model->grads_acts_memory = model_calloc(model->acts_capacity, sizeof(float));
         point_tensors((float **)&model->grads_acts, model->act_sizes, NUM_ACTIVATION_TENSORS, model->grads_acts_memory);
     }
-    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+    zero_floats(model->grads_acts_memory, model->num_activations);
 }
 
 // The backward pass from the final layernorm's output down to the embeddings; the
@@ -1933,7 +1998,9 @@ void gpt_backward_weighted(GPT *model, const float *dlosses) {
     if (model->mean_loss < 0) { FAIL("gpt_backward needs a forward pass with targets first"); }
     int B = model->batch_size, T = model->seq_len, V = model->config.vocab_size, C = model->config.channels;
     gpt_backward_begin(model);
-    crossentropy_softmax_backward(model->grads_acts.logits, dlosses, model->acts.probs, model->targets, B, T, V);
+    // the layers read the model's own copy (on the GPU, memory they can address)
+    if (dlosses != model->dlosses) { memcpy(model->dlosses, dlosses, (size_t)B * T * sizeof(float)); }
+    crossentropy_softmax_backward(model->grads_acts.logits, model->dlosses, model->acts.probs, model->targets, B, T, V);
     matmul_backward(model->grads_acts.lnf, model->grads.wte, NULL, model->grads_acts.logits, model->acts.lnf,
                     model->params.wte, B, T, C, V);
     gpt_backward_trunk(model);
@@ -1957,14 +2024,15 @@ void gpt_backward_values(GPT *model, const float *dvalues) {
     if (!model->config.scalar_head) { FAIL("gpt_backward_values needs a scalar-head model"); }
     int B = model->batch_size, T = model->seq_len, C = model->config.channels;
     gpt_backward_begin(model);
+    memcpy(model->dlosses, dvalues, (size_t)B * T * sizeof(float)); // the model's own copy, as above
     // values = lnf . headw + headb, a matmul with one output channel
-    matmul_backward(model->grads_acts.lnf, model->grads.headw, model->grads.headb, dvalues, model->acts.lnf,
+    matmul_backward(model->grads_acts.lnf, model->grads.headw, model->grads.headb, model->dlosses, model->acts.lnf,
                     model->params.headw, B, T, C, 1);
     gpt_backward_trunk(model);
 }
 
 void gpt_zero_grad(GPT *model) {
-    if (model->grads_memory) { memset(model->grads_memory, 0, model->num_parameters * sizeof(float)); }
+    if (model->grads_memory) { zero_floats(model->grads_memory, model->num_parameters); }
 }
 
 // The KV cache: generation one token at a time. Keys and values of every earlier
@@ -1978,12 +2046,13 @@ typedef struct {
     float *ln;      // (C)
     float *qkv;     // (3C)
     float *atty;    // (C)
-    float *att;     // (maxT) attention probabilities of one head
+    float *att;     // (NH, maxT) room for the attention probabilities of the current token
     float *h;       // (4C) MLP hidden
     float *hg;      // (4C) after gelu
     float *proj;    // (C)
     float *logits;  // (V)
-    float stats[2]; // mean, rstd scratch of layernorm
+    float *stats;   // (2) mean, rstd scratch of layernorm
+    int *token;     // (1) the current token
 } KVCache;
 
 void kvcache_init(KVCache *kv, GPTConfig cfg) {
@@ -1991,69 +2060,52 @@ void kvcache_init(KVCache *kv, GPTConfig cfg) {
     kv->max_seq_len = cfg.max_seq_len;
     kv->num_layers = cfg.num_layers;
     kv->channels = cfg.channels;
-    kv->k = mallocCheck(L * T * C * sizeof(float));
-    kv->v = mallocCheck(L * T * C * sizeof(float));
-    kv->x = mallocCheck(C * sizeof(float));
-    kv->ln = mallocCheck(C * sizeof(float));
-    kv->qkv = mallocCheck(3 * C * sizeof(float));
-    kv->atty = mallocCheck(C * sizeof(float));
-    kv->att = mallocCheck(T * sizeof(float));
-    kv->h = mallocCheck(4 * C * sizeof(float));
-    kv->hg = mallocCheck(4 * C * sizeof(float));
-    kv->proj = mallocCheck(C * sizeof(float));
-    kv->logits = mallocCheck((size_t)cfg.vocab_size * sizeof(float));
+    kv->k = model_calloc(L * T * C, sizeof(float));
+    kv->v = model_calloc(L * T * C, sizeof(float));
+    kv->x = model_calloc(C, sizeof(float));
+    kv->ln = model_calloc(C, sizeof(float));
+    kv->qkv = model_calloc(3 * C, sizeof(float));
+    kv->atty = model_calloc(C, sizeof(float));
+    kv->att = model_calloc((size_t)cfg.num_heads * T, sizeof(float));
+    kv->h = model_calloc(4 * C, sizeof(float));
+    kv->hg = model_calloc(4 * C, sizeof(float));
+    kv->proj = model_calloc(C, sizeof(float));
+    kv->logits = model_calloc((size_t)cfg.vocab_size, sizeof(float));
+    kv->stats = model_calloc(2, sizeof(float));
+    kv->token = model_calloc(1, sizeof(int));
 }
 
 void kvcache_free(KVCache *kv) {
-    free(kv->k); free(kv->v); free(kv->x); free(kv->ln); free(kv->qkv); free(kv->atty);
-    free(kv->att); free(kv->h); free(kv->hg); free(kv->proj); free(kv->logits);
+    float *buffers[] = {kv->k, kv->v, kv->x, kv->ln, kv->qkv, kv->atty, kv->att, kv->h, kv->hg, kv->proj, kv->logits, kv->stats};
+    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++) { model_free(buffers[i]); }
+    model_free(kv->token);
 }
 
 // Feeds token at position pos (all of 0..pos-1 already fed); returns the logits (V)
-// for the next token. Same math as attention_forward, for one query row.
+// for the next token.
 float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
     GPTConfig cfg = model->config;
-    int C = cfg.channels, NH = cfg.num_heads, HS = C / NH;
+    int C = cfg.channels, NH = cfg.num_heads;
     if (cfg.scalar_head) { FAIL("generation needs a language model, not a scalar-head (reward) model"); }
     if (pos < 0 || pos >= cfg.max_seq_len) { FAIL("position %d is outside the model's context of %d", pos, cfg.max_seq_len); }
     if (token < 0 || token >= cfg.vocab_size) { FAIL("token %d is outside the vocabulary (0..%d)", token, cfg.vocab_size - 1); }
     ParameterTensors p = model->params;
-    float scale = 1.0f / sqrt((float)HS);
-    encoder_forward(kv->x, &token, p.wte, p.wpe + (size_t)pos * C, 1, 1, C);
+    kv->token[0] = token; // in model memory, where the layers can read it
+    encoder_forward(kv->x, kv->token, p.wte, p.wpe + (size_t)pos * C, 1, 1, C);
     for (int l = 0; l < cfg.num_layers; l++) {
         float *k_cache = kv->k + (size_t)l * kv->max_seq_len * C, *v_cache = kv->v + (size_t)l * kv->max_seq_len * C;
-        layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, p.ln1w + l * C, p.ln1b + l * C, 1, 1, C);
+        layernorm_forward(kv->ln, kv->stats, kv->stats + 1, kv->x, p.ln1w + l * C, p.ln1b + l * C, 1, 1, C);
         matmul_forward(kv->qkv, kv->ln, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, 1, 1, C, 3 * C);
-        memcpy(k_cache + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
-        memcpy(v_cache + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
-        for (int h = 0; h < NH; h++) {
-            const float *q = kv->qkv + h * HS;
-            float maxval = -FLT_MAX, sum = 0.0f;
-            for (int t2 = 0; t2 <= pos; t2++) {
-                const float *k = k_cache + (size_t)t2 * C + h * HS;
-                float dot = 0.0f;
-                for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
-                kv->att[t2] = dot * scale;
-                if (kv->att[t2] > maxval) { maxval = kv->att[t2]; }
-            }
-            for (int t2 = 0; t2 <= pos; t2++) { kv->att[t2] = exp(kv->att[t2] - maxval); sum += kv->att[t2]; }
-            float *out = kv->atty + h * HS;
-            for (int i = 0; i < HS; i++) { out[i] = 0.0f; }
-            for (int t2 = 0; t2 <= pos; t2++) {
-                const float *v = v_cache + (size_t)t2 * C + h * HS;
-                float w = kv->att[t2] / sum;
-                for (int i = 0; i < HS; i++) { out[i] += w * v[i]; }
-            }
-        }
+        attention_forward_cached(kv->atty, kv->att, k_cache, v_cache, kv->qkv, pos, C, NH);
         matmul_forward(kv->proj, kv->atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, 1, 1, C, C);
         residual_forward(kv->x, kv->x, kv->proj, (size_t)C);
-        layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, p.ln2w + l * C, p.ln2b + l * C, 1, 1, C);
+        layernorm_forward(kv->ln, kv->stats, kv->stats + 1, kv->x, p.ln2w + l * C, p.ln2b + l * C, 1, 1, C);
         matmul_forward(kv->h, kv->ln, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, 1, 1, C, 4 * C);
         gelu_forward(kv->hg, kv->h, (size_t)4 * C);
         matmul_forward(kv->proj, kv->hg, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, 1, 1, 4 * C, C);
         residual_forward(kv->x, kv->x, kv->proj, (size_t)C);
     }
-    layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, p.lnfw, p.lnfb, 1, 1, C);
+    layernorm_forward(kv->ln, kv->stats, kv->stats + 1, kv->x, p.lnfw, p.lnfb, 1, 1, C);
     matmul_forward(kv->logits, kv->ln, p.wte, NULL, 1, 1, C, cfg.vocab_size);
     return kv->logits;
 }
@@ -2073,59 +2125,69 @@ float lr_schedule(int step, int total, int warmup, float lr, float final_frac) {
     return (float)(lr * (final_frac + (1.0 - final_frac) * cosine));
 }
 
-// Returns the global L2 norm of all gradients; if it exceeds max_norm (> 0), scales
-// every gradient by max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ does.
-// The sum of squares runs over fixed chunks, added in order: the same bits for any
-// number of threads.
-float gpt_clip_grad_norm(GPT *model, float max_norm) {
+// sum of x[i]^2 over x (n,), in double. It runs over fixed chunks, added in order:
+// the same bits for any number of threads.
+REPLACED_ON_GPU double sum_of_squares(const float *x, size_t n) {
     enum { CHUNK = 1 << 16 };
-    size_t n = model->num_parameters, chunks = (n + CHUNK - 1) / CHUNK;
+    size_t chunks = (n + CHUNK - 1) / CHUNK;
     double *partial = mallocCheck(chunks * sizeof(double));
-    const float *g = model->grads_memory;
     #pragma omp parallel for
     for (size_t c = 0; c < chunks; c++) {
         double sum = 0.0;
         size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        for (size_t i = c * CHUNK; i < end; i++) { sum += (double)g[i] * g[i]; }
+        for (size_t i = c * CHUNK; i < end; i++) { sum += (double)x[i] * x[i]; }
         partial[c] = sum;
     }
     double total = 0.0;
     for (size_t c = 0; c < chunks; c++) { total += partial[c]; }
     free(partial);
-    float norm = (float)sqrt(total);
-    if (max_norm > 0 && norm > max_norm) {
-        float coef = max_norm / (norm + 1e-6f);
-        #pragma omp parallel for
-        for (size_t i = 0; i < n; i++) { model->grads_memory[i] *= coef; }
-    }
+    return total;
+}
+
+// x = x * coef, x (n,)
+REPLACED_ON_GPU void scale_floats(float *x, float coef, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) { x[i] *= coef; }
+}
+
+// Returns the global L2 norm of all gradients; if it exceeds max_norm (> 0), scales
+// every gradient by max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ does.
+float gpt_clip_grad_norm(GPT *model, float max_norm) {
+    float norm = (float)sqrt(sum_of_squares(model->grads_memory, model->num_parameters));
+    if (max_norm > 0 && norm > max_norm) { scale_floats(model->grads_memory, max_norm / (norm + 1e-6f), model->num_parameters); }
     return norm;
 }
 
-// AdamW, step t (1-based), in the order torch.optim.AdamW computes it:
-//   p = p * (1 - lr * wd)                         decoupled weight decay (matrices only)
+// AdamW on one tensor, step t (1-based), in the order torch.optim.AdamW computes it:
+//   p = p * (1 - lr * decay)                      decoupled weight decay
 //   m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2
 //   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// p, m, v, g (n,): parameters, the two moments, gradients
 // Ref: AdamW
-void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
-    if (model->m_memory == NULL) {
-        model->m_memory = callocCheck(model->num_parameters, sizeof(float));
-        model->v_memory = callocCheck(model->num_parameters, sizeof(float));
-    }
+REPLACED_ON_GPU void adamw_tensor(float *p, float *m, float *v, const float *g, float lr, float beta1, float beta2,
+                                  float eps, float decay, int t, size_t n) {
     float bias_correction1 = 1.0f - pow(beta1, (float)t);
     float bias_correction2_sqrt = sqrt(1.0f - pow(beta2, (float)t));
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        p[i] *= 1.0f - lr * decay;
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
+        p[i] -= (lr / bias_correction1) * m[i] / (sqrt(v[i]) / bias_correction2_sqrt + eps);
+    }
+}
+
+// One AdamW step on every parameter tensor; weight decay on matrices only.
+void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
+    if (model->m_memory == NULL) {
+        model->m_memory = model_calloc(model->num_parameters, sizeof(float));
+        model->v_memory = model_calloc(model->num_parameters, sizeof(float));
+    }
     size_t offset = 0;
     for (int tensor = 0; tensor < NUM_PARAMETER_TENSORS; tensor++) {
         size_t n = model->param_sizes[tensor];
-        float decay = PARAMETER_DECAYS[tensor] ? weight_decay : 0.0f;
-        float *p = model->params_memory + offset, *g = model->grads_memory + offset;
-        float *m = model->m_memory + offset, *v = model->v_memory + offset;
-        #pragma omp parallel for
-        for (size_t i = 0; i < n; i++) {
-            p[i] *= 1.0f - lr * decay;
-            m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
-            v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
-            p[i] -= (lr / bias_correction1) * m[i] / (sqrt(v[i]) / bias_correction2_sqrt + eps);
-        }
+        adamw_tensor(model->params_memory + offset, model->m_memory + offset, model->v_memory + offset,
+                     model->grads_memory + offset, lr, beta1, beta2, eps, PARAMETER_DECAYS[tensor] ? weight_decay : 0.0f, t, n);
         offset += n;
     }
 }
@@ -2291,8 +2353,8 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     gpt_build(model, cfg);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
-        model->m_memory = mallocCheck(model->num_parameters * sizeof(float));
-        model->v_memory = mallocCheck(model->num_parameters * sizeof(float));
+        model->m_memory = model_calloc(model->num_parameters, sizeof(float));
+        model->v_memory = model_calloc(model->num_parameters, sizeof(float));
         freadCheck(model->m_memory, sizeof(float), model->num_parameters, f);
         freadCheck(model->v_memory, sizeof(float), model->num_parameters, f);
     }
@@ -2693,7 +2755,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
     stage_begin(cfg, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT) | (cfg->steps == 0 ? 1 << KIND_RLHF : 0));
     if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
         state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
-        free(model.m_memory); free(model.v_memory);
+        model_free(model.m_memory); model_free(model.v_memory);
         model.m_memory = model.v_memory = NULL;
     }
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
@@ -3129,7 +3191,7 @@ static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max
 static void load_weights(GPT *model, const char *path, int want_kinds) {
     TrainState st;
     checkpoint_load(path, model, want_kinds, &st);
-    free(model->m_memory); free(model->v_memory);
+    model_free(model->m_memory); model_free(model->v_memory);
     model->m_memory = model->v_memory = NULL;
 }
 
@@ -3145,7 +3207,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     load_weights(&reward, reward_path, 1 << KIND_REWARD);
     if (state.kind == KIND_SFT) { // a new stage: the reference is the SFT model, the critic starts as the reward model
         state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
-        free(policy.m_memory); free(policy.v_memory);
+        model_free(policy.m_memory); model_free(policy.v_memory);
         policy.m_memory = policy.v_memory = NULL;
         load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
         load_weights(&value, reward_path, 1 << KIND_REWARD);
@@ -3304,19 +3366,19 @@ void command_bench(const Config *cfg) {
     printf("bench train: L=%d C=%d NH=%d V=%d T=%d B=%d, %.2fM parameters | median %.0f ms/step | %.0f tok/s | %.1f GFLOP/s\n",
            gc.num_layers, gc.channels, gc.num_heads, gc.vocab_size, T, B, model.num_parameters / 1e6, 1e3 * step_s,
            B * T / step_s, flops / step_s / 1e9);
-    // the ceiling: one large square matmul through the same engine
+    // the ceiling: one large square matmul through the model's own matmul_forward
     int N = 2048;
-    float *a = mallocCheck((size_t)N * N * sizeof(float)), *b = mallocCheck((size_t)N * N * sizeof(float));
-    float *c = mallocCheck((size_t)N * N * sizeof(float));
+    float *a = model_calloc((size_t)N * N, sizeof(float)), *b = model_calloc((size_t)N * N, sizeof(float));
+    float *c = model_calloc((size_t)N * N, sizeof(float));
     for (size_t i = 0; i < (size_t)N * N; i++) { a[i] = random_f32(&rng) - 0.5f; b[i] = random_f32(&rng) - 0.5f; }
     double mm[5];
     for (int r = 0; r < 5; r++) {
         double t0 = now_seconds();
-        gemm(c, (size_t)N, a, (size_t)N, 1, b, (size_t)N, 1, N, N, N, 0);
+        matmul_forward(c, a, b, NULL, 1, N, N, N);
         mm[r] = now_seconds() - t0;
     }
     printf("bench matmul: %dx%dx%d | median %.1f ms | %.1f GFLOP/s\n", N, N, N, 1e3 * median(mm, 5), 2.0 * N * N * N / median(mm, 5) / 1e9);
-    free(a); free(b); free(c);
+    model_free(a); model_free(b); model_free(c);
     free(times);
     free(tokens); free(inputs); free(targets);
     gpt_free(&model);
@@ -3498,7 +3560,8 @@ static void print_config(const char *command, const Config *c) {
         config_row("PPO", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, PPO_CLIP);
         config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
     }
-    config_row("seed, threads", "%llu, %d", (unsigned long long)c->seed, max_threads());
+    config_row("seed", "%llu", (unsigned long long)c->seed);
+    config_row("device", "%s", device_name());
     printf("%s", rule);
 }
 
