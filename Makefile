@@ -34,10 +34,25 @@ endif
 # fixtures` and the PyTorch half of `make bench`
 TORCH_PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch' 2>/dev/null && echo $$p && break; done)
 
-.PHONY: all data run-cpu run-gpu test bench fixtures debug clean
+# The GPU build: train.cu (the kernels, compiled by nvcc) linked with train.c compiled
+# with TRAIN_GPU, whose REPLACED_ON_GPU functions then give way to train.cu's.
+# GPU_ARCH: compute capabilities to build for, from nvidia-smi when a GPU is there
+# (9.0 -> 90), else given: make run-gpu GPU_ARCH=90, or a list, GPU_ARCH="80 90".
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+GPU_ARCH ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '.')
+ifeq ($(NVCC),)
+  $(info nvcc: not found, GPU targets off (install the CUDA toolkit, or give NVCC=))
+else
+  $(info nvcc: $(NVCC), GPU architecture: $(or $(GPU_ARCH),none found (give GPU_ARCH=)))
+endif
+NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-# all: everything this machine can build
-all: train world
+.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready bench fixtures debug clean
+
+# all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
+all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
 
 # train: the trainer (train.c)
 train: train.c
@@ -65,9 +80,15 @@ run-cpu: train world data
 	./train rlhf -o out
 	@./world summary out
 
-# run-gpu: the GPU demo (train.cu arrives with the CUDA issue)
-run-gpu:
-	@echo "train.cu is not written yet: run-gpu comes with it. Use make run-cpu." && exit 1
+# run-gpu: the GPU demo: the same stages and table as run-cpu, with train_gpu, in out_gpu/
+run-gpu: train_gpu world data
+	rm -f out_gpu/tokenizer.bin out_gpu/stages.jsonl
+	./train_gpu pretrain -o out_gpu
+	./train_gpu sft -o out_gpu -n 0
+	./train_gpu sft -o out_gpu
+	./train_gpu rm -o out_gpu
+	./train_gpu rlhf -o out_gpu
+	@./world summary out_gpu
 
 # test: every CPU test; the last line reads "N passed, M failed"
 test: test/test_world test/test_grad test/test_train data
@@ -93,6 +114,27 @@ fixtures:
 bench: train
 	./test/bench.sh "$(TORCH_PYTHON)"
 
+# test-gpu: every kernel against its C function, then each stage of train_gpu against train
+test-gpu: test/test_train_gpu train train_gpu data
+	@./test/run.sh ./test/test_train_gpu "python3 test/compare_gpu.py ./train ./train_gpu"
+
+# build-gpu: compile train_gpu and the GPU tests without running them (CI, which has nvcc
+# and no GPU, runs this with GPU_ARCH="80 90"); any warning is an error
+build-gpu: train_gpu test/test_train_gpu
+
+gpu-ready:
+	@test -n "$(NVCC)" || { echo "nvcc not found: install the CUDA toolkit (or NVCC=/path/to/nvcc)"; exit 1; }
+	@test -n "$(GPU_ARCH)" || { echo "no GPU found by nvidia-smi: give the architecture, e.g. GPU_ARCH=90 (H100/H200) or GPU_ARCH=80 (A100)"; exit 1; }
+
+train_gpu: train.cu train.c | gpu-ready
+	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o train_host.o train.c
+	$(NVCC) $(NVCCFLAGS) -o $@ train.cu train_host.o $(GPU_LDLIBS)
+
+# train.c without its main leaves the flag tables unused, hence the two -Wno
+test/test_train_gpu: test/test_train.cu train.cu train.c test/check.h | gpu-ready
+	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o test/train_testing.o train.c
+	$(NVCC) $(NVCCFLAGS) -o $@ test/test_train.cu test/train_testing.o $(GPU_LDLIBS)
+
 # debug: the tests at -O0 with AddressSanitizer and UndefinedBehaviorSanitizer
 debug:
 	$(MAKE) -B test CFLAGS="-O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
@@ -100,3 +142,4 @@ debug:
 # clean: remove what the Makefile built or generated
 clean:
 	rm -rf train world test/test_world test/test_grad test/test_train data/world out
+	rm -rf train_gpu train_host.o test/test_train_gpu test/train_testing.o out_gpu

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The GPU build against the CPU build, stage by stage.
+
+Usage: python3 test/compare_gpu.py ./train ./train_gpu
+
+Runs a few steps of each stage with both programs, with the same flags and seed, on
+the world data (make data), and compares their logs and checkpoints. Then each build
+loads the other's checkpoints. One line per check, "ok" or "FAIL"; exits non-zero on a
+failure. Needs a GPU (make test-gpu runs it).
+
+Why the runs can differ at all: train.cu's matrix multiplies (cuBLAS) sum in another
+order than train.c's, and CUDA's expf/logf round differently from libm's in the last
+bit, so after the first step the two trajectories are two roundings of one computation.
+AdamW divides each gradient by its own running scale, so where a gradient is near
+zero a rounding can flip the sign of that parameter's step; everywhere else the steps
+agree to rounding. The tolerances below follow from that.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+passed = failed = 0
+
+
+def check(ok, name, detail):
+    global passed, failed
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+
+
+def run(program, args, out_dir):
+    cmd = [program] + args + ["-o", out_dir]
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        print(res.stdout[-3000:])
+        check(False, " ".join(cmd), f"exited with status {res.returncode}")
+        sys.exit(1)
+    return res.stdout
+
+
+def jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def floats_of(path):
+    """The parameters of a checkpoint: 256 int32 of header, then float32 (doc/formats.md)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return struct.unpack_from(f"<{(len(data) - 1024) // 4}f", data, 1024)
+
+
+def compare_losses(name, cpu, gpu, key, rtol):
+    worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(cpu, gpu))
+    check(len(cpu) == len(gpu) and worst <= rtol, f"{name}: {key} at every step",
+          f"{len(gpu)} steps, worst relative difference {worst:.2e} (tolerance {rtol:.0e})")
+
+
+def compare_params(name, cpu_path, gpu_path, lr):
+    a, b = floats_of(cpu_path), floats_of(gpu_path)
+    diffs = sorted(abs(x - y) for x, y in zip(a, b))
+    # a wrong gradient moves most parameters by about lr per step; rounding moves almost
+    # none by a hundredth of that (only parameters whose gradient is near zero can flip)
+    far = sum(d > 0.01 * lr for d in diffs) / len(diffs)
+    check(len(a) == len(b) and far <= 0.01, f"{name}: parameters agree",
+          f"{len(a)} values, median |diff| {diffs[len(diffs) // 2]:.1e}, "
+          f"{100 * far:.3f}% differ by more than lr/100 (tolerance 1%)")
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    cpu_prog, gpu_prog = sys.argv[1], sys.argv[2]
+    if not os.path.exists("data/world/pretrain_train.txt"):
+        sys.exit("no world data: run make data first")
+    root = tempfile.mkdtemp(prefix="compare_gpu_")
+    dirs = {"cpu": os.path.join(root, "cpu"), "gpu": os.path.join(root, "gpu")}
+    small = ["-L", "2", "-C", "64", "-H", "4", "-t", "128", "-V", "512"]
+    prompts = os.path.join(root, "prompts.jsonl")
+    with open("data/world/eval_prompts.jsonl") as f, open(prompts, "w") as out:
+        out.writelines(f.readlines()[:20])
+    stages = [
+        ("pretrain", small + ["-n", "8", "-b", "8", "-e", "4", "-x", "2"], 3e-3),
+        ("sft", ["-n", "6", "-b", "8", "-e", "3", "-q", prompts], 1e-3),
+        ("rm", ["-n", "6", "-b", "4", "-e", "3"], 1e-3),
+        ("rlhf", ["-n", "2", "-b", "8", "-M", "4", "-m", "24", "-q", prompts], 1e-4),
+    ]
+    # one tokenizer for both (its code is train.c's in both builds)
+    for name, path in dirs.items():
+        os.makedirs(path)
+    run(cpu_prog, ["pretrain", "-n", "0", "-V", "512"], dirs["cpu"])
+    shutil.copy(os.path.join(dirs["cpu"], "tokenizer.bin"), dirs["gpu"])
+    for stage, args, lr in stages:
+        run(cpu_prog, [stage] + args, dirs["cpu"])
+        run(gpu_prog, [stage] + args, dirs["gpu"])
+        log = {"pretrain": "pretrain", "sft": "sft", "rm": "reward", "rlhf": "rlhf"}[stage]
+        cpu, gpu = (jsonl(os.path.join(d, log + ".jsonl")) for d in (dirs["cpu"], dirs["gpu"]))
+        if stage == "rlhf":
+            # iteration 1: the same rollouts (sampling from logits that agree to
+            # rounding picks the same tokens unless a draw lands within ~1e-6 of a
+            # boundary), scored by the same models; scores sum over a whole response
+            first = cpu[0], gpu[0]
+            worst = max(abs(first[0][k] - first[1][k]) for k in ("score", "response_len", "kl"))
+            check(worst <= 1e-3, "rlhf: iteration 1 rollouts, score, KL and length",
+                  f"score {first[1]['score']:.4f} vs {first[0]['score']:.4f}, KL {first[1]['kl']:.2e}, "
+                  f"worst |diff| {worst:.1e} (tolerance 1e-3)")
+            compare_losses("rlhf, iteration 1", cpu[:1], gpu[:1], "value_loss", 1e-3)
+        else:
+            # rounding differences grow over the steps but stay far below a
+            # thousandth of the loss in this many steps
+            compare_losses(stage, cpu, gpu, "train_loss", 1e-3)
+        if stage == "rm":
+            a, b = cpu[-1], gpu[-1]
+            # 400 held-out pairs: a pair whose margin is within rounding of 0 may flip
+            check(abs(a["val_accuracy"] - b["val_accuracy"]) <= 1 / 400 + 1e-9, "rm: held-out accuracy",
+                  f"{b['val_accuracy']:.4f} vs {a['val_accuracy']:.4f} (at most one pair of 400 apart)")
+        ck = {"pretrain": "base", "sft": "sft", "rm": "reward", "rlhf": "rlhf"}[stage]
+        compare_params(stage, os.path.join(dirs["cpu"], ck + ".bin"), os.path.join(dirs["gpu"], ck + ".bin"), lr)
+
+    # each build loads the other's checkpoints: greedy answers of the SFT model
+    for writer, reader, prog in (("cpu", "gpu", gpu_prog), ("gpu", "cpu", cpu_prog)):
+        out = os.path.join(root, f"{reader}_reads_{writer}")
+        os.makedirs(out)
+        shutil.copy(os.path.join(dirs["cpu"], "tokenizer.bin"), out)
+        run(prog, ["sft", "-n", "0", "-c", os.path.join(dirs[writer], "sft.bin"), "-q", prompts], out)
+        theirs = jsonl(os.path.join(dirs[writer], "answers_sft.jsonl"))
+        ours = jsonl(os.path.join(out, "answers_sft.jsonl"))
+        same = sum(a["response"] == b["response"] for a, b in zip(theirs, ours))
+        # greedy decoding flips only where the two best logits are within rounding
+        check(len(ours) == len(theirs) and same >= len(theirs) - 1,
+              f"the {reader.upper()} build answers with the {writer.upper()} build's SFT checkpoint as it does",
+              f"{same} of {len(theirs)} greedy answers identical (tolerance: one)")
+    shutil.rmtree(root)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
