@@ -163,10 +163,11 @@ static void gemm_init(void) {
 
 // One of the two strides of an operand is 1 in every call the model makes, and that
 // says whether cuBLAS reads it as stored ('N') or transposed ('T'), with the other
-// stride as its leading dimension. Returns 0 when neither stride is 1.
-static int cublas_layout(size_t unit_for_n, size_t other, cublasOperation_t *op, size_t *ld) {
-    if (unit_for_n == 1) { *op = CUBLAS_OP_N; *ld = other; return 1; }
-    if (other == 1) { *op = CUBLAS_OP_T; *ld = unit_for_n; return 1; }
+// stride as its leading dimension, which cuBLAS wants at least as large as the rows
+// it stores (rows_n or rows_t). Returns 0 when neither reading works.
+static int cublas_layout(size_t unit_for_n, size_t other, int rows_n, int rows_t, cublasOperation_t *op, size_t *ld) {
+    if (unit_for_n == 1 && other >= (size_t)rows_n) { *op = CUBLAS_OP_N; *ld = other; return 1; }
+    if (other == 1 && unit_for_n >= (size_t)rows_t) { *op = CUBLAS_OP_T; *ld = unit_for_n; return 1; }
     return 0;
 }
 
@@ -182,9 +183,8 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
     gemm_init();
     cublasOperation_t op_b, op_a;
     size_t ld_b, ld_a;
-    int fits = cublas_layout(b_cs, b_rs, &op_b, &ld_b) && cublas_layout(a_cs, a_rs, &op_a, &ld_a);
-    // cuBLAS also wants each leading dimension at least the rows it stores
-    fits = fits && ld_b >= (size_t)(op_b == CUBLAS_OP_N ? N : K) && ld_a >= (size_t)(op_a == CUBLAS_OP_N ? K : M);
+    // b^T is stored N x K ('N') or K x N ('T'); a^T is stored K x M ('N') or M x K ('T')
+    int fits = cublas_layout(b_cs, b_rs, N, K, &op_b, &ld_b) && cublas_layout(a_cs, a_rs, K, M, &op_a, &ld_a);
     if (!gemm_tiled && fits && K > 0) {
         float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
         cublasCheck(cublasSgemm(cublas_handle, op_b, op_a, N, M, K, &alpha, b, (int)ld_b, a, (int)ld_a, &beta, c, (int)ldc));
