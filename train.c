@@ -175,6 +175,15 @@ static char *read_whole_file(const char *path, size_t *size) {
     return buf;
 }
 
+// the size in bytes of an open file, for checking a binary file against its header
+static long file_size(FILE *f, const char *path) {
+    long here = ftell(f), size;
+    if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, here, SEEK_SET) != 0) {
+        FAIL("cannot measure %s (%s): a regular file is needed", path, strerror(errno));
+    }
+    return size;
+}
+
 // xorshift64*: the one RNG of the file. Streams for init, data order and sampling
 // are derived from one seed, so turning on sampling never changes the initial weights.
 static uint64_t random_u64(uint64_t *state) {
@@ -313,10 +322,7 @@ static void tokenizer_index(Tokenizer *tok) {
             tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
             memcpy(tok->bytes[i], s, (size_t)tok->lengths[i]);
         } else {
-            int a = tok->merges[i - FIRST_MERGE][0], b = tok->merges[i - FIRST_MERGE][1];
-            if (a < 0 || b < 0 || a >= i || b >= i || (a >= 256 && a < FIRST_MERGE) || (b >= 256 && b < FIRST_MERGE)) {
-                FAIL("tokenizer merge %d is (%d, %d): not two earlier tokens; the file is corrupt, retrain it", i, a, b);
-            }
+            int a = tok->merges[i - FIRST_MERGE][0], b = tok->merges[i - FIRST_MERGE][1]; // earlier tokens (checked on load)
             tok->lengths[i] = tok->lengths[a] + tok->lengths[b];
             tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
             memcpy(tok->bytes[i], tok->bytes[a], (size_t)tok->lengths[a]);
@@ -537,14 +543,30 @@ void tokenizer_save(const Tokenizer *tok, const char *path) {
 void tokenizer_load(Tokenizer *tok, const char *path) {
     FILE *f = fopenCheck(path, "rb");
     int header[5];
+    long size = file_size(f, path);
+    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
     freadCheck(header, sizeof(int), 5, f);
     if (header[0] != TOKENIZER_MAGIC) { FAIL("%s is not a tokenizer file (bad magic number)", path); }
     if (header[1] != TOKENIZER_VERSION) { FAIL("%s is tokenizer version %d, this program reads %d: retrain it with ./train pretrain", path, header[1], TOKENIZER_VERSION); }
-    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[2] != FIRST_MERGE + header[4]) { FAIL("%s: inconsistent tokenizer header; retrain it", path); }
+    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[4] > (1 << 20) || header[2] != FIRST_MERGE + header[4]) {
+        FAIL("%s: inconsistent tokenizer header; retrain it", path);
+    }
+    long want = (long)sizeof(header) + (long)header[4] * (long)sizeof(int[2]);
+    if (size != want) {
+        FAIL("%s is %s (%ld bytes, its header says %ld): not a whole tokenizer file; retrain it", path,
+             size < want ? "truncated" : "longer than its header says", size, want);
+    }
     tok->num_merges = header[4];
     tok->merges = mallocCheck((size_t)(tok->num_merges > 0 ? tok->num_merges : 1) * sizeof(int[2]));
     freadCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
     fcloseCheck(f);
+    // every merge joins two tokens that exist before it (bytes, or earlier merges)
+    for (int m = 0; m < tok->num_merges; m++) {
+        int a = tok->merges[m][0], b = tok->merges[m][1], id = FIRST_MERGE + m;
+        if (a < 0 || b < 0 || a >= id || b >= id || (a >= 256 && a < FIRST_MERGE) || (b >= 256 && b < FIRST_MERGE)) {
+            FAIL("%s: merge %d is (%d, %d), not two earlier tokens: the file is corrupt; retrain it", path, id, a, b);
+        }
+    }
     tokenizer_index(tok);
 }
 
@@ -666,6 +688,25 @@ static void utf8_put(Str *out, unsigned cp) {
     }
 }
 
+// The length of the UTF-8 character at s (1 to 4 bytes), or 0 if the bytes there are
+// not valid UTF-8. The valid forms (Unicode 15, table 3-7):
+//   00..7F
+//   C2..DF 80..BF
+//   E0 A0..BF 80..BF | E1..EC 80..BF 80..BF | ED 80..9F 80..BF | EE..EF 80..BF 80..BF
+//   F0 90..BF 80..BF 80..BF | F1..F3 80..BF 80..BF 80..BF | F4 80..8F 80..BF 80..BF
+// which leave out overlong forms, surrogates (ED A0..) and anything past U+10FFFF.
+static int utf8_length(const unsigned char *s) {
+    unsigned char c = s[0];
+    if (c < 0x80) { return 1; }
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0) { return 0; }
+    // the second byte's range depends on the first; the later ones are 80..BF
+    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (s[1] < lo || s[1] > hi) { return 0; }
+    for (int i = 2; i < n; i++) { if (s[i] < 0x80 || s[i] > 0xBF) { return 0; } }
+    return n;
+}
+
 // Parses the JSON string at *p (which must point at the opening quote) into out,
 // decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
 // and advances *p past the closing quote, or returns what was wrong.
@@ -678,7 +719,13 @@ static const char *json_parse_string(const char **p, Str *out) {
         if (c == '\0' || c == '\n') { return "unterminated string"; }
         if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
         if (c == '"') { break; }
-        if (c != '\\') { str_add(out, s, 1); s++; continue; }
+        if (c != '\\') { // a character as it is, checked to be UTF-8
+            int n = utf8_length((const unsigned char *)s);
+            if (n == 0) { return "invalid UTF-8 in a string (the file must be UTF-8 text)"; }
+            str_add(out, s, (size_t)n);
+            s += n;
+            continue;
+        }
         s++;
         int e = 0;
         while (e < NUM_JSON_ESCAPES && JSON_ESCAPES[e][0] != *s) { e++; }
@@ -2332,6 +2379,8 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
 void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
     FILE *f = fopenCheck(path, "rb");
     int header[CK_HEADER_INTS];
+    long size = file_size(f, path);
+    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes, less than a header): not a whole checkpoint", path, size); }
     freadCheck(header, sizeof(int), CK_HEADER_INTS, f);
     if (header[CK_MAGIC] != CHECKPOINT_MAGIC) { FAIL("%s is not a checkpoint of train.c (bad magic number)", path); }
     if (header[CK_VERSION] != CHECKPOINT_VERSION) {
@@ -2350,6 +2399,21 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     }
     GPTConfig cfg = {.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB], .num_layers = header[CK_LAYERS],
                      .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS], .scalar_head = header[CK_SCALAR_HEAD]};
+    // sizes within the flags' ranges, and a file as long as they imply, before allocating anything
+    if (cfg.vocab_size < FIRST_MERGE || cfg.vocab_size > (1 << 20) || cfg.num_layers < 1 || cfg.num_layers > 1024 ||
+        cfg.num_heads < 1 || cfg.num_heads > 1024 || cfg.channels < 1 || cfg.channels > (1 << 16) ||
+        cfg.max_seq_len < 1 || cfg.max_seq_len > (1 << 16) || cfg.channels % cfg.num_heads != 0) {
+        FAIL("%s: bad model config in the header (V=%d L=%d NH=%d C=%d T=%d): the file is corrupt", path, cfg.vocab_size,
+             cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len);
+    }
+    size_t sizes[NUM_PARAMETER_TENSORS], count = 0;
+    fill_in_parameter_sizes(sizes, cfg);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { count += sizes[i]; }
+    double want = sizeof(header) + (header[CK_HAS_OPTIMIZER] ? 3.0 : 1.0) * count * sizeof(float);
+    if ((double)size != want) {
+        FAIL("%s is %s (%ld bytes, its header implies %.0f): not a whole checkpoint of this format", path,
+             size < want ? "truncated" : "longer than its header says", size, want);
+    }
     gpt_build(model, cfg);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
@@ -2358,8 +2422,6 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
         freadCheck(model->m_memory, sizeof(float), model->num_parameters, f);
         freadCheck(model->v_memory, sizeof(float), model->num_parameters, f);
     }
-    char extra;
-    if (fread(&extra, 1, 1, f) != 0) { FAIL("%s is longer than its header says: not a whole checkpoint of this format", path); }
     fcloseCheck(f);
     state->kind = kind;
     state->step = header[CK_STEP];
@@ -2583,6 +2645,14 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
     int *train_tokens = encode_file(&tok, cfg->train_path, &n_train);
     int *val_tokens = encode_file(&tok, cfg->val_path, &n_val);
     printf("data: %s %zu tokens, %s %zu tokens\n", cfg->train_path, n_train, cfg->val_path, n_val);
+    const char *paths[2] = {cfg->train_path, cfg->val_path};
+    size_t counts[2] = {n_train, n_val};
+    for (int i = 0; i < 2; i++) {
+        if (counts[i] < (size_t)cfg->seq_len + 1) {
+            FAIL("%s has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", paths[i], counts[i],
+                 cfg->seq_len);
+        }
+    }
 
     GPT model;
     TrainState state = {.kind = KIND_BASE, .step = 0};
@@ -2590,7 +2660,7 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
     dataloader_init(&train, train_tokens, n_train, cfg->batch_size, cfg->seq_len, cfg->seed);
     dataloader_init(&val, val_tokens, n_val, cfg->batch_size, cfg->seq_len, cfg->seed);
     if (cfg->init_path) {
-        checkpoint_load(cfg->init_path, &model, KIND_BASE, &state);
+        checkpoint_load(cfg->init_path, &model, 1 << KIND_BASE, &state);
         train.rng = state.data_rng;
         printf("continuing %s from step %d\n", cfg->init_path, state.step);
     } else {
@@ -2675,7 +2745,7 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
     JsonlRecords rec;
     char err[1024];
     if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    int maxT = model->config.max_seq_len, ended = 0;
+    int maxT = model->config.max_seq_len, ended = 0, cut = 0;
     int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
     KVCache kv;
     kvcache_init(&kv, model->config);
@@ -2683,7 +2753,9 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
     for (int i = 0; i < rec.count; i++) {
         ChatExample ex;
         const char *prompt = rec.values[i];
-        if (!chat_encode(&ex, tok, prompt, NULL, maxT - 1)) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
+        int status = chat_encode(&ex, tok, prompt, NULL, maxT - 1); // too long: cut from the left
+        if (status == 0) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
+        cut += status == 2;
         memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
         int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
         int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
@@ -2698,7 +2770,8 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
     fwriteCheck(str_cstr(&lines), 1, lines.len, f);
     fcloseCheck(f);
     float frac = (float)ended / rec.count;
-    printf("answers: %d prompts of %s -> %s (%.0f%% ended with <|end|>)\n", rec.count, prompts_path, out, 100 * frac);
+    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>)\n", rec.count,
+           prompts_path, cut, out, 100 * frac);
     str_free(&lines);
     kvcache_free(&kv);
     free(tokens);

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Bad input gets one clear message and a non-zero exit, never a crash.
+
+Usage: python3 test/test_errors.py [./train]
+
+Each case runs the trainer on a broken input and checks three things: the exit status
+is 1 (a crash would be a signal, 128 + n, or a sanitizer's report), stderr names
+the problem (the key words listed with the case), and nothing is left half-written.
+One line per case, "ok" or "FAIL"; exits non-zero on a failure.
+"""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+train = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./train")
+passed = failed = 0
+
+
+def check(ok, name, detail):
+    global passed, failed
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    passed, failed = passed + ok, failed + (not ok)
+
+
+def run(args, cwd):
+    res = subprocess.run([train] + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         errors="replace", timeout=300)
+    return res.returncode, res.stderr
+
+
+def expect_error(name, args, cwd, *words):
+    rc, err = run(args, cwd)
+    last = err.strip().splitlines()[-1] if err.strip() else "(nothing on stderr)"
+    missing = [w for w in words if w.lower() not in err.lower()]
+    ok = rc == 1 and not missing and "Sanitizer" not in err and "runtime error" not in err
+    check(ok, f"error: {name}", f"exit {rc}, \"{last[:150]}\"" + (f"; missing {missing}" if missing else ""))
+
+
+def write(path, data):
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="test_errors_")
+    text = "".join(f"The fox number {i} eats berries and lives in the wood.\n" for i in range(400))
+    write(os.path.join(d, "text.txt"), text)
+    small = ["-L", "1", "-C", "16", "-H", "2", "-t", "16", "-b", "2", "-V", "300", "-e", "0", "-x", "1", "-m", "4"]
+    base = small + ["-i", "text.txt", "-j", "text.txt", "-o", "out"]
+    rc, err = run(["pretrain", "-n", "2"] + base, d)
+    if rc != 0:
+        print(err)
+        sys.exit("could not train the small model the cases start from")
+    sft = write(os.path.join(d, "sft.jsonl"), '{"prompt": "Who?", "completion": "A fox."}\n' * 8)
+    pref = write(os.path.join(d, "pref.jsonl"), '{"prompt": "Who?", "chosen": "A fox.", "rejected": "Ugh."}\n' * 8)
+    rc, err = run(["sft", "-n", "2", "-o", "out", "-i", sft, "-j", sft, "-q", sft, "-b", "2", "-e", "0", "-m", "4"], d)
+    rc2, err2 = run(["rm", "-n", "1", "-o", "out", "-i", pref, "-j", pref, "-b", "2", "-e", "0"], d)
+    if rc != 0 or rc2 != 0:
+        print(err, err2)
+        sys.exit("could not train the small SFT and reward models the cases start from")
+    ck = os.path.join(d, "out", "base.bin")
+    with open(ck, "rb") as f:
+        good = f.read()
+
+    # files
+    expect_error("missing training file", ["pretrain", "-n", "1", "-o", "o2", "-i", "nope.txt"] + small, d,
+                 "nope.txt", "cannot open")
+    os.mkdir(os.path.join(d, "adir"))
+    expect_error("a directory given as the training file", ["pretrain", "-n", "1", "-o", "o2", "-i", "adir"] + small, d,
+                 "adir", "cannot read")
+    write(os.path.join(d, "empty.txt"), "")
+    expect_error("empty corpus", ["pretrain", "-n", "1", "-o", "out", "-i", "empty.txt", "-j", "text.txt"] + small, d,
+                 "empty.txt", "empty")
+    write(os.path.join(d, "short.txt"), "The fox.")
+    expect_error("corpus shorter than one sequence", ["pretrain", "-n", "1", "-o", "out", "-i", "short.txt", "-j",
+                 "text.txt"] + small, d, "short", "fewer than one sequence")
+    expect_error("output directory is a file", ["pretrain", "-n", "1", "-o", "text.txt"] + base[:-2], d, "text.txt")
+
+    # JSONL
+    cases = [
+        ("bad escape", '{"prompt": "a\\qb", "completion": "x"}', ["bad.jsonl:2", "escape"]),
+        ("bad \\u escape", '{"prompt": "a\\u12G4", "completion": "x"}', ["bad.jsonl:2", "\\u"]),
+        ("lone surrogate", '{"prompt": "a\\ud800", "completion": "x"}', ["bad.jsonl:2", "surrogate"]),
+        ("invalid UTF-8", b'{"prompt": "a\xff\xfeb", "completion": "x"}', ["bad.jsonl:2", "UTF-8"]),
+        ("missing key", '{"prompt": "a"}', ["bad.jsonl:2", "completion"]),
+        ("number instead of string", '{"prompt": 42, "completion": "x"}', ["bad.jsonl:2", "prompt", "string"]),
+        ("unterminated string", '{"prompt": "abc', ["bad.jsonl:2"]),
+        ("not an object", '["prompt", "completion"]', ["bad.jsonl:2"]),
+    ]
+    for name, line, words in cases:
+        first = b'{"prompt": "Who?", "completion": "A fox."}\n'
+        body = line if isinstance(line, bytes) else line.encode()
+        path = write(os.path.join(d, "bad.jsonl"), first + body + b"\n")
+        expect_error(f"SFT data: {name}", ["sft", "-n", "1", "-o", "out", "-i", path, "-j", sft, "-q", sft, "-b", "2"], d,
+                     *words)
+    path = write(os.path.join(d, "badpref.jsonl"), '{"prompt": "Who?", "chosen": "A fox."}\n')
+    expect_error("preference data: missing key", ["rm", "-n", "1", "-o", "out", "-i", path, "-j", pref, "-b", "2"], d,
+                 "badpref.jsonl:1", "rejected")
+    write(os.path.join(d, "empty.jsonl"), "")
+    expect_error("empty JSONL", ["sft", "-n", "1", "-o", "out", "-i", "empty.jsonl", "-j", sft, "-b", "2"], d,
+                 "empty.jsonl", "no")
+    # a prompt longer than the context is cut from the left (doc/chat.md), and counted
+    long_prompt = write(os.path.join(d, "long.jsonl"), '{"prompt": "%s"}\n' % ("word " * 200))
+    res = subprocess.run([train, "sft", "-n", "0", "-o", "out", "-q", long_prompt, "-m", "2"], cwd=d, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    check(res.returncode == 0 and "1 cut from the left" in res.stdout, "a prompt longer than the context is cut and counted",
+          f"exit {res.returncode}, " + ([l for l in res.stdout.splitlines() if l.startswith("answers:")] or ["no answers line"])[0])
+    expect_error("RLHF with no room for a prompt", ["rlhf", "-n", "1", "-o", "out", "-i", long_prompt, "-b", "2",
+                 "-M", "2", "-q", sft, "-m", "16"], d, "-m 16", "context")
+
+    # checkpoints
+    def broken(name, data):
+        return write(os.path.join(d, name), data)
+    bad_magic = broken("magic.bin", b"XXXX" + good[4:])
+    expect_error("checkpoint: wrong magic", ["sft", "-n", "0", "-o", "out", "-c", bad_magic, "-q", sft], d,
+                 "magic.bin", "magic")
+    bad_version = broken("version.bin", good[:4] + struct.pack("<i", 99) + good[8:])
+    expect_error("checkpoint: wrong version", ["sft", "-n", "0", "-o", "out", "-c", bad_version, "-q", sft], d,
+                 "version.bin", "version 99")
+    expect_error("checkpoint: truncated", ["sft", "-n", "0", "-o", "out", "-c", broken("trunc.bin", good[:len(good) // 2]),
+                 "-q", sft], d, "trunc.bin", "truncated")
+    expect_error("checkpoint: header only", ["sft", "-n", "0", "-o", "out", "-c", broken("head.bin", good[:1024]), "-q",
+                 sft], d, "head.bin", "truncated")
+    expect_error("checkpoint: empty file", ["sft", "-n", "0", "-o", "out", "-c", broken("zero.bin", b""), "-q", sft], d,
+                 "zero.bin", "truncated")
+    expect_error("checkpoint: longer than its header says", ["sft", "-n", "0", "-o", "out", "-c",
+                 broken("long.bin", good + b"\0" * 8), "-q", sft], d, "long.bin", "longer")
+    huge = bytearray(good)
+    struct.pack_into("<i", huge, 4 * 7, 1 << 30)  # channels
+    expect_error("checkpoint: absurd sizes in the header", ["sft", "-n", "0", "-o", "out", "-c", broken("huge.bin", bytes(huge)),
+                 "-q", sft], d, "huge.bin")
+    neg = bytearray(good)
+    struct.pack_into("<i", neg, 4 * 5, -5)  # layers
+    expect_error("checkpoint: negative size in the header", ["sft", "-n", "0", "-o", "out", "-c", broken("neg.bin", bytes(neg)),
+                 "-q", sft], d, "neg.bin", "bad model config")
+    expect_error("checkpoint: a reward model where a policy is expected", ["sft", "-n", "0", "-o", "out", "-c",
+                 "out/reward.bin", "-q", sft], d, "reward.bin", "reward", "needed")
+    expect_error("checkpoint: a policy where a reward model is expected", ["rlhf", "-n", "1", "-o", "out", "-R",
+                 "out/sft.bin", "-i", sft], d, "sft.bin", "reward")
+    expect_error("checkpoint: a text file", ["sft", "-n", "0", "-o", "out", "-c", "text.txt", "-q", sft], d,
+                 "text.txt", "magic")
+
+    # tokenizers
+    tok = open(os.path.join(d, "out", "tokenizer.bin"), "rb").read()
+    write(os.path.join(d, "tok_small.bin"), tok)
+    other = tempfile.mkdtemp(dir=d)
+    run(["pretrain", "-n", "0", "-o", other, "-V", "280", "-L", "1", "-C", "16", "-H", "2", "-t", "16", "-i", "text.txt",
+         "-j", "text.txt"], d)
+    expect_error("tokenizer whose vocabulary does not match the model", ["sft", "-n", "0", "-o", "out", "-z",
+                 os.path.join(other, "tokenizer.bin"), "-q", sft], d, "tokenizer.bin", "280", "300")
+    expect_error("tokenizer: wrong magic", ["sft", "-n", "0", "-o", "out", "-z", broken("tm.bin", b"\0" * len(tok)),
+                 "-q", sft], d, "tm.bin", "magic")
+    expect_error("tokenizer: truncated", ["sft", "-n", "0", "-o", "out", "-z", broken("tt.bin", tok[:len(tok) - 6]),
+                 "-q", sft], d, "tt.bin", "truncated")
+    bad_merge = bytearray(tok)
+    struct.pack_into("<i", bad_merge, 20, 100000)  # the first merge names a token that does not exist
+    expect_error("tokenizer: a merge of tokens that do not exist yet", ["sft", "-n", "0", "-o", "out", "-z",
+                 broken("tmerge.bin", bytes(bad_merge)), "-q", sft], d, "tmerge.bin", "merge")
+
+    # flags and configs
+    expect_error("C not divisible by NH", ["pretrain", "-n", "1", "-o", "o3", "-C", "30", "-H", "4"], d, "-C 30", "-H 4")
+    expect_error("zero layers", ["pretrain", "-n", "1", "-o", "o3", "-L", "0"], d, "-L", "out of range")
+    expect_error("negative batch", ["pretrain", "-n", "1", "-o", "o3", "-b", "-4"], d, "-b", "out of range")
+    expect_error("not a number", ["pretrain", "-n", "ten"], d, "-n", "not an integer")
+    expect_error("learning rate not a number", ["pretrain", "-l", "fast"], d, "-l", "not a number")
+    expect_error("unknown flag", ["pretrain", "-Q", "1"], d, "unknown flag -Q")
+    expect_error("flag without a value", ["pretrain", "-n"], d, "-n", "needs a value")
+    expect_error("unknown command", ["pretrian"], d, "unknown command", "pretrian")
+    expect_error("context longer than the checkpoint's", ["pretrain", "-n", "3", "-o", "out", "-c", "out/base.bin",
+                 "-t", "64", "-i", "text.txt", "-j", "text.txt"], d, "-t 64", "context")
+
+    # memory
+    expect_error("a model too big for memory", ["pretrain", "-n", "1", "-o", "o4", "-L", "1024", "-C", "65536", "-H", "1",
+                 "-t", "16", "-V", "300", "-i", "text.txt", "-j", "text.txt", "-z", "tok_small.bin"], d,
+                 "out of memory", "smaller")
+
+    # no half-written files were left behind, and the good checkpoint is untouched
+    with open(ck, "rb") as f:
+        check(f.read() == good, "errors: out/base.bin is untouched by all of the above", f"{len(good)} bytes")
+    shutil.rmtree(d)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
