@@ -93,7 +93,7 @@ run-gpu: train_gpu world data
 # test: every CPU test; the last line reads "N passed, M failed"
 test: test/test_world test/test_grad test/test_train train data
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
-		"python3 test/test_errors.py ./train"
+		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train"
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -2328,7 +2328,8 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
 #define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
 #define CHECKPOINT_VERSION 1
 enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
-       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_HEADER_INTS = 256 };
+       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_SAMPLE_RNG_LO, CK_SAMPLE_RNG_HI,
+       CK_BETA, CK_HEADER_INTS = 256 };
 // what a checkpoint holds: which stage made it, and so which head it has: reward and value models have the scalar head
 enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, NUM_KINDS };
 static const char *kind_name(int kind) {
@@ -2341,12 +2342,16 @@ static int kind_scalar_head(int kind) { return kind == KIND_REWARD || kind == KI
 // what a training run needs besides the weights to continue where it stopped
 typedef struct {
     int kind;
-    int step;           // optimizer steps done
-    uint64_t data_rng;  // the data loader's RNG state
+    int step;             // optimizer steps done (rlhf: iterations)
+    uint64_t data_rng;    // the RNG state of the data order (rlhf: prompts and minibatch order)
+    uint64_t sample_rng;  // the RNG state of sampling (pretrain: samples; rlhf: rollouts); 0 if none saved
+    float beta;           // rlhf: the KL coefficient, which the adaptive controller changes
 } TrainState;
 
-void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
-    char tmp[4096];
+// Writes a whole checkpoint to path.tmp and flushes it to disk; checkpoint_commit
+// then renames it to path. checkpoint_save does both.
+void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+    char tmp[4096 + 8];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopenCheck(tmp, "wb");
     int header[CK_HEADER_INTS] = {0};
@@ -2363,6 +2368,9 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
     header[CK_DATA_RNG_LO] = (int)(uint32_t)state->data_rng;
     header[CK_DATA_RNG_HI] = (int)(uint32_t)(state->data_rng >> 32);
     header[CK_SCALAR_HEAD] = model->config.scalar_head;
+    header[CK_SAMPLE_RNG_LO] = (int)(uint32_t)state->sample_rng;
+    header[CK_SAMPLE_RNG_HI] = (int)(uint32_t)(state->sample_rng >> 32);
+    memcpy(&header[CK_BETA], &state->beta, sizeof(float));
     fwriteCheck(header, sizeof(int), CK_HEADER_INTS, f);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
@@ -2371,7 +2379,18 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
     }
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) { FAIL("cannot flush %s to disk (%s)", tmp, strerror(errno)); }
     fcloseCheck(f);
+}
+
+// rename is atomic: path holds either the old checkpoint or the new one, never a mix
+void checkpoint_commit(const char *path) {
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s (%s)", tmp, path, strerror(errno)); }
+}
+
+void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+    checkpoint_write(path, model, state, with_optimizer);
+    checkpoint_commit(path);
 }
 
 // Builds model from the checkpoint at path, with its optimizer state if it has one.
@@ -2426,6 +2445,8 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     state->kind = kind;
     state->step = header[CK_STEP];
     state->data_rng = (uint64_t)(uint32_t)header[CK_DATA_RNG_LO] | (uint64_t)(uint32_t)header[CK_DATA_RNG_HI] << 32;
+    state->sample_rng = (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_LO] | (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_HI] << 32;
+    memcpy(&state->beta, &header[CK_BETA], sizeof(float));
 }
 
 // ----------------------------------------------------------------------------
@@ -2479,6 +2500,7 @@ typedef struct {
     int minibatch;              // -M rollouts per PPO minibatch
     float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
     float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
+    int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
 } Config;
 
 // Defaults shared by every command; NULL paths, and steps or lr of -1, take the
@@ -2541,6 +2563,32 @@ void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg) {
            cfg->train_path, n / 1e6, now_seconds() - t0, path, tok->vocab_size);
     free(text);
     tokenizer_save(tok, path);
+}
+
+// With --resume, a stage continues from its own last checkpoint, <out>/<name>: returns
+// that path in buf, or NULL without --resume.
+static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size) {
+    if (!cfg->resume) { return NULL; }
+    out_path(buf, size, cfg, name);
+    if (access(buf, F_OK) != 0) { FAIL("--resume: %s does not exist, so there is nothing to continue: run without --resume", buf); }
+    return buf;
+}
+
+// Opens a stage's JSONL log (one line per step). A run that starts at step 0 begins a
+// new file; one that continues from a checkpoint at `step` keeps the first `step` lines
+// and drops any that a stopped run wrote after that checkpoint, so none appears twice.
+static FILE *open_log(const char *path, int step) {
+    if (step == 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
+    size_t n, keep = 0;
+    char *old = read_whole_file(path, &n);
+    for (int line = 0; line < step && keep < n; line++) {
+        const char *nl = memchr(old + keep, '\n', n - keep);
+        keep = nl ? (size_t)(nl - old) + 1 : n;
+    }
+    FILE *f = fopenCheck(path, "wb");
+    fwriteCheck(old, 1, keep, f);
+    free(old);
+    return f;
 }
 
 // the tokenizer of an earlier stage (-z, or <out>/tokenizer.bin), checked against the model
@@ -2637,6 +2685,23 @@ void record_stage(const Config *cfg, const char *stage, const StageResult *res, 
     str_free(&line);
 }
 
+// One optimizer step after the gradients are in: clip, then AdamW at the scheduled
+// learning rate. Returns the gradient norm before clipping; *lr gets the rate used.
+// A loss or gradient that is NaN or infinite means training has diverged: the stage
+// stops here, before the update, so neither the weights nor any checkpoint take it,
+// and the checkpoints already written stay as they are.
+float optimizer_step(GPT *model, const Config *cfg, int step, float loss, float *lr) {
+    *lr = lr_schedule(step, cfg->steps, cfg->warmup, cfg->lr, cfg->final_lr_frac);
+    float norm = gpt_clip_grad_norm(model, cfg->grad_clip);
+    if (!isfinite(loss) || !isfinite(norm)) {
+        FAIL("step %d: the loss is %g and the gradient norm %g: training diverged (NaN or infinity). The weights were not "
+             "updated and the checkpoints in %s/ are as the last save left them. Try a lower learning rate (-l), a longer "
+             "warmup (-w) or a tighter gradient clip (-g)", step + 1, loss, norm, cfg->out_dir);
+    }
+    adamw_update(model, *lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1);
+    return norm;
+}
+
 void stage_pretrain(const Config *cfg, StageResult *res) {
     make_out_dir(cfg);
     Tokenizer tok;
@@ -2659,10 +2724,12 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
     DataLoader train, val;
     dataloader_init(&train, train_tokens, n_train, cfg->batch_size, cfg->seq_len, cfg->seed);
     dataloader_init(&val, val_tokens, n_val, cfg->batch_size, cfg->seq_len, cfg->seed);
-    if (cfg->init_path) {
-        checkpoint_load(cfg->init_path, &model, 1 << KIND_BASE, &state);
+    char own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "base.bin", own, sizeof(own)) : cfg->init_path;
+    if (start) {
+        checkpoint_load(start, &model, 1 << KIND_BASE, &state);
         train.rng = state.data_rng;
-        printf("continuing %s from step %d\n", cfg->init_path, state.step);
+        printf("continuing %s from step %d\n", start, state.step);
     } else {
         GPTConfig gc = {.max_seq_len = cfg->seq_len, .vocab_size = tok.vocab_size, .num_layers = cfg->num_layers,
                         .num_heads = cfg->num_heads, .channels = cfg->channels};
@@ -2679,14 +2746,14 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
 
     char log_path[4096];
     out_path(log_path, sizeof(log_path), cfg, "pretrain.jsonl");
-    FILE *log = fopenCheck(log_path, state.step > 0 ? "ab" : "wb");
-    uint64_t sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    FILE *log = open_log(log_path, state.step);
+    uint64_t sample_rng = state.step > 0 && state.sample_rng ? state.sample_rng : rng_stream(cfg->seed, RNG_SAMPLE);
     size_t tokens_per_step = (size_t)cfg->batch_size * cfg->seq_len * cfg->grad_accum;
     double t_start = now_seconds();
     int first_step = state.step;
     for (int step = first_step; step < cfg->steps; step++) {
         double t0 = now_seconds();
-        float lr = lr_schedule(step, cfg->steps, cfg->warmup, cfg->lr, cfg->final_lr_frac);
+        float lr;
         gpt_zero_grad(&model);
         float loss = 0.0f;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
@@ -2695,8 +2762,7 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
             gpt_backward(&model, 1.0f / cfg->grad_accum);
             loss += model.mean_loss / cfg->grad_accum;
         }
-        float norm = gpt_clip_grad_norm(&model, cfg->grad_clip);
-        adamw_update(&model, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1);
+        float norm = optimizer_step(&model, cfg, step, loss, &lr);
         double dt = now_seconds() - t0, elapsed = now_seconds() - t_start;
         double eta = elapsed / (step + 1 - first_step) * (cfg->steps - step - 1);
         printf("step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s | eta %.0fs\n", step + 1, cfg->steps, loss,
@@ -2708,11 +2774,12 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
             printf("val loss %.4f\n", val_loss);
             fprintf(log, ", \"val_loss\": %.6f", val_loss);
         }
-        state.data_rng = train.rng;
-        finish_step(&model, &state, cfg, step, log, "base.bin");
         if ((cfg->sample_every > 0 && (step + 1) % cfg->sample_every == 0) || step + 1 == cfg->steps) {
             print_sample(&model, &tok, cfg->prompt, val_tokens, cfg->gen_len, cfg->temperature, cfg->top_k, &sample_rng);
         }
+        state.data_rng = train.rng;
+        state.sample_rng = sample_rng;
+        finish_step(&model, &state, cfg, step, log, "base.bin");
     }
     fcloseCheck(log);
     printf("pretraining: %d steps in %.1f s -> %s/base.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
@@ -2724,15 +2791,6 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
     tokenizer_free(&tok);
     free(train_tokens);
     free(val_tokens);
-}
-
-// One optimizer step after the gradients are in: clip, then AdamW at the scheduled
-// learning rate. Returns the gradient norm before clipping; *lr gets the rate used.
-float optimizer_step(GPT *model, const Config *cfg, int step, float *lr) {
-    *lr = lr_schedule(step, cfg->steps, cfg->warmup, cfg->lr, cfg->final_lr_frac);
-    float norm = gpt_clip_grad_norm(model, cfg->grad_clip);
-    adamw_update(model, *lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1);
-    return norm;
 }
 
 // Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
@@ -2811,13 +2869,13 @@ float sft_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *targe
 }
 
 // The opening of a later stage: the output directory, the checkpoint it starts
-// from (one of want_kinds), and that checkpoint's tokenizer.
-static void stage_begin(const Config *cfg, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds) {
+// from (path, one of want_kinds), and that checkpoint's tokenizer.
+static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds) {
     make_out_dir(cfg);
-    checkpoint_load(cfg->init_path, model, want_kinds, state);
-    load_tokenizer_for(tok, cfg, model, cfg->init_path);
-    printf("model: %s (%s), %.2fM parameters, context %d\n", cfg->init_path, kind_name(state->kind), model->num_parameters / 1e6,
-           model->config.max_seq_len);
+    checkpoint_load(path, model, want_kinds, state);
+    load_tokenizer_for(tok, cfg, model, path);
+    printf("model: %s (%s), %.2fM parameters, context %d%s\n", path, kind_name(state->kind), model->num_parameters / 1e6,
+           model->config.max_seq_len, cfg->resume ? ", resumed" : "");
 }
 
 void stage_sft(const Config *cfg, StageResult *res) {
@@ -2825,7 +2883,9 @@ void stage_sft(const Config *cfg, StageResult *res) {
     TrainState state;
     Tokenizer tok;
     // an RLHF policy can answer prompts (-n 0), but SFT does not train one further
-    stage_begin(cfg, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT) | (cfg->steps == 0 ? 1 << KIND_RLHF : 0));
+    char own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "sft.bin", own, sizeof(own)) : cfg->init_path;
+    stage_begin(cfg, start, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT) | (cfg->steps == 0 ? 1 << KIND_RLHF : 0));
     if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
         state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
         model_free(model.m_memory); model_free(model.v_memory);
@@ -2842,7 +2902,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
         int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
         int *idx = mallocCheck((size_t)B * sizeof(int));
         out_path(path, sizeof(path), cfg, "sft.jsonl");
-        FILE *log = fopenCheck(path, state.step > 0 ? "ab" : "wb");
+        FILE *log = open_log(path, state.step);
         printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
         double t_start = now_seconds();
         int first_step = state.step;
@@ -2859,7 +2919,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
                 loss += model.mean_loss / cfg->grad_accum;
                 tokens += (long)B * T;
             }
-            float lr, norm = optimizer_step(&model, cfg, step, &lr);
+            float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
             double dt = now_seconds() - t0;
             printf("sft step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s\n", step + 1, cfg->steps, loss, lr, norm, tokens / dt);
             fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f", step + 1, loss, lr, norm);
@@ -2956,7 +3016,9 @@ void stage_reward(const Config *cfg, StageResult *res) {
     GPT model;
     TrainState state;
     Tokenizer tok;
-    stage_begin(cfg, &model, &state, &tok, (1 << KIND_SFT) | (1 << KIND_REWARD));
+    char own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "reward.bin", own, sizeof(own)) : cfg->init_path;
+    stage_begin(cfg, start, &model, &state, &tok, (1 << KIND_SFT) | (1 << KIND_REWARD));
     if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body
         GPT lm = model;
         reward_model_from_lm(&model, &lm);
@@ -2979,7 +3041,7 @@ void stage_reward(const Config *cfg, StageResult *res) {
         chat_data_load(&train, cfg->train_path, &tok, 1, maxT);
         printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->train_path, train.count / 2, train.cut, train.dropped);
         out_path(path, sizeof(path), cfg, "reward.jsonl");
-        FILE *log = fopenCheck(path, state.step > 0 ? "ab" : "wb");
+        FILE *log = open_log(path, state.step);
         double t_start = now_seconds();
         int first_step = state.step;
         for (int step = first_step; step < cfg->steps; step++) {
@@ -2998,7 +3060,7 @@ void stage_reward(const Config *cfg, StageResult *res) {
                 reward_scatter(dvalues, drewards, ends, 2 * B, T);
                 gpt_backward_values(&model, dvalues);
             }
-            float lr, norm = optimizer_step(&model, cfg, step, &lr);
+            float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
             printf("rm step %4d/%d | loss %.4f | accuracy %.3f | lr %.2e | norm %6.3f\n", step + 1, cfg->steps, loss, acc, lr, norm);
             fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"lr\": %.6e, \"grad_norm\": %.6f",
                     step + 1, loss, acc, lr, norm);
@@ -3203,7 +3265,8 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     gpt_forward(policy, tokens, targets, m, T);
     for (size_t i = 0; i < N; i++) { scratch[i] = -policy->losses[i]; } // logp under the current weights
     const float *logp_old = r->logp + off, *adv = r->advantages + off;
-    st->policy_loss += ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    float policy_loss = ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    st->policy_loss += policy_loss;
     int n = count_targets(targets, (int)N);
     for (size_t i = 0; i < N; i++) {
         if (targets[i] < 0) { continue; }
@@ -3216,15 +3279,16 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     gpt_zero_grad(policy);
     gpt_backward_weighted(policy, dscratch);
     float lr;
-    optimizer_step(policy, sched, step, &lr);
+    optimizer_step(policy, sched, step, policy_loss, &lr);
     // the value model: the clipped regression onto the returns
     gpt_forward(value, tokens, NULL, m, T);
     const float *v_old = r->values + off, *returns = r->returns + off;
-    st->value_loss += ppo_value_loss_forward(value->acts.values, v_old, returns, targets, (int)N, VALUE_CLIP);
+    float value_loss = ppo_value_loss_forward(value->acts.values, v_old, returns, targets, (int)N, VALUE_CLIP);
+    st->value_loss += value_loss;
     ppo_value_loss_backward(dscratch, value->acts.values, v_old, returns, targets, (int)N, VALUE_CLIP);
     gpt_zero_grad(value);
     gpt_backward_values(value, dscratch);
-    optimizer_step(value, sched, step, &lr);
+    optimizer_step(value, sched, step, value_loss, &lr);
     st->updates++;
 }
 
@@ -3273,20 +3337,39 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     GPT policy, ref, value, reward;
     TrainState state, value_state;
     Tokenizer tok;
-    stage_begin(cfg, &policy, &state, &tok, (1 << KIND_SFT) | (1 << KIND_RLHF));
-    char path[4096], reward_path[4096];
+    char path[4096], reward_path[4096], own[4096];
+    // with --resume, the policy and the critic continue from <out>/rlhf.bin and <out>/value.bin;
+    // the reference is always the SFT model of -c
+    const char *start = cfg->resume ? resume_path(cfg, "rlhf.bin", own, sizeof(own)) : cfg->init_path;
+    stage_begin(cfg, start, &policy, &state, &tok, cfg->resume ? 1 << KIND_RLHF : 1 << KIND_SFT);
     if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
     else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
     load_weights(&reward, reward_path, 1 << KIND_REWARD);
-    if (state.kind == KIND_SFT) { // a new stage: the reference is the SFT model, the critic starts as the reward model
-        state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+    load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
+    if (cfg->resume) {
+        // the critic of the same save: value.bin, or, if the save stopped between its two
+        // renames, the whole new version still under value.bin.tmp (which it then completes)
+        char tmp[4096 + 8];
+        out_path(path, sizeof(path), cfg, "value.bin");
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        value_state.step = -1;
+        if (access(path, F_OK) == 0) { checkpoint_load(path, &value, 1 << KIND_VALUE, &value_state); }
+        if (value_state.step != state.step && access(tmp, F_OK) == 0) {
+            if (value_state.step >= 0) { gpt_free(&value); }
+            checkpoint_load(tmp, &value, 1 << KIND_VALUE, &value_state);
+            if (value_state.step == state.step) { checkpoint_commit(path); }
+        }
+        if (value_state.step != state.step) {
+            FAIL("--resume: no critic (value.bin) from the save of %s at iteration %d: the two must come from one save",
+                 start, state.step);
+        }
+    } else { // a new stage: the critic starts as the reward model, with a fresh optimizer
+        state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA),
+                             .sample_rng = rng_stream(cfg->seed, RNG_SAMPLE), .beta = cfg->kl_coef};
         model_free(policy.m_memory); model_free(policy.v_memory);
         policy.m_memory = policy.v_memory = NULL;
-        load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
         load_weights(&value, reward_path, 1 << KIND_REWARD);
         value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
-    } else {
-        FAIL("%s is an RLHF checkpoint: continuing RLHF is not supported yet; start from sft.bin", cfg->init_path);
     }
     GPTConfig pc = policy.config, rc = reward.config;
     if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
@@ -3309,13 +3392,14 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     float *scratch = mallocCheck((size_t)M * maxT * sizeof(float)), *dscratch = mallocCheck((size_t)M * maxT * sizeof(float));
     Config sched = *cfg; // the learning-rate schedule runs over every minibatch update
     sched.steps = cfg->steps * cfg->ppo_epochs * chunks;
-    uint64_t sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
-    float beta = cfg->kl_coef;
+    uint64_t sample_rng = state.sample_rng;
+    float beta = state.beta;
     out_path(path, sizeof(path), cfg, "rlhf.jsonl");
-    FILE *log = fopenCheck(path, "wb");
-    double t_start = now_seconds(), recent_score = 0.0, recent_kl = 0.0; // means over the last 10 iterations
-    int updates = 0;
-    for (int step = 0; step < cfg->steps; step++) {
+    FILE *log = open_log(path, state.step);
+    double t_start = now_seconds(), recent_score = 0.0, recent_kl = 0.0; // means over the last 10 iterations of this run
+    int first_step = state.step, updates = first_step * cfg->ppo_epochs * chunks;
+    int recent = cfg->steps - first_step < 10 ? cfg->steps - first_step : 10;
+    for (int step = first_step; step < cfg->steps; step++) {
         // 1. rollouts: sample, then score with all four models
         double t0 = now_seconds();
         for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)n_prompts); }
@@ -3352,23 +3436,30 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
                 st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended, sampled / t_gen,
                 (double)cfg->ppo_epochs * B * r.T / t_train);
         fflush(log);
-        if (step >= cfg->steps - 10) {
-            int n = cfg->steps < 10 ? cfg->steps : 10;
-            recent_score += score / n;
-            recent_kl += kl / n;
+        if (step >= cfg->steps - recent) {
+            recent_score += score / recent;
+            recent_kl += kl / recent;
         }
         if (cfg->kl_target > 0.0f) { beta = kl_controller(beta, kl, cfg->kl_target, B, cfg->kl_horizon); }
         state.step = value_state.step = step + 1;
+        state.sample_rng = sample_rng;
+        state.beta = beta;
         if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+            // the two models are one save: both are written in full before either is renamed, so a
+            // stop between the renames leaves value.bin's new version whole under value.bin.tmp
+            char value_path[4096];
             out_path(path, sizeof(path), cfg, "rlhf.bin");
-            checkpoint_save(path, &policy, &state, 1);
-            out_path(path, sizeof(path), cfg, "value.bin");
-            checkpoint_save(path, &value, &value_state, 1);
+            out_path(value_path, sizeof(value_path), cfg, "value.bin");
+            checkpoint_write(path, &policy, &state, 1);
+            checkpoint_write(value_path, &value, &value_state, 1);
+            checkpoint_commit(path);
+            checkpoint_commit(value_path);
         }
     }
     fcloseCheck(log);
-    printf("rlhf: %d iterations in %.1f s -> %s/rlhf.bin\n", cfg->steps, now_seconds() - t_start, cfg->out_dir);
-    snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", cfg->steps, B, cfg->train_path);
+    printf("rlhf: %d iterations in %.1f s -> %s/rlhf.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
+    snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", cfg->steps - first_step, B,
+             cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", recent_score, recent_kl);
     if (cfg->prompts_path) {
         out_path(path, sizeof(path), cfg, "answers_rlhf.jsonl");
@@ -3521,6 +3612,8 @@ static void error_usage(void) {
         "  -k <int>   top-k, 0 = all tokens                             (%d)\n"
         "  -m <int>   tokens to generate (rlhf: longest response)       (%d)\n"
         "  -s <int>   seed                                              (%llu)\n"
+        "  --resume   continue the stage from its own last checkpoint in -o, with its optimizer,\n"
+        "             data order and RNG state (save often with -S): the same steps as one whole run\n"
         "rlhf only:\n"
         "  -R <file>  the frozen reward model                           (<out>/reward.bin)\n"
         "  -B <float> beta, the weight of the KL penalty to the SFT model (%g)\n"
@@ -3558,6 +3651,7 @@ static float flag_float(const char *flag, const char *val, double lo, double hi)
 static void parse_flags(Config *c, int argc, char **argv) {
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
+        if (!strcmp(flag, "--resume")) { c->resume = 1; i--; continue; } // the one flag without a value
         if (flag[0] != '-' || strlen(flag) != 2) { fprintf(stderr, "unknown argument '%s'\n", flag); error_usage(); }
         if (i + 1 >= argc) { fprintf(stderr, "flag %s needs a value\n", flag); error_usage(); }
         const char *v = argv[i + 1];
@@ -3634,6 +3728,7 @@ static void print_config(const char *command, const Config *c) {
         config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
     }
     config_row("seed", "%llu", (unsigned long long)c->seed);
+    if (c->resume) { config_row("resume", "from the stage's own checkpoint in %s/", c->out_dir); }
     config_row("device", "%s", device_name());
     printf("%s", rule);
 }
