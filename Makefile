@@ -11,6 +11,11 @@ LDLIBS = -lm
 ifeq ($(FAST),1)
   CFLAGS += -ffast-math
 endif
+# SAN=1: AddressSanitizer and UndefinedBehaviorSanitizer (make test SAN=1)
+ifeq ($(SAN),1)
+  CFLAGS := $(filter-out -O%,$(CFLAGS)) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  export ASAN_OPTIONS = allocator_may_return_null=1
+endif
 
 # -march=native when the compiler takes it
 ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo yes),yes)
@@ -49,17 +54,22 @@ NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),co
 	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready bench fixtures debug clean
+.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench fixtures debug clean FORCE
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
 
+# .flags holds the compile command of the last build: a change (SAN=1, FAST=1, CC=...)
+# rebuilds every program
+.flags: FORCE
+	@echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+
 # train: the trainer (train.c)
-train: train.c
+train: train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # world: the generator and referee of the tiny world (data/world.c)
-world: data/world.c train.c
+world: data/world.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # data: the default dataset for all four stages, in data/world/ (seed 1337)
@@ -95,14 +105,20 @@ test: test/test_world test/test_grad test/test_train train data
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
 		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train"
 
-test/test_world: test/test_world.c test/check.h data/world.c train.c
+test/test_world: test/test_world.c test/check.h data/world.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-test/test_grad: test/test_grad.c test/check.h train.c
+test/test_grad: test/test_grad.c test/check.h train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-test/test_train: test/test_train.c test/check.h train.c
+test/test_train: test/test_train.c test/check.h train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# fuzz: libFuzzer on the JSONL reader, the tokenizer and the checkpoint loader, with
+# ASan and UBSan, FUZZ_SECONDS each (needs clang); seeds in test/fuzz/corpus/
+FUZZ_SECONDS ?= 20
+fuzz:
+	@./test/run.sh "./test/fuzz/run.sh $(FUZZ_SECONDS)"
 
 # fixtures: regenerate test/fixtures/*.bin with PyTorch (deliberate: the files are committed)
 fixtures:
@@ -136,11 +152,13 @@ test/test_train_gpu: test/test_train.cu train.cu train.c test/check.h | gpu-read
 	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o test/train_testing.o train.c
 	$(NVCC) $(NVCCFLAGS) -o $@ test/test_train.cu test/train_testing.o $(GPU_LDLIBS)
 
-# debug: the tests at -O0 with AddressSanitizer and UndefinedBehaviorSanitizer
+# debug: the tests at -O0 with AddressSanitizer and UndefinedBehaviorSanitizer (slow:
+# make test SAN=1 is the same checks at -O1)
 debug:
-	$(MAKE) -B test CFLAGS="-O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
+	$(MAKE) test CFLAGS="-O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer" ASAN_OPTIONS=allocator_may_return_null=1
 
 # clean: remove what the Makefile built or generated
 clean:
-	rm -rf train world test/test_world test/test_grad test/test_train data/world out
+	rm -rf train world test/test_world test/test_grad test/test_train data/world out .flags
+	rm -rf test/fuzz/found test/fuzz/fuzz_jsonl test/fuzz/fuzz_tokenizer test/fuzz/fuzz_checkpoint
 	rm -rf train_gpu train_host.o test/test_train_gpu test/train_testing.o out_gpu

@@ -74,6 +74,13 @@ References, by short name:
 // ----------------------------------------------------------------------------
 // 1. utilities: checked libc calls, RNG, timer
 
+#ifdef FUZZING
+#include <setjmp.h>
+// The fuzz targets (test/fuzz/) point this at their own jmp_buf: an input rejected with
+// a message is a success for them, so fail() returns there instead of ending the process.
+static jmp_buf *fuzz_on_error = NULL;
+#endif
+
 // Each wrapper has the signature of the call it wraps, and on failure names the
 // file and line of the caller, what went wrong, and what to try.
 static void fail(const char *file, int line, const char *fmt, ...) {
@@ -83,6 +90,9 @@ static void fail(const char *file, int line, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+#ifdef FUZZING
+    if (fuzz_on_error) { longjmp(*fuzz_on_error, 1); }
+#endif
     exit(EXIT_FAILURE);
 }
 #define FAIL(...) fail(__FILE__, __LINE__, __VA_ARGS__)
@@ -540,8 +550,8 @@ void tokenizer_save(const Tokenizer *tok, const char *path) {
     fcloseCheck(f);
 }
 
-void tokenizer_load(Tokenizer *tok, const char *path) {
-    FILE *f = fopenCheck(path, "rb");
+// Reads a tokenizer file from f; path names it in messages.
+void tokenizer_read(Tokenizer *tok, FILE *f, const char *path) {
     int header[5];
     long size = file_size(f, path);
     if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
@@ -559,15 +569,21 @@ void tokenizer_load(Tokenizer *tok, const char *path) {
     tok->num_merges = header[4];
     tok->merges = mallocCheck((size_t)(tok->num_merges > 0 ? tok->num_merges : 1) * sizeof(int[2]));
     freadCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
-    fcloseCheck(f);
     // every merge joins two tokens that exist before it (bytes, or earlier merges)
     for (int m = 0; m < tok->num_merges; m++) {
         int a = tok->merges[m][0], b = tok->merges[m][1], id = FIRST_MERGE + m;
         if (a < 0 || b < 0 || a >= id || b >= id || (a >= 256 && a < FIRST_MERGE) || (b >= 256 && b < FIRST_MERGE)) {
+            free(tok->merges);
             FAIL("%s: merge %d is (%d, %d), not two earlier tokens: the file is corrupt; retrain it", path, id, a, b);
         }
     }
     tokenizer_index(tok);
+}
+
+void tokenizer_load(Tokenizer *tok, const char *path) {
+    FILE *f = fopenCheck(path, "rb");
+    tokenizer_read(tok, f, path);
+    fcloseCheck(f);
 }
 
 // ----------------------------------------------------------------------------
@@ -841,6 +857,14 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
     fclose(f);
     size_t size;
     char *text = read_whole_file(path, &size);
+    const char *nul = memchr(text, '\0', size); // the lines below end at the first NUL: say so rather than stop there
+    if (nul) {
+        int at = 1;
+        for (const char *c = text; c < nul; c++) { at += *c == '\n'; }
+        snprintf(err, err_size, "%s:%d: a NUL byte: JSONL must be UTF-8 text", path, at);
+        free(text);
+        return err;
+    }
     size_t cap = 0;
     Str value = {0};
     int lineno = 0;
@@ -2393,10 +2417,10 @@ void checkpoint_save(const char *path, const GPT *model, const TrainState *state
     checkpoint_commit(path);
 }
 
-// Builds model from the checkpoint at path, with its optimizer state if it has one.
-// want_kinds, a bit set of (1 << kind), says which kinds are accepted here (0: any).
-void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
-    FILE *f = fopenCheck(path, "rb");
+// Builds model from a checkpoint read from f (path names it in messages), with its
+// optimizer state if it has one. want_kinds, a bit set of (1 << kind), says which
+// kinds are accepted here (0: any). Every check comes before any allocation.
+void checkpoint_read(FILE *f, const char *path, GPT *model, int want_kinds, TrainState *state) {
     int header[CK_HEADER_INTS];
     long size = file_size(f, path);
     if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes, less than a header): not a whole checkpoint", path, size); }
@@ -2441,12 +2465,17 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
         freadCheck(model->m_memory, sizeof(float), model->num_parameters, f);
         freadCheck(model->v_memory, sizeof(float), model->num_parameters, f);
     }
-    fcloseCheck(f);
     state->kind = kind;
     state->step = header[CK_STEP];
     state->data_rng = (uint64_t)(uint32_t)header[CK_DATA_RNG_LO] | (uint64_t)(uint32_t)header[CK_DATA_RNG_HI] << 32;
     state->sample_rng = (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_LO] | (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_HI] << 32;
     memcpy(&state->beta, &header[CK_BETA], sizeof(float));
+}
+
+void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
+    FILE *f = fopenCheck(path, "rb");
+    checkpoint_read(f, path, model, want_kinds, state);
+    fcloseCheck(f);
 }
 
 // ----------------------------------------------------------------------------

@@ -25,9 +25,14 @@ def check(ok, name, detail):
     passed, failed = passed + ok, failed + (not ok)
 
 
+# Under AddressSanitizer (make test SAN=1), a run that ends on an error exits without
+# freeing, as a program may: leak checking is for the runs that succeed.
+QUIET_LEAKS = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+
+
 def run(args, cwd):
     res = subprocess.run([train] + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         errors="replace", timeout=300)
+                         errors="replace", timeout=300, env=QUIET_LEAKS)
     return res.returncode, res.stderr
 
 
@@ -35,7 +40,7 @@ def expect_error(name, args, cwd, *words):
     rc, err = run(args, cwd)
     last = err.strip().splitlines()[-1] if err.strip() else "(nothing on stderr)"
     missing = [w for w in words if w.lower() not in err.lower()]
-    ok = rc == 1 and not missing and "Sanitizer" not in err and "runtime error" not in err
+    ok = rc == 1 and not missing and "ERROR: AddressSanitizer" not in err and "runtime error" not in err
     check(ok, f"error: {name}", f"exit {rc}, \"{last[:150]}\"" + (f"; missing {missing}" if missing else ""))
 
 
@@ -90,6 +95,7 @@ def main():
         ("number instead of string", '{"prompt": 42, "completion": "x"}', ["bad.jsonl:2", "prompt", "string"]),
         ("unterminated string", '{"prompt": "abc', ["bad.jsonl:2"]),
         ("not an object", '["prompt", "completion"]', ["bad.jsonl:2"]),
+        ("a NUL byte", b'{"prompt": "a\x00b", "completion": "x"}', ["bad.jsonl:2", "NUL"]),
     ]
     for name, line, words in cases:
         first = b'{"prompt": "Who?", "completion": "A fox."}\n'
