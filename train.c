@@ -1099,9 +1099,11 @@ void dataloader_free(DataLoader *dl) {
 // b[k*b_rs + j*b_cs], so a transposed operand is just other strides; c is row-major.
 // The plain math is three loops (for i, for j, for k: c[i][j] += a[i][k] * b[k][j]).
 // For speed (see doc/performance.md) the loops are blocked as in BLIS/GotoBLAS:
-//   - c is cut into MC x NC tiles, one thread per tile (OpenMP);
-//   - within a tile, k runs in blocks of KC; the KC x NC slice of b and the MC x KC
-//     slice of a are copied ("packed") into contiguous panels that stay in cache;
+//   - c is cut into MC x NC tiles; each thread takes a contiguous share of them
+//     (OpenMP);
+//   - k runs in blocks of KC; the KC x NC slice of b and the MC x KC slice of a are
+//     copied ("packed") into contiguous panels that stay in cache, and a thread packs
+//     each slice of b once for all of its row blocks;
 //   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
 //     outer product of MR values of a and NR values of b. The compiler vectorizes
 //     its inner loop over NR with FMA instructions.
@@ -1132,6 +1134,15 @@ static int thread_id(void) {
 #endif
 }
 
+// threads in the current parallel region
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 // what runs the layers, for the config table
 REPLACED_ON_GPU const char *device_name(void) {
     static char name[64];
@@ -1159,26 +1170,14 @@ static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, i
     }
 }
 
-static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                 size_t b_cs, int M, int N, int K, int accumulate) {
-    if (M <= 0 || N <= 0) { return; }
-    if (K <= 0) { // an empty sum
-        if (!accumulate) { for (int i = 0; i < M; i++) { memset(c + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); } }
-        return;
-    }
-    int threads = max_threads();
-    if (threads > gemm_pack_threads) {
-        free(gemm_pack);
-        gemm_pack = mallocCheck((size_t)threads * (MC * KC + KC * NC) * sizeof(float));
-        gemm_pack_threads = threads;
-    }
-    int tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int tile = 0; tile < tiles_m * tiles_n; tile++) {
-        int ic = (tile / tiles_n) * MC, jc = (tile % tiles_n) * NC;
-        int mc = M - ic < MC ? M - ic : MC, nc = N - jc < NC ? N - jc : NC;
-        float *ap = gemm_pack + (size_t)thread_id() * (MC * KC + KC * NC);
-        float *bp = ap + MC * KC;
+// The tiles of c in row blocks [tm0, tm1) and column blocks [tn0, tn1), by one thread,
+// with its packing space ap (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed
+// once and used for all the row blocks, each MC x KC slice of a once per slice of b.
+static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                       size_t b_cs, int M, int N, int K, int accumulate, int tm0, int tm1, int tn0, int tn1, float *ap,
+                       float *bp) {
+    for (int tn = tn0; tn < tn1; tn++) {
+        int jc = tn * NC, nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             // pack b[pc:pc+kc, jc:jc+nc] into NR-wide panels, k-major, zero-padded
@@ -1189,24 +1188,73 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
                     for (int j = 0; j < NR; j++) { panel[k * NR + j] = jr + j < nc ? brow[(size_t)j * b_cs] : 0.0f; }
                 }
             }
-            // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded
-            for (int ir = 0; ir < mc; ir += MR) {
-                float *panel = ap + (size_t)ir * kc;
-                for (int i = 0; i < MR; i++) {
-                    if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
-                    const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
-                    for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
-                }
-            }
             int overwrite = (pc == 0 && !accumulate);
-            for (int jr = 0; jr < nc; jr += NR) {
+            for (int tm = tm0; tm < tm1; tm++) {
+                int ic = tm * MC, mc = M - ic < MC ? M - ic : MC;
+                // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded
                 for (int ir = 0; ir < mc; ir += MR) {
-                    gemm_micro(c + (size_t)(ic + ir) * ldc + jc + jr, ldc, ap + (size_t)ir * kc, bp + (size_t)jr * kc, kc,
-                               mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, overwrite);
+                    float *panel = ap + (size_t)ir * kc;
+                    for (int i = 0; i < MR; i++) {
+                        if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
+                        const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
+                        for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
+                    }
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        gemm_micro(c + (size_t)(ic + ir) * ldc + jc + jr, ldc, ap + (size_t)ir * kc, bp + (size_t)jr * kc,
+                                   kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, overwrite);
+                    }
                 }
             }
         }
     }
+}
+
+// the packing space of every thread, MC*KC + KC*NC floats each, allocated on first use
+// (and called before any parallel region that uses it)
+#define GEMM_SPACE (MC * KC + KC * NC)
+static float *gemm_space(void) {
+    int threads = max_threads();
+    if (threads > gemm_pack_threads) {
+        free(gemm_pack);
+        gemm_pack = mallocCheck((size_t)threads * GEMM_SPACE * sizeof(float));
+        gemm_pack_threads = threads;
+    }
+    return gemm_pack;
+}
+
+// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads: each takes a
+// contiguous share of the row blocks (or of the column blocks, when there are fewer
+// row blocks than threads). Every element of c is summed by one thread, over k in
+// the same order whatever the number of threads.
+static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, int M, int N, int K, int accumulate) {
+    if (M <= 0 || N <= 0) { return; }
+    if (K <= 0) { // an empty sum
+        if (!accumulate) { for (int i = 0; i < M; i++) { memset(c + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); } }
+        return;
+    }
+    float *space = gemm_space();
+    int tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
+    #pragma omp parallel
+    {
+        int nt = team_size(), t = thread_id(), by_rows = tiles_m >= nt;
+        int tm0 = by_rows ? tiles_m * t / nt : 0, tm1 = by_rows ? tiles_m * (t + 1) / nt : tiles_m;
+        int tn0 = by_rows ? 0 : tiles_n * t / nt, tn1 = by_rows ? tiles_n : tiles_n * (t + 1) / nt;
+        float *ap = space + (size_t)t * GEMM_SPACE;
+        gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, tm0, tm1, tn0, tn1, ap, ap + MC * KC);
+    }
+}
+
+// The same product by the calling thread alone, inside a parallel loop (whose caller
+// has called gemm_space first).
+static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                        size_t b_cs, int M, int N, int K, int accumulate) {
+    if (M <= 0 || N <= 0 || K <= 0) { return; }
+    float *ap = gemm_pack + (size_t)thread_id() * GEMM_SPACE;
+    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, 0, (M + MC - 1) / MC, 0, (N + NC - 1) / NC, ap,
+               ap + MC * KC);
 }
 
 // encoder: token embedding plus position embedding
@@ -1286,17 +1334,22 @@ REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbia
             dinp_bt[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
         }
     }
-    // pass 2: dweight and dbias, one channel per iteration (a sum over rows, kept in one thread)
+    // pass 2: dweight and dbias, sums over rows in row order; a thread takes a strip
+    // of COLS channels and walks the rows, so its reads are contiguous
+    enum { COLS = 64 };
     #pragma omp parallel for
-    for (int i = 0; i < C; i++) {
-        float dw = 0.0f, db = 0.0f;
+    for (int i0 = 0; i0 < C; i0 += COLS) {
+        int n = C - i0 < COLS ? C - i0 : COLS;
+        float dw[COLS] = {0}, db[COLS] = {0};
         for (int bt = 0; bt < B * T; bt++) {
-            float d = dout[(size_t)bt * C + i];
-            db += d;
-            dw += d * (inp[(size_t)bt * C + i] - mean[bt]) * rstd[bt];
+            const float *d = dout + (size_t)bt * C + i0, *x = inp + (size_t)bt * C + i0;
+            float m = mean[bt], s = rstd[bt];
+            for (int i = 0; i < n; i++) {
+                db[i] += d[i];
+                dw[i] += d[i] * (x[i] - m) * s;
+            }
         }
-        dweight[i] += dw;
-        dbias[i] += db;
+        for (int i = 0; i < n; i++) { dweight[i0 + i] += dw[i]; dbias[i0 + i] += db[i]; }
     }
 }
 
@@ -1339,11 +1392,18 @@ REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, 
     gemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, BT, C, OC, 1);
     gemm(dweight, (size_t)C, dout, 1, (size_t)OC, inp, (size_t)C, 1, OC, C, BT, 1);
     if (dbias) {
+        // column sums over rows, in row order: a thread takes a strip of COLS columns
+        // and walks the rows, so its reads are contiguous and its sums vectorize
+        enum { COLS = 64 };
         #pragma omp parallel for
-        for (int o = 0; o < OC; o++) {
-            float sum = 0.0f;
-            for (int bt = 0; bt < BT; bt++) { sum += dout[(size_t)bt * OC + o]; }
-            dbias[o] += sum;
+        for (int o0 = 0; o0 < OC; o0 += COLS) {
+            int n = OC - o0 < COLS ? OC - o0 : COLS;
+            float sum[COLS] = {0};
+            for (int bt = 0; bt < BT; bt++) {
+                const float *row = dout + (size_t)bt * OC + o0;
+                for (int o = 0; o < n; o++) { sum[o] += row[o]; }
+            }
+            for (int o = 0; o < n; o++) { dbias[o0 + o] += sum[o]; }
         }
     }
 }
@@ -1353,87 +1413,86 @@ REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, 
 //   out[t] = sum_t2 att[t,t2] * v[t2]
 // inp (B,T,3C) holds q, k, v side by side (head h at channels h*HS .. h*HS+HS-1 of each);
 // out (B,T,C); att (B,NH,T,T) the probabilities, saved for backward (zero above the diagonal)
+// For one (b,h), with Q, K, V the (T,HS) slices of inp, the three passes are matrix
+// products, done by the gemm engine (one thread per (b,h)): scores = Q . K^T, then a
+// softmax along each row, then out = att . V. Causality: rows come in blocks of
+// ATT_BLOCK, and a block of rows ending at r1 only needs the columns before r1, so
+// the products skip most of the upper triangle; the softmax pass zeroes what is left.
 // Ref: Vaswani et al. 2017, arXiv:1706.03762
+#define ATT_BLOCK 64
 REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
-    int HS = C / NH, C3 = 3 * C;
+    int HS = C / NH;
+    size_t C3 = 3 * (size_t)C;
     float scale = 1.0f / sqrt((float)HS);
+    gemm_space();
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            const float *q = inp + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
+            float *att_bh = att + ((size_t)b * NH + h) * T * T;
+            // pass 1: scores[t][t2] = q[t] . k[t2], i.e. Q (T,HS) . K^T (HS,T), block by block of rows
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+                gemm_serial(att_bh + (size_t)r0 * T, (size_t)T, q + r0 * C3, C3, 1, k, 1, C3, r1 - r0, r1, HS, 0);
+            }
+            // pass 2: scale, exponentiate and normalize each row over t2 <= t; future positions get 0
             for (int t = 0; t < T; t++) {
-                const float *q = inp + ((size_t)b * T + t) * C3 + h * HS;
-                float *att_bth = att + (((size_t)b * NH + h) * T + t) * T;
-                // pass 1: scores q.k and their maximum, for a stable softmax
-                float maxval = -FLT_MAX;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
-                    float dot = 0.0f;
-                    for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
-                    dot *= scale;
-                    att_bth[t2] = dot;
-                    if (dot > maxval) { maxval = dot; }
-                }
-                // pass 2: exponentiate and normalize; future positions get probability 0
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { att_bth[t2] = exp(att_bth[t2] - maxval); sum += att_bth[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { att_bth[t2] /= sum; }
-                for (int t2 = t + 1; t2 < T; t2++) { att_bth[t2] = 0.0f; }
-                // pass 3: the weighted sum of the values
-                float *out_bth = out + ((size_t)b * T + t) * C + h * HS;
-                for (int i = 0; i < HS; i++) { out_bth[i] = 0.0f; }
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-                    for (int i = 0; i < HS; i++) { out_bth[i] += att_bth[t2] * v[i]; }
-                }
+                float *row = att_bh + (size_t)t * T, maxval = -FLT_MAX, sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; if (row[t2] > maxval) { maxval = row[t2]; } }
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); sum += row[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
+                for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
+            }
+            // pass 3: out[t] = sum_t2 att[t][t2] v[t2], i.e. att (T,T) . V (T,HS), over t2 < r1 for each block
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+                gemm_serial(out + ((size_t)b * T + r0) * C + h * HS, (size_t)C, att_bh + (size_t)r0 * T, (size_t)T, 1, v, C3,
+                            1, r1 - r0, HS, r1, 0);
             }
         }
     }
 }
 
-// Backward through the three passes above, in reverse. datt (B,NH,T,T) is scratch
-// (it ends up holding the gradient of the scores). One thread owns a whole (b,h),
-// so the sums into dk and dv over t have a fixed order.
+// Backward through the three passes above, in reverse, again as matrix products per
+// (b,h), one thread each. datt (B,NH,T,T) is scratch (it ends up holding the gradient
+// of the scores).
 REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
-                        int B, int T, int C, int NH) {
-    int HS = C / NH, C3 = 3 * C;
+                                        int B, int T, int C, int NH) {
+    int HS = C / NH;
+    size_t C3 = 3 * (size_t)C;
     float scale = 1.0f / sqrt((float)HS);
+    gemm_space();
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            const float *q = inp + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
+            float *dq = dinp + (size_t)b * T * C3 + h * HS, *dk = dq + C, *dv = dq + 2 * C;
+            const float *att_bh = att + ((size_t)b * NH + h) * T * T, *dout_bh = dout + (size_t)b * T * C + h * HS;
+            float *datt_bh = datt + ((size_t)b * NH + h) * T * T;
+            // pass 3 was out = att . V, so (block by block of rows, columns before r1)
+            //   datt = dout . V^T   (T,HS) . (HS,T)      and   dV += att^T . dout   (T,T) . (T,HS)
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+                const float *dout_r = dout_bh + (size_t)r0 * C;
+                gemm_serial(datt_bh + (size_t)r0 * T, (size_t)T, dout_r, (size_t)C, 1, v, 1, C3, r1 - r0, r1, HS, 0);
+                gemm_serial(dv, C3, att_bh + (size_t)r0 * T, 1, (size_t)T, dout_r, (size_t)C, 1, r1, HS, r1 - r0, 1);
+            }
+            // pass 2 was att = softmax(scale * scores) along each row, so with the scale folded in
+            //   dscores[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3]),  0 above the diagonal
             for (int t = 0; t < T; t++) {
-                const float *att_bth = att + (((size_t)b * NH + h) * T + t) * T;
-                float *datt_bth = datt + (((size_t)b * NH + h) * T + t) * T;
-                const float *dout_bth = dout + ((size_t)b * T + t) * C + h * HS;
-                // pass 3 was out[t] = sum_t2 att[t,t2] v[t2], so
-                //   datt[t,t2] = dout[t] . v[t2]   and   dv[t2] += att[t,t2] * dout[t]
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-                    float *dv = dinp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-                    float dot = 0.0f;
-                    for (int i = 0; i < HS; i++) {
-                        dot += dout_bth[i] * v[i];
-                        dv[i] += att_bth[t2] * dout_bth[i];
-                    }
-                    datt_bth[t2] = dot;
-                }
-                // pass 2 was att = softmax(scores), so
-                //   dscores[t2] = att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3])
-                float weighted = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { weighted += att_bth[t2] * datt_bth[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { datt_bth[t2] = att_bth[t2] * (datt_bth[t2] - weighted); }
-                // pass 1 was scores[t2] = scale * q[t] . k[t2], so
-                //   dq[t] += scale * sum_t2 dscores[t2] k[t2]   and   dk[t2] += scale * dscores[t2] q[t]
-                const float *q = inp + ((size_t)b * T + t) * C3 + h * HS;
-                float *dq = dinp + ((size_t)b * T + t) * C3 + h * HS;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
-                    float *dk = dinp + ((size_t)b * T + t2) * C3 + C + h * HS;
-                    float ds = datt_bth[t2] * scale;
-                    for (int i = 0; i < HS; i++) {
-                        dq[i] += ds * k[i];
-                        dk[i] += ds * q[i];
-                    }
-                }
+                const float *att_row = att_bh + (size_t)t * T;
+                float *row = datt_bh + (size_t)t * T, weighted = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { weighted += att_row[t2] * row[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] = scale * att_row[t2] * (row[t2] - weighted); }
+                for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
+            }
+            // pass 1 was scores = Q . K^T, so
+            //   dQ += dscores . K   (T,T) . (T,HS)      and   dK += dscores^T . Q   (T,T) . (T,HS)
+            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+                const float *ds_r = datt_bh + (size_t)r0 * T;
+                gemm_serial(dq + r0 * C3, C3, ds_r, (size_t)T, 1, k, C3, 1, r1 - r0, HS, r1, 1);
+                gemm_serial(dk, C3, ds_r, 1, (size_t)T, q + r0 * C3, C3, 1, r1, HS, r1 - r0, 1);
             }
         }
     }

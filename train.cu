@@ -29,9 +29,11 @@ Differences from train.c (each place is marked "differs from train.c:"):
   - matrix multiplies go through cuBLAS by default (TRAIN_GEMM=tiled picks the
     readable tiled kernel, which is always compiled and tested): sums run in another
     order than train.c's, so results agree to rounding, not to the bit.
-  - attention backward is split into two kernels, one over queries and one over keys,
-    so that every gradient element has a single writer (no atomicAdd): the sums keep
-    train.c's order.
+  - attention: train.c computes it as matrix products in blocks of rows (through its
+    gemm engine); the kernels here are direct ports of its definition as loops, one
+    thread per query row, and backward is split into two kernels, one over queries and
+    one over keys, so that every gradient element has a single writer (no atomicAdd).
+    The sums run in another order, so results agree to rounding.
   - exp, log, sqrt, tanh: CUDA's single-precision functions, within 2 ulp of libm's.
 */
 #include <cublas_v2.h>
@@ -345,8 +347,9 @@ extern "C" void GPU(matmul_backward)(float *dinp, float *dweight, float *dbias, 
 }
 
 // attention: for each head, att[t,t2] = softmax over t2 <= t of q[t].k[t2] / sqrt(HS),
-// out[t] = sum_t2 att[t,t2] v[t2]. One thread per (b, h, t): train.c's three outer
-// loops become the thread index, its three passes stay as they are.
+// out[t] = sum_t2 att[t,t2] v[t2]. One thread per (b, h, t), running the three passes
+// of train.c's attention for one query row as loops.
+// differs from train.c: there the passes are matrix products over blocks of rows.
 __global__ void attention_forward_kernel(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * NH * T) { return; }
@@ -389,8 +392,8 @@ extern "C" void GPU(attention_forward)(float *out, float *att, const float *inp,
 //   datt[t,t2] = dout[t] . v[t2], then through the softmax:
 //   dscores[t2] = att[t2] * (datt[t2] - sum_t3 att[t3] datt[t3])   (left in datt)
 //   dq[t] += scale * sum_t2 dscores[t2] k[t2]
-// differs from train.c: there one thread owns a whole (b,h) and also adds into dk and
-// dv, which other rows share; here those sums wait for part 2.
+// differs from train.c: there one thread owns a whole (b,h) and does the passes as
+// matrix products; here the sums into dk and dv, which rows share, wait for part 2.
 __global__ void attention_backward_query_kernel(float *dinp, float *datt, const float *dout, const float *inp,
                                                 const float *att, int B, int T, int C, int NH) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -419,7 +422,7 @@ __global__ void attention_backward_query_kernel(float *dinp, float *datt, const 
 }
 
 // Attention backward, part 2: one thread per key row (b, h, t2), summing over the
-// queries t >= t2 that saw it, in increasing t as train.c adds them:
+// queries t >= t2 that saw it, in increasing t:
 //   dv[t2] += sum_t att[t,t2] dout[t]      dk[t2] += scale * sum_t dscores[t,t2] q[t]
 __global__ void attention_backward_key_kernel(float *dinp, const float *datt, const float *dout, const float *inp,
                                               const float *att, int B, int T, int C, int NH) {

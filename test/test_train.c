@@ -354,11 +354,12 @@ static void test_reward_position(void) {
 
 static void test_gemm(void) {
     // shapes around the block sizes (MR, NR, MC, KC, NC), plain and transposed operands
-    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {6, 32, 256}, {130, 70, 513}};
+    // (few rows and several column blocks: the threads split the columns)
+    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {6, 32, 256}, {130, 70, 513}, {5, 600, 40}};
     uint64_t rng = 11;
     float worst = 0.0f;
     int cases = 0;
-    for (int s = 0; s < 5; s++) {
+    for (int s = 0; s < 6; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *a = mallocCheck((size_t)M * K * sizeof(float)), *b = mallocCheck((size_t)K * N * sizeof(float));
         float *c = mallocCheck((size_t)M * N * sizeof(float)), *ref = mallocCheck((size_t)M * N * sizeof(float));
@@ -386,8 +387,72 @@ static void test_gemm(void) {
         free(a); free(b); free(c); free(ref);
     }
     // float sums of up to 513 products of values in [-0.5, 0.5): rounding stays near 1e-6
-    check(worst < 1e-5f, "gemm: 40 shapes x transposes x accumulate against a double-precision triple loop",
+    check(worst < 1e-5f, "gemm: 6 shapes x transposes x accumulate against a double-precision triple loop",
           "%d cases, max |diff| %.2e (tolerance 1e-5)", cases, worst);
+}
+
+// attention as matrix products, in blocks of rows, against its definition as plain
+// loops in double precision, at a length of three row blocks (the last one partial)
+static void test_attention(void) {
+    int B = 2, T = 2 * ATT_BLOCK + 3, C = 32, NH = 2, HS = C / NH, C3 = 3 * C;
+    size_t n_inp = (size_t)B * T * C3, n_out = (size_t)B * T * C, n_att = (size_t)B * NH * T * T;
+    float *inp = mallocCheck(n_inp * sizeof(float)), *out = mallocCheck(n_out * sizeof(float));
+    float *att = mallocCheck(n_att * sizeof(float)), *datt = mallocCheck(n_att * sizeof(float));
+    float *dout = mallocCheck(n_out * sizeof(float)), *dinp = calloc_check(n_inp, sizeof(float), __FILE__, __LINE__);
+    double *ref_out = calloc_check(n_out, sizeof(double), __FILE__, __LINE__);
+    double *ref_dinp = calloc_check(n_inp, sizeof(double), __FILE__, __LINE__);
+    double *p = mallocCheck((size_t)T * sizeof(double)), *dp = mallocCheck((size_t)T * sizeof(double));
+    uint64_t rng = 21;
+    for (size_t i = 0; i < n_inp; i++) { inp[i] = 2.0f * random_f32(&rng) - 1.0f; }
+    for (size_t i = 0; i < n_out; i++) { dout[i] = 2.0f * random_f32(&rng) - 1.0f; }
+    attention_forward(out, att, inp, B, T, C, NH);
+    attention_backward(dinp, datt, dout, inp, att, B, T, C, NH);
+    double scale = 1.0 / sqrt((double)HS), worst_out = 0.0, worst_d = 0.0, upper = 0.0;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *q = inp + ((size_t)b * T + t) * C3 + h * HS;
+                double maxval = -1e300, sum = 0.0, weighted = 0.0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
+                    double dot = 0.0;
+                    for (int i = 0; i < HS; i++) { dot += (double)q[i] * k[i]; }
+                    p[t2] = dot * scale;
+                    if (p[t2] > maxval) { maxval = p[t2]; }
+                }
+                for (int t2 = 0; t2 <= t; t2++) { p[t2] = exp(p[t2] - maxval); sum += p[t2]; }
+                const float *g = dout + ((size_t)b * T + t) * C + h * HS;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    p[t2] /= sum;
+                    const float *v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
+                    double *dv = ref_dinp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
+                    dp[t2] = 0.0;
+                    for (int i = 0; i < HS; i++) {
+                        ref_out[((size_t)b * T + t) * C + h * HS + i] += p[t2] * v[i];
+                        dv[i] += p[t2] * g[i];
+                        dp[t2] += (double)g[i] * v[i];
+                    }
+                    weighted += p[t2] * dp[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    double ds = p[t2] * (dp[t2] - weighted) * scale;
+                    const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
+                    double *dq = ref_dinp + ((size_t)b * T + t) * C3 + h * HS, *dk = ref_dinp + ((size_t)b * T + t2) * C3 + C + h * HS;
+                    for (int i = 0; i < HS; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
+                }
+                const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                for (int t2 = t + 1; t2 < T; t2++) { upper = fmax(upper, fabs(att_row[t2])); }
+            }
+        }
+    }
+    for (size_t i = 0; i < n_out; i++) { worst_out = fmax(worst_out, fabs(out[i] - ref_out[i])); }
+    for (size_t i = 0; i < n_inp; i++) { worst_d = fmax(worst_d, fabs(dinp[i] - ref_dinp[i])); }
+    // float sums of up to T = 131 terms of size ~1: rounding stays near 1e-6
+    check(worst_out < 1e-5 && upper == 0.0, "attention_forward: blocked matrix products against plain loops, T = 131",
+          "max |diff| %.2e (tolerance 1e-5); above the diagonal: %g", worst_out, upper);
+    check(worst_d < 1e-5, "attention_backward: dq, dk, dv against plain loops, T = 131", "max |diff| %.2e (tolerance 1e-5)",
+          worst_d);
+    free(inp); free(out); free(att); free(datt); free(dout); free(dinp); free(ref_out); free(ref_dinp); free(p); free(dp);
 }
 
 // ----------------------------------------------------------------------------
@@ -969,6 +1034,7 @@ int main(void) {
     test_sft_masking();
     test_reward_position();
     test_gemm();
+    test_attention();
     test_against_pytorch();
     test_reward_against_pytorch();
     test_kv_cache();
