@@ -78,27 +78,27 @@ data/world/.done: world
 	./world gen -o data/world
 	@touch $@
 
-# run-cpu: the CPU demo: data, tokenizer, the four stages, and a table of results
-# (each stage appends to out/stages.jsonl; ./world summary grades the answers and
-# writes the table and out/summary.json)
-run-cpu: train world data
-	rm -f out/tokenizer.bin out/stages.jsonl
-	./train pretrain -o out
-	./train sft -o out -n 0
-	./train sft -o out
-	./train rm -o out
-	./train rlhf -o out
-	@./world summary out
+# The pipeline both demos run: tokenizer, the four stages (with the base model's answers),
+# then the table; $(1) is the program, $(2) the output directory. Each stage appends to
+# $(2)/stages.jsonl; ./world summary grades the answers and writes the table and
+# $(2)/summary.json.
+define pipeline
+	rm -f $(2)/tokenizer.bin $(2)/stages.jsonl
+	./$(1) pretrain -o $(2)
+	./$(1) sft -o $(2) -n 0
+	./$(1) sft -o $(2)
+	./$(1) rm -o $(2)
+	./$(1) rlhf -o $(2)
+	@./world summary $(2)
+endef
 
-# run-gpu: the GPU demo: the same stages and table as run-cpu, with train_gpu, in out_gpu/
+# run-cpu: the CPU demo: data, tokenizer, the four stages, and a table of results
+run-cpu: train world data
+	$(call pipeline,train,out)
+
+# run-gpu: the GPU demo: the same stages and table with train_gpu, in out_gpu/
 run-gpu: train_gpu world data
-	rm -f out_gpu/tokenizer.bin out_gpu/stages.jsonl
-	./train_gpu pretrain -o out_gpu
-	./train_gpu sft -o out_gpu -n 0
-	./train_gpu sft -o out_gpu
-	./train_gpu rm -o out_gpu
-	./train_gpu rlhf -o out_gpu
-	@./world summary out_gpu
+	$(call pipeline,train_gpu,out_gpu)
 
 # test: every CPU test; the last line reads "N passed, M failed"
 test: test/test_world test/test_grad test/test_train train data

@@ -1180,9 +1180,17 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
         int jc = tn * NC, nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
-            // pack b[pc:pc+kc, jc:jc+nc] into NR-wide panels, k-major, zero-padded
+            // pack b[pc:pc+kc, jc:jc+nc] into NR-wide panels, k-major, zero-padded; the loops
+            // run along whichever index of b is contiguous in memory
             for (int jr = 0; jr < nc; jr += NR) {
                 float *panel = bp + (size_t)jr * kc;
+                if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
+                    for (int j = 0; j < NR; j++) {
+                        const float *bcol = b + (size_t)pc + (size_t)(jc + jr + j) * b_cs;
+                        for (int k = 0; k < kc; k++) { panel[k * NR + j] = jr + j < nc ? bcol[k] : 0.0f; }
+                    }
+                    continue;
+                }
                 for (int k = 0; k < kc; k++) {
                     const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)(jc + jr) * b_cs;
                     for (int j = 0; j < NR; j++) { panel[k * NR + j] = jr + j < nc ? brow[(size_t)j * b_cs] : 0.0f; }
@@ -1191,9 +1199,17 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
             int overwrite = (pc == 0 && !accumulate);
             for (int tm = tm0; tm < tm1; tm++) {
                 int ic = tm * MC, mc = M - ic < MC ? M - ic : MC;
-                // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded
+                // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again
+                // along the index that is contiguous in memory
                 for (int ir = 0; ir < mc; ir += MR) {
                     float *panel = ap + (size_t)ir * kc;
+                    if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
+                        for (int k = 0; k < kc; k++) {
+                            const float *acol = a + (size_t)(ic + ir) + (size_t)(pc + k) * a_cs;
+                            for (int i = 0; i < MR; i++) { panel[k * MR + i] = ir + i < mc ? acol[i] : 0.0f; }
+                        }
+                        continue;
+                    }
                     for (int i = 0; i < MR; i++) {
                         if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
                         const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
@@ -1359,14 +1375,23 @@ REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbia
 REPLACED_ON_GPU void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int C, int OC) {
     int BT = B * T;
     if (BT < MR) {
-        // a few rows (generation, one token at a time): plain dot products, parallel over outputs
+        // a few rows (generation, one token at a time): dot products, parallel over outputs.
+        // Each dot product keeps LANES interleaved partial sums, added in a fixed order at
+        // the end: the compiler vectorizes that, where one running sum would be a chain of
+        // dependent additions that it may not reorder.
+        enum { LANES = 16 };
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
             const float *w = weight + (size_t)o * C;
             for (int bt = 0; bt < BT; bt++) {
                 const float *x = inp + (size_t)bt * C;
-                float sum = bias ? bias[o] : 0.0f;
-                for (int i = 0; i < C; i++) { sum += x[i] * w[i]; }
+                float lane[LANES] = {0}, sum = bias ? bias[o] : 0.0f;
+                int i = 0;
+                for (; i + LANES <= C; i += LANES) {
+                    for (int j = 0; j < LANES; j++) { lane[j] += x[i + j] * w[i + j]; }
+                }
+                for (int j = 0; j < LANES; j++) { sum += lane[j]; }
+                for (; i < C; i++) { sum += x[i] * w[i]; }
                 out[(size_t)bt * OC + o] = sum;
             }
         }
@@ -3618,6 +3643,20 @@ void command_bench(const Config *cfg) {
     printf("bench train: L=%d C=%d NH=%d V=%d T=%d B=%d, %.2fM parameters | median %.0f ms/step | %.0f tok/s | %.1f GFLOP/s\n",
            gc.num_layers, gc.channels, gc.num_heads, gc.vocab_size, T, B, model.num_parameters / 1e6, 1e3 * step_s,
            B * T / step_s, flops / step_s / 1e9);
+    // generation, the cost of RLHF's rollouts: one token at a time with the KV cache, and
+    // without it (a full forward over the sequence so far for every new token)
+    int G = T < 128 ? T : 128;
+    KVCache kv;
+    kvcache_init(&kv, gc);
+    double t_gen = now_seconds();
+    for (int pos = 0; pos < G; pos++) { gpt_forward_cached(&model, &kv, inputs[pos], pos); }
+    t_gen = now_seconds() - t_gen;
+    double t_full = now_seconds();
+    for (int n = 1; n <= G; n++) { gpt_forward(&model, inputs, NULL, 1, n); }
+    t_full = now_seconds() - t_full;
+    kvcache_free(&kv);
+    printf("bench generate: %d tokens | KV cache %.0f tok/s | without the cache %.0f tok/s (%.1fx)\n", G, G / t_gen, G / t_full,
+           t_full / t_gen);
     // the ceiling: one large square matmul through the model's own matmul_forward
     int N = 2048;
     float *a = model_calloc((size_t)N * N, sizeof(float)), *b = model_calloc((size_t)N * N, sizeof(float));

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Training speed of train.c and the PyTorch reference at configs S and M, in the
-# same run, alternating, 2 threads each. Usage: test/bench.sh [python-with-torch]
-# S: L=6 C=384 NH=6 V=4096 T=256 B=8    M: L=12 C=768 NH=12 V=50257 T=64 B=4
+# Training speed of train.c against the PyTorch reference (test/reference.py), at
+# configs S and M, in the same run and alternating, so that both see the same machine.
+# Usage: test/bench.sh [python-with-torch] [rounds]
+#   S: L=6 C=384 NH=6 V=4096 T=256 B=8    M: L=12 C=768 NH=12 V=50257 T=64 B=4
+# Prints, per config: each program's median ms/step over all rounds (the first step
+# of each round, which allocates, is left out), tokens/s, GFLOP/s, the fraction of the
+# machine's matmul ceiling (a 2048^3 product, measured by each in the same run), and
+# the ratio of tokens/s ours/PyTorch; train.c on 1 thread and on 2; the KV cache's
+# generation speed; and the stage times of the last make run-cpu (out/stages.jsonl).
 set -eu
 torch_python=${1:-}
-export OMP_NUM_THREADS=2
+rounds=${2:-3}
 # OpenBLAS 0.3.21 (Debian's, under python3-torch) does not recognize recent Intel
 # cores and falls back to its generic SSE3 kernels (about 30 GFLOP/s here instead of
 # 160+). Give PyTorch the fastest kernel this CPU runs, so the comparison is fair.
@@ -12,19 +18,55 @@ coretype=""
 grep -qw avx2 /proc/cpuinfo 2>/dev/null && coretype=Haswell
 grep -qw avx512f /proc/cpuinfo 2>/dev/null && coretype=SkylakeX
 [ -n "$torch_python" ] && echo "PyTorch's OpenBLAS kernels: ${coretype:-auto}"
-configs=("-L 6 -C 384 -H 6 -V 4096 -t 256 -b 8 -n 6" "-L 12 -C 768 -H 12 -V 50257 -t 64 -b 4 -n 6")
+[ -z "$torch_python" ] && echo "(PyTorch not found: apt-get install python3-torch libopenblas0-openmp for the comparison)"
+configs=("-L 6 -C 384 -H 6 -V 4096 -t 256 -b 8 -n 5" "-L 12 -C 768 -H 12 -V 50257 -t 64 -b 4 -n 4")
 names=(S M)
+log=$(mktemp)
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 for i in 0 1; do
-    echo "== config ${names[$i]}: ${configs[$i]}"
-    ours=$(./train bench ${configs[$i]} | grep '^bench ')
-    echo "$ours"
+    cfg=${configs[$i]}
+    : > "$log"
+    for r in $(seq "$rounds"); do
+        for threads in 2 1; do
+            OMP_NUM_THREADS=$threads ./train bench $cfg | sed "s/^bench/ours$threads/" >> "$log"
+        done
+        if [ -n "$torch_python" ]; then
+            OMP_NUM_THREADS=2 OPENBLAS_CORETYPE=$coretype $torch_python test/reference.py bench $cfg --threads 2 \
+                | sed 's/^torch matmul/torch matmul/' >> "$log"
+        fi
+    done
+    # per-step times (all but each round's first step), and the matmul ceilings
+    steps() { grep "^$1 step" "$log" | grep -v "step 1:" | sed 's/.*: \([0-9]*\) ms.*/\1/' | median; }
+    flops=$(grep -m1 "^ours2 train" "$log" | sed 's/.*| \([0-9.]*\) GFLOP\/s.*/\1/')
+    ms=$(grep -m1 "^ours2 train" "$log" | sed 's/.* \([0-9]*\) ms\/step.*/\1/')
+    gflop=$(awk -v f="$flops" -v m="$ms" 'BEGIN { print f * m / 1e3 }') # GFLOP per step
+    tokens=$(echo "$cfg" | awk '{ for (i = 1; i < NF; i++) { if ($i == "-t") t = $(i + 1); if ($i == "-b") b = $(i + 1) } print t * b }')
+    ceiling=$(grep "^ours2 matmul" "$log" | sed 's/.*| \([0-9.]*\) GFLOP.*/\1/' | median)
+    echo "== config ${names[$i]}: $cfg, $rounds rounds, $gflop GFLOP per step"
+    for who in ours2 ours1 torch; do
+        [ "$who" = torch ] && [ -z "$torch_python" ] && continue
+        m=$(steps "$who")
+        awk -v w="$who" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$ceiling" 'BEGIN {
+            label = (w == "ours2") ? "train.c, 2 threads" : (w == "ours1") ? "train.c, 1 thread " : "PyTorch, 2 threads";
+            printf "%s: median %6.0f ms/step | %6.0f tok/s | %6.1f GFLOP/s | %.2f of the matmul ceiling (%.0f GFLOP/s)\n",
+                   label, m, n / (m / 1e3), g / (m / 1e3), g / (m / 1e3) / c, c }'
+    done
     if [ -n "$torch_python" ]; then
-        theirs=$(OPENBLAS_CORETYPE=$coretype $torch_python test/reference.py bench ${configs[$i]} --threads 2 | grep '^torch ')
-        echo "$theirs"
-        a=$(echo "$ours" | sed -n 's/^bench train.*median \([0-9]*\) ms.*/\1/p')
-        b=$(echo "$theirs" | sed -n 's/^torch train.*median \([0-9]*\) ms.*/\1/p')
-        echo "ratio ours/pytorch (time per step): $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
-    else
-        echo "(PyTorch not found: apt-get install python3-torch for the comparison)"
+        a=$(steps ours2); b=$(steps torch)
+        tceil=$(grep "^torch matmul" "$log" | sed 's/.*| *\([0-9.]*\) GFLOP.*/\1/' | median)
+        echo "PyTorch's own 2048^3 matmul: $tceil GFLOP/s"
+        echo "ratio of tokens/s, train.c / PyTorch: $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
     fi
+    grep -m1 "^ours2 generate" "$log" | sed 's/^ours2 generate/generation at this size (train.c, 2 threads)/'
+    echo "1 -> 2 threads: $(awk -v a="$(steps ours1)" -v b="$(steps ours2)" 'BEGIN { printf "%.2fx", a / b }') faster"
 done
+rm -f "$log"
+if [ -f out/stages.jsonl ]; then
+    echo "== stage times of the last make run-cpu (out/stages.jsonl)"
+    python3 -c '
+import json
+rows = [json.loads(l) for l in open("out/stages.jsonl")]
+for r in rows:
+    print(f"{r[\"stage\"]:9s} {float(r[\"seconds\"]):7.1f} s  {r[\"trained\"] or r[\"answers\"]}")
+print(f"{\"total\":9s} {sum(float(r[\"seconds\"]) for r in rows):7.1f} s")'
+fi
