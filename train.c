@@ -1170,14 +1170,13 @@ static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, i
     }
 }
 
-// The tiles of c in row blocks [tm0, tm1) and column blocks [tn0, tn1), by one thread,
-// with its packing space ap (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed
-// once and used for all the row blocks, each MC x KC slice of a once per slice of b.
+// Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
+// (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
+// rows, each MC x KC slice of a once per slice of b.
 static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                       size_t b_cs, int M, int N, int K, int accumulate, int tm0, int tm1, int tn0, int tn1, float *ap,
-                       float *bp) {
-    for (int tn = tn0; tn < tn1; tn++) {
-        int jc = tn * NC, nc = N - jc < NC ? N - jc : NC;
+                       size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp) {
+    for (int jc = j0; jc < j1; jc += NC) {
+        int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             // pack b[pc:pc+kc, jc:jc+nc] into NR-wide panels, k-major, zero-padded; the loops
@@ -1197,8 +1196,8 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
                 }
             }
             int overwrite = (pc == 0 && !accumulate);
-            for (int tm = tm0; tm < tm1; tm++) {
-                int ic = tm * MC, mc = M - ic < MC ? M - ic : MC;
+            for (int ic = i0; ic < i1; ic += MC) {
+                int mc = i1 - ic < MC ? i1 - ic : MC;
                 // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again
                 // along the index that is contiguous in memory
                 for (int ir = 0; ir < mc; ir += MR) {
@@ -1240,10 +1239,11 @@ static float *gemm_space(void) {
     return gemm_pack;
 }
 
-// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads: each takes a
-// contiguous share of the row blocks (or of the column blocks, when there are fewer
-// row blocks than threads). Every element of c is summed by one thread, over k in
-// the same order whatever the number of threads.
+// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads. Each thread takes an
+// equal share of the rows of c and packs all of b, or an equal share of the columns
+// and packs all of a: whichever of a and b is the smaller is the one packed by every
+// thread. Every element of c is summed by one thread, over k in the same order
+// whatever the number of threads.
 static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
                  size_t b_cs, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) { return; }
@@ -1252,14 +1252,19 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
         return;
     }
     float *space = gemm_space();
-    int tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
+    int by_rows = M >= N;
     #pragma omp parallel
     {
-        int nt = team_size(), t = thread_id(), by_rows = tiles_m >= nt;
-        int tm0 = by_rows ? tiles_m * t / nt : 0, tm1 = by_rows ? tiles_m * (t + 1) / nt : tiles_m;
-        int tn0 = by_rows ? 0 : tiles_n * t / nt, tn1 = by_rows ? tiles_n : tiles_n * (t + 1) / nt;
+        int nt = team_size(), t = thread_id();
+        // shares in whole micro-tiles (MR rows or NR columns)
+        int units = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR, unit = by_rows ? MR : NR;
+        int lo = units * t / nt * unit, hi = units * (t + 1) / nt * unit, end = by_rows ? M : N;
+        if (hi > end) { hi = end; }
         float *ap = space + (size_t)t * GEMM_SPACE;
-        gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, tm0, tm1, tn0, tn1, ap, ap + MC * KC);
+        if (lo < hi) {
+            gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, by_rows ? lo : 0, by_rows ? hi : M,
+                       by_rows ? 0 : lo, by_rows ? N : hi, ap, ap + MC * KC);
+        }
     }
 }
 
@@ -1269,8 +1274,7 @@ static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_
                         size_t b_cs, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0 || K <= 0) { return; }
     float *ap = gemm_pack + (size_t)thread_id() * GEMM_SPACE;
-    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, 0, (M + MC - 1) / MC, 0, (N + NC - 1) / NC, ap,
-               ap + MC * KC);
+    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC);
 }
 
 // encoder: token embedding plus position embedding

@@ -63,10 +63,11 @@ done
 rm -f "$log"
 if [ -f out/stages.jsonl ]; then
     echo "== stage times of the last make run-cpu (out/stages.jsonl)"
-    python3 -c '
+    python3 - <<'PY'
 import json
-rows = [json.loads(l) for l in open("out/stages.jsonl")]
+rows = [json.loads(line) for line in open("out/stages.jsonl")]
 for r in rows:
-    print(f"{r[\"stage\"]:9s} {float(r[\"seconds\"]):7.1f} s  {r[\"trained\"] or r[\"answers\"]}")
-print(f"{\"total\":9s} {sum(float(r[\"seconds\"]) for r in rows):7.1f} s")'
+    print("%-9s %7.1f s  %s" % (r["stage"], float(r["seconds"]), r["trained"] or r["answers"]))
+print("%-9s %7.1f s" % ("total", sum(float(r["seconds"]) for r in rows)))
+PY
 fi
