@@ -2788,6 +2788,97 @@ typedef struct {
     char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
 } StageResult;
 
+// The value of a metric on one line of a stage's JSONL log ({"step": 1, "train_loss": ...}):
+// returns 1 and sets *value if the line has the key
+static int log_number(const char *line, const char *key, double *value) {
+    char pattern[64];
+    snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+    const char *p = strstr(line, pattern);
+    if (p == NULL) { return 0; }
+    char *end;
+    *value = strtod(p + strlen(pattern), &end);
+    return end != p + strlen(pattern);
+}
+
+// Curves of a stage's metrics as an SVG picture, which any browser opens: one panel
+// per key, each with its own vertical scale, against the step. Reads the JSONL log at
+// log_path; a key missing from a line (val_loss between evaluations) is skipped there.
+void plot_log(const char *log_path, const char *svg_path, const char *title, const char *const *keys, int nkeys) {
+    enum { W = 720, PANEL = 170, TOP = 40, LEFT = 80, RIGHT = 20, GAP = 40 };
+    static const char *COLOURS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+    size_t size;
+    char *text = read_whole_file(log_path, &size);
+    int lines = 0;
+    for (size_t i = 0; i < size; i++) { lines += text[i] == '\n'; }
+    double *xs = mallocCheck((size_t)(lines + 1) * sizeof(double)), *ys = mallocCheck((size_t)(lines + 1) * sizeof(double));
+    Str svg = {0};
+    int height = TOP + nkeys * (PANEL + GAP);
+    str_addf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+             "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+             "<text x=\"%d\" y=\"24\" font-size=\"16\">%s</text>\n", W, height, LEFT, title);
+    for (int k = 0; k < nkeys; k++) {
+        // the points of this key, and their ranges
+        int n = 0;
+        double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+        for (char *line = text; *line;) {
+            char *end = strchr(line, '\n');
+            if (end) { *end = '\0'; }
+            double step, v;
+            if (log_number(line, "step", &step) && log_number(line, keys[k], &v) && isfinite(v)) {
+                xs[n] = step; ys[n] = v; n++;
+                x0 = fmin(x0, step); x1 = fmax(x1, step); y0 = fmin(y0, v); y1 = fmax(y1, v);
+            }
+            if (!end) { break; }
+            *end = '\n';
+            line = end + 1;
+        }
+        int top = TOP + k * (PANEL + GAP), right = W - RIGHT;
+        str_addf(&svg, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", LEFT,
+                 top, right - LEFT, PANEL);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", LEFT + 8, top + 16, COLOURS[k % 4], keys[k]);
+        if (n == 0) { continue; }
+        if (x1 == x0) { x1 = x0 + 1; }
+        if (y1 == y0) { y1 = y0 + 1; }
+        // axis labels: the ranges of both scales
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + 12, y1);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + PANEL, y0);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\">step %.0f</text>\n", LEFT, top + PANEL + 16, x0);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text>\n", right, top + PANEL + 16, x1);
+        // the curve: (step, value) scaled into the panel, y growing downwards in SVG
+        str_addf(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", COLOURS[k % 4]);
+        for (int i = 0; i < n; i++) {
+            double px = LEFT + (xs[i] - x0) / (x1 - x0) * (right - LEFT), py = top + (y1 - ys[i]) / (y1 - y0) * PANEL;
+            str_addf(&svg, "%.1f,%.1f ", px, py);
+        }
+        str_addf(&svg, "\"/>\n");
+    }
+    str_addf(&svg, "</svg>\n");
+    FILE *f = fopenCheck(svg_path, "wb");
+    fwriteCheck(str_cstr(&svg), 1, svg.len, f);
+    fcloseCheck(f);
+    str_free(&svg);
+    free(xs); free(ys); free(text);
+}
+
+// After a stage that trained: its curves, <out>/<stage>.svg, from its log
+void plot_stage(const Config *cfg, const char *stage) {
+    static const struct { const char *stage, *log, *svg, *title, *keys[3]; } PLOTS[] = {
+        {"pretrain", "pretrain.jsonl", "pretrain.svg", "pretraining: loss", {"train_loss", "val_loss", NULL}},
+        {"sft", "sft.jsonl", "sft.svg", "SFT: loss on response tokens", {"train_loss", "val_loss", NULL}},
+        {"rm", "reward.jsonl", "reward.svg", "reward model: held-out accuracy and margin", {"val_accuracy", "val_margin", "train_loss"}},
+        {"rlhf", "rlhf.jsonl", "rlhf.svg", "RLHF: reward-model score and KL to the SFT model", {"score", "kl", "entropy"}},
+    };
+    for (size_t i = 0; i < sizeof(PLOTS) / sizeof(PLOTS[0]); i++) {
+        if (strcmp(PLOTS[i].stage, stage) != 0) { continue; }
+        char log_path[4096], svg_path[4096];
+        out_path(log_path, sizeof(log_path), cfg, PLOTS[i].log);
+        out_path(svg_path, sizeof(svg_path), cfg, PLOTS[i].svg);
+        int nkeys = PLOTS[i].keys[2] ? 3 : 2;
+        plot_log(log_path, svg_path, PLOTS[i].title, PLOTS[i].keys, nkeys);
+        printf("curves: %s\n", svg_path);
+    }
+}
+
 void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds) {
     char path[4096], secs[32];
     out_path(path, sizeof(path), cfg, "stages.jsonl");
@@ -3881,6 +3972,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(command, "rm")) { stage_reward(&cfg, &res); }
         else { stage_rlhf(&cfg, &res); }
         record_stage(&cfg, command, &res, now_seconds() - t0);
+        if (res.trained[0]) { plot_stage(&cfg, command); }
     }
     gemm_free();
     return 0;

@@ -948,8 +948,43 @@ static double agree_file(const World *w, const char *path, int *pairs) {
 // written by train.c): per stage, what was trained, its key metric, the referee's
 // grades of that model's answers, and the time taken. Printed as a table and written
 // as <out>/summary.json. A stage's last run counts; `sft -n 0` (the base model
-// answering) is the base model's row. The table goes to `table`.
+// answering) is the base model's row. The table goes to `table`; the referee's grades
+// are also drawn as bars in <out>/summary.svg.
 enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_VAL, ST_SECONDS, ST_KEYS };
+
+// The referee's grades of each stage's answers as grouped bars (SVG, any browser opens
+// it): grades[k][g] for stage k, grade g, in [0, 1]; has[k] is 0 for a stage without answers.
+static void summary_svg(const char *path, const char **stages, double grades[][5], const int *has, int nstages) {
+    static const char *GRADES[5] = {"correct", "polite", "concise", "score", "fully preferred"};
+    static const char *COLOURS[5] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"};
+    enum { W = 720, H = 360, LEFT = 50, BOTTOM = 300, TOP = 50, GROUP = 150, BAR = 24 };
+    FILE *f = fopenCheck(path, "wb");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+            "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+            "<text x=\"%d\" y=\"24\" font-size=\"16\">the referee's grades of each stage's answers (held-out prompts)</text>\n",
+            W, H, LEFT);
+    for (int g = 0; g <= 4; g++) { // the scale: 0 to 1 in steps of 0.25
+        double y = BOTTOM - g / 4.0 * (BOTTOM - TOP);
+        fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" "
+                "text-anchor=\"end\">%.2f</text>\n", LEFT, W - 10, y, y, LEFT - 6, y + 4, g / 4.0);
+    }
+    for (int k = 0; k < nstages; k++) {
+        int x0 = LEFT + 20 + k * GROUP;
+        fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", x0, BOTTOM + 18, stages[k]);
+        for (int g = 0; g < 5 && has[k]; g++) {
+            double h = grades[k][g] * (BOTTOM - TOP);
+            fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"><title>%s %.3f</title></rect>\n",
+                    x0 + g * BAR, BOTTOM - h, BAR - 4, h, COLOURS[g], GRADES[g], grades[k][g]);
+        }
+    }
+    for (int g = 0; g < 5; g++) { // the legend
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
+                LEFT + g * 130, H - 26, COLOURS[g], LEFT + g * 130 + 16, H - 16, GRADES[g]);
+    }
+    fprintf(f, "</svg>\n");
+    fcloseCheck(f);
+}
+
 void summary(const World *w, const char *out_dir, FILE *table) {
     static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
     const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "val", "seconds"};
@@ -969,8 +1004,8 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     fprintf(table, "\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
            "   data/world/eval_prompts.jsonl (animals no stage trained on; fully preferred = correct, polite and concise)\n");
     fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
-    double total = 0.0;
-    int first = 1;
+    double total = 0.0, grades[4][5] = {{0}};
+    int first = 1, has[4] = {0};
     for (int k = 0; k < 4; k++) {
         if (!row[k]) { continue; }
         char **v = row[k], metric[512];
@@ -1003,6 +1038,9 @@ void summary(const World *w, const char *out_dir, FILE *table) {
             fprintf(json, ", \"referee\": {\"answers\": %d, \"correct\": %.4f, \"polite\": %.4f, \"concise\": %.4f, "
                     "\"score\": %.4f, \"fully_preferred\": %.4f}", s.lines, s.correct / n, s.polite / n, s.concise / n,
                     s.score / n, s.ideal / n);
+            double g[5] = {s.correct / n, s.polite / n, s.concise / n, s.score / n, s.ideal / n};
+            memcpy(grades[k], g, sizeof(g));
+            has[k] = 1;
         } else {
             fprintf(table, "%-8s %-52.52s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
         }
@@ -1011,7 +1049,9 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
     fcloseCheck(json);
     fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
-    fprintf(table, "(also in %s/summary.json)\n", out_dir);
+    snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
+    summary_svg(path, STAGES, grades, has, 4);
+    fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
     jsonl_free(&rec);
 }
 

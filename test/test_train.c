@@ -1025,6 +1025,40 @@ static void test_rlhf_rollouts(void) {
     gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
 }
 
+// 10. the curves: plot_log draws one polyline per key, with a point per line that has it,
+// all inside the picture
+static void test_plot(void) {
+    const char *log = "/tmp/test_plot.jsonl", *svg = "/tmp/test_plot.svg";
+    FILE *f = fopenCheck(log, "wb");
+    for (int step = 1; step <= 50; step++) {
+        fprintf(f, "{\"step\": %d, \"train_loss\": %.4f", step, 5.0 / step);
+        if (step % 10 == 0) { fprintf(f, ", \"val_loss\": %.4f", 6.0 / step); }
+        fprintf(f, "}\n");
+    }
+    fcloseCheck(f);
+    const char *keys[] = {"train_loss", "val_loss"};
+    plot_log(log, svg, "test", keys, 2);
+    size_t n;
+    char *text = read_whole_file(svg, &n);
+    int lines = 0, points[2] = {0, 0}, outside = 0;
+    const char *p = text;
+    while ((p = strstr(p, "points=\"")) != NULL && lines < 2) {
+        p += 8;
+        double x, y;
+        int used;
+        while (sscanf(p, "%lf,%lf %n", &x, &y, &used) == 2) {
+            points[lines]++;
+            outside += x < 0 || x > 720 || y < 0 || y > 40 + 2 * (170 + 40);
+            p += used;
+        }
+        lines++;
+    }
+    check(lines == 2 && points[0] == 50 && points[1] == 5 && outside == 0 && strstr(text, "</svg>") != NULL,
+          "plot_log: an SVG with a curve per key, a point per logged value, all inside the picture",
+          "%d curves of %d and %d points, %d outside", lines, points[0], points[1], outside);
+    free(text);
+}
+
 int main(void) {
     set_threads(2);
     test_tokenizer();
@@ -1035,6 +1069,7 @@ int main(void) {
     test_reward_position();
     test_gemm();
     test_attention();
+    test_plot();
     test_against_pytorch();
     test_reward_against_pytorch();
     test_kv_cache();
