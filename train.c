@@ -1099,8 +1099,8 @@ void dataloader_free(DataLoader *dl) {
 // b[k*b_rs + j*b_cs], so a transposed operand is just other strides; c is row-major.
 // The plain math is three loops (for i, for j, for k: c[i][j] += a[i][k] * b[k][j]).
 // For speed (see doc/performance.md) the loops are blocked as in BLIS/GotoBLAS:
-//   - c is cut into MC x NC tiles; each thread takes a contiguous share of them
-//     (OpenMP);
+//   - each thread takes an equal share of the rows or of the columns of c (see
+//     gemm() below), which it works through in MC x NC tiles (OpenMP);
 //   - k runs in blocks of KC; the KC x NC slice of b and the MC x KC slice of a are
 //     copied ("packed") into contiguous panels that stay in cache, and a thread packs
 //     each slice of b once for all of its row blocks;
