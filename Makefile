@@ -54,7 +54,7 @@ NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),co
 	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench fixtures debug clean FORCE
+.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -103,7 +103,8 @@ run-gpu: train_gpu world data
 # test: every CPU test; the last line reads "N passed, M failed"
 test: test/test_world test/test_grad test/test_train train data
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
-		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train"
+		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train" \
+		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py selftest"
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -113,6 +114,24 @@ test/test_grad: test/test_grad.c test/check.h train.c .flags
 
 test/test_train: test/test_train.c test/check.h train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# The classroom (doc/exercises.md): make exercise N copies train.c into exercises/N/
+# with exercise N's functions blanked out; make check N compiles the tests against that
+# copy (at -O1, to build in seconds) and runs the ones for exercise N; make solution N
+# prints the reference. The number may also be given as N=3.
+ifneq ($(filter exercise check solution,$(firstword $(MAKECMDGOALS))),)
+  N ?= $(word 2,$(MAKECMDGOALS))
+  ifneq ($(N),)
+    $(eval $(N):;@:)
+  endif
+endif
+EXERCISE_CFLAGS = $(filter-out -O%,$(CFLAGS)) -O1
+exercise:
+	@python3 test/exercise.py new $(N) $(if $(FORCE),--force)
+check:
+	@CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py check $(N)
+solution:
+	@python3 test/exercise.py solution $(N)
 
 # fuzz: libFuzzer on the JSONL reader, the tokenizer and the checkpoint loader, with
 # ASan and UBSan, FUZZ_SECONDS each (needs clang); seeds in test/fuzz/corpus/
