@@ -235,8 +235,8 @@ static double now_seconds(void) {
 // inserted by code), then one token per learned merge, in the order learned.
 //
 // Training (BPE): split the text into chunks (below), then repeatedly merge the
-// most frequent adjacent pair of tokens into a new token. minbpe-style example:
-//     aaabdaaabac  ->  merge (a,a)=Z:  ZabdZabac  ->  (Z,a)=Y:  YbdYbac  ->  (Y,b)=X:  XdXac
+// most frequent adjacent pair of tokens into a new token (ties: the smallest pair):
+//     aaabdaaabac  ->  merge (a,a)=Z:  ZabdZabac  ->  (a,b)=Y:  ZYdZYac  ->  (Z,Y)=X:  XdXac
 // Merges never cross chunk boundaries. A chunk is, as in GPT-2, one of:
 //     an optional space and a run of letters (bytes >= 0x80 count as letters, so
 //     UTF-8 characters stay inside words):           " world", "caf\xc3\xa9"
@@ -1310,7 +1310,7 @@ REPLACED_ON_GPU void encoder_backward(float *dwte, float *dwpe, const float *dou
 //   mean = sum(x)/C   var = sum((x-mean)^2)/C   rstd = 1/sqrt(var + 1e-5)
 //   out = (x - mean) * rstd * weight + bias
 // out, inp (B,T,C); mean, rstd (B,T) saved for backward; weight, bias (C)
-// Ref: Ba et al. 2016, arXiv:1607.06450; derivation in doc/layernorm.md
+// Ref: Ba et al. 2016, arXiv:1607.06450; the derivation of the backward in doc/exercises.md (exercise 2)
 REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int B, int T, int C) {
     #pragma omp parallel for
@@ -2599,7 +2599,7 @@ typedef struct {
     float final_lr_frac;        // -f learning rate at the end, as a fraction of the peak
     float weight_decay;         // -d
     float grad_clip;            // -g global gradient norm limit (0: off)
-    int eval_every;             // -e steps between validation losses
+    int eval_every;             // -e steps between validation passes (rlhf: iterations between answering -q)
     int eval_batches;           // -x batches per validation loss
     int sample_every;           // -y steps between samples (0: only at the end)
     int save_every;             // -S steps between checkpoints (0: only at the end)
@@ -2626,7 +2626,7 @@ static const Config CONFIG_DEFAULTS = {
     .train_path = NULL, .val_path = NULL, .out_dir = "out", .init_path = NULL, .prompts_path = NULL,
     .tokenizer_path = NULL, .vocab_size = 1024, .num_layers = 4, .channels = 128,
     .num_heads = 4, .seq_len = 128, .batch_size = 16, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
-    .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = 100, .eval_batches = 8,
+    .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = 1.0f, .eval_every = -1, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
     .seed = 1337, .reward_path = NULL, .kl_coef = 0.5f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
     .end_penalty = 1.0f, .reward_clip = 0.0f,
@@ -2636,17 +2636,17 @@ static const Config CONFIG_DEFAULTS = {
 // checkpoint in the output directory.
 typedef struct {
     const char *command, *train, *val, *init, *prompts;
-    int steps;
+    int steps, eval_every;
     float lr, temperature;
 } StageDefaults;
 
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 1200, 3e-3f, 0.8f},
-    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 300, 1e-3f, 0.0f},
-    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 300, 1e-3f, 0.0f},
-    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 100, 1e-4f, 0.0f},
-    {"sample", NULL, NULL, "base.bin", NULL, 0, 0.0f, 0.8f},
-    {"bench", NULL, NULL, NULL, NULL, 5, 1e-4f, 0.0f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 1200, 100, 3e-3f, 0.8f},
+    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 300, 25, 1e-3f, 0.0f},
+    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 300, 25, 1e-3f, 0.0f},
+    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 100, 20, 1e-4f, 0.0f},
+    {"sample", NULL, NULL, "base.bin", NULL, 0, 0, 0.0f, 0.8f},
+    {"bench", NULL, NULL, NULL, NULL, 5, 0, 1e-4f, 0.0f},
 };
 
 #define ADAM_BETA1 0.9f
@@ -2691,15 +2691,33 @@ static const char *resume_path(const Config *cfg, const char *name, char *buf, s
     return buf;
 }
 
-// Opens a stage's JSONL log (one line per step). A run that starts at step 0 begins a
-// new file; one that continues from a checkpoint at `step` keeps the first `step` lines
-// and drops any that a stopped run wrote after that checkpoint, so none appears twice.
+// The value of a metric on one line of a stage's JSONL log ({"step": 1, "train_loss": ...}):
+// returns 1 and sets *value if the line has the key
+static int log_number(const char *line, const char *key, double *value) {
+    char pattern[64];
+    snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+    const char *p = strstr(line, pattern);
+    if (p == NULL) { return 0; }
+    char *end;
+    *value = strtod(p + strlen(pattern), &end);
+    return end != p + strlen(pattern);
+}
+
+// Opens a JSONL log whose lines carry a "step". A run that continues from a
+// checkpoint at `step` keeps the lines of steps up to `step` and drops any that a
+// stopped run wrote after that checkpoint, so none appears twice; `step` < 0 begins a
+// new file.
 static FILE *open_log(const char *path, int step) {
-    if (step == 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
+    if (step < 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
     size_t n, keep = 0;
     char *old = read_whole_file(path, &n);
-    for (int line = 0; line < step && keep < n; line++) {
-        const char *nl = memchr(old + keep, '\n', n - keep);
+    while (keep < n) { // the lines are in step order: keep them up to the first one past `step`
+        char *nl = memchr(old + keep, '\n', n - keep);
+        if (nl) { *nl = '\0'; }
+        double line_step;
+        int past = !log_number(old + keep, "step", &line_step) || line_step > step;
+        if (nl) { *nl = '\n'; }
+        if (past) { break; }
         keep = nl ? (size_t)(nl - old) + 1 : n;
     }
     FILE *f = fopenCheck(path, "wb");
@@ -2787,18 +2805,6 @@ typedef struct {
     char metric[256];  // the stage's key figure, in words
     char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
 } StageResult;
-
-// The value of a metric on one line of a stage's JSONL log ({"step": 1, "train_loss": ...}):
-// returns 1 and sets *value if the line has the key
-static int log_number(const char *line, const char *key, double *value) {
-    char pattern[64];
-    snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
-    const char *p = strstr(line, pattern);
-    if (p == NULL) { return 0; }
-    char *end;
-    *value = strtod(p + strlen(pattern), &end);
-    return end != p + strlen(pattern);
-}
 
 // Curves of a stage's metrics as an SVG picture, which any browser opens: one panel
 // per key, each with its own vertical scale, against the step. Reads the JSONL log at
@@ -3004,15 +3010,17 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
 // Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
 // (temperature 0) or sampled, through the chat template; generation stops at
 // <|end|> or after max_new tokens. Writes {"prompt", "response"} lines, the input of
-// `./world score`. Returns the fraction of answers that ended with <|end|>.
+// `./world score`. Given a reward model (else NULL), it also scores each answer as
+// RLHF scores a rollout, at the answer's last token, and returns the mean score.
 float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
-                     int top_k, int max_new, uint64_t *rng) {
+                     int top_k, int max_new, uint64_t *rng, GPT *reward) {
     const char *keys[] = {"prompt"};
     JsonlRecords rec;
     char err[1024];
     if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
     int maxT = model->config.max_seq_len, ended = 0, cut = 0;
     int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
+    double score = 0.0;
     KVCache kv;
     kvcache_init(&kv, model->config);
     Str lines = {0};
@@ -3026,6 +3034,10 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
         int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
         int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
         ended += stop;
+        if (reward) {
+            gpt_forward(reward, tokens, NULL, 1, n);
+            score += reward->acts.values[n - 1];
+        }
         char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
         const char *out_keys[] = {"prompt", "response"}, *values[] = {prompt, response};
         json_write_object(&lines, out_keys, values, 2);
@@ -3035,14 +3047,16 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
     FILE *f = fopenCheck(out, "wb");
     fwriteCheck(str_cstr(&lines), 1, lines.len, f);
     fcloseCheck(f);
-    float frac = (float)ended / rec.count;
-    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>)\n", rec.count,
-           prompts_path, cut, out, 100 * frac);
+    score /= rec.count;
+    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>", rec.count,
+           prompts_path, cut, out, 100.0 * ended / rec.count);
+    if (reward) { printf("; reward-model score %+.3f", score); }
+    printf(")\n");
     str_free(&lines);
     kvcache_free(&kv);
     free(tokens);
     jsonl_free(&rec);
-    return frac;
+    return (float)score;
 }
 
 // ----------------------------------------------------------------------------
@@ -3151,7 +3165,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
         snprintf(name, sizeof(name), "answers_%s.jsonl", KIND_FILES[state.kind]);
         out_path(path, sizeof(path), cfg, name);
         uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
-        answer_prompts(&model, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+        answer_prompts(&model, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
         snprintf(res->answers, sizeof(res->answers), "%s", name);
     }
     gpt_free(&model);
@@ -3540,6 +3554,23 @@ static void load_weights(GPT *model, const char *path, int want_kinds) {
     model->m_memory = model->v_memory = NULL;
 }
 
+// The held-out view of RLHF: the policy answers the -q prompts as it will after
+// training, and the reward model scores those answers. Iteration `step` (0 = the SFT
+// model) writes <out>/answers_rlhf_step<step>.jsonl, or <out>/answers_rlhf.jsonl
+// after the last, and a line of <out>/rlhf_eval.jsonl. ./world summary grades the
+// same answers with the referee: the reward model's view and the truth, side by side.
+// Greedy by default, and with its own RNG stream, so evaluating never changes training.
+static void rlhf_evaluate(GPT *policy, GPT *reward, const Tokenizer *tok, const Config *cfg, int step, FILE *log) {
+    char name[64], path[4096];
+    if (step == cfg->steps) { snprintf(name, sizeof(name), "answers_rlhf.jsonl"); }
+    else { snprintf(name, sizeof(name), "answers_rlhf_step%d.jsonl", step); }
+    out_path(path, sizeof(path), cfg, name);
+    uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    float score = answer_prompts(policy, tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, reward);
+    fprintf(log, "{\"step\": %d, \"answers\": \"%s\", \"rm_score\": %.6f}\n", step, name, score);
+    fflush(log);
+}
+
 void stage_rlhf(const Config *cfg, StageResult *res) {
     if (cfg->steps < 1) { FAIL("rlhf -n %d: it needs at least one iteration (to answer prompts with a checkpoint: sft -n 0 -c)", cfg->steps); }
     GPT policy, ref, value, reward;
@@ -3604,10 +3635,15 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     float beta = state.beta;
     out_path(path, sizeof(path), cfg, "rlhf.jsonl");
     FILE *log = open_log(path, state.step);
+    out_path(path, sizeof(path), cfg, "rlhf_eval.jsonl");
+    FILE *eval_log = open_log(path, state.step - 1); // the evaluation at state.step is done again
     double t_start = now_seconds(), recent_score = 0.0, recent_kl = 0.0; // means over the last 10 iterations of this run
     int first_step = state.step, updates = first_step * cfg->ppo_epochs * chunks;
     int recent = cfg->steps - first_step < 10 ? cfg->steps - first_step : 10;
     for (int step = first_step; step < cfg->steps; step++) {
+        if (cfg->prompts_path && cfg->eval_every > 0 && step % cfg->eval_every == 0) {
+            rlhf_evaluate(&policy, &reward, &tok, cfg, step, eval_log);
+        }
         // 1. rollouts: sample, then score with all four models
         double t0 = now_seconds();
         for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)n_prompts); }
@@ -3670,11 +3706,10 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
              cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", recent_score, recent_kl);
     if (cfg->prompts_path) {
-        out_path(path, sizeof(path), cfg, "answers_rlhf.jsonl");
-        uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
-        answer_prompts(&policy, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng);
+        rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log);
         snprintf(res->answers, sizeof(res->answers), "answers_rlhf.jsonl");
     }
+    fcloseCheck(eval_log);
     for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
     free(prompts); free(idx); free(order); free(scratch); free(dscratch);
     kvcache_free(&kv);
@@ -3786,6 +3821,7 @@ static int config_resolve(Config *c, const char *command) {
         if (!c->prompts_path) { c->prompts_path = d->prompts; }
         if (!c->init_path && d->init) { snprintf(init, sizeof(init), "%s/%s", c->out_dir, d->init); c->init_path = init; }
         if (c->steps < 0) { c->steps = d->steps; }
+        if (c->eval_every < 0) { c->eval_every = d->eval_every; }
         if (c->lr < 0) { c->lr = d->lr; }
         if (c->temperature < 0) { c->temperature = d->temperature; }
         return 1;
@@ -3825,7 +3861,7 @@ static void error_usage(void) {
         "  -f <float> final learning rate / peak                        (%g)\n"
         "  -d <float> weight decay                                      (%g)\n"
         "  -g <float> gradient norm clip, 0 = off                       (%g)\n"
-        "  -e <int>   steps between validation passes                   (%d)\n"
+        "  -e <int>   steps between validation passes (rlhf: answers)   (stage: 100, 25, 25, 20)\n"
         "  -x <int>   batches per validation loss (pretrain)            (%d)\n"
         "  -y <int>   steps between samples, 0 = at the end             (%d)\n"
         "  -S <int>   steps between checkpoints, 0 = at the end         (%d)\n"
@@ -3846,7 +3882,7 @@ static void error_usage(void) {
         "  -P <float> penalty for a response without <|end|>            (%g)\n"
         "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n",
         d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len, d.batch_size, d.grad_accum,
-        d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip, d.eval_every, d.eval_batches, d.sample_every,
+        d.warmup, d.final_lr_frac, d.weight_decay, d.grad_clip, d.eval_batches, d.sample_every,
         d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_coef, d.kl_target, d.kl_horizon, d.ppo_epochs, d.minibatch,
         d.end_penalty, d.reward_clip);
     exit(EXIT_FAILURE);

@@ -985,6 +985,47 @@ static void summary_svg(const char *path, const char **stages, double grades[][5
     fcloseCheck(f);
 }
 
+// RLHF as it trained: ./train rlhf answers the held-out prompts every -e iterations
+// and logs the reward model's mean score of those answers (<out>/rlhf_eval.jsonl).
+// Here the referee grades the same answers. Both views, per iteration, go to a table,
+// <out>/rlhf_referee.jsonl and <out>/rlhf_referee.svg: where the reward model's score
+// rises and the referee's falls, the policy is gaming the reward model.
+static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/rlhf_eval.jsonl", out_dir);
+    size_t size;
+    char *text = read_file(path, &size);
+    if (text == NULL) { return; } // an RLHF run without -q, or none yet
+    char log_path[4096], svg_path[4096 + 8];
+    snprintf(log_path, sizeof(log_path), "%s/rlhf_referee.jsonl", out_dir);
+    FILE *log = fopenCheck(log_path, "wb");
+    fprintf(table, "\nRLHF as it trained: the policy's answers to the same prompts, scored by the reward model and by the referee\n");
+    fprintf(table, "%9s %9s %8s %8s %8s\n", "iteration", "RM score", "correct", "score", "fully pr");
+    Str name = {0};
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        if (end) { *end = '\0'; }
+        double step, rm_score;
+        if (log_number(line, "step", &step) && log_number(line, "rm_score", &rm_score) && !json_get(line, "answers", &name)) {
+            snprintf(path, sizeof(path), "%s/%s", out_dir, name.s);
+            ScoreSummary s = score_file(w, path, NULL, "response");
+            double n = s.scored > 0 ? s.scored : 1;
+            fprintf(table, "%9.0f %+9.3f %8.3f %8.3f %8.3f\n", step, rm_score, s.correct / n, s.score / n, s.ideal / n);
+            fprintf(log, "{\"step\": %.0f, \"rm_score\": %.4f, \"referee_score\": %.4f, \"correct\": %.4f, \"fully_preferred\": %.4f}\n",
+                    step, rm_score, s.score / n, s.correct / n, s.ideal / n);
+        }
+        if (!end) { break; }
+        line = end + 1;
+    }
+    fcloseCheck(log);
+    snprintf(svg_path, sizeof(svg_path), "%s/rlhf_referee.svg", out_dir);
+    const char *keys[] = {"rm_score", "referee_score", "fully_preferred"};
+    plot_log(log_path, svg_path, "RLHF: held-out answers, by the reward model and by the referee", keys, 3);
+    fprintf(table, "(also in %s and %s)\n", log_path, svg_path);
+    str_free(&name);
+    free(text);
+}
+
 void summary(const World *w, const char *out_dir, FILE *table) {
     static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
     const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "val", "seconds"};
@@ -1053,6 +1094,7 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     summary_svg(path, STAGES, grades, has, 4);
     fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
     jsonl_free(&rec);
+    rlhf_referee(w, out_dir, table);
 }
 
 // Which kind of difference a preference pair holds, as the referee sees it: two

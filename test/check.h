@@ -27,7 +27,7 @@ static int test_argc;
 static char **test_argv;
 static int test_matched[64];
 
-static int wanted(const char *name) {
+static inline int wanted(const char *name) {
     if (test_argc < 2) { return 1; }
     for (int i = 1; i < test_argc && i < 64; i++) {
         if (strcmp(test_argv[i], name) == 0) { test_matched[i] = 1; return 1; }
@@ -35,7 +35,7 @@ static int wanted(const char *name) {
     return 0;
 }
 
-static void check_unmatched_names(void) {
+static inline void check_unmatched_names(void) {
     for (int i = 1; i < test_argc && i < 64; i++) {
         if (!test_matched[i]) { check(0, "test names", "no test is called %s", test_argv[i]); }
     }

@@ -117,19 +117,19 @@ def test_kills(d):
           + (messages[0] if messages else ""))
 
 
-def test_resume(d, stage, args, checkpoints, log):
+def test_resume(d, stage, args, checkpoints, logs):
     whole, parts = os.path.join(d, f"{stage}_whole"), os.path.join(d, f"{stage}_parts")
     for out in (whole, parts):
         os.makedirs(out)
     run([stage] + args + ["-o", whole], d)
     interrupted = kill_after_save([stage] + args + ["-o", parts], d, os.path.join(parts, checkpoints[0]))
-    with open(os.path.join(parts, log)) as f:
+    with open(os.path.join(parts, logs[0])) as f:
         done_before = len(f.readlines())
     run([stage] + args + ["-o", parts, "--resume"], d)
-    same_log = numbers(os.path.join(whole, log)) == numbers(os.path.join(parts, log))
+    same_log = all(numbers(os.path.join(whole, log)) == numbers(os.path.join(parts, log)) for log in logs)
     same_ck = all(same_file(os.path.join(whole, c), os.path.join(parts, c)) for c in checkpoints)
     check(interrupted and same_log and same_ck, f"resume: {stage}, killed and continued, matches one whole run bit for bit",
-          f"killed after {done_before} logged steps (interrupted: {interrupted}); log identical: {same_log}; "
+          f"killed after {done_before} logged steps (interrupted: {interrupted}); {' and '.join(logs)} identical: {same_log}; "
           f"{' and '.join(checkpoints)} identical: {same_ck}")
 
 
@@ -175,14 +175,15 @@ def main():
     test_kills(d)
     data = ["-i", "text.txt", "-j", "text.txt", "-z", "tok.bin"]
     chat = ["-i", "chat.jsonl", "-j", "chat.jsonl", "-z", "tok.bin", "-b", "4", "-e", "5"]
-    test_resume(d, "pretrain", ["-n", "300", "-S", "5", "-e", "10"] + data + SMALL[:-4], ["base.bin"], "pretrain.jsonl")
+    test_resume(d, "pretrain", ["-n", "300", "-S", "5", "-e", "10"] + data + SMALL[:-4], ["base.bin"], ["pretrain.jsonl"])
     test_resume(d, "sft", ["-n", "300", "-S", "5", "-c", os.path.join(d, "start", "base.bin"), "-q", "chat.jsonl"] + chat,
-                ["sft.bin"], "sft.jsonl")
+                ["sft.bin"], ["sft.jsonl"])
     test_resume(d, "rm", ["-n", "300", "-S", "5", "-c", os.path.join(d, "start", "sft.bin")] + chat, ["reward.bin"],
-                "reward.jsonl")
+                ["reward.jsonl"])
     test_resume(d, "rlhf", ["-n", "60", "-S", "2", "-c", os.path.join(d, "start", "sft.bin"), "-R",
                             os.path.join(d, "start", "reward.bin"), "-i", "chat.jsonl", "-q", "chat.jsonl", "-z", "tok.bin",
-                            "-b", "4", "-M", "2", "-m", "8", "-K", "1", "-Z", "20"], ["rlhf.bin", "value.bin"], "rlhf.jsonl")
+                            "-b", "4", "-M", "2", "-m", "8", "-K", "1", "-Z", "20", "-e", "20"], ["rlhf.bin", "value.bin"],
+                ["rlhf.jsonl", "rlhf_eval.jsonl"])  # evaluations at 0, 20, 40 and 60: the first before the kill
     test_nan(d)
     shutil.rmtree(d)
     print(f"{passed} passed, {failed} failed")

@@ -365,7 +365,7 @@ static void test_files(void) {
 
     // world summary: the last run of each stage, its answers graded, times summed;
     // here the "sft" answers are the ideal val completions, so fully preferred is 1
-    Str answers = {0}, stages = {0}, response = {0}, prompt = {0};
+    Str answers = {0}, lies = {0}, stages = {0}, response = {0}, prompt = {0};
     char *val_text = read_in(a, "sft_val.jsonl", &size);
     n = split_lines(val_text, &lines);
     for (int i = 0; i < n; i++) {
@@ -377,6 +377,9 @@ static void test_files(void) {
         answer(&response, &rng, &w, &q, S_IDEAL, 0);
         const char *keys[] = {"prompt", "response"}, *values[] = {prompt.s, response.s};
         json_write_object(&answers, keys, values, 2);
+        str_clear(&response);
+        answer(&response, &rng, &w, &q, S_IDEAL, 1); // the same style, a wrong fact
+        json_write_object(&lies, keys, values, 2);
     }
     const char *skeys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
     const char *runs[][6] = {{"pretrain", "base.bin: 1 step", "val loss 9", "", "", "1.5"},
@@ -390,6 +393,14 @@ static void test_files(void) {
     f = fopenCheck((snprintf(path, sizeof(path), "%s/stages.jsonl", a), path), "wb");
     fwrite(stages.s, 1, stages.len, f);
     fcloseCheck(f);
+    f = fopenCheck((snprintf(path, sizeof(path), "%s/answers_lies.jsonl", a), path), "wb");
+    fwrite(lies.s, 1, lies.len, f);
+    fcloseCheck(f);
+    // RLHF's evaluations: at step 0 the ideal answers, at step 20 the lies, which the reward model scores higher
+    f = fopenCheck((snprintf(path, sizeof(path), "%s/rlhf_eval.jsonl", a), path), "wb");
+    fprintf(f, "{\"step\": 0, \"answers\": \"answers_sft.jsonl\", \"rm_score\": 0.500000}\n"
+               "{\"step\": 20, \"answers\": \"answers_lies.jsonl\", \"rm_score\": 2.000000}\n");
+    fcloseCheck(f);
     FILE *devnull = fopenCheck("/dev/null", "wb");
     summary(&w, a, devnull);
     fcloseCheck(devnull);
@@ -397,10 +408,19 @@ static void test_files(void) {
     check(strstr(json, "\"trained\": \"sft.bin: 2 steps\"") && !strstr(json, "an older run") &&
           strstr(json, "\"fully_preferred\": 1.0000") && strstr(json, "\"total_seconds\": 7.0") && !strstr(json, "rlhf"),
           "world summary: the last run of each stage, answers graded, times summed, into summary.json", "%zu bytes", size);
-    free(json); free(lines); free(val_text);
-    str_free(&answers); str_free(&stages); str_free(&response); str_free(&prompt);
-    const char *made[] = {"answers_sft.jsonl", "stages.jsonl", "summary.json"};
-    for (int i = 0; i < 3; i++) { snprintf(path, sizeof(path), "%s/%s", a, made[i]); remove(path); }
+    free(json);
+    char *referee = read_in(a, "rlhf_referee.jsonl", &size), *svg = read_in(a, "rlhf_referee.svg", &size);
+    char **rows;
+    int nrows = split_lines(referee, &rows);
+    check(nrows == 2 && strstr(rows[0], "\"step\": 0, \"rm_score\": 0.5000") && strstr(rows[0], "\"correct\": 1.0000, \"fully_preferred\": 1.0000") &&
+          strstr(rows[1], "\"step\": 20, \"rm_score\": 2.0000") && strstr(rows[1], "\"correct\": 0.0000") && strstr(svg, "</svg>"),
+          "world summary: RLHF's evaluations graded beside the reward model's scores (rlhf_referee.jsonl and .svg)",
+          "%d rows: %s", nrows, nrows > 1 ? rows[1] : "");
+    free(rows); free(referee); free(svg); free(lines); free(val_text);
+    str_free(&answers); str_free(&lies); str_free(&stages); str_free(&response); str_free(&prompt);
+    const char *made[] = {"answers_sft.jsonl", "answers_lies.jsonl", "stages.jsonl", "summary.json", "summary.svg",
+                          "rlhf_eval.jsonl", "rlhf_referee.jsonl", "rlhf_referee.svg"};
+    for (int i = 0; i < 8; i++) { snprintf(path, sizeof(path), "%s/%s", a, made[i]); remove(path); }
 
     world_free(&w);
     remove_dir(a); remove_dir(b); remove_dir(c);
