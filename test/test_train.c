@@ -847,7 +847,8 @@ static void test_gae(void) {
     float want3[3] = {3.0f - 0.5f, 2.0f - 1.0f, 2.0f + 0.5f};
     int ok3 = max_abs_diff(adv, want3, 3) < 1e-6f;
     check(ok1 && ok2 && ok3, "gae: three hand-worked examples (gamma 1 lambda 0.5, gamma 0.5 lambda 1, gamma 1 lambda 1)",
-          "advantages %.4f %.4f %.4f", adv[0], adv[1], adv[2]);
+          "right: %s, %s, %s; the last gave advantages %.4f %.4f %.4f (want 2.5 1 2.5)", ok1 ? "yes" : "NO", ok2 ? "yes" : "NO",
+          ok3 ? "yes" : "NO", adv[0], adv[1], adv[2]);
     // whitening: mean 0, std 1 over the positions with a target; the others untouched
     float x[6] = {1.0f, 2.0f, 7.0f, 3.0f, 4.0f, 9.0f};
     int targets[6] = {1, 1, -1, 1, 1, -1};
