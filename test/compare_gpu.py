@@ -98,6 +98,7 @@ def main():
     run(cpu_prog, ["pretrain", "-n", "0", "-V", "512"], dirs["cpu"])
     shutil.copy(os.path.join(dirs["cpu"], "tokenizer.bin"), dirs["gpu"])
     for stage, args, lr in stages:
+        args = args + ["-l", str(lr)]  # the learning rate that compare_params's tolerance assumes
         run(cpu_prog, [stage] + args, dirs["cpu"])
         run(gpu_prog, [stage] + args, dirs["gpu"])
         log = {"pretrain": "pretrain", "sft": "sft", "rm": "reward", "rlhf": "rlhf"}[stage]
