@@ -1182,7 +1182,7 @@ void judge_pairs(const World *w, const char *model_path, const char *tokenizer_p
 static void error_usage(void) {
     GenConfig d = GEN_DEFAULTS;
     fprintf(stderr,
-            "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]\n"
+            "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-p pairs] [-o dir]\n"
             "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] [-t label] answers.jsonl\n"
             "       world agree [-s seed] [-n entities] pairs.jsonl   (how often the referee agrees with the labels)\n"
             "       world summary [-s seed] [-n entities] out_dir     (the table of a pipeline run, and summary.json)\n"
@@ -1191,6 +1191,7 @@ static void error_usage(void) {
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
             "  -m  pretraining train text in MB           (default %.1f; val is a tenth)\n"
+            "  -p  preference pairs to train on           (default %d; val is a tenth)\n"
             "  -o  gen: output directory                  (default %s)\n"
             "      score: write per-line scores as JSONL  (default: none)\n"
             "  -k  score: the key holding the response    (default response)\n"
@@ -1198,7 +1199,7 @@ static void error_usage(void) {
             "  -c  pairs: a reward model, or a language model (ranked by log-probability)\n"
             "  -z  pairs: its tokenizer                   (default: tokenizer.bin beside the model)\n"
             "score and gen must use the same -s and -n: the referee rebuilds the world from them.\n",
-            (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.dir);
+            (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.n_pref, d.dir);
     exit(1);
 }
 
@@ -1233,6 +1234,7 @@ int main(int argc, char **argv) {
         case 'n': c.entities = (int)flag_number(flag, val, 10, MAX_ENTITIES); break;
         case 'f': c.flip_per_million = (int)(flag_number(flag, val, 0, 0.5) * 1e6 + 0.5); break;
         case 'm': c.pretrain_mb = flag_number(flag, val, 0.01, 100); break;
+        case 'p': c.n_pref = (int)flag_number(flag, val, 10, 1e6); break;
         case 'o': if (scoring) { per_line = val; } else { c.dir = val; } break;
         case 'k': key = val; break;
         case 't': label = val; break;

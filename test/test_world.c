@@ -264,6 +264,31 @@ static void test_files(void) {
     other.flip_per_million = 0;
     gen_all(&other);
 
+    // more preference pairs (gen -p): the default file is their beginning, so an experiment
+    // with more pairs keeps the same held-out pairs
+    char d[64];
+    make_dir(d, sizeof(d));
+    GenConfig more = GEN_DEFAULTS;
+    more.dir = d;
+    more.n_pref = 2 * GEN_DEFAULTS.n_pref;
+    gen_all(&more);
+    const char *pref_names[] = {"pref_train.jsonl", "pref_val.jsonl"};
+    for (int f = 0; f < 2; f++) {
+        size_t small_size, big_size;
+        char *small = read_in(a, pref_names[f], &small_size), *big = read_in(d, pref_names[f], &big_size);
+        int small_lines = 0, big_lines = 0;
+        for (size_t i = 0; i < small_size; i++) { small_lines += small[i] == '\n'; }
+        for (size_t i = 0; i < big_size; i++) { big_lines += big[i] == '\n'; }
+        char title[128];
+        snprintf(title, sizeof(title), "gen -p %d: %s has twice the lines and begins with the default file", more.n_pref,
+                 pref_names[f]);
+        check(big_lines == 2 * small_lines && big_size > small_size && memcmp(small, big, small_size) == 0, title,
+              "%d lines against %d; the default file is %s prefix", big_lines, small_lines,
+              big_size > small_size && memcmp(small, big, small_size) == 0 ? "its" : "not its");
+        free(small);
+        free(big);
+    }
+
     size_t train_size, val_size;
     free(read_in(a, "pretrain_train.txt", &train_size));
     free(read_in(a, "pretrain_val.txt", &val_size));
@@ -423,7 +448,7 @@ static void test_files(void) {
     for (int i = 0; i < 8; i++) { snprintf(path, sizeof(path), "%s/%s", a, made[i]); remove(path); }
 
     world_free(&w);
-    remove_dir(a); remove_dir(b); remove_dir(c);
+    remove_dir(a); remove_dir(b); remove_dir(c); remove_dir(d);
 }
 
 int main(void) {
