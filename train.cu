@@ -610,15 +610,21 @@ extern "C" const char *GPU(device_name)(void) {
 // ----------------------------------------------------------------------------
 // 7. the optimizer: AdamW, learning-rate schedule, gradient clipping
 
-// sum of x[i]^2 in double over fixed chunks of CHUNK elements, one thread per chunk;
-// the host adds the chunks in order, as train.c does, so the result has train.c's bits
+// sum of x[i]^2 in double over fixed chunks of CHUNK elements, one thread per chunk,
+// each with LANES interleaved partial sums; the host adds the chunks in order. Every
+// addition is train.c's, in train.c's order, so the result has train.c's bits
 #define CHUNK (1 << 16)
+#define LANES 16
 __global__ void sum_of_squares_kernel(double *partial, const float *x, size_t n) {
     size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c * CHUNK >= n) { return; }
-    size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-    double sum = 0.0;
-    for (size_t i = c * CHUNK; i < end; i++) { sum += (double)x[i] * x[i]; }
+    size_t i = c * CHUNK, end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+    double lane[LANES] = {0}, sum = 0.0;
+    for (; i + LANES <= end; i += LANES) {
+        for (int j = 0; j < LANES; j++) { lane[j] += (double)x[i + j] * x[i + j]; }
+    }
+    for (int j = 0; j < LANES; j++) { sum += lane[j]; }
+    for (; i < end; i++) { sum += (double)x[i] * x[i]; }
     partial[c] = sum;
 }
 

@@ -683,6 +683,26 @@ static void test_optimizer(void) {
     check(fabs(norm - want) < 1e-4f * want && fabs(after - 1.0f) < 1e-5f, "gradient clipping: norm measured, then scaled to the limit",
           "norm %.5f (want %.5f), after %.6f", norm, want, after);
     gpt_free(&model);
+
+    // the sum of squares behind the norm: two whole chunks and a partial one whose end is
+    // not a whole number of lanes, against one plain sum in long double; the same bits
+    // on 1 and 2 threads
+    size_t n = 2 * 65536 + 37;
+    float *x = mallocCheck(n * sizeof(float));
+    uint64_t rng = 5;
+    long double plain = 0.0L;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)((double)(random_u64(&rng) >> 11) / 9007199254740992.0 - 0.5);
+        plain += (long double)x[i] * x[i];
+    }
+    set_threads(1);
+    double one = sum_of_squares(x, n);
+    set_threads(2);
+    double two = sum_of_squares(x, n);
+    double rel = fabs((double)(one - plain)) / (double)plain;
+    check(rel < 1e-14 && one == two, "sum of squares: a plain sum's value to 1e-14, the same bits on 1 and 2 threads",
+          "relative difference %.2g; 1 thread %.17g, 2 threads %.17g", rel, one, two);
+    free(x);
 }
 
 // gradient accumulation: two micro-batches of 2 rows, each scaled by 1/2, give the

@@ -252,7 +252,7 @@ static void test_optimizer(void) {
     size_t n = 300000; // more than four chunks of the sum of squares, the last one partial
     float *g = random_floats(n, 1.0f);
     double s_cpu = sum_of_squares(g, n), s_gpu = sum_of_squares_gpu(g, n);
-    // squares of floats are exact in double and the chunks are added in the same order
+    // squares of floats are exact in double, and every partial sum is added in the same order
     check(s_cpu == s_gpu, "sum_of_squares: the same bits as train.c", "%.17g vs %.17g", s_gpu, s_cpu);
     float *g2 = copy_of(g, n);
     scale_floats(g, 0.37f, n);
