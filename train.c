@@ -1113,7 +1113,7 @@ void dataloader_free(DataLoader *dl) {
 #define NR 32
 #define MC 96
 #define KC 256
-#define NC 256
+#define NC 512
 _Static_assert(MC % MR == 0 && NC % NR == 0, "packed panels must tile the packing space exactly");
 
 static float *gemm_pack = NULL; // per-thread packing space, (threads, MC*KC + KC*NC), kept across calls
