@@ -153,8 +153,10 @@ fixtures:
 	$(TORCH_PYTHON) test/reference.py ppo-fixtures test/fixtures/ppo_tiny.bin
 
 # bench: training speed of train.c and PyTorch at configs S and M (2 threads each)
+# ROUNDS: rounds of alternating runs (more rounds, steadier medians on a noisy machine)
+ROUNDS ?= 3
 bench: train
-	./test/bench.sh "$(TORCH_PYTHON)"
+	./test/bench.sh "$(TORCH_PYTHON)" $(ROUNDS)
 
 # test-gpu: every kernel against its C function, then each stage of train_gpu against train
 test-gpu: test/test_train_gpu train train_gpu data
