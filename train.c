@@ -2288,9 +2288,8 @@ float lr_schedule(int step, int total, int warmup, float lr, float final_frac) {
 // sum of x[i]^2 over x (n,), in double. It runs over fixed chunks, added in order:
 // the same bits for any number of threads.
 REPLACED_ON_GPU double sum_of_squares(const float *x, size_t n) {
-    // fixed chunks summed in a fixed order, whatever the number of threads; within a
-    // chunk, LANES interleaved partial sums (one running sum would be a chain of
-    // dependent additions, 2.3x slower at 124M parameters)
+    // within a chunk, LANES interleaved partial sums: one running sum would be a chain
+    // of dependent additions, 2.3x slower at 124M parameters
     enum { CHUNK = 1 << 16, LANES = 16 };
     size_t chunks = (n + CHUNK - 1) / CHUNK;
     double *partial = mallocCheck(chunks * sizeof(double));
