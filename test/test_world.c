@@ -276,15 +276,17 @@ static void test_files(void) {
     for (int f = 0; f < 2; f++) {
         size_t small_size, big_size;
         char *small = read_in(a, pref_names[f], &small_size), *big = read_in(d, pref_names[f], &big_size);
-        int small_lines = 0, big_lines = 0;
-        for (size_t i = 0; i < small_size; i++) { small_lines += small[i] == '\n'; }
-        for (size_t i = 0; i < big_size; i++) { big_lines += big[i] == '\n'; }
+        int prefix = big_size > small_size && memcmp(small, big, small_size) == 0;
+        char **lines;
+        int small_lines = split_lines(small, &lines);
+        free(lines);
+        int big_lines = split_lines(big, &lines);
+        free(lines);
         char title[128];
         snprintf(title, sizeof(title), "gen -p %d: %s has twice the lines and begins with the default file", more.n_pref,
                  pref_names[f]);
-        check(big_lines == 2 * small_lines && big_size > small_size && memcmp(small, big, small_size) == 0, title,
-              "%d lines against %d; the default file is %s prefix", big_lines, small_lines,
-              big_size > small_size && memcmp(small, big, small_size) == 0 ? "its" : "not its");
+        check(big_lines == 2 * small_lines && prefix, title, "%d lines against %d; the default file is %s prefix",
+              big_lines, small_lines, prefix ? "its" : "not its");
         free(small);
         free(big);
     }
