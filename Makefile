@@ -7,6 +7,9 @@ CC ?= cc
 # FMA instructions even in strict ISO C mode
 CFLAGS ?= -O3
 CFLAGS += -std=c11 -Wall -Wextra -ffp-contract=fast
+# nothing reads errno after a math function, and without it set the compiler may call
+# vector versions of exp (train.c, at its includes)
+CFLAGS += -fno-math-errno
 LDLIBS = -lm
 ifeq ($(FAST),1)
   CFLAGS += -ffast-math

@@ -354,6 +354,45 @@ static void test_reward_position(void) {
     tokenizer_free(&tok);
 }
 
+// Length-grouped batches: a group of BATCH_GROUP batches holds exactly the records
+// that BATCH_GROUP * B plain random draws give, with less than half the padding, and the RNG moves on only after the group's last batch, to where
+// the group's draws leave it (so a run resumed mid-group redraws the same group).
+static void test_grouped_batches(void) {
+    enum { RECORDS = 300, B = 4 };
+    ChatData d = {.per_record = 2, .count = 2 * RECORDS};
+    d.examples = callocCheck(2 * RECORDS, sizeof(ChatExample));
+    uint64_t len_rng = 11;
+    for (int i = 0; i < 2 * RECORDS; i++) { d.examples[i].n = 3 + (int)(random_u64(&len_rng) % 120); }
+    GroupItem items[BATCH_GROUP * B];
+    int idx[B], drawn[RECORDS] = {0}, got[RECORDS] = {0};
+    uint64_t start = 77, rng = start, plain = start;
+    long padding = 0, padding_plain = 0; // padding tokens: 2B rows of the longest, less the rows' own lengths
+    int rng_held = 1;
+    for (long n = 0; n < BATCH_GROUP; n++) {
+        grouped_batch(&d, n, B, &rng, idx, items);
+        rng_held &= n == BATCH_GROUP - 1 || rng == start;
+        int longest = 0, longest_plain = 0;
+        for (int b = 0; b < B; b++) {
+            got[idx[b]]++;
+            padding -= d.examples[2 * idx[b]].n + d.examples[2 * idx[b] + 1].n;
+            int r = (int)(random_u64(&plain) % RECORDS);
+            drawn[r]++;
+            padding_plain -= d.examples[2 * r].n + d.examples[2 * r + 1].n;
+            longest = fmax(longest, record_len(&d, idx[b]));
+            longest_plain = fmax(longest_plain, record_len(&d, r));
+        }
+        padding += 2L * B * longest;
+        padding_plain += 2L * B * longest_plain;
+    }
+    for (int g = 0; g < BATCH_GROUP; g++) { random_u64(&plain); } // the shuffle's draws
+    int same = !memcmp(drawn, got, sizeof(drawn));
+    check(same && rng_held && rng == plain && padding * 2 < padding_plain,
+          "grouped batches: the same records as plain random draws, under half the padding, the RNG moved only after the group",
+          "same records %d, RNG held %d, moved to the end %d; padding tokens %ld against %ld", same, rng_held, rng == plain,
+          padding, padding_plain);
+    free(d.examples);
+}
+
 // ----------------------------------------------------------------------------
 // 4. layers: the matmul engine against the three plain loops
 
@@ -1095,6 +1134,7 @@ int main(int argc, char **argv) {
     if (wanted("chat_template")) { test_chat_template(); }
     if (wanted("sft_masking")) { test_sft_masking(); }
     if (wanted("reward_position")) { test_reward_position(); }
+    if (wanted("grouped_batches")) { test_grouped_batches(); }
     if (wanted("gemm")) { test_gemm(); }
     if (wanted("attention")) { test_attention(); }
     if (wanted("plot")) { test_plot(); }
