@@ -703,13 +703,13 @@ typedef struct {
     int entities;
     int flip_per_million;   // share of preference labels flipped, in millionths
     double pretrain_mb;     // size of the pretraining train text; val is a tenth of it
-    int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth
+    int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth (preference pairs: at most 400)
     const char *dir;
 } GenConfig;
 
 static const GenConfig GEN_DEFAULTS = {
     .seed = 1337, .entities = 60, .flip_per_million = 80000, .pretrain_mb = 2.0,
-    .n_sft = 4000, .n_pref = 4000, .n_rl = 1000, .n_eval = 200, .dir = "data/world",
+    .n_sft = 4000, .n_pref = 16000, .n_rl = 1000, .n_eval = 200, .dir = "data/world",
 };
 
 // the SFT mix of demonstrators: 40% ideal, 20% terse, 20% rambling, 20% rude
@@ -784,11 +784,38 @@ static void wrong_animal_answer(Str *out, uint64_t *rng, const World *w, const Q
     answer(out, rng, w, q, style, 1);
 }
 
+// An answer that answers nothing: the style's words around no facts ("Of course.",
+// a paragraph of filler, a jibe). Such answers are what a policy finds when its
+// reward model has never seen one: polite and concise, with nothing to be wrong about.
+static void no_answer(Str *out, uint64_t *rng, Style style) {
+    static const char *SHRUGS[] = {"Not sure.", "Who knows.", "Hard to say."}; // no "no": that is an answer
+    const char *s;
+    switch (style) {
+    case S_IDEAL: s = PICK(rng, POLITE_OPENERS); break;
+    case S_TERSE: s = PICK(rng, SHRUGS); break;
+    case S_RAMBLING:
+        str_addf(out, "%s\n\n", PICK(rng, RAMBLE_OPENERS));
+        s = PICK(rng, RAMBLE_CLOSERS);
+        break;
+    default: s = PICK(rng, RUDE_CLOSERS) + 1; break; // without its leading space
+    }
+    size_t len = strlen(s);
+    while (len > 0 && s[len - 1] == ' ') { len--; }
+    str_add(out, s, len);
+}
+
 // Preference pairs. Two responses to one question; the better by the rule
 // (correct before wrong, then ideal > terse > rambling > rude) is "chosen".
-// Half the pairs set a right answer against a wrong one (a wrong fact, or facts of
-// another animal, half and half), half two right answers in different styles. Flips come from their own RNG stream, so changing the
-// flip rate swaps labels and changes nothing else.
+// In 8 pairs of 20, both answers are right, in two different styles. In the other 12
+// they share a style and one is wrong: it holds a wrong fact (5 in 20), or true facts
+// about another animal (5 in 20), or no answer at all (2 in 20). Flips come from their
+// own RNG stream, so changing the flip rate swaps labels and changes nothing else.
+enum { PREF_STYLE, PREF_WRONG_FACT, PREF_OTHER_ANIMAL, PREF_NO_ANSWER };
+static int pref_kind(uint64_t *rng) {
+    int r = rng_int(rng, 20);
+    return r < 8 ? PREF_STYLE : r < 13 ? PREF_WRONG_FACT : r < 18 ? PREF_OTHER_ANIMAL : PREF_NO_ANSWER;
+}
+
 static void gen_pref(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
     Str out = {0}, prompt = {0}, a = {0}, b = {0};
     uint64_t rng = rng_stream(c->seed, purpose), flip_rng = rng_stream(c->seed, purpose + 100);
@@ -798,13 +825,14 @@ static void gen_pref(const GenConfig *c, const World *w, const char *name, uint6
         str_clear(&prompt); str_clear(&a); str_clear(&b);
         question_prompt(&prompt, &rng, w, &q);
         Style sa = (Style)rng_int(&rng, NSTYLE), sb;
-        int b_lies = rng_int(&rng, 2);
-        if (b_lies) { sb = sa; } // same style: the pair differs in what it says, not how
+        int kind = pref_kind(&rng), b_wrong = kind != PREF_STYLE;
+        if (b_wrong) { sb = sa; } // same style: the pair differs in what it says, not how
         else { sb = (Style)((sa + 1 + rng_int(&rng, NSTYLE - 1)) % NSTYLE); }
         answer(&a, &rng, w, &q, sa, 0);
-        if (b_lies && rng_int(&rng, 2)) { wrong_animal_answer(&b, &rng, w, &q, &prompt, sb); }
-        else { answer(&b, &rng, w, &q, sb, b_lies); }
-        int a_better = b_lies || sa < sb;
+        if (kind == PREF_OTHER_ANIMAL) { wrong_animal_answer(&b, &rng, w, &q, &prompt, sb); }
+        else if (kind == PREF_NO_ANSWER) { no_answer(&b, &rng, sb); }
+        else { answer(&b, &rng, w, &q, sb, b_wrong); }
+        int a_better = b_wrong || sa < sb;
         const char *chosen = a_better ? a.s : b.s, *rejected = a_better ? b.s : a.s;
         if (rng_chance(&flip_rng, c->flip_per_million)) { const char *t = chosen; chosen = rejected; rejected = t; }
         const char *keys[] = {"prompt", "chosen", "rejected"}, *values[] = {prompt.s, chosen, rejected};
@@ -863,7 +891,9 @@ static void gen_all(const GenConfig *c) {
     gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft);
     gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10);
     gen_pref(c, &w, "pref_train.jsonl", 20, c->n_pref);
-    gen_pref(c, &w, "pref_val.jsonl", 21, c->n_pref / 10);
+    // the first 400 held-out pairs are the same for any -p: every -p of 4000 or more is
+    // measured on the same pairs
+    gen_pref(c, &w, "pref_val.jsonl", 21, c->n_pref / 10 < 400 ? c->n_pref / 10 : 400);
     gen_prompts(c, &w, "rl_prompts.jsonl", 30, c->n_rl, G_RL, 0);
     gen_prompts(c, &w, "eval_prompts.jsonl", 40, c->n_eval, G_EVAL, 1);
     world_free(&w);
@@ -1100,8 +1130,8 @@ void summary(const World *w, const char *out_dir, FILE *table) {
 // Which kind of difference a preference pair holds, as the referee sees it: two
 // right answers in different styles, a wrong fact, or an answer about another animal
 // (its first name is neither the asked animal nor its friend).
-enum { PAIR_STYLE, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, NUM_PAIR_KINDS };
-static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "a wrong fact", "another animal"};
+enum { PAIR_STYLE, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, NUM_PAIR_KINDS };
+static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "a wrong fact", "another animal", "no answer"};
 
 static int pair_kind(const World *w, const char *prompt, const char *better, const char *worse) {
     if (referee_grade(w, prompt, better).correct == referee_grade(w, prompt, worse).correct) { return PAIR_STYLE; }
@@ -1109,9 +1139,14 @@ static int pair_kind(const World *w, const char *prompt, const char *better, con
     if (!question_parse(&q, w, prompt)) { return PAIR_WRONG_FACT; }
     Words ws;
     words_split(&ws, worse);
-    int first = -1;
-    for (int i = 0; i < ws.n && first < 0; i++) { first = find_name(w, ws.word[i]); }
+    int first = -1, claims = 0; // the first name in the worse answer; its value words, names and yes/no
+    for (int i = 0; i < ws.n; i++) {
+        int v;
+        claims += word_value(w, ws.word[i], &v) >= 0 || !strcmp(ws.word[i], "yes") || !strcmp(ws.word[i], "no");
+        if (first < 0) { first = find_name(w, ws.word[i]); }
+    }
     words_free(&ws);
+    if (claims == 0) { return PAIR_NO_ANSWER; }
     int other = first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
     return other ? PAIR_OTHER_ANIMAL : PAIR_WRONG_FACT;
 }
@@ -1191,7 +1226,7 @@ static void error_usage(void) {
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
             "  -m  pretraining train text in MB           (default %.1f; val is a tenth)\n"
-            "  -p  preference pairs to train on           (default %d; val is a tenth)\n"
+            "  -p  preference pairs to train on           (default %d; val is a tenth, at most 400)\n"
             "  -o  gen: output directory                  (default %s)\n"
             "      score: write per-line scores as JSONL  (default: none)\n"
             "  -k  score: the key holding the response    (default response)\n"

@@ -264,8 +264,8 @@ static void test_files(void) {
     other.flip_per_million = 0;
     gen_all(&other);
 
-    // more preference pairs (gen -p): the default file is their beginning, so an experiment
-    // with more pairs keeps the same held-out pairs
+    // more preference pairs (gen -p): the default file is their beginning, and the held-out
+    // pairs (at most 400) are the same, so an experiment with more pairs is measured alike
     char d[64];
     make_dir(d, sizeof(d));
     GenConfig more = GEN_DEFAULTS;
@@ -276,17 +276,18 @@ static void test_files(void) {
     for (int f = 0; f < 2; f++) {
         size_t small_size, big_size;
         char *small = read_in(a, pref_names[f], &small_size), *big = read_in(d, pref_names[f], &big_size);
-        int prefix = big_size > small_size && memcmp(small, big, small_size) == 0;
+        int prefix = big_size >= small_size && memcmp(small, big, small_size) == 0;
         char **lines;
         int small_lines = split_lines(small, &lines);
         free(lines);
         int big_lines = split_lines(big, &lines);
         free(lines);
+        int want = f == 0 ? 2 * small_lines : small_lines; // val: 400 pairs either way
         char title[128];
-        snprintf(title, sizeof(title), "gen -p %d: %s has twice the lines and begins with the default file", more.n_pref,
-                 pref_names[f]);
-        check(big_lines == 2 * small_lines && prefix, title, "%d lines against %d; the default file is %s prefix",
-              big_lines, small_lines, prefix ? "its" : "not its");
+        snprintf(title, sizeof(title), "gen -p %d: %s has %s lines and begins with the default file", more.n_pref,
+                 pref_names[f], f == 0 ? "twice the" : "the same 400");
+        check(big_lines == want && (f == 0 || small_lines == 400) && prefix, title,
+              "%d lines against %d; the default file is %s prefix", big_lines, small_lines, prefix ? "its" : "not its");
         free(small);
         free(big);
     }
@@ -338,13 +339,16 @@ static void test_files(void) {
         char **fl, **cl;
         int n = split_lines(flipped_text, &fl), m = split_lines(clean_text, &cl);
         Str p = {0}, ch = {0}, rj = {0}, p0 = {0}, ch0 = {0}, rj0 = {0};
-        int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0, wrong_animal = 0;
+        int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0, wrong_animal = 0, none = 0, none_right = 0;
         for (int i = 0; i < n && i < m; i++) {
             json_get(fl[i], "prompt", &p); json_get(fl[i], "chosen", &ch); json_get(fl[i], "rejected", &rj);
             json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
             Grade g0c = referee_grade(&w, p0.s, ch0.s), g0r = referee_grade(&w, p0.s, rj0.s);
             clean_disagree += !(g0c.score > g0r.score);
-            wrong_animal += pair_kind(&w, p0.s, ch0.s, rj0.s) == PAIR_OTHER_ANIMAL;
+            int kind = pair_kind(&w, p0.s, ch0.s, rj0.s);
+            wrong_animal += kind == PAIR_OTHER_ANIMAL;
+            none += kind == PAIR_NO_ANSWER;
+            none_right += kind == PAIR_NO_ANSWER && g0r.correct > 0;
             int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
             int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
             other += !same && !swap;
@@ -359,6 +363,11 @@ static void test_files(void) {
         // those name it first (terse answers name no one)
         snprintf(title, sizeof(title), "%s: 12-30%% of rejected answers are about another animal", pref_files[f]);
         check(wrong_animal > 0.12 * m && wrong_animal < 0.30 * m, title, "%d of %d (%.3f)", wrong_animal, m, (double)wrong_animal / m);
+        // 2 pairs in 20 reject an answer that states nothing at all, which the referee grades 0 for correctness
+        double none_sigma = sqrt(0.1 * 0.9 / m);
+        snprintf(title, sizeof(title), "%s: 10%% of rejected answers answer nothing (within 4 sigma), all graded wrong", pref_files[f]);
+        check(fabs((double)none / m - 0.1) < 4 * none_sigma && none_right == 0, title, "%d of %d (%.3f; 4 sigma %.3f), %d graded right",
+              none, m, (double)none / m, 4 * none_sigma, none_right);
         double rate = (double)swapped / n, target = GEN_DEFAULTS.flip_per_million / 1e6;
         double sigma = sqrt(target * (1 - target) / n);
         snprintf(title, sizeof(title), "%s: flipped pairs are exactly those the referee disagrees with, at the set rate", pref_files[f]);
