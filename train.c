@@ -1309,6 +1309,20 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
         if (!accumulate) { for (int i = 0; i < M; i++) { memset(c + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); } }
         return;
     }
+    if (M == 1 && a_cs == 1 && b_rs == 1) {
+        // One row times a weight matrix stored transposed: generation with the KV cache.
+        // Packing would copy all of b to use each element once, so each output is
+        // instead a dot product over contiguous memory: c[j] = sum_k a[k] b[j*b_cs + k]
+        #pragma omp parallel for
+        for (int j = 0; j < N; j++) {
+            const float *bj = b + (size_t)j * b_cs;
+            float sum = 0.0f;
+            #pragma omp simd reduction(+ : sum) // lanes fixed by the build, not by the threads
+            for (int k = 0; k < K; k++) { sum += a[k] * bj[k]; }
+            c[j] = accumulate ? c[j] + sum : sum;
+        }
+        return;
+    }
     float *space = gemm_space();
     int by_rows = M >= N;
     #pragma omp parallel

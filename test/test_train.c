@@ -398,12 +398,13 @@ static void test_grouped_batches(void) {
 
 static void test_gemm(void) {
     // shapes around the block sizes (MR, NR, MC, KC, NC), plain and transposed operands
-    // (few rows and several column blocks: the threads split the columns)
-    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {6, 32, 256}, {130, 70, 513}, {5, 600, 40}};
+    // (few rows and several column blocks: the threads split the columns; one row times a
+    // transposed b: the dot products of generation)
+    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {6, 32, 256}, {130, 70, 513}, {5, 600, 40}, {1, 300, 77}};
     uint64_t rng = 11;
     float worst = 0.0f;
     int cases = 0;
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < 7; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *a = mallocCheck((size_t)M * K * sizeof(float)), *b = mallocCheck((size_t)K * N * sizeof(float));
         float *c = mallocCheck((size_t)M * N * sizeof(float)), *ref = mallocCheck((size_t)M * N * sizeof(float));
@@ -431,7 +432,7 @@ static void test_gemm(void) {
         free(a); free(b); free(c); free(ref);
     }
     // float sums of up to 513 products of values in [-0.5, 0.5): rounding stays near 1e-6
-    check(worst < 1e-5f, "gemm: 6 shapes x transposes x accumulate against a double-precision triple loop",
+    check(worst < 1e-5f, "gemm: 7 shapes x transposes x accumulate against a double-precision triple loop",
           "%d cases, max |diff| %.2e (tolerance 1e-5)", cases, worst);
 }
 
