@@ -1053,13 +1053,14 @@ int reward_batch(const ChatData *d, const int *idx, int B, int *inputs, int *end
     return T;
 }
 
-// Length-grouped sampling, as Hugging Face's group_by_length. A batch is padded to
-// its longest example, so B examples drawn at random waste most of their rows on
-// padding (two thirds of a batch of the world's pairs). Instead, the training
-// batches come in groups of BATCH_GROUP: draw BATCH_GROUP * B records at random, sort them by
-// length, cut the sorted list into BATCH_GROUP batches of similar lengths, and take those
-// in a random order. Every record is still drawn at random; only which records share
-// a batch changes.
+// Length-grouped sampling, as Hugging Face's group_by_length, for the reward model's
+// pairs. A batch is padded to its longest example, so B examples drawn at random
+// waste most of their rows on padding (two thirds of a batch of the world's pairs).
+// Instead, the training batches come in groups of BATCH_GROUP: draw BATCH_GROUP * B
+// records at random, sort them by length, cut the sorted list into BATCH_GROUP
+// batches of similar lengths, and take those in a random order. Every record is still
+// drawn at random; only which records share a batch changes. (SFT keeps random
+// batches: its loss is a mean over a batch's tokens, which grouping would reweigh.)
 // The group is drawn afresh for each of its batches from the data RNG as it stood at
 // the group's start, and that state moves on only after the group's last batch. So
 // the RNG saved in a checkpoint after any step is enough to resume mid-group.

@@ -1128,8 +1128,9 @@ void summary(const World *w, const char *out_dir, FILE *table) {
 }
 
 // Which kind of difference a preference pair holds, as the referee sees it: two
-// right answers in different styles, a wrong fact, or an answer about another animal
-// (its first name is neither the asked animal nor its friend).
+// right answers in different styles, a wrong fact, an answer about another animal
+// (its first name is neither the asked animal nor its friend), or no answer (no value
+// word, name, yes or no at all).
 enum { PAIR_STYLE, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, NUM_PAIR_KINDS };
 static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "a wrong fact", "another animal", "no answer"};
 

@@ -355,8 +355,9 @@ static void test_reward_position(void) {
 }
 
 // Length-grouped batches: a group of BATCH_GROUP batches holds exactly the records
-// that BATCH_GROUP * B plain random draws give, with less than half the padding, and the RNG moves on only after the group's last batch, to where
-// the group's draws leave it (so a run resumed mid-group redraws the same group).
+// that BATCH_GROUP * B plain random draws give, with less than half the padding, and
+// the RNG moves on only after the group's last batch, to where the group's draws leave
+// it (so a run resumed mid-group redraws the same group).
 static void test_grouped_batches(void) {
     enum { RECORDS = 300, B = 4 };
     ChatData d = {.per_record = 2, .count = 2 * RECORDS};
