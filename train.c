@@ -1073,22 +1073,21 @@ static int group_item_cmp(const void *pa, const void *pb) {
     return a->len != b->len ? (a->len > b->len) - (a->len < b->len) : a->slot - b->slot;
 }
 
-// a record's padded cost: its example's length, or the longer of a pair's two
-static int record_len(const ChatData *d, int r) {
-    if (d->per_record == 1) { return d->examples[r].n; }
-    int a = d->examples[2 * r].n, b = d->examples[2 * r + 1].n;
+// a pair's padded cost: the longer of its two rows
+static int pair_len(const ChatData *d, int pair) {
+    int a = d->examples[2 * pair].n, b = d->examples[2 * pair + 1].n;
     return a > b ? a : b;
 }
 
-// The records of training batch n (counted from 0 over the whole run) into idx[0..B).
+// The pairs of training batch n (counted from 0 over the whole run) into idx[0..B).
 // *rng is the data stream at the start of batch n's group; it moves past the group
 // when n is the group's last batch. items: space for BATCH_GROUP * B entries.
 void grouped_batch(const ChatData *d, long n, int B, uint64_t *rng, int *idx, GroupItem *items) {
     uint64_t r = *rng;
-    int records = d->count / d->per_record, order[BATCH_GROUP];
+    int pairs = d->count / 2, order[BATCH_GROUP];
     for (int s = 0; s < BATCH_GROUP * B; s++) {
-        int rec = (int)(random_u64(&r) % (uint64_t)records);
-        items[s] = (GroupItem){.len = record_len(d, rec), .slot = s, .record = rec};
+        int rec = (int)(random_u64(&r) % (uint64_t)pairs);
+        items[s] = (GroupItem){.len = pair_len(d, rec), .slot = s, .record = rec};
     }
     qsort(items, BATCH_GROUP * B, sizeof(GroupItem), group_item_cmp);
     for (int g = 0; g < BATCH_GROUP; g++) { // the order of the batches: a Fisher-Yates shuffle

@@ -379,8 +379,8 @@ static void test_grouped_batches(void) {
             int r = (int)(random_u64(&plain) % RECORDS);
             drawn[r]++;
             padding_plain -= d.examples[2 * r].n + d.examples[2 * r + 1].n;
-            longest = fmax(longest, record_len(&d, idx[b]));
-            longest_plain = fmax(longest_plain, record_len(&d, r));
+            longest = fmax(longest, pair_len(&d, idx[b]));
+            longest_plain = fmax(longest_plain, pair_len(&d, r));
         }
         padding += 2L * B * longest;
         padding_plain += 2L * B * longest_plain;
