@@ -1064,7 +1064,7 @@ static void test_rlhf_rollouts(void) {
     // 4. the first PPO minibatch: the ratio is exactly 1, so nothing is clipped and
     //    the approximate KL is exactly 0; prompt and padding positions get no gradient
     Config sched = CONFIG_DEFAULTS;
-    sched.steps = 8; sched.lr = 1e-3f; sched.warmup = 0;
+    sched.steps = 8; sched.lr = 1e-3f; sched.warmup = 0; sched.grad_clip = 1.0f;
     float *scratch = mallocCheck((size_t)2 * T * sizeof(float)), *dscratch = mallocCheck((size_t)2 * T * sizeof(float));
     PPOStats st = {0};
     ppo_update(&r, 0, 2, &policy, &value, &sched, 0, scratch, dscratch, &st);
