@@ -2727,9 +2727,9 @@ typedef struct {
 // content besides style on any of three seeds. 2400 steps of 16 pairs clipped at 1 did
 // on two seeds of three, 600 steps on 4000 pairs learned less, and 300 at 1e-3 learned
 // style only (doc/reward.md has the measurements). RLHF takes 50 iterations of 32
-// rollouts: the same 1600 rollouts and PPO steps as 100 of 16, with advantages
-// whitened over twice the samples, kept more of SFT's correctness with each of three
-// reward models (doc/rlhf.md).
+// rollouts: the same 1600 rollouts and PPO steps as 100 iterations of 16, but each
+// batch's advantages are whitened over twice the samples. With each of three reward
+// models that kept more of SFT's correctness (doc/rlhf.md).
 static const StageDefaults STAGE_DEFAULTS[] = {
     {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 16, 1200, 100, 3e-3f, 1.0f, 0.8f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1e-3f, 1.0f, 0.0f},
