@@ -2418,8 +2418,26 @@ REPLACED_ON_GPU void adamw_tensor(float *p, float *m, float *v, const float *g, 
     }
 }
 
-// One AdamW step on every parameter tensor; weight decay on matrices only.
-void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, float weight_decay, int t) {
+// Fine-tuning may keep the rows of the token embedding that pretraining learned well
+// (-F 1): the rows of the merges, the strings frequent enough in the pretraining text
+// to become tokens, stay as they are; the 256 bytes, which spell what pretraining
+// rarely saw ("Yes" and "No" opening a reply), and the special tokens, which it never
+// saw, train. Why it matters: the embedding is also the LM head, and SFT's answers name
+// only the animals of its own data. Trained, the row of every other name is pushed away
+// from the hidden state wherever an answer starts, step after step, and the model
+// learns never to name an animal it was not fine-tuned on: asked about one, it names
+// another (doc/sft.md has the figures). This zeroes the gradient of the merges' rows,
+// so that clipping measures only what trains; adamw_update leaves the rows as they are.
+void gpt_freeze_token_embeddings_grad(GPT *model) {
+    size_t C = (size_t)model->config.channels, V = (size_t)model->config.vocab_size;
+    zero_floats(model->grads.wte + FIRST_MERGE * C, (V - FIRST_MERGE) * C);
+}
+
+// One AdamW step on every parameter tensor; weight decay on matrices only. With
+// freeze_embeddings, of the token embedding only the rows of the bytes and the special
+// tokens change.
+void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
+                  int freeze_embeddings) {
     if (model->m_memory == NULL) {
         model->m_memory = model_calloc(model->num_parameters, sizeof(float));
         model->v_memory = model_calloc(model->num_parameters, sizeof(float));
@@ -2427,9 +2445,10 @@ void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, flo
     size_t offset = 0;
     for (int tensor = 0; tensor < NUM_PARAMETER_TENSORS; tensor++) {
         size_t n = model->param_sizes[tensor];
+        if (tensor == 0 && freeze_embeddings) { n = FIRST_MERGE * (size_t)model->config.channels; } // wte: rows 0..259
         adamw_tensor(model->params_memory + offset, model->m_memory + offset, model->v_memory + offset,
                      model->grads_memory + offset, lr, beta1, beta2, eps, PARAMETER_DECAYS[tensor] ? weight_decay : 0.0f, t, n);
-        offset += n;
+        offset += model->param_sizes[tensor];
     }
 }
 
@@ -2681,6 +2700,7 @@ typedef struct {
     float final_lr_frac;        // -f learning rate at the end, as a fraction of the peak
     float weight_decay;         // -d
     float grad_clip;            // -g global gradient norm limit (0: off)
+    int freeze_embeddings;      // -F 1: the rows of the tokenizer's merges in the token embedding stay as they are
     int eval_every;             // -e steps between validation passes (rlhf: iterations between answering -q)
     int eval_batches;           // -x batches per validation loss
     int sample_every;           // -y steps between samples (0: only at the end)
@@ -2702,13 +2722,13 @@ typedef struct {
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
 } Config;
 
-// Defaults shared by every command; NULL paths, and a batch size, steps, lr or clip of
-// -1, take the defaults of the stage being run (STAGE_DEFAULTS below).
+// Defaults shared by every command; NULL paths, and a batch size, steps, lr, clip or
+// freeze of -1, take the defaults of the stage being run (STAGE_DEFAULTS below).
 static const Config CONFIG_DEFAULTS = {
     .train_path = NULL, .val_path = NULL, .out_dir = "out", .init_path = NULL, .prompts_path = NULL,
     .tokenizer_path = NULL, .vocab_size = 1024, .num_layers = 4, .channels = 128,
     .num_heads = 4, .seq_len = 128, .batch_size = -1, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
-    .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = -1.0f, .eval_every = -1, .eval_batches = 8,
+    .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = -1.0f, .freeze_embeddings = -1, .eval_every = -1, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
     .seed = 1337, .reward_path = NULL, .kl_coef = 1.0f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
     .end_penalty = 1.0f, .reward_clip = 0.0f,
@@ -2718,7 +2738,7 @@ static const Config CONFIG_DEFAULTS = {
 // checkpoint in the output directory.
 typedef struct {
     const char *command, *train, *val, *init, *prompts;
-    int batch, steps, eval_every;
+    int batch, steps, eval_every, freeze;
     float lr, clip, temperature;
 } StageDefaults;
 
@@ -2731,12 +2751,12 @@ typedef struct {
 // batch's advantages are whitened over twice the samples. With each of three reward
 // models that kept more of SFT's correctness (doc/rlhf.md).
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 16, 1200, 100, 3e-3f, 1.0f, 0.8f},
-    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1e-3f, 1.0f, 0.0f},
-    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 3e-4f, 0.3f, 0.0f},
-    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 32, 50, 10, 1e-4f, 1.0f, 0.0f},
-    {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0.0f, 1.0f, 0.8f},
-    {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 1e-4f, 1.0f, 0.0f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
+    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
+    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f},
+    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f},
+    {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f},
+    {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
 };
 
 #define ADAM_BETA1 0.9f
@@ -2996,13 +3016,14 @@ void record_stage(const Config *cfg, const char *stage, const StageResult *res, 
 // and the checkpoints already written stay as they are.
 float optimizer_step(GPT *model, const Config *cfg, int step, float loss, float *lr) {
     *lr = lr_schedule(step, cfg->steps, cfg->warmup, cfg->lr, cfg->final_lr_frac);
+    if (cfg->freeze_embeddings) { gpt_freeze_token_embeddings_grad(model); }
     float norm = gpt_clip_grad_norm(model, cfg->grad_clip);
     if (!isfinite(loss) || !isfinite(norm)) {
         FAIL("step %d: the loss is %g and the gradient norm %g: training diverged (NaN or infinity). The weights were not "
              "updated and the checkpoints in %s/ are as the last save left them. Try a lower learning rate (-l), a longer "
              "warmup (-w) or a tighter gradient clip (-g)", step + 1, loss, norm, cfg->out_dir);
     }
-    adamw_update(model, *lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1);
+    adamw_update(model, *lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, cfg->weight_decay, step + 1, cfg->freeze_embeddings);
     return norm;
 }
 
@@ -3855,7 +3876,7 @@ void command_bench(const Config *cfg) {
         gpt_forward(&model, inputs, targets, B, T);
         gpt_backward(&model, 1.0f);
         gpt_clip_grad_norm(&model, 1.0f);
-        adamw_update(&model, 1e-4f, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, step + 1);
+        adamw_update(&model, 1e-4f, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, step + 1, 0);
         times[step] = now_seconds() - t0;
         printf("bench step %d: %.0f ms, loss %.4f\n", step + 1, 1e3 * times[step], model.mean_loss);
     }
@@ -3917,6 +3938,7 @@ static int config_resolve(Config *c, const char *command) {
         if (c->eval_every < 0) { c->eval_every = d->eval_every; }
         if (c->lr < 0) { c->lr = d->lr; }
         if (c->grad_clip < 0) { c->grad_clip = d->clip; }
+        if (c->freeze_embeddings < 0) { c->freeze_embeddings = d->freeze; }
         if (c->temperature < 0) { c->temperature = d->temperature; }
         return 1;
     }
@@ -3955,6 +3977,7 @@ static void error_usage(void) {
         "  -f <float> final learning rate / peak                        (%g)\n"
         "  -d <float> weight decay                                      (%g)\n"
         "  -g <float> gradient norm clip, 0 = off                       (stage: 1, 1, 0.3, 1)\n"
+        "  -F <0|1>   keep the merges' rows of the token embedding     (stage: 0, 1, 0, 1)\n"
         "  -e <int>   steps between validation passes (rlhf: answers)   (stage: 100, 25, 150, 10)\n"
         "  -x <int>   batches per validation loss (pretrain)            (%d)\n"
         "  -y <int>   steps between samples, 0 = at the end             (%d)\n"
@@ -4027,6 +4050,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'f': c->final_lr_frac = flag_float(flag, v, 0, 1); break;
         case 'd': c->weight_decay = flag_float(flag, v, 0, 10); break;
         case 'g': c->grad_clip = flag_float(flag, v, 0, 1e9); break;
+        case 'F': c->freeze_embeddings = (int)flag_int(flag, v, 0, 1); break;
         case 'e': c->eval_every = (int)flag_int(flag, v, 0, 1 << 30); break;
         case 'x': c->eval_batches = (int)flag_int(flag, v, 1, 1 << 20); break;
         case 'y': c->sample_every = (int)flag_int(flag, v, 0, 1 << 30); break;
@@ -4072,6 +4096,7 @@ static void print_config(const char *command, const Config *c) {
     config_row("batch", "B=%d x accum %d, %d steps", c->batch_size, c->grad_accum, c->steps);
     config_row("learning rate", "%.1e, warmup %d, final x%.2f", c->lr, c->warmup, c->final_lr_frac);
     config_row("regularization", "weight decay %.2f, clip %.2f", c->weight_decay, c->grad_clip);
+    if (c->freeze_embeddings) { config_row("token embedding", "merges' rows frozen; bytes, specials train"); }
     if (!strcmp(command, "rlhf")) {
         config_row("reward model", "%s", c->reward_path ? c->reward_path : "<out>/reward.bin");
         config_row("KL penalty", "beta %g%s", c->kl_coef, c->kl_target > 0 ? ", adaptive" : ", fixed");

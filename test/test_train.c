@@ -578,7 +578,7 @@ static void test_against_pytorch(void) {
         gpt_backward(&model, 1.0f);
         float norm = gpt_clip_grad_norm(&model, clip);
         if (step == 0) { first_norm = norm; }
-        adamw_update(&model, lr_schedule(step, fx.steps, warmup, lr, final_frac), fx.settings[5], fx.settings[6], fx.settings[7], wd, step + 1);
+        adamw_update(&model, lr_schedule(step, fx.steps, warmup, lr, final_frac), fx.settings[5], fx.settings[6], fx.settings[7], wd, step + 1, 0);
         float dl = fabs(model.mean_loss - fx.losses[step]);
         if (dl > worst_loss) { worst_loss = dl; }
     }
@@ -710,7 +710,7 @@ static void test_optimizer(void) {
     gpt_build(&model, cfg);
     model.grads_memory = callocCheck(model.num_parameters, sizeof(float));
     for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] = 0.5f; model.grads_memory[i] = 0.2f; }
-    adamw_update(&model, 0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+    adamw_update(&model, 0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 0);
     // decayed: 0.5 (1 - 0.01) = 0.495; m = 0.02, v = 0.002; mhat = 0.2, sqrt(vhat) = 0.2: step 0.1 * 0.2 / (0.2 + 1e-8)
     float want_decayed = 0.495f - 0.1f * (0.2f / (0.2f + 1e-8f)), want_plain = 0.5f - 0.1f * (0.2f / (0.2f + 1e-8f));
     float wte = model.params_memory[0], ln1w = model.params.ln1w[0];
@@ -744,6 +744,41 @@ static void test_optimizer(void) {
     check(rel < 1e-14 && one == two, "sum of squares: a plain sum's value to 1e-14, the same bits on 1 and 2 threads",
           "relative difference %.2g; 1 thread %.17g, 2 threads %.17g", rel, one, two);
     free(x);
+}
+
+// -F 1: an optimizer step leaves the rows of every merge exactly as they were, trains
+// the rows of the bytes and the special tokens and every other tensor, and clips by the
+// norm of what trains alone
+static void test_frozen_embeddings(void) {
+    GPTConfig cfg = {.max_seq_len = 4, .vocab_size = FIRST_MERGE + 6, .num_layers = 1, .num_heads = 1, .channels = 3};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 3);
+    model.grads_memory = callocCheck(model.num_parameters, sizeof(float));
+    point_tensors((float **)&model.grads, model.param_sizes, NUM_PARAMETER_TENSORS, model.grads_memory);
+    size_t P = model.num_parameters, C = 3, V = (size_t)cfg.vocab_size;
+    float *before = mallocCheck(P * sizeof(float));
+    memcpy(before, model.params_memory, P * sizeof(float));
+    for (size_t i = 0; i < P; i++) { model.grads_memory[i] = 0.2f; }
+    Config c = CONFIG_DEFAULTS;
+    c.steps = 10; c.lr = 1e-2f; c.grad_clip = 1e9f; c.freeze_embeddings = 1;
+    float lr, norm = optimizer_step(&model, &c, 0, 1.0f, &lr);
+    size_t trained = P - (V - FIRST_MERGE) * C; // every parameter but the merges' rows
+    int frozen_same = 1, bytes_moved = 1, rest_moved = 1;
+    for (size_t r = 0; r < V; r++) {
+        for (size_t i = 0; i < C; i++) {
+            int same = model.params.wte[r * C + i] == before[r * C + i];
+            if (r < FIRST_MERGE) { bytes_moved &= !same; } else { frozen_same &= same; }
+        }
+    }
+    for (size_t i = V * C; i < P; i++) { rest_moved &= model.params_memory[i] != before[i]; }
+    float want = 0.2f * sqrtf((float)trained);
+    check(frozen_same && bytes_moved && rest_moved && fabsf(norm - want) < 1e-4f * want,
+          "frozen token embedding: merge rows unchanged; byte and special rows, and all else, trained; norm of what trains",
+          "merges unchanged %d, bytes and specials moved %d, rest moved %d, norm %.5f (want %.5f)", frozen_same, bytes_moved,
+          rest_moved, norm, want);
+    free(before);
+    gpt_free(&model);
 }
 
 // gradient accumulation: two micro-batches of 2 rows, each scaled by 1/2, give the
@@ -799,7 +834,7 @@ static void test_checkpoint(void) {
     gpt_init(&model, 9);
     model.grads_memory = callocCheck(model.num_parameters, sizeof(float));
     for (size_t i = 0; i < model.num_parameters; i++) { model.grads_memory[i] = (float)i * 1e-6f; }
-    adamw_update(&model, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+    adamw_update(&model, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 0);
     TrainState state = {.kind = KIND_BASE, .step = 17, .data_rng = 0x123456789ABCDEF0ULL}, back;
     const char *path = "/tmp/test_checkpoint.bin";
     checkpoint_save(path, &model, &state, 1);
@@ -834,7 +869,7 @@ static void train_losses(const int *tokens, size_t n, int vocab, int steps, floa
         gpt_forward(&model, dl.inputs, dl.targets, dl.B, dl.T);
         gpt_backward(&model, 1.0f);
         gpt_clip_grad_norm(&model, 1.0f);
-        adamw_update(&model, lr_schedule(step, steps, 10, lr, 0.1f), ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, step + 1);
+        adamw_update(&model, lr_schedule(step, steps, 10, lr, 0.1f), ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, step + 1, 0);
         losses[step] = model.mean_loss;
     }
     if (val_loss) {
@@ -1144,6 +1179,7 @@ int main(int argc, char **argv) {
     if (wanted("reward_against_pytorch")) { test_reward_against_pytorch(); }
     if (wanted("kv_cache")) { test_kv_cache(); }
     if (wanted("optimizer")) { test_optimizer(); }
+    if (wanted("frozen_embeddings")) { test_frozen_embeddings(); }
     if (wanted("grad_accumulation")) { test_grad_accumulation(); }
     if (wanted("sampling")) { test_sampling(); }
     if (wanted("checkpoint")) { test_checkpoint(); }
