@@ -27,7 +27,7 @@ Sections (search for the banner titles):
    4. layers: forward and backward of each building block
    5. losses for the later stages
    6. the model: GPT-2 parameters, activations, forward, backward
-   7. the optimizer: AdamW, learning-rate schedule, gradient clipping
+   7. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
    8. sampling: temperature and top-k, generation with a KV cache
    9. checkpoints: save and load, with magic number and version
   10. stage 1: pretraining
@@ -2344,7 +2344,7 @@ float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
 }
 
 // ----------------------------------------------------------------------------
-// 7. the optimizer: AdamW, learning-rate schedule, gradient clipping
+// 7. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
 
 // Learning rate at optimizer step `step` (0-based) of `total`: linear warmup from
 // lr/warmup to lr over the first `warmup` steps, then cosine decay from lr down to
