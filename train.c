@@ -2749,7 +2749,8 @@ typedef struct {
 // style only (doc/reward.md has the measurements). RLHF takes 50 iterations of 32
 // rollouts: the same 1600 rollouts and PPO steps as 100 iterations of 16, but each
 // batch's advantages are whitened over twice the samples. With each of three reward
-// models that kept more of SFT's correctness (doc/rlhf.md).
+// models that kept more of SFT's correctness (doc/rlhf.md). SFT and RLHF keep the
+// merges' rows of the token embedding (freeze 1; why: gpt_freeze_token_embeddings_grad).
 static const StageDefaults STAGE_DEFAULTS[] = {
     {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
