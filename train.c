@@ -1166,7 +1166,17 @@ void dataloader_free(DataLoader *dl) {
 //     its inner loop over NR with FMA instructions.
 // Every element of c is summed by one thread, in the same order of k, whatever the
 // number of threads: results do not depend on OMP_NUM_THREADS.
+//
+// The register block: the MR x NR sums stay in vector registers for a whole k loop.
+// With AVX-512 (32 registers of 16 floats), 12 x 32 takes 24 of them. With AVX2 (16
+// registers of 8 floats) 6 x 32 already needs more than there are, and 12 x 32 ran a
+// training step 26% slower than 6 x 32 (doc/performance.md). The block only groups
+// the sums and never reorders one, so results are the same either way.
+#if defined(__AVX512F__)
+#define MR 12
+#else
 #define MR 6
+#endif
 #define NR 32
 #define MC 96
 #define KC 256
@@ -1214,8 +1224,15 @@ void gemm_free(void) {
     gemm_pack_threads = 0;
 }
 
-// c[0:mr, 0:nr] (+)= ap (kc, MR panel) . bp (kc, NR panel), the MR x NR sums kept in registers
-static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, int kc, int mr, int nr, int overwrite) {
+// c[0:MR, 0:NR] (+)= ap (kc, MR panel) . bp (kc, NR panel), the MR x NR sums kept in
+// registers. Every bound is a constant, so the compiler keeps all of acc in vector
+// registers from the first k to the last store.
+static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, int kc, int overwrite) {
+    // ask for the tile of c now (16 floats to a cache line), so that it is on its way
+    // while the k loop runs instead of a wait at the end
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j += 16) { __builtin_prefetch(c + i * ldc + j, 1); }
+    }
     float acc[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < MR; i++) {
@@ -1223,8 +1240,22 @@ static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, i
             for (int j = 0; j < NR; j++) { acc[i][j] += a * bp[k * NR + j]; }
         }
     }
+    for (int i = 0; i < MR; i++) {
+        if (overwrite) {
+            for (int j = 0; j < NR; j++) { c[i * ldc + j] = acc[i][j]; }
+        } else {
+            for (int j = 0; j < NR; j++) { c[i * ldc + j] += acc[i][j]; }
+        }
+    }
+}
+
+// the same for a tile at the edge of c, of only mr x nr elements: the micro-kernel
+// fills a whole tile of its own, whose mr x nr corner goes to c
+static void gemm_micro_edge(float *c, size_t ldc, const float *ap, const float *bp, int kc, int mr, int nr, int overwrite) {
+    float tile[MR * NR];
+    gemm_micro(tile, NR, ap, bp, kc, 1);
     for (int i = 0; i < mr; i++) {
-        for (int j = 0; j < nr; j++) { c[i * ldc + j] = overwrite ? acc[i][j] : c[i * ldc + j] + acc[i][j]; }
+        for (int j = 0; j < nr; j++) { c[i * ldc + j] = overwrite ? tile[i * NR + j] : c[i * ldc + j] + tile[i * NR + j]; }
     }
 }
 
@@ -1242,9 +1273,15 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
             for (int jr = 0; jr < nc; jr += NR) {
                 float *panel = bp + (size_t)jr * kc;
                 if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
-                    for (int j = 0; j < NR; j++) {
-                        const float *bcol = b + (size_t)pc + (size_t)(jc + jr + j) * b_cs;
-                        for (int k = 0; k < kc; k++) { panel[k * NR + j] = jr + j < nc ? bcol[k] : 0.0f; }
+                    // (a weight matrix in the forward pass). A transpose, done 16 values of k (a
+                    // cache line) at a time across all NR columns: the NR lines are fetched
+                    // together, where one column after another would wait for each line in turn
+                    for (int k0 = 0; k0 < kc; k0 += 16) {
+                        int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+                        for (int j = 0; j < NR; j++) {
+                            const float *bcol = b + (size_t)pc + (size_t)(jc + jr + j) * b_cs;
+                            for (int k = k0; k < k1; k++) { panel[k * NR + j] = jr + j < nc ? bcol[k] : 0.0f; }
+                        }
                     }
                     continue;
                 }
@@ -1275,8 +1312,14 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
                 }
                 for (int jr = 0; jr < nc; jr += NR) {
                     for (int ir = 0; ir < mc; ir += MR) {
-                        gemm_micro(c + (size_t)(ic + ir) * ldc + jc + jr, ldc, ap + (size_t)ir * kc, bp + (size_t)jr * kc,
-                                   kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, overwrite);
+                        float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
+                        const float *api = ap + (size_t)ir * kc, *bpj = bp + (size_t)jr * kc;
+                        if (mc - ir >= MR && nc - jr >= NR) {
+                            gemm_micro(cij, ldc, api, bpj, kc, overwrite);
+                        } else {
+                            gemm_micro_edge(cij, ldc, api, bpj, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR,
+                                            overwrite);
+                        }
                     }
                 }
             }

@@ -401,7 +401,7 @@ static void test_gemm(void) {
     // shapes around the block sizes (MR, NR, MC, KC, NC), plain and transposed operands
     // (few rows and several column blocks: the threads split the columns; one row times a
     // transposed b: the dot products of generation)
-    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {6, 32, 256}, {130, 70, 513}, {5, 600, 40}, {1, 300, 77}};
+    int shapes[][3] = {{1, 1, 1}, {5, 33, 7}, {97, 257, 300}, {MR, NR, KC}, {130, 70, 513}, {5, 600, 40}, {1, 300, 77}};
     uint64_t rng = 11;
     float worst = 0.0f;
     int cases = 0;
