@@ -1156,11 +1156,11 @@ void dataloader_free(DataLoader *dl) {
 // b[k*b_rs + j*b_cs], so a transposed operand is just other strides; c is row-major.
 // The plain math is three loops (for i, for j, for k: c[i][j] += a[i][k] * b[k][j]).
 // For speed (see doc/performance.md) the loops are blocked as in BLIS/GotoBLAS:
-//   - each thread takes an equal share of the rows or of the columns of c (see
-//     gemm() below), which it works through in MC x NC tiles (OpenMP);
+//   - c is worked through in MC x NC tiles: the threads share out blocks of MC rows,
+//     or (when c is wider than tall) equal shares of the columns (see gemm() below);
 //   - k runs in blocks of KC; the KC x NC slice of b and the MC x KC slice of a are
-//     copied ("packed") into contiguous panels that stay in cache, and a thread packs
-//     each slice of b once for all of its row blocks;
+//     copied ("packed") into contiguous panels that stay in cache, and each slice of b
+//     is packed once for all the row blocks that use it;
 //   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
 //     outer product of MR values of a and NR values of b. The compiler vectorizes
 //     its inner loop over NR with FMA instructions.
@@ -1259,6 +1259,65 @@ static void gemm_micro_edge(float *c, size_t ldc, const float *ap, const float *
     }
 }
 
+// Packs b[pc:pc+kc, j:j+NR] into one NR-wide panel, k-major, with zeros for the
+// columns from jend on. The loops run along whichever index of b is contiguous.
+static void gemm_pack_b(float *panel, const float *b, size_t b_rs, size_t b_cs, int pc, int kc, int j, int jend) {
+    if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
+        // (a weight matrix in the forward pass). A transpose, done 16 values of k (a cache
+        // line) at a time across all NR columns: the NR lines are fetched together, where
+        // one column after another would wait for each line in turn
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+            for (int jj = 0; jj < NR; jj++) {
+                const float *bcol = b + (size_t)pc + (size_t)(j + jj) * b_cs;
+                for (int k = k0; k < k1; k++) { panel[k * NR + jj] = j + jj < jend ? bcol[k] : 0.0f; }
+            }
+        }
+        return;
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)j * b_cs;
+        for (int jj = 0; jj < NR; jj++) { panel[k * NR + jj] = j + jj < jend ? brow[(size_t)jj * b_cs] : 0.0f; }
+    }
+}
+
+// Packs a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again along
+// the index of a that is contiguous in memory.
+static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
+    for (int ir = 0; ir < mc; ir += MR) {
+        float *panel = ap + (size_t)ir * kc;
+        if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
+            for (int k = 0; k < kc; k++) {
+                const float *acol = a + (size_t)(ic + ir) + (size_t)(pc + k) * a_cs;
+                for (int i = 0; i < MR; i++) { panel[k * MR + i] = ir + i < mc ? acol[i] : 0.0f; }
+            }
+            continue;
+        }
+        for (int i = 0; i < MR; i++) {
+            if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
+            const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
+            for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
+        }
+    }
+}
+
+// c[ic:ic+mc, jc:jc+nc] (+)= the packed a block ap (mc x kc) . the packed b slice bp
+// (kc x nc), one micro-tile at a time; each panel of b stays in cache for all of ap
+static void gemm_block(float *c, size_t ldc, const float *ap, const float *bp, int ic, int mc, int jc, int nc, int kc,
+                       int overwrite) {
+    for (int jr = 0; jr < nc; jr += NR) {
+        for (int ir = 0; ir < mc; ir += MR) {
+            float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
+            const float *api = ap + (size_t)ir * kc, *bpj = bp + (size_t)jr * kc;
+            if (mc - ir >= MR && nc - jr >= NR) {
+                gemm_micro(cij, ldc, api, bpj, kc, overwrite);
+            } else {
+                gemm_micro_edge(cij, ldc, api, bpj, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, overwrite);
+            }
+        }
+    }
+}
+
 // Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
 // (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
 // rows, each MC x KC slice of a once per slice of b.
@@ -1268,83 +1327,36 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
         int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
-            // pack b[pc:pc+kc, jc:jc+nc] into NR-wide panels, k-major, zero-padded; the loops
-            // run along whichever index of b is contiguous in memory
-            for (int jr = 0; jr < nc; jr += NR) {
-                float *panel = bp + (size_t)jr * kc;
-                if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
-                    // (a weight matrix in the forward pass). A transpose, done 16 values of k (a
-                    // cache line) at a time across all NR columns: the NR lines are fetched
-                    // together, where one column after another would wait for each line in turn
-                    for (int k0 = 0; k0 < kc; k0 += 16) {
-                        int k1 = k0 + 16 < kc ? k0 + 16 : kc;
-                        for (int j = 0; j < NR; j++) {
-                            const float *bcol = b + (size_t)pc + (size_t)(jc + jr + j) * b_cs;
-                            for (int k = k0; k < k1; k++) { panel[k * NR + j] = jr + j < nc ? bcol[k] : 0.0f; }
-                        }
-                    }
-                    continue;
-                }
-                for (int k = 0; k < kc; k++) {
-                    const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)(jc + jr) * b_cs;
-                    for (int j = 0; j < NR; j++) { panel[k * NR + j] = jr + j < nc ? brow[(size_t)j * b_cs] : 0.0f; }
-                }
-            }
-            int overwrite = (pc == 0 && !accumulate);
+            for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
             for (int ic = i0; ic < i1; ic += MC) {
                 int mc = i1 - ic < MC ? i1 - ic : MC;
-                // pack a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again
-                // along the index that is contiguous in memory
-                for (int ir = 0; ir < mc; ir += MR) {
-                    float *panel = ap + (size_t)ir * kc;
-                    if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
-                        for (int k = 0; k < kc; k++) {
-                            const float *acol = a + (size_t)(ic + ir) + (size_t)(pc + k) * a_cs;
-                            for (int i = 0; i < MR; i++) { panel[k * MR + i] = ir + i < mc ? acol[i] : 0.0f; }
-                        }
-                        continue;
-                    }
-                    for (int i = 0; i < MR; i++) {
-                        if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
-                        const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
-                        for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
-                    }
-                }
-                for (int jr = 0; jr < nc; jr += NR) {
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
-                        const float *api = ap + (size_t)ir * kc, *bpj = bp + (size_t)jr * kc;
-                        if (mc - ir >= MR && nc - jr >= NR) {
-                            gemm_micro(cij, ldc, api, bpj, kc, overwrite);
-                        } else {
-                            gemm_micro_edge(cij, ldc, api, bpj, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR,
-                                            overwrite);
-                        }
-                    }
-                }
+                gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                gemm_block(c, ldc, ap, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
             }
         }
     }
 }
 
-// the packing space of every thread, MC*KC + KC*NC floats each, allocated on first use
-// (and called before any parallel region that uses it)
+// the packing space of every thread, MC*KC + KC*NC floats each, then one KC*NC slice of
+// b that the threads share; allocated on first use (and called before any parallel
+// region that uses it)
 #define GEMM_SPACE (MC * KC + KC * NC)
 static float *gemm_space(void) {
     int threads = max_threads();
     if (threads > gemm_pack_threads) {
         free(gemm_pack);
-        gemm_pack = mallocCheck((size_t)threads * GEMM_SPACE * sizeof(float));
+        gemm_pack = mallocCheck(((size_t)threads * GEMM_SPACE + KC * NC) * sizeof(float));
         gemm_pack_threads = threads;
     }
     return gemm_pack;
 }
 
-// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads. Each thread takes an
-// equal share of the rows of c and packs all of b, or an equal share of the columns
-// and packs all of a: whichever of a and b is the smaller is the one packed by every
-// thread. Every element of c is summed by one thread, over k in the same order
-// whatever the number of threads.
+// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads. When c has at least as
+// many rows as columns, the threads pack each KC x NC slice of b together, into one
+// shared slice, and then take blocks of MC rows in turn (dynamic: a thread slowed by
+// other work on the machine takes fewer). Otherwise each thread takes an equal share of
+// the columns and packs all of a. Either way every element of c is summed by one thread
+// at a time, over k in the same order whatever the number of threads.
 static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
                  size_t b_cs, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) { return; }
@@ -1367,19 +1379,36 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
         return;
     }
     float *space = gemm_space();
-    int by_rows = M >= N;
+    if (M >= N) {
+        float *bp = space + (size_t)gemm_pack_threads * GEMM_SPACE; // the shared slice of b
+        #pragma omp parallel
+        {
+            float *ap = space + (size_t)thread_id() * GEMM_SPACE;
+            for (int jc = 0; jc < N; jc += NC) {
+                int nc = N - jc < NC ? N - jc : NC;
+                for (int pc = 0; pc < K; pc += KC) {
+                    int kc = K - pc < KC ? K - pc : KC;
+                    #pragma omp for // ends with a barrier: the slice is whole before any use
+                    for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
+                    #pragma omp for schedule(dynamic) // ends with a barrier: all done before the next slice
+                    for (int ic = 0; ic < M; ic += MC) {
+                        int mc = M - ic < MC ? M - ic : MC;
+                        gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                        gemm_block(c, ldc, ap, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
+                    }
+                }
+            }
+        }
+        return;
+    }
     #pragma omp parallel
     {
-        int nt = team_size(), t = thread_id();
-        // shares in whole micro-tiles (MR rows or NR columns)
-        int units = by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR, unit = by_rows ? MR : NR;
-        int lo = units * t / nt * unit, hi = units * (t + 1) / nt * unit, end = by_rows ? M : N;
-        if (hi > end) { hi = end; }
+        // shares of whole micro-tiles (NR columns)
+        int nt = team_size(), t = thread_id(), units = (N + NR - 1) / NR;
+        int lo = units * t / nt * NR, hi = units * (t + 1) / nt * NR;
+        if (hi > N) { hi = N; }
         float *ap = space + (size_t)t * GEMM_SPACE;
-        if (lo < hi) {
-            gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, by_rows ? lo : 0, by_rows ? hi : M,
-                       by_rows ? 0 : lo, by_rows ? N : hi, ap, ap + MC * KC);
-        }
+        if (lo < hi) { gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, lo, hi, ap, ap + MC * KC); }
     }
 }
 
