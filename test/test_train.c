@@ -853,9 +853,10 @@ static void test_checkpoint(void) {
 // ----------------------------------------------------------------------------
 // 10. pretraining: determinism, threads, and learning on the world corpus
 
-// trains a small model for `steps` steps on text tokens; returns the losses
+// trains a small model for `steps` steps on text tokens; returns the losses, and in
+// *params (when not NULL) a hash of the bits of every trained parameter
 static void train_losses(const int *tokens, size_t n, int vocab, int steps, float lr, int threads, float *losses,
-                         float *val_loss, const int *val_tokens, size_t n_val) {
+                         float *val_loss, const int *val_tokens, size_t n_val, uint64_t *params) {
     set_threads(threads);
     GPTConfig cfg = {.max_seq_len = 64, .vocab_size = vocab, .num_layers = 2, .num_heads = 4, .channels = 64};
     GPT model;
@@ -878,6 +879,11 @@ static void train_losses(const int *tokens, size_t n, int vocab, int steps, floa
         *val_loss = evaluate(&model, &val, 16);
         dataloader_free(&val);
     }
+    if (params) { // FNV-1a over the bytes
+        const unsigned char *bytes = (const unsigned char *)model.params_memory;
+        *params = 14695981039346656037ull;
+        for (size_t i = 0; i < model.num_parameters * sizeof(float); i++) { *params = (*params ^ bytes[i]) * 1099511628211ull; }
+    }
     dataloader_free(&dl);
     gpt_free(&model);
     set_threads(2);
@@ -895,12 +901,18 @@ static void test_pretraining(void) {
     int *tokens = encode_file(&tok, train_path, &n), *val_tokens = encode_file(&tok, val_path, &n_val);
 
     enum { STEPS = 8 };
-    float a[STEPS], b[STEPS], c[STEPS];
-    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 2, a, NULL, NULL, 0);
-    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 2, b, NULL, NULL, 0);
-    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 1, c, NULL, NULL, 0);
-    check(!memcmp(a, b, sizeof(a)), "determinism: the same seed gives bit-identical losses", "loss after %d steps %.6f and %.6f", STEPS, a[STEPS - 1], b[STEPS - 1]);
-    check(!memcmp(a, c, sizeof(a)), "determinism: 1 and 2 OpenMP threads give bit-identical losses", "%.6f and %.6f", a[STEPS - 1], c[STEPS - 1]);
+    float a[STEPS], b[STEPS], c[STEPS], d[STEPS];
+    uint64_t pa, pb, pc, pd;
+    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 2, a, NULL, NULL, 0, &pa);
+    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 2, b, NULL, NULL, 0, &pb);
+    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 1, c, NULL, NULL, 0, &pc);
+    train_losses(tokens, n, tok.vocab_size, STEPS, 3e-3f, 3, d, NULL, NULL, 0, &pd); // 3: splits no power of two divides
+    check(!memcmp(a, b, sizeof(a)) && pa == pb, "determinism: the same seed gives bit-identical losses and parameters",
+          "loss after %d steps %.6f and %.6f", STEPS, a[STEPS - 1], b[STEPS - 1]);
+    check(!memcmp(a, c, sizeof(a)) && !memcmp(a, d, sizeof(a)) && pa == pc && pa == pd,
+          "determinism: 1, 2 and 3 OpenMP threads give bit-identical losses and parameters",
+          "losses %.9g, %.9g and %.9g; parameter hashes %016llx, %016llx and %016llx", a[STEPS - 1], c[STEPS - 1], d[STEPS - 1],
+          (unsigned long long)pa, (unsigned long long)pc, (unsigned long long)pd);
 
     // A short run learns the world's language. Baselines on the val text: uniform
     // guessing costs ln V, and a model of token frequencies alone costs the unigram
@@ -913,7 +925,7 @@ static void test_pretraining(void) {
     free(freq);
     enum { LONG = 200 };
     float losses[LONG], val_loss;
-    train_losses(tokens, n, tok.vocab_size, LONG, 1e-2f, 2, losses, &val_loss, val_tokens, n_val);
+    train_losses(tokens, n, tok.vocab_size, LONG, 1e-2f, 2, losses, &val_loss, val_tokens, n_val, NULL);
     check(val_loss < 1.9f, "pretraining: 200 steps of a 0.2M-parameter model on the world corpus reach val loss < 1.9",
           "train loss %.3f -> %.3f, val loss %.3f (uniform ln V = %.2f, unigram entropy %.2f)", losses[0], losses[LONG - 1],
           val_loss, log((float)tok.vocab_size), unigram);
