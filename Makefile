@@ -63,7 +63,7 @@ NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),co
 	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench fixtures debug clean FORCE exercise check solution
+.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -160,6 +160,19 @@ fixtures:
 ROUNDS ?= 3
 bench: train
 	./test/bench.sh "$(TORCH_PYTHON)" $(ROUNDS)
+
+# bench-ab: two versions of train.c (git revisions or files) timed step by step in one
+# process, e.g. make bench-ab A=HEAD~1 B=train.c CONFIG=M AB_ROUNDS=11 (test/ab.sh)
+A ?= HEAD
+B ?= train.c
+CONFIG ?= S
+AB_ROUNDS ?= 9
+bench-ab:
+	./test/ab.sh "$(A)" "$(B)" $(CONFIG) $(AB_ROUNDS)
+
+# the compile flags this machine gets (test/ab.sh builds with them)
+print-cflags:
+	@echo 'CFLAGS: $(CFLAGS)'
 
 # test-gpu: every kernel against its C function, then each stage of train_gpu against train
 test-gpu: test/test_train_gpu train train_gpu data

@@ -1,0 +1,99 @@
+// A/B timing of two builds of train.c inside one process, for a machine too noisy to
+// compare separate runs: test/ab.sh builds each train.c as a shared object exposing
+// ab_init and ab_step (the ab_model part below, compiled with -DAB_MODEL), and this
+// driver alternates their training steps and reports the median of the per-round
+// ratios, B's step time over A's. Both see the same moments of the machine.
+//   usage: ab_step <rounds> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>
+#ifdef AB_MODEL
+#define TESTING
+#include TRAIN_C
+
+static GPT ab_model;
+static int ab_B, ab_T, ab_steps;
+static int *ab_inputs, *ab_targets;
+
+void ab_init(int L, int C, int NH, int V, int T, int B) {
+    GPTConfig cfg = {.max_seq_len = T, .vocab_size = V, .num_layers = L, .num_heads = NH, .channels = C};
+    gpt_build(&ab_model, cfg);
+    gpt_init(&ab_model, 1337);
+    ab_B = B;
+    ab_T = T;
+    ab_inputs = mallocCheck((size_t)B * T * sizeof(int));
+    ab_targets = mallocCheck((size_t)B * T * sizeof(int));
+    uint64_t rng = 42;
+    for (int i = 0; i < B * T; i++) {
+        ab_inputs[i] = (int)(random_u64(&rng) % (uint64_t)V);
+        ab_targets[i] = (int)(random_u64(&rng) % (uint64_t)V);
+    }
+}
+
+// one training step, as `./train bench` times it; returns the loss
+float ab_step(void) {
+    gpt_zero_grad(&ab_model);
+    gpt_forward(&ab_model, ab_inputs, ab_targets, ab_B, ab_T);
+    gpt_backward(&ab_model, 1.0f);
+    gpt_clip_grad_norm(&ab_model, 1.0f);
+    adamw_update(&ab_model, 1e-4f, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, ++ab_steps, 0);
+    return ab_model.mean_loss;
+}
+#else
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int compare(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double median(double *v, int n) {
+    qsort(v, n, sizeof(double), compare);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 10) {
+        fprintf(stderr, "usage: %s <rounds> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>\n", argv[0]);
+        return 2;
+    }
+    int rounds = atoi(argv[1]), dims[6];
+    for (int i = 0; i < 6; i++) { dims[i] = atoi(argv[2 + i]); }
+    if (rounds < 1 || rounds > 1000) { fprintf(stderr, "rounds: 1 to 1000\n"); return 2; }
+    void (*init[2])(int, int, int, int, int, int);
+    float (*step[2])(void);
+    for (int v = 0; v < 2; v++) {
+        void *lib = dlopen(argv[8 + v], RTLD_NOW | RTLD_LOCAL);
+        if (!lib) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+        *(void **)&init[v] = dlsym(lib, "ab_init");
+        *(void **)&step[v] = dlsym(lib, "ab_step");
+        if (!init[v] || !step[v]) { fprintf(stderr, "%s: no ab_init or ab_step\n", argv[8 + v]); return 1; }
+        init[v](dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
+        step[v](); // the first step allocates and warms up: not timed
+    }
+    double *t[2], *ratio = malloc(rounds * sizeof(double));
+    float loss[2];
+    for (int v = 0; v < 2; v++) { t[v] = malloc(rounds * sizeof(double)); }
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < 2; k++) {
+            int v = (r + k) % 2; // alternate which goes first
+            double t0 = now();
+            loss[v] = step[v]();
+            t[v][r] = now() - t0;
+        }
+        ratio[r] = t[1][r] / t[0][r];
+    }
+    for (int v = 0; v < 2; v++) {
+        printf("%s: median %.0f ms/step, loss after %d steps %.6f\n", v ? "B" : "A", 1e3 * median(t[v], rounds), rounds + 1,
+               loss[v]);
+    }
+    printf("B / A, the median of %d paired rounds: %.3f\n", rounds, median(ratio, rounds));
+    return 0;
+}
+#endif
