@@ -1169,9 +1169,9 @@ void dataloader_free(DataLoader *dl) {
 //
 // The register block: the MR x NR sums stay in vector registers for a whole k loop.
 // With AVX-512 (32 registers of 16 floats), 12 x 32 takes 24 of them. With AVX2 (16
-// registers of 8 floats) 6 x 32 already needs more than there are, and 12 x 32 ran a
-// training step 26% slower than 6 x 32 (doc/performance.md). The block only groups
-// the sums and never reorders one, so results are the same either way.
+// registers of 8 floats) 6 x 32 already needs more than there are, and 12 x 32 made a
+// training step slower still (doc/performance.md). The block only groups the sums
+// and never reorders one, so results are the same either way.
 #if defined(__AVX512F__)
 #define MR 12
 #else
