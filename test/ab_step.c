@@ -94,6 +94,9 @@ int main(int argc, char **argv) {
                loss[v]);
     }
     printf("B / A, the median of %d paired rounds: %.3f\n", rounds, median(ratio, rounds));
+    free(ratio);
+    free(t[0]);
+    free(t[1]);
     return 0;
 }
 #endif
