@@ -27,7 +27,8 @@ void ab_init(int L, int C, int NH, int V, int T, int B) {
     }
 }
 
-// one training step, as `./train bench` times it; returns the loss
+// one training step, as `./train bench` times it; returns the loss. Spelled out here
+// rather than shared with train.c, so that older revisions can be timed too.
 float ab_step(void) {
     gpt_zero_grad(&ab_model);
     gpt_forward(&ab_model, ab_inputs, ab_targets, ab_B, ab_T);
