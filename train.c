@@ -1158,9 +1158,11 @@ void dataloader_free(DataLoader *dl) {
 // For speed (see doc/performance.md) the loops are blocked as in BLIS/GotoBLAS:
 //   - c is worked through in MC x NC tiles: the threads share out blocks of MC rows,
 //     or (when c is wider than tall) equal shares of the columns (see gemm() below);
-//   - k runs in blocks of KC; the KC x NC slice of b and the MC x KC slice of a are
-//     copied ("packed") into contiguous panels that stay in cache, and each slice of b
-//     is packed once for all the row blocks that use it;
+//   - k runs in blocks of KC; the KC x NC slice of b is copied ("packed") into
+//     contiguous panels that stay in cache, once for all the row blocks that use it.
+//     An MC x KC block of a is packed too, unless its rows are contiguous in k: then
+//     the micro-kernel reads them where they are (only a last, partial panel of MR
+//     rows is packed, with zeros below it);
 //   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
 //     outer product of MR values of a and NR values of b. The compiler vectorizes
 //     its inner loop over NR with FMA instructions.
@@ -1224,10 +1226,14 @@ void gemm_free(void) {
     gemm_pack_threads = 0;
 }
 
-// c[0:MR, 0:NR] (+)= ap (kc, MR panel) . bp (kc, NR panel), the MR x NR sums kept in
-// registers. Every bound is a constant, so the compiler keeps all of acc in vector
-// registers from the first k to the last store.
-static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, int kc, int overwrite) {
+// c[0:MR, 0:NR] (+)= a (MR, kc) . bp (kc, NR panel), the MR x NR sums kept in
+// registers. Element (i,k) of a is a[i*a_rs + k*a_cs]: a packed panel (a_rs 1, a_cs
+// MR) or MR rows of a read in place (a_rs the row stride, a_cs 1). Every call site
+// passes constant a strides and the kernel is inlined into it, so all bounds and
+// strides but a's row stride are constants, and the compiler keeps all of acc in
+// vector registers from the first k to the last store.
+static inline __attribute__((always_inline)) void gemm_micro(float *c, size_t ldc, const float *a, size_t a_rs,
+                                                             size_t a_cs, const float *bp, int kc, int overwrite) {
     // ask for the tile of c now (16 floats to a cache line), so that it is on its way
     // while the k loop runs instead of a wait at the end
     for (int i = 0; i < MR; i++) {
@@ -1236,8 +1242,8 @@ static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, i
     float acc[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < MR; i++) {
-            float a = ap[k * MR + i];
-            for (int j = 0; j < NR; j++) { acc[i][j] += a * bp[k * NR + j]; }
+            float aik = a[i * a_rs + k * a_cs];
+            for (int j = 0; j < NR; j++) { acc[i][j] += aik * bp[k * NR + j]; }
         }
     }
     for (int i = 0; i < MR; i++) {
@@ -1251,9 +1257,11 @@ static void gemm_micro(float *c, size_t ldc, const float *ap, const float *bp, i
 
 // the same for a tile at the edge of c, of only mr x nr elements: the micro-kernel
 // fills a whole tile of its own, whose mr x nr corner goes to c
-static void gemm_micro_edge(float *c, size_t ldc, const float *ap, const float *bp, int kc, int mr, int nr, int overwrite) {
+static inline __attribute__((always_inline)) void gemm_micro_edge(float *c, size_t ldc, const float *a, size_t a_rs,
+                                                                  size_t a_cs, const float *bp, int kc, int mr, int nr,
+                                                                  int overwrite) {
     float tile[MR * NR];
-    gemm_micro(tile, NR, ap, bp, kc, 1);
+    gemm_micro(tile, NR, a, a_rs, a_cs, bp, kc, 1);
     for (int i = 0; i < mr; i++) {
         for (int j = 0; j < nr; j++) { c[i * ldc + j] = overwrite ? tile[i * NR + j] : c[i * ldc + j] + tile[i * NR + j]; }
     }
@@ -1301,18 +1309,46 @@ static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int
     }
 }
 
-// c[ic:ic+mc, jc:jc+nc] (+)= the packed a block ap (mc x kc) . the packed b slice bp
-// (kc x nc), one micro-tile at a time; each panel of b stays in cache for all of ap
-static void gemm_block(float *c, size_t ldc, const float *ap, const float *bp, int ic, int mc, int jc, int nc, int kc,
-                       int overwrite) {
+// Gets a[ic:ic+mc, pc:pc+kc] ready for the micro-kernel. Rows contiguous in k (a_cs
+// 1) are read in place: copying them into a panel would be a transpose, 12 scattered
+// stores per cache line of a, for no gain in order. Then only a last panel of fewer
+// than MR rows is packed, at ap, where its rows would be. Returns the block's first
+// row in place, or NULL when all of it is packed at ap.
+static const float *gemm_prepare_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
+    if (a_cs != 1) {
+        gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+        return NULL;
+    }
+    int full = mc / MR * MR;
+    if (full < mc) { gemm_pack_a(ap + (size_t)full * kc, a, a_rs, a_cs, ic + full, mc - full, pc, kc); }
+    return a + (size_t)ic * a_rs + pc;
+}
+
+// c[ic:ic+mc, jc:jc+nc] (+)= the block of a (mc x kc) . the packed b slice bp (kc x
+// nc), one micro-tile at a time; each panel of b stays in cache for all of the block.
+// The block is as gemm_prepare_a left it: a_rows (rows a_rs apart) for its whole
+// panels, or NULL, and packed panels at ap.
+static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
+                       int mc, int jc, int nc, int kc, int overwrite) {
     for (int jr = 0; jr < nc; jr += NR) {
         for (int ir = 0; ir < mc; ir += MR) {
             float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
-            const float *api = ap + (size_t)ir * kc, *bpj = bp + (size_t)jr * kc;
-            if (mc - ir >= MR && nc - jr >= NR) {
-                gemm_micro(cij, ldc, api, bpj, kc, overwrite);
-            } else {
-                gemm_micro_edge(cij, ldc, api, bpj, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, overwrite);
+            const float *bpj = bp + (size_t)jr * kc;
+            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+            if (a_rows && mr == MR) { // in place
+                const float *ai = a_rows + (size_t)ir * a_rs;
+                if (nr == NR) {
+                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kc, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kc, mr, nr, overwrite);
+                }
+            } else { // packed
+                const float *api = ap + (size_t)ir * kc;
+                if (mr == MR && nr == NR) {
+                    gemm_micro(cij, ldc, api, 1, MR, bpj, kc, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kc, mr, nr, overwrite);
+                }
             }
         }
     }
@@ -1320,7 +1356,7 @@ static void gemm_block(float *c, size_t ldc, const float *ap, const float *bp, i
 
 // Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
 // (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
-// rows, each MC x KC slice of a once per slice of b.
+// rows, each MC x KC slice of a prepared once per slice of b.
 static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
                        size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp) {
     for (int jc = j0; jc < j1; jc += NC) {
@@ -1330,8 +1366,8 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
             for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
             for (int ic = i0; ic < i1; ic += MC) {
                 int mc = i1 - ic < MC ? i1 - ic : MC;
-                gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                gemm_block(c, ldc, ap, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
+                const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
             }
         }
     }
@@ -1393,8 +1429,8 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
                     #pragma omp for schedule(dynamic) // ends with a barrier: all done before the next slice
                     for (int ic = 0; ic < M; ic += MC) {
                         int mc = M - ic < MC ? M - ic : MC;
-                        gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                        gemm_block(c, ldc, ap, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
+                        const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                        gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
                     }
                 }
             }
@@ -1592,7 +1628,7 @@ REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, 
 // ATT_BLOCK, and a block of rows ending at r1 only needs the columns before r1, so
 // the products skip most of the upper triangle; the softmax pass zeroes what is left.
 // Ref: Vaswani et al. 2017, arXiv:1706.03762
-#define ATT_BLOCK 64
+#define ATT_BLOCK 48 // a multiple of MR (12 or 6): whole panels of rows
 REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
     int HS = C / NH;
     size_t C3 = 3 * (size_t)C;
