@@ -157,9 +157,13 @@ fixtures:
 
 # bench: training speed of train.c and PyTorch at configs S and M (2 threads each)
 # ROUNDS: rounds of alternating runs (more rounds, steadier medians on a noisy machine)
+# BENCH_TORCH: every Python whose PyTorch is timed: TORCH_PYTHON, and PyTorch from PyPI
+# when it is installed in .venv-torch (python3 -m venv .venv-torch && .venv-torch/bin/pip
+# install torch numpy); the ratio is taken against the fastest
 ROUNDS ?= 3
+BENCH_TORCH ?= $(strip $(TORCH_PYTHON) $(shell .venv-torch/bin/python -c 'import torch' 2>/dev/null && echo .venv-torch/bin/python))
 bench: train
-	./test/bench.sh "$(TORCH_PYTHON)" $(ROUNDS)
+	./test/bench.sh "$(BENCH_TORCH)" $(ROUNDS)
 
 # bench-ab: two versions of train.c (git revisions or files) timed step by step in one
 # process, e.g. make bench-ab A=HEAD~1 B=train.c CONFIG=M AB_ROUNDS=11 (test/ab.sh)

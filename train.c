@@ -1331,30 +1331,46 @@ static const float *gemm_prepare_a(float *ap, const float *a, size_t a_rs, size_
     return a + (size_t)ic * a_rs + pc;
 }
 
+// Which part of a product is needed. Attention's products are causal (section 4,
+// attention): a score matters only where t2 <= t, and a probability is 0 where t2 > t.
+enum {
+    GEMM_FULL,    // all of c
+    GEMM_LOWER_C, // only c[i][j] with j <= i: micro-tiles wholly above the diagonal are skipped
+                  // (those elements of c are left as they were)
+    GEMM_LOWER_A, // a[i][k] is 0 for k > i: a tile's sums stop after the k of its last row
+                  // (the terms left out are exact zeros, so the sums are the same)
+};
+
 // c[ic:ic+mc, jc:jc+nc] (+)= the block of a (mc x kc) . the packed b slice bp (kc x
-// nc), one micro-tile at a time; each panel of b stays in cache for all of the block.
-// The block is as gemm_prepare_a left it: a_rows (rows a_rs apart) for its whole
-// panels, or NULL, and packed panels at ap.
+// nc), for the slice of k that starts at pc, one micro-tile at a time; each panel of
+// b stays in cache for all of the block. The block is as gemm_prepare_a left it:
+// a_rows (rows a_rs apart) for its whole panels, or NULL, and packed panels at ap.
 static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
-                       int mc, int jc, int nc, int kc, int overwrite) {
+                       int mc, int jc, int nc, int pc, int kc, int overwrite, int shape) {
     for (int jr = 0; jr < nc; jr += NR) {
         for (int ir = 0; ir < mc; ir += MR) {
             float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
             const float *bpj = bp + (size_t)jr * kc;
             int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+            int kn = kc; // the k of the slice that this tile sums
+            if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
+            if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
+                kn = ic + ir + mr - pc;
+                if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
+            }
             if (a_rows && mr == MR) { // in place
                 const float *ai = a_rows + (size_t)ir * a_rs;
                 if (nr == NR) {
-                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kc, overwrite);
+                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
                 } else {
-                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kc, mr, nr, overwrite);
+                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
                 }
             } else { // packed
                 const float *api = ap + (size_t)ir * kc;
                 if (mr == MR && nr == NR) {
-                    gemm_micro(cij, ldc, api, 1, MR, bpj, kc, overwrite);
+                    gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
                 } else {
-                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kc, mr, nr, overwrite);
+                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
                 }
             }
         }
@@ -1363,9 +1379,10 @@ static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_row
 
 // Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
 // (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
-// rows, each MC x KC slice of a prepared once per slice of b.
+// rows, each MC x KC slice of a prepared once per slice of b. shape: GEMM_FULL, or the
+// causal part of a product (see gemm_block), where whole blocks of rows are skipped too.
 static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                       size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp) {
+                       size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp, int shape) {
     for (int jc = j0; jc < j1; jc += NC) {
         int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
@@ -1373,8 +1390,10 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
             for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
             for (int ic = i0; ic < i1; ic += MC) {
                 int mc = i1 - ic < MC ? i1 - ic : MC;
+                if (shape == GEMM_LOWER_C && jc >= ic + mc) { continue; } // all of it above the diagonal
+                if (shape == GEMM_LOWER_A && pc >= ic + mc) { continue; } // all of a's slice is 0
                 const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
+                gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, shape);
             }
         }
     }
@@ -1437,7 +1456,7 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
                     for (int ic = 0; ic < M; ic += MC) {
                         int mc = M - ic < MC ? M - ic : MC;
                         const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                        gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, kc, pc == 0 && !accumulate);
+                        gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, GEMM_FULL);
                     }
                 }
             }
@@ -1451,17 +1470,18 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
         int lo = units * t / nt * NR, hi = units * (t + 1) / nt * NR;
         if (hi > N) { hi = N; }
         float *ap = space + (size_t)t * GEMM_SPACE;
-        if (lo < hi) { gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, lo, hi, ap, ap + MC * KC); }
+        if (lo < hi) { gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, lo, hi, ap, ap + MC * KC, GEMM_FULL); }
     }
 }
 
 // The same product by the calling thread alone, inside a parallel loop (whose caller
-// has called gemm_space first).
+// has called gemm_space first), of the part of c that shape says (GEMM_FULL, or
+// attention's GEMM_LOWER_C or GEMM_LOWER_A).
 static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                        size_t b_cs, int M, int N, int K, int accumulate) {
+                        size_t b_cs, int M, int N, int K, int accumulate, int shape) {
     if (M <= 0 || N <= 0 || K <= 0) { return; }
     float *ap = gemm_pack + (size_t)thread_id() * GEMM_SPACE;
-    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC);
+    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
 }
 
 // encoder: token embedding plus position embedding
@@ -1631,11 +1651,11 @@ REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, 
 // out (B,T,C); att (B,NH,T,T) the probabilities, saved for backward (zero above the diagonal)
 // For one (b,h), with Q, K, V the (T,HS) slices of inp, the three passes are matrix
 // products, done by the gemm engine (one thread per (b,h)): scores = Q . K^T, then a
-// softmax along each row, then out = att . V. Causality: rows come in blocks of
-// ATT_BLOCK, and a block of rows ending at r1 only needs the columns before r1, so
-// the products skip most of the upper triangle; the softmax pass zeroes what is left.
+// softmax along each row, then out = att . V. Causality: the engine computes only the
+// micro-tiles of the scores that reach the diagonal or below (GEMM_LOWER_C), and each
+// row of att . V sums only up to its tile's diagonal (GEMM_LOWER_A), so the products
+// skip most of the upper triangle; the softmax pass zeroes what is left.
 // Ref: Vaswani et al. 2017, arXiv:1706.03762
-#define ATT_BLOCK 48 // a multiple of MR (12 or 6): whole panels of rows
 REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
     int HS = C / NH;
     size_t C3 = 3 * (size_t)C;
@@ -1646,11 +1666,8 @@ REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp,
         for (int h = 0; h < NH; h++) {
             const float *q = inp + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
             float *att_bh = att + ((size_t)b * NH + h) * T * T;
-            // pass 1: scores[t][t2] = q[t] . k[t2], i.e. Q (T,HS) . K^T (HS,T), block by block of rows
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                gemm_serial(att_bh + (size_t)r0 * T, (size_t)T, q + r0 * C3, C3, 1, k, 1, C3, r1 - r0, r1, HS, 0);
-            }
+            // pass 1: scores[t][t2] = q[t] . k[t2], i.e. Q (T,HS) . K^T (HS,T), for t2 <= t
+            gemm_serial(att_bh, (size_t)T, q, C3, 1, k, 1, C3, T, T, HS, 0, GEMM_LOWER_C);
             // pass 2: scale, exponentiate and normalize each row over t2 <= t; future positions get 0
             for (int t = 0; t < T; t++) {
                 float *row = att_bh + (size_t)t * T, maxval = -FLT_MAX, sum = 0.0f;
@@ -1660,19 +1677,18 @@ REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp,
                 for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
                 for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
             }
-            // pass 3: out[t] = sum_t2 att[t][t2] v[t2], i.e. att (T,T) . V (T,HS), over t2 < r1 for each block
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                gemm_serial(out + ((size_t)b * T + r0) * C + h * HS, (size_t)C, att_bh + (size_t)r0 * T, (size_t)T, 1, v, C3,
-                            1, r1 - r0, HS, r1, 0);
-            }
+            // pass 3: out[t] = sum_t2 att[t][t2] v[t2], i.e. att (T,T) . V (T,HS), over t2 <= t
+            gemm_serial(out + (size_t)b * T * C + h * HS, (size_t)C, att_bh, (size_t)T, 1, v, C3, 1, T, HS, T, 0, GEMM_LOWER_A);
         }
     }
 }
 
 // Backward through the three passes above, in reverse, again as matrix products per
 // (b,h), one thread each. datt (B,NH,T,T) is scratch (it ends up holding the gradient
-// of the scores).
+// of the scores). dV and dK sum over the rows t of att, which come in blocks of
+// ATT_BLOCK: the block of rows that ends at r1 reaches only the rows of dV and dK
+// before r1.
+#define ATT_BLOCK 48 // a multiple of MR (12 or 6): whole panels of rows
 REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
                                         int B, int T, int C, int NH) {
     int HS = C / NH;
@@ -1686,13 +1702,14 @@ REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *d
             float *dq = dinp + (size_t)b * T * C3 + h * HS, *dk = dq + C, *dv = dq + 2 * C;
             const float *att_bh = att + ((size_t)b * NH + h) * T * T, *dout_bh = dout + (size_t)b * T * C + h * HS;
             float *datt_bh = datt + ((size_t)b * NH + h) * T * T;
-            // pass 3 was out = att . V, so (block by block of rows, columns before r1)
-            //   datt = dout . V^T   (T,HS) . (HS,T)      and   dV += att^T . dout   (T,T) . (T,HS)
+            // pass 3 was out = att . V, so
+            //   datt = dout . V^T   (T,HS) . (HS,T), for t2 <= t
+            //   dV += att^T . dout  (T,T) . (T,HS), block by block of rows of att (columns before r1)
+            gemm_serial(datt_bh, (size_t)T, dout_bh, (size_t)C, 1, v, 1, C3, T, T, HS, 0, GEMM_LOWER_C);
             for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
                 int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                const float *dout_r = dout_bh + (size_t)r0 * C;
-                gemm_serial(datt_bh + (size_t)r0 * T, (size_t)T, dout_r, (size_t)C, 1, v, 1, C3, r1 - r0, r1, HS, 0);
-                gemm_serial(dv, C3, att_bh + (size_t)r0 * T, 1, (size_t)T, dout_r, (size_t)C, 1, r1, HS, r1 - r0, 1);
+                gemm_serial(dv, C3, att_bh + (size_t)r0 * T, 1, (size_t)T, dout_bh + (size_t)r0 * C, (size_t)C, 1, r1, HS, r1 - r0,
+                            1, GEMM_FULL);
             }
             // pass 2 was att = softmax(scale * scores) along each row, so with the scale folded in
             //   dscores[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3]),  0 above the diagonal
@@ -1704,12 +1721,12 @@ REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *d
                 for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
             }
             // pass 1 was scores = Q . K^T, so
-            //   dQ += dscores . K   (T,T) . (T,HS)      and   dK += dscores^T . Q   (T,T) . (T,HS)
+            //   dQ += dscores . K   (T,T) . (T,HS), over t2 <= t
+            //   dK += dscores^T . Q (T,T) . (T,HS), block by block of rows of dscores
+            gemm_serial(dq, C3, datt_bh, (size_t)T, 1, k, C3, 1, T, HS, T, 1, GEMM_LOWER_A);
             for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
                 int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                const float *ds_r = datt_bh + (size_t)r0 * T;
-                gemm_serial(dq + r0 * C3, C3, ds_r, (size_t)T, 1, k, C3, 1, r1 - r0, HS, r1, 1);
-                gemm_serial(dk, C3, ds_r, 1, (size_t)T, q + r0 * C3, C3, 1, r1, HS, r1 - r0, 1);
+                gemm_serial(dk, C3, datt_bh + (size_t)r0 * T, 1, (size_t)T, q + r0 * C3, C3, 1, r1, HS, r1 - r0, 1, GEMM_FULL);
             }
         }
     }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Training speed of train.c against the PyTorch reference (test/reference.py), at
 # configs S and M, in the same run and alternating, so that both see the same machine.
-# Usage: test/bench.sh [python-with-torch] [rounds]
+# Usage: test/bench.sh ["python-with-torch ..."] [rounds]
+#   The first argument lists every Python whose PyTorch to time (Debian's python3-torch,
+#   and PyTorch from PyPI in a virtual environment, say), separated by spaces; the
+#   ratio is taken against the fastest of them.
 #   S: L=6 C=384 NH=6 V=4096 T=256 B=8    M: L=12 C=768 NH=12 V=50257 T=64 B=4
 # Prints, per config: each program's median ms/step over all rounds (the first step
 # of each round, which allocates, is left out), tokens/s, GFLOP/s, the fraction of the
@@ -9,16 +12,17 @@
 # the ratio of tokens/s ours/PyTorch; train.c on 1 thread and on 2; the KV cache's
 # generation speed; and the stage times of the last make run-cpu (out/stages.jsonl).
 set -eu
-torch_python=${1:-}
+read -r -a torches <<< "${1:-}"
 rounds=${2:-3}
 # OpenBLAS 0.3.21 (Debian's, under python3-torch) does not recognize recent Intel
 # cores and falls back to its generic SSE3 kernels (about 30 GFLOP/s here instead of
-# 160+). Give PyTorch the fastest kernel this CPU runs, so the comparison is fair.
+# 160+). Give PyTorch the fastest kernel this CPU runs, so the comparison is fair
+# (PyPI's PyTorch uses MKL and ignores this).
 coretype=""
 grep -qw avx2 /proc/cpuinfo 2>/dev/null && coretype=Haswell
 grep -qw avx512f /proc/cpuinfo 2>/dev/null && coretype=SkylakeX
-[ -n "$torch_python" ] && echo "PyTorch's OpenBLAS kernels: ${coretype:-auto}"
-[ -z "$torch_python" ] && echo "(PyTorch not found: apt-get install python3-torch libopenblas0-openmp for the comparison)"
+[ ${#torches[@]} -gt 0 ] && echo "PyTorch: ${torches[*]} (OpenBLAS kernels: ${coretype:-auto})"
+[ ${#torches[@]} -eq 0 ] && echo "(PyTorch not found: apt-get install python3-torch libopenblas0-openmp for the comparison)"
 configs=("-L 6 -C 384 -H 6 -V 4096 -t 256 -b 8 -n 5" "-L 12 -C 768 -H 12 -V 50257 -t 64 -b 4 -n 4")
 names=(S M)
 log=$(mktemp)
@@ -30,10 +34,10 @@ for i in 0 1; do
         for threads in 2 1; do
             OMP_NUM_THREADS=$threads ./train bench $cfg | sed "s/^bench/ours$threads/" >> "$log"
         done
-        if [ -n "$torch_python" ]; then
-            OMP_NUM_THREADS=2 OPENBLAS_CORETYPE=$coretype $torch_python test/reference.py bench $cfg --threads 2 \
-                | sed 's/^torch matmul/torch matmul/' >> "$log"
-        fi
+        for p in "${!torches[@]}"; do
+            OMP_NUM_THREADS=2 OPENBLAS_CORETYPE=$coretype ${torches[$p]} test/reference.py bench $cfg --threads 2 \
+                | sed "s/^torch/torch$p/" >> "$log"
+        done
     done
     # per-step times (all but each round's first step), and the matmul ceilings
     steps() { grep "^$1 step" "$log" | grep -v "step 1:" | sed 's/.*: \([0-9]*\) ms.*/\1/' | median; }
@@ -43,19 +47,25 @@ for i in 0 1; do
     tokens=$(echo "$cfg" | awk '{ for (i = 1; i < NF; i++) { if ($i == "-t") t = $(i + 1); if ($i == "-b") b = $(i + 1) } print t * b }')
     ceiling=$(grep "^ours2 matmul" "$log" | sed 's/.*| \([0-9.]*\) GFLOP.*/\1/' | median)
     echo "== config ${names[$i]}: $cfg, $rounds rounds, $gflop GFLOP per step"
-    for who in ours2 ours1 torch; do
-        [ "$who" = torch ] && [ -z "$torch_python" ] && continue
+    for who in ours2 ours1; do
         m=$(steps "$who")
         awk -v w="$who" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$ceiling" 'BEGIN {
-            label = (w == "ours2") ? "train.c, 2 threads" : (w == "ours1") ? "train.c, 1 thread " : "PyTorch, 2 threads";
+            label = (w == "ours2") ? "train.c, 2 threads" : "train.c, 1 thread ";
             printf "%s: median %6.0f ms/step | %6.0f tok/s | %6.1f GFLOP/s | %.2f of the matmul ceiling (%.0f GFLOP/s)\n",
                    label, m, n / (m / 1e3), g / (m / 1e3), g / (m / 1e3) / c, c }'
     done
-    if [ -n "$torch_python" ]; then
-        a=$(steps ours2); b=$(steps torch)
-        tceil=$(grep "^torch matmul" "$log" | sed 's/.*| *\([0-9.]*\) GFLOP.*/\1/' | median)
-        echo "PyTorch's own 2048^3 matmul: $tceil GFLOP/s"
-        echo "ratio of tokens/s, train.c / PyTorch: $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+    best=""
+    for p in "${!torches[@]}"; do
+        m=$(steps "torch$p")
+        version=$(grep -m1 "^torch$p version" "$log" | sed 's/.*version: //')
+        tceil=$(grep "^torch$p matmul" "$log" | sed 's/.*| *\([0-9.]*\) GFLOP.*/\1/' | median)
+        awk -v v="$version" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$tceil" -v a="$(steps ours2)" 'BEGIN {
+            printf "PyTorch %s, 2 threads: median %6.0f ms/step | %6.0f tok/s | %6.1f GFLOP/s | its own 2048^3 matmul %.0f GFLOP/s | tok/s of train.c / this: %.2f\n",
+                   v, m, n / (m / 1e3), g / (m / 1e3), c, m / a }'
+        if [ -z "$best" ] || awk -v m="$m" -v b="$best" 'BEGIN { exit !(m < b) }'; then best=$m; fi
+    done
+    if [ -n "$best" ]; then
+        echo "ratio of tokens/s, train.c / the fastest PyTorch: $(awk -v a="$(steps ours2)" -v b="$best" 'BEGIN { printf "%.2f", b / a }')"
     fi
     grep -m1 "^ours2 generate" "$log" | sed 's/^ours2 generate/generation at this size (train.c, 2 threads)/'
     echo "1 -> 2 threads: $(awk -v a="$(steps ours1)" -v b="$(steps ours2)" 'BEGIN { printf "%.2fx", a / b }') faster"

@@ -285,6 +285,8 @@ def ppo_fixtures(path):
 def bench(args):
     torch.manual_seed(1337)
     torch.set_num_threads(args.threads)
+    blas = "MKL" if torch.backends.mkl.is_available() else "OpenBLAS or other"
+    print(f"torch version: {torch.__version__} ({blas})", flush=True)
     matmul_speed()
     model = GPT(args.V, args.t, args.L, args.H, args.C)
     gpt2_init(model, args.L)
