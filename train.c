@@ -1484,6 +1484,11 @@ static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_
     gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
 }
 
+// Passes over fewer elements than this run on one thread: starting the threads costs
+// more than they save (generation with the KV cache makes about 60 passes a token over
+// single rows of C or 4C values).
+#define SMALL_PASS (1 << 14)
+
 // encoder: token embedding plus position embedding
 //   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
 // out (B,T,C), inp (B,T) token ids, wte (V,C), wpe (maxT,C)
@@ -1520,7 +1525,7 @@ REPLACED_ON_GPU void encoder_backward(float *dwte, float *dwpe, const float *dou
 // Ref: Ba et al. 2016, arXiv:1607.06450; the derivation of the backward in doc/exercises.md (exercise 2)
 REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int B, int T, int C) {
-    #pragma omp parallel for
+    #pragma omp parallel for if ((size_t)B * T * C >= SMALL_PASS)
     for (int bt = 0; bt < B * T; bt++) {
         const float *x = inp + (size_t)bt * C;
         float *out_bt = out + (size_t)bt * C;
@@ -1747,15 +1752,27 @@ REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_c
     for (int h = 0; h < NH; h++) {
         const float *q = qkv + h * HS;
         float *att_h = att + (size_t)h * (pos + 1);
-        // pass 1: scores and their maximum
+        // pass 1: scores and their maximum. Each score sums over i in order, as the
+        // training forward does; KEYS keys at a time make that many independent chains
+        // of additions, which overlap where one chain would wait on each addition.
+        enum { KEYS = 8 };
         float maxval = -FLT_MAX, sum = 0.0f;
-        for (int t2 = 0; t2 <= pos; t2++) {
+        int t2 = 0;
+        for (; t2 + KEYS <= pos + 1; t2 += KEYS) {
+            const float *k = k_cache + (size_t)t2 * C + h * HS;
+            float dot[KEYS] = {0};
+            for (int i = 0; i < HS; i++) {
+                for (int u = 0; u < KEYS; u++) { dot[u] += q[i] * k[(size_t)u * C + i]; }
+            }
+            for (int u = 0; u < KEYS; u++) { att_h[t2 + u] = dot[u] * scale; }
+        }
+        for (; t2 <= pos; t2++) {
             const float *k = k_cache + (size_t)t2 * C + h * HS;
             float dot = 0.0f;
             for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
             att_h[t2] = dot * scale;
-            if (att_h[t2] > maxval) { maxval = att_h[t2]; }
         }
+        for (t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
         // pass 2: exponentiate (the division by the sum is folded into pass 3)
         for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); sum += att_h[t2]; }
         // pass 3: the weighted sum of the values
@@ -1784,7 +1801,7 @@ static float fast_tanh(float u) { return 1.0f - 2.0f / (exp(2.0f * u) + 1.0f); }
 // threads split the loop.
 #define GELU_BLOCK 64
 REPLACED_ON_GPU void gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for
+    #pragma omp parallel for if (N >= SMALL_PASS)
     for (size_t i0 = 0; i0 < N; i0 += GELU_BLOCK) {
         size_t i1 = i0 + GELU_BLOCK < N ? i0 + GELU_BLOCK : N;
         for (size_t i = i0; i < i1; i++) {
@@ -1812,7 +1829,7 @@ REPLACED_ON_GPU void gelu_backward(float *dinp, const float *inp, const float *d
 
 // residual: out = inp1 + inp2, all (N,); backward passes dout to both
 REPLACED_ON_GPU void residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
-    #pragma omp parallel for
+    #pragma omp parallel for if (N >= SMALL_PASS)
     for (size_t i = 0; i < N; i++) { out[i] = inp1[i] + inp2[i]; }
 }
 

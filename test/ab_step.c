@@ -2,13 +2,16 @@
 // compare separate runs: test/ab.sh builds each train.c as a shared object exposing
 // ab_init and ab_step (the ab_model part below, compiled with -DAB_MODEL), and this
 // driver alternates their training steps and reports the median of the per-round
-// ratios, B's step time over A's. Both see the same moments of the machine.
-//   usage: ab_step <rounds> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>
+// ratios, B's step time over A's. Both see the same moments of the machine. With
+// "generate" in place of "step", each round instead generates min(T, 128) tokens with
+// the KV cache, as `./train bench` does.
+//   usage: ab_step <rounds> <step|generate> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>
 #ifdef AB_MODEL
 #define TESTING
 #include TRAIN_C
 
 static GPT ab_model;
+static KVCache ab_kv;
 static int ab_B, ab_T, ab_steps;
 static int *ab_inputs, *ab_targets;
 
@@ -20,6 +23,7 @@ void ab_init(int L, int C, int NH, int V, int T, int B) {
     ab_T = T;
     ab_inputs = mallocCheck((size_t)B * T * sizeof(int));
     ab_targets = mallocCheck((size_t)B * T * sizeof(int));
+    kvcache_init(&ab_kv, cfg);
     uint64_t rng = 42;
     for (int i = 0; i < B * T; i++) {
         ab_inputs[i] = (int)(random_u64(&rng) % (uint64_t)V);
@@ -37,10 +41,20 @@ float ab_step(void) {
     adamw_update(&ab_model, 1e-4f, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, 0.1f, ++ab_steps, 0);
     return ab_model.mean_loss;
 }
+
+// min(T, 128) tokens through the KV cache, fed one at a time from position 0; returns
+// the first logit of the last one
+float ab_generate(void) {
+    int G = ab_T < 128 ? ab_T : 128;
+    float *logits = NULL;
+    for (int pos = 0; pos < G; pos++) { logits = gpt_forward_cached(&ab_model, &ab_kv, ab_inputs[pos], pos); }
+    return logits[0];
+}
 #else
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -60,39 +74,44 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 10) {
-        fprintf(stderr, "usage: %s <rounds> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>\n", argv[0]);
+    if (argc != 11 || (strcmp(argv[2], "step") && strcmp(argv[2], "generate"))) {
+        fprintf(stderr, "usage: %s <rounds> <step|generate> <L> <C> <NH> <V> <T> <B> <a.so> <b.so>\n", argv[0]);
         return 2;
     }
-    int rounds = atoi(argv[1]), dims[6];
-    for (int i = 0; i < 6; i++) { dims[i] = atoi(argv[2 + i]); }
+    int rounds = atoi(argv[1]), dims[6], generate = !strcmp(argv[2], "generate");
+    for (int i = 0; i < 6; i++) { dims[i] = atoi(argv[3 + i]); }
     if (rounds < 1 || rounds > 1000) { fprintf(stderr, "rounds: 1 to 1000\n"); return 2; }
     void (*init[2])(int, int, int, int, int, int);
     float (*step[2])(void);
     for (int v = 0; v < 2; v++) {
-        void *lib = dlopen(argv[8 + v], RTLD_NOW | RTLD_LOCAL);
+        void *lib = dlopen(argv[9 + v], RTLD_NOW | RTLD_LOCAL);
         if (!lib) { fprintf(stderr, "%s\n", dlerror()); return 1; }
         *(void **)&init[v] = dlsym(lib, "ab_init");
-        *(void **)&step[v] = dlsym(lib, "ab_step");
-        if (!init[v] || !step[v]) { fprintf(stderr, "%s: no ab_init or ab_step\n", argv[8 + v]); return 1; }
+        *(void **)&step[v] = dlsym(lib, generate ? "ab_generate" : "ab_step");
+        if (!init[v] || !step[v]) { fprintf(stderr, "%s: no ab_init or ab_%s\n", argv[9 + v], argv[2]); return 1; }
         init[v](dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
         step[v](); // the first step allocates and warms up: not timed
     }
     double *t[2], *ratio = malloc(rounds * sizeof(double));
-    float loss[2];
+    float result[2]; // the loss after the last step, or a logit of the last token
     for (int v = 0; v < 2; v++) { t[v] = malloc(rounds * sizeof(double)); }
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < 2; k++) {
             int v = (r + k) % 2; // alternate which goes first
             double t0 = now();
-            loss[v] = step[v]();
+            result[v] = step[v]();
             t[v][r] = now() - t0;
         }
         ratio[r] = t[1][r] / t[0][r];
     }
     for (int v = 0; v < 2; v++) {
-        printf("%s: median %.0f ms/step, loss after %d steps %.6f\n", v ? "B" : "A", 1e3 * median(t[v], rounds), rounds + 1,
-               loss[v]);
+        if (generate) {
+            printf("%s: median %.1f ms per %d tokens, a logit of the last %.6f\n", v ? "B" : "A", 1e3 * median(t[v], rounds),
+                   dims[4] < 128 ? dims[4] : 128, result[v]);
+        } else {
+            printf("%s: median %.0f ms/step, loss after %d steps %.6f\n", v ? "B" : "A", 1e3 * median(t[v], rounds), rounds + 1,
+                   result[v]);
+        }
     }
     printf("B / A, the median of %d paired rounds: %.3f\n", rounds, median(ratio, rounds));
     free(ratio);
