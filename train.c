@@ -1489,6 +1489,10 @@ static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_
 // single rows of C or 4C values).
 #define SMALL_PASS (1 << 14)
 
+// Layernorm's forward pass takes ROWS rows at a time, so that the sums of different
+// rows, each in its own order, overlap.
+#define ROWS 8
+
 // encoder: token embedding plus position embedding
 //   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
 // out (B,T,C), inp (B,T) token ids, wte (V,C), wpe (maxT,C)
@@ -1525,20 +1529,28 @@ REPLACED_ON_GPU void encoder_backward(float *dwte, float *dwpe, const float *dou
 // Ref: Ba et al. 2016, arXiv:1607.06450; the derivation of the backward in doc/exercises.md (exercise 2)
 REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int B, int T, int C) {
-    #pragma omp parallel for if ((size_t)B * T * C >= SMALL_PASS)
-    for (int bt = 0; bt < B * T; bt++) {
-        const float *x = inp + (size_t)bt * C;
-        float *out_bt = out + (size_t)bt * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) { m += x[i]; }
-        m /= C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) { float xshift = x[i] - m; v += xshift * xshift; }
-        v /= C;
-        float s = 1.0f / sqrt(v + 1e-5f);
-        for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[i] - m)) * weight[i] + bias[i]; }
-        mean[bt] = m;
-        rstd[bt] = s;
+    int BT = B * T;
+    // ROWS rows at a time: each row's sums run over i in order, and the rows' sums,
+    // independent chains of additions, overlap (one chain alone waits on each addition)
+    #pragma omp parallel for if ((size_t)BT * C >= SMALL_PASS)
+    for (int r0 = 0; r0 < BT; r0 += ROWS) {
+        const float *x[ROWS];
+        for (int r = 0; r < ROWS; r++) { x[r] = inp + (size_t)(r0 + r < BT ? r0 + r : BT - 1) * C; } // (past BT: unused)
+        float m[ROWS] = {0}, v[ROWS] = {0};
+        for (int i = 0; i < C; i++) {
+            for (int r = 0; r < ROWS; r++) { m[r] += x[r][i]; }
+        }
+        for (int r = 0; r < ROWS; r++) { m[r] /= C; }
+        for (int i = 0; i < C; i++) {
+            for (int r = 0; r < ROWS; r++) { float xshift = x[r][i] - m[r]; v[r] += xshift * xshift; }
+        }
+        for (int r = 0; r < ROWS && r0 + r < BT; r++) {
+            float s = 1.0f / sqrt(v[r] / C + 1e-5f);
+            float *out_bt = out + (size_t)(r0 + r) * C;
+            for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[r][i] - m[r])) * weight[i] + bias[i]; }
+            mean[r0 + r] = m[r];
+            rstd[r0 + r] = s;
+        }
     }
 }
 
