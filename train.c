@@ -1489,9 +1489,24 @@ static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_
 // single rows of C or 4C values).
 #define SMALL_PASS (1 << 14)
 
-// Layernorm's forward pass takes ROWS rows at a time, so that the sums of different
-// rows, each in its own order, overlap.
+// Layernorm's forward pass and the cross-entropy's softmax take ROWS rows at a time,
+// so that the sums of different rows, each in its own order, overlap.
 #define ROWS 8
+
+// the largest of x[0..n-1] (n >= 1), in LANES running maxima: the largest value does
+// not depend on the order of the comparisons, and lanes let the compiler vectorize
+static float max_floats(const float *x, int n) {
+    enum { LANES = 16 };
+    float lane[LANES], m = x[0];
+    for (int j = 0; j < LANES; j++) { lane[j] = x[0]; }
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int j = 0; j < LANES; j++) { lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j]; }
+    }
+    for (int j = 0; j < LANES; j++) { m = lane[j] > m ? lane[j] : m; }
+    for (; i < n; i++) { m = x[i] > m ? x[i] : m; }
+    return m;
+}
 
 // encoder: token embedding plus position embedding
 //   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
@@ -1858,17 +1873,27 @@ REPLACED_ON_GPU void residual_backward(float *dinp1, float *dinp2, const float *
 // A target < 0 marks a position that takes no loss (its loss is 0): SFT uses this
 // to leave prompt and padding tokens out. probs, logits (B,T,V); losses, targets (B,T)
 REPLACED_ON_GPU void crossentropy_softmax_forward(float *losses, float *probs, const float *logits, const int *targets, int B, int T, int V) {
+    int BT = B * T;
+    // ROWS rows at a time: each row's sum runs over i in order, and the rows' sums overlap
     #pragma omp parallel for
-    for (int bt = 0; bt < B * T; bt++) {
-        const float *logits_bt = logits + (size_t)bt * V;
-        float *probs_bt = probs + (size_t)bt * V;
-        float maxval = -FLT_MAX;
-        for (int i = 0; i < V; i++) { if (logits_bt[i] > maxval) { maxval = logits_bt[i]; } }
-        float sum = 0.0f;
-        for (int i = 0; i < V; i++) { probs_bt[i] = exp(logits_bt[i] - maxval); } // a loop of its own vectorizes
-        for (int i = 0; i < V; i++) { sum += probs_bt[i]; }
-        for (int i = 0; i < V; i++) { probs_bt[i] /= sum; }
-        losses[bt] = targets[bt] >= 0 ? -log(probs_bt[targets[bt]]) : 0.0f;
+    for (int r0 = 0; r0 < BT; r0 += ROWS) {
+        int n = BT - r0 < ROWS ? BT - r0 : ROWS;
+        float *p[ROWS], sum[ROWS] = {0};
+        for (int r = 0; r < ROWS; r++) {
+            p[r] = probs + (size_t)(r0 + (r < n ? r : n - 1)) * V; // (past BT: unused)
+            if (r >= n) { continue; }
+            const float *logits_bt = logits + (size_t)(r0 + r) * V;
+            float maxval = max_floats(logits_bt, V);
+            for (int i = 0; i < V; i++) { p[r][i] = exp(logits_bt[i] - maxval); } // a loop of its own vectorizes
+        }
+        for (int i = 0; i < V; i++) {
+            for (int r = 0; r < ROWS; r++) { sum[r] += p[r][i]; }
+        }
+        for (int r = 0; r < n; r++) {
+            for (int i = 0; i < V; i++) { p[r][i] /= sum[r]; }
+            int target = targets[r0 + r];
+            losses[r0 + r] = target >= 0 ? -log(p[r][target]) : 0.0f;
+        }
     }
 }
 
