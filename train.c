@@ -1489,8 +1489,9 @@ static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_
 // single rows of C or 4C values).
 #define SMALL_PASS (1 << 14)
 
-// Layernorm's forward pass and the cross-entropy's softmax take ROWS rows at a time,
-// so that the sums of different rows, each in its own order, overlap.
+// Layernorm's forward pass and the softmaxes of the forward pass (the cross-entropy's
+// and attention's) take ROWS rows at a time, so that the sums of different rows, each
+// in its own order, overlap.
 #define ROWS 8
 
 // the largest of x[0..n-1] (n >= 1), in LANES running maxima: the largest value does
@@ -1700,14 +1701,28 @@ REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp,
             float *att_bh = att + ((size_t)b * NH + h) * T * T;
             // pass 1: scores[t][t2] = q[t] . k[t2], i.e. Q (T,HS) . K^T (HS,T), for t2 <= t
             gemm_serial(att_bh, (size_t)T, q, C3, 1, k, 1, C3, T, T, HS, 0, GEMM_LOWER_C);
-            // pass 2: scale, exponentiate and normalize each row over t2 <= t; future positions get 0
-            for (int t = 0; t < T; t++) {
-                float *row = att_bh + (size_t)t * T, maxval = -FLT_MAX, sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; if (row[t2] > maxval) { maxval = row[t2]; } }
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); } // a loop of its own vectorizes
-                for (int t2 = 0; t2 <= t; t2++) { sum += row[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
-                for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
+            // pass 2: scale, exponentiate and normalize each row over t2 <= t; future positions
+            // get 0. ROWS rows at a time: each row's sum runs over t2 in order, the rows' sums
+            // overlap over the columns they share, and then each row adds the rest of its own.
+            for (int t0 = 0; t0 < T; t0 += ROWS) {
+                int n = T - t0 < ROWS ? T - t0 : ROWS;
+                float *row[ROWS], sum[ROWS] = {0};
+                for (int r = 0; r < ROWS; r++) { row[r] = att_bh + (size_t)(t0 + (r < n ? r : n - 1)) * T; } // (past T: unused)
+                for (int r = 0; r < n; r++) {
+                    int t = t0 + r;
+                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] *= scale; }
+                    float maxval = max_floats(row[r], t + 1);
+                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] = exp(row[r][t2] - maxval); } // a loop of its own vectorizes
+                    for (int t2 = t + 1; t2 < T; t2++) { row[r][t2] = 0.0f; }
+                }
+                for (int t2 = 0; t2 <= t0; t2++) {
+                    for (int r = 0; r < ROWS; r++) { sum[r] += row[r][t2]; }
+                }
+                for (int r = 0; r < n; r++) {
+                    int t = t0 + r;
+                    for (int t2 = t0 + 1; t2 <= t; t2++) { sum[r] += row[r][t2]; }
+                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] /= sum[r]; }
+                }
             }
             // pass 3: out[t] = sum_t2 att[t][t2] v[t2], i.e. att (T,T) . V (T,HS), over t2 <= t
             gemm_serial(out + (size_t)b * T * C + h * HS, (size_t)C, att_bh, (size_t)T, 1, v, C3, 1, T, HS, T, 0, GEMM_LOWER_A);
