@@ -1735,7 +1735,7 @@ REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp,
 // of the scores). dV and dK sum over the rows t of att, which come in blocks of
 // ATT_BLOCK: the block of rows that ends at r1 reaches only the rows of dV and dK
 // before r1.
-#define ATT_BLOCK 48 // a multiple of MR (12 or 6): whole panels of rows
+#define ATT_BLOCK 64 // (it sets the order of dV's and dK's sums: another value changes their last bits)
 REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
                                         int B, int T, int C, int NH) {
     int HS = C / NH;
