@@ -67,7 +67,10 @@ for i in 0 1; do
     if [ -n "$best" ]; then
         echo "ratio of tokens/s, train.c / the fastest PyTorch: $(awk -v a="$(steps ours2)" -v b="$best" 'BEGIN { printf "%.2f", b / a }')"
     fi
-    grep -m1 "^ours2 generate" "$log" | sed 's/^ours2 generate/generation at this size (train.c, 2 threads)/'
+    # generation: medians over the rounds of the cached and uncached speeds, and of each
+    # round's ratio of the two (measured back to back)
+    gen() { grep "^ours2 generate" "$log" | sed "s/.*KV cache \([0-9]*\) tok\/s | without the cache \([0-9]*\) tok\/s (\([0-9.]*\)x).*/\\$1/" | median; }
+    echo "generation at this size (train.c, 2 threads), medians of $rounds rounds: KV cache $(gen 1) tok/s | without the cache $(gen 2) tok/s | ratio $(gen 3)x"
     echo "1 -> 2 threads: $(awk -v a="$(steps ours1)" -v b="$(steps ours2)" 'BEGIN { printf "%.2fx", a / b }') faster"
 done
 rm -f "$log"
