@@ -1317,7 +1317,7 @@ static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int
 }
 
 // Gets a[ic:ic+mc, pc:pc+kc] ready for the micro-kernel. Rows contiguous in k (a_cs
-// 1) are read in place: copying them into a panel would be a transpose, 12 scattered
+// 1) are read in place: copying them into a panel would be a transpose, MR scattered
 // stores per cache line of a, for no gain in order. Then only a last panel of fewer
 // than MR rows is packed, at ap, where its rows would be. Returns the block's first
 // row in place, or NULL when all of it is packed at ap.
