@@ -1417,8 +1417,8 @@ static float *gemm_space(void) {
 // many rows as columns, the threads pack each KC x NC slice of b together, into one
 // shared slice, and then take blocks of MC rows in turn (dynamic: a thread slowed by
 // other work on the machine takes fewer). Otherwise each thread takes an equal share of
-// the columns and works through all of a. Either way every element of c is summed by one thread
-// at a time, over k in the same order whatever the number of threads.
+// the columns and works through all of a. Either way every element of c is summed by
+// one thread at a time, over k in the same order whatever the number of threads.
 static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
                  size_t b_cs, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) { return; }
