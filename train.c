@@ -1798,7 +1798,6 @@ REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_c
         // training forward does; KEYS keys at a time make that many independent chains
         // of additions, which overlap where one chain would wait on each addition.
         enum { KEYS = 8 };
-        float maxval = -FLT_MAX, sum = 0.0f;
         int t2 = 0;
         for (; t2 + KEYS <= pos + 1; t2 += KEYS) {
             const float *k = k_cache + (size_t)t2 * C + h * HS;
@@ -1814,7 +1813,7 @@ REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_c
             for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
             att_h[t2] = dot * scale;
         }
-        for (t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
+        float maxval = max_floats(att_h, pos + 1), sum = 0.0f;
         // pass 2: exponentiate (the division by the sum is folded into pass 3)
         for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); sum += att_h[t2]; }
         // pass 3: the weighted sum of the values

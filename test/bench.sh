@@ -47,6 +47,7 @@ for i in 0 1; do
     tokens=$(echo "$cfg" | awk '{ for (i = 1; i < NF; i++) { if ($i == "-t") t = $(i + 1); if ($i == "-b") b = $(i + 1) } print t * b }')
     ceiling=$(grep "^ours2 matmul" "$log" | sed 's/.*| \([0-9.]*\) GFLOP.*/\1/' | median)
     echo "== config ${names[$i]}: $cfg, $rounds rounds, $gflop GFLOP per step"
+    ours=$(steps ours2)
     for who in ours2 ours1; do
         m=$(steps "$who")
         awk -v w="$who" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$ceiling" 'BEGIN {
@@ -59,19 +60,19 @@ for i in 0 1; do
         m=$(steps "torch$p")
         version=$(grep -m1 "^torch$p version" "$log" | sed 's/.*version: //')
         tceil=$(grep "^torch$p matmul" "$log" | sed 's/.*| *\([0-9.]*\) GFLOP.*/\1/' | median)
-        awk -v v="$version" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$tceil" -v a="$(steps ours2)" 'BEGIN {
+        awk -v v="$version" -v m="$m" -v g="$gflop" -v n="$tokens" -v c="$tceil" -v a="$ours" 'BEGIN {
             printf "PyTorch %s, 2 threads: median %6.0f ms/step | %6.0f tok/s | %6.1f GFLOP/s | its own 2048^3 matmul %.0f GFLOP/s | tok/s of train.c / this: %.2f\n",
                    v, m, n / (m / 1e3), g / (m / 1e3), c, m / a }'
         if [ -z "$best" ] || awk -v m="$m" -v b="$best" 'BEGIN { exit !(m < b) }'; then best=$m; fi
     done
     if [ -n "$best" ]; then
-        echo "ratio of tokens/s, train.c / the fastest PyTorch: $(awk -v a="$(steps ours2)" -v b="$best" 'BEGIN { printf "%.2f", b / a }')"
+        echo "ratio of tokens/s, train.c / the fastest PyTorch: $(awk -v a="$ours" -v b="$best" 'BEGIN { printf "%.2f", b / a }')"
     fi
     # generation: medians over the rounds of the cached and uncached speeds, and of each
     # round's ratio of the two (measured back to back)
     gen() { grep "^ours2 generate" "$log" | sed "s/.*KV cache \([0-9]*\) tok\/s | without the cache \([0-9]*\) tok\/s (\([0-9.]*\)x).*/\\$1/" | median; }
     echo "generation at this size (train.c, 2 threads), medians of $rounds rounds: KV cache $(gen 1) tok/s | without the cache $(gen 2) tok/s | ratio $(gen 3)x"
-    echo "1 -> 2 threads: $(awk -v a="$(steps ours1)" -v b="$(steps ours2)" 'BEGIN { printf "%.2fx", a / b }') faster"
+    echo "1 -> 2 threads: $(awk -v a="$(steps ours1)" -v b="$ours" 'BEGIN { printf "%.2fx", a / b }') faster"
 done
 rm -f "$log"
 if [ -f out/stages.jsonl ]; then
