@@ -4061,9 +4061,45 @@ void command_sample(const Config *cfg) {
     gpt_free(&model);
 }
 
+// The products of a training step's linear layers, timed alone: for each layer's
+// four linear layers (C -> 3C, C -> C, C -> 4C, 4C -> C) and the LM head (C -> V,
+// without bias), the forward (out = inp . W^T + b) and both backward products (dinp,
+// and dW with db), on B*T rows. One set of operands per shape serves all the layers,
+// so they are warm in cache: this is the products' best case, the part of a step that
+// the matmul engine sets. test/reference.py times the same products with PyTorch.
+// Returns the median seconds of 3 runs.
+static double bench_linear_layers(GPTConfig gc, int BT, uint64_t *rng) {
+    int C = gc.channels, V = gc.vocab_size;
+    int shapes[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}}; // (in, out) channels
+    size_t max_w = (size_t)C * (V > 4 * C ? V : 4 * C), max_act = (size_t)BT * (V > 4 * C ? V : 4 * C);
+    float *w = model_calloc(max_w, sizeof(float)), *dw = model_calloc(max_w, sizeof(float));
+    float *bias = model_calloc(4 * (size_t)C, sizeof(float)), *dbias = model_calloc(4 * (size_t)C, sizeof(float));
+    float *inp = model_calloc(max_act, sizeof(float)), *dinp = model_calloc(max_act, sizeof(float));
+    float *out = model_calloc(max_act, sizeof(float)), *dout = model_calloc(max_act, sizeof(float));
+    for (size_t i = 0; i < max_w; i++) { w[i] = 0.02f * (random_f32(rng) - 0.5f); }
+    for (size_t i = 0; i < max_act; i++) { inp[i] = random_f32(rng) - 0.5f; dout[i] = 1e-3f * (random_f32(rng) - 0.5f); }
+    double runs[3];
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_seconds();
+        for (int s = 0; s < 5; s++) {
+            int in = shapes[s][0], oc = shapes[s][1], layers = s < 4 ? gc.num_layers : 1;
+            float *b = s < 4 ? bias : NULL, *db = s < 4 ? dbias : NULL;
+            for (int l = 0; l < layers; l++) {
+                matmul_forward(out, inp, w, b, 1, BT, in, oc);
+                matmul_backward(dinp, dw, db, dout, inp, w, 1, BT, in, oc);
+            }
+        }
+        runs[r] = now_seconds() - t0;
+    }
+    model_free(w); model_free(dw); model_free(bias); model_free(dbias);
+    model_free(inp); model_free(dinp); model_free(out); model_free(dout);
+    return median(runs, 3);
+}
+
 // ./train bench: the speed of a training step (forward, backward, AdamW) on random
-// tokens, at the model size given by the flags; and of one large matmul, the
-// machine's ceiling for this code. FLOPs per step as in doc/performance.md.
+// tokens, at the model size given by the flags; of its linear layers' products alone;
+// and of one large matmul, the machine's ceiling for this code. FLOPs per step as in
+// doc/performance.md.
 void command_bench(const Config *cfg) {
     GPTConfig gc = {.max_seq_len = cfg->seq_len, .vocab_size = cfg->vocab_size, .num_layers = cfg->num_layers,
                     .num_heads = cfg->num_heads, .channels = cfg->channels};
@@ -4098,6 +4134,12 @@ void command_bench(const Config *cfg) {
     printf("bench train: L=%d C=%d NH=%d V=%d T=%d B=%d, %.2fM parameters | median %.0f ms/step | %.0f tok/s | %.1f GFLOP/s\n",
            gc.num_layers, gc.channels, gc.num_heads, gc.vocab_size, T, B, model.num_parameters / 1e6, 1e3 * step_s,
            B * T / step_s, flops / step_s / 1e9);
+    // the linear layers: 6 FLOPs per weight and row (forward, dinp, dW), the head's tied
+    // embedding included and the position table not
+    double mm_flops = 6.0 * (12.0 * L * C * C + C * (double)gc.vocab_size) * B * T;
+    double mm_s = bench_linear_layers(gc, B * T, &rng);
+    printf("bench linear layers: the products of one step alone | median %.0f ms | %.1f GFLOP/s | the rest of the step %.0f ms\n",
+           1e3 * mm_s, mm_flops / mm_s / 1e9, 1e3 * (step_s - mm_s));
     // generation, the cost of RLHF's rollouts: one token at a time with the KV cache, and
     // without it (a full forward over the sequence so far for every new token)
     int G = T < 128 ? T : 128;

@@ -9,7 +9,8 @@
 # Prints, per config: each program's median ms/step over all rounds (the first step
 # of each round, which allocates, is left out), tokens/s, GFLOP/s, the fraction of the
 # machine's matmul ceiling (a 2048^3 product, measured by each in the same run), and
-# the ratio of tokens/s ours/PyTorch; train.c on 1 thread and on 2; the KV cache's
+# the ratio of tokens/s ours/PyTorch; each program's step split into its linear
+# layers' products (timed alone) and the rest; train.c on 1 thread and on 2; the KV cache's
 # generation speed; and the stage times of the last make run-cpu (out/stages.jsonl).
 set -eu
 read -r -a torches <<< "${1:-}"
@@ -68,6 +69,14 @@ for i in 0 1; do
     if [ -n "$best" ]; then
         echo "ratio of tokens/s, train.c / the fastest PyTorch: $(awk -v a="$ours" -v b="$best" 'BEGIN { printf "%.2f", b / a }')"
     fi
+    # each step split in two: the linear layers' products timed alone (warm operands, see
+    # bench_linear_layers in train.c), and the rest of the step (step minus products)
+    products() { grep "^$1 linear layers" "$log" | sed 's/.*median \([0-9]*\) ms.*/\1/' | median; }
+    split() { awk -v l="$1" -v m="$2" -v p="$3" 'BEGIN { printf "%s: the linear layers'"'"' products alone %6.0f ms, the rest of the step %6.0f ms\n", l, p, m - p }'; }
+    split "train.c, 2 threads" "$ours" "$(products ours2)"
+    for p in "${!torches[@]}"; do
+        split "PyTorch $(grep -m1 "^torch$p version" "$log" | sed 's/.*version: //')" "$(steps "torch$p")" "$(products "torch$p")"
+    done
     # generation: medians over the rounds of the cached and uncached speeds, and of each
     # round's ratio of the two (measured back to back)
     gen() { grep "^ours2 generate" "$log" | sed "s/.*KV cache \([0-9]*\) tok\/s | without the cache \([0-9]*\) tok\/s (\([0-9.]*\)x).*/\\$1/" | median; }

@@ -195,6 +195,37 @@ def matmul_speed():
     print(f"torch matmul: 2048x2048x2048 | median {1e3 * mm[2]:.1f} ms | {2 * 2048 ** 3 / mm[2] / 1e9:.1f} GFLOP/s", flush=True)
 
 
+def linear_layers_speed(args, step_s):
+    """The products of one training step's linear layers alone, as train.c's bench
+    times them (bench_linear_layers): forward, dinp and dW with db for each layer's
+    four linear layers and the head, one set of warm operands per shape."""
+    BT, C, V = args.b * args.t, args.C, args.V
+    # (in, out) channels, how many of them in a step, and whether they have a bias
+    shapes = [(C, 3 * C, args.L, True), (C, C, args.L, True), (C, 4 * C, args.L, True), (4 * C, C, args.L, True),
+              (C, V, 1, False)]
+    ops = []
+    for cin, oc, layers, has_bias in shapes:
+        w = 0.02 * (torch.rand(oc, cin) - 0.5)
+        b = torch.zeros(oc) if has_bias else None
+        x, dout = torch.rand(BT, cin) - 0.5, 1e-3 * (torch.rand(BT, oc) - 0.5)
+        ops.append((w, b, x, dout, layers))
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for w, b, x, dout, layers in ops:
+            for _ in range(layers):  # the products autograd computes for F.linear
+                F.linear(x, w, b)
+                dout @ w
+                dout.t() @ x
+                if b is not None:
+                    dout.sum(0)
+        runs.append(time.perf_counter() - t0)
+    med = sorted(runs)[1]
+    flops = 6 * (12 * args.L * C * C + C * V) * BT
+    print(f"torch linear layers: the products of one step alone | median {1e3 * med:.0f} ms | "
+          f"{flops / med / 1e9:.1f} GFLOP/s | the rest of the step {1e3 * (step_s - med):.0f} ms", flush=True)
+
+
 def reward_fixtures(path):
     """A tiny reward model on 2 pairs of different lengths, right-padded: rewards read
     at each row's end token, the pairwise loss, and every gradient.
@@ -309,6 +340,7 @@ def bench(args):
     flops = (6 * n + 12 * args.L * args.C * args.t) * args.b * args.t
     print(f"torch train: L={args.L} C={args.C} NH={args.H} V={args.V} T={args.t} B={args.b} | median {1e3 * med:.0f} "
           f"ms/step | {args.b * args.t / med:.0f} tok/s | {flops / med / 1e9:.1f} GFLOP/s")
+    linear_layers_speed(args, med)
     matmul_speed()
 
 
