@@ -1290,6 +1290,12 @@ static void gemm_pack_b(float *panel, const float *b, size_t b_rs, size_t b_cs, 
         }
         return;
     }
+    if (b_cs == 1 && j + NR <= jend) {
+        // rows contiguous in j and a whole panel: NR floats a row, copied as one block
+        // (the general loop below, with its bounds test, compiles to one float at a time)
+        for (int k = 0; k < kc; k++) { memcpy(panel + k * NR, b + (size_t)(pc + k) * b_rs + j, NR * sizeof(float)); }
+        return;
+    }
     for (int k = 0; k < kc; k++) {
         const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)j * b_cs;
         for (int jj = 0; jj < NR; jj++) { panel[k * NR + jj] = j + jj < jend ? brow[(size_t)jj * b_cs] : 0.0f; }
@@ -1299,15 +1305,27 @@ static void gemm_pack_b(float *panel, const float *b, size_t b_rs, size_t b_cs, 
 // Packs a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again along
 // the index of a that is contiguous in memory.
 static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
+    if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
+        // k outermost: the mc values of column k are contiguous, and go to the panels in
+        // runs of MR, each copied as one block (a loop with a bounds test compiled to one
+        // float at a time: a fifth of a weight gradient's time). Panel by panel would
+        // instead walk all kc columns, each on a page of its own, once for every panel.
+        int full = mc / MR * MR;
+        for (int k = 0; k < kc; k++) {
+            const float *acol = a + (size_t)ic + (size_t)(pc + k) * a_cs;
+            for (int ir = 0; ir < full; ir += MR) {
+                float *dst = ap + (size_t)ir * kc + (size_t)k * MR;
+                memcpy(dst, acol + ir, MR * sizeof(float));
+            }
+            if (full < mc) {
+                float *dst = ap + (size_t)full * kc + (size_t)k * MR;
+                for (int i = 0; i < MR; i++) { dst[i] = full + i < mc ? acol[full + i] : 0.0f; }
+            }
+        }
+        return;
+    }
     for (int ir = 0; ir < mc; ir += MR) {
         float *panel = ap + (size_t)ir * kc;
-        if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
-            for (int k = 0; k < kc; k++) {
-                const float *acol = a + (size_t)(ic + ir) + (size_t)(pc + k) * a_cs;
-                for (int i = 0; i < MR; i++) { panel[k * MR + i] = ir + i < mc ? acol[i] : 0.0f; }
-            }
-            continue;
-        }
         for (int i = 0; i < MR; i++) {
             if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
             const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
