@@ -1360,36 +1360,39 @@ enum {
 };
 
 // c[ic:ic+mc, jc:jc+nc] (+)= the block of a (mc x kc) . the packed b slice bp (kc x
-// nc), for the slice of k that starts at pc, one micro-tile at a time; each panel of
-// b stays in cache for all of the block. The block is as gemm_prepare_a left it:
-// a_rows (rows a_rs apart) for its whole panels, or NULL, and packed panels at ap.
+// nc), for the slice of k that starts at pc, one micro-tile at a time. The block is as
+// gemm_prepare_a left it: a_rows (rows a_rs apart) for its whole panels, or NULL, and
+// packed panels at ap. The order of the tiles (which never changes a sum) keeps in
+// cache the operand that is dearer to fetch: with a packed, one panel of b at a time
+// while all of a's contiguous panels stream past it; with a read in place, one panel
+// of a (MR rows, far apart in memory) at a time while the panels of b stream past.
 static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
                        int mc, int jc, int nc, int pc, int kc, int overwrite, int shape) {
-    for (int jr = 0; jr < nc; jr += NR) {
-        for (int ir = 0; ir < mc; ir += MR) {
-            float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
-            const float *bpj = bp + (size_t)jr * kc;
-            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
-            int kn = kc; // the k of the slice that this tile sums
-            if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
-            if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
-                kn = ic + ir + mr - pc;
-                if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
+    int tiles_i = (mc + MR - 1) / MR, tiles_j = (nc + NR - 1) / NR;
+    for (int t = 0; t < tiles_i * tiles_j; t++) {
+        int ir = (a_rows ? t / tiles_j : t % tiles_i) * MR, jr = (a_rows ? t % tiles_j : t / tiles_i) * NR;
+        float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
+        const float *bpj = bp + (size_t)jr * kc;
+        int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+        int kn = kc; // the k of the slice that this tile sums
+        if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
+        if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
+            kn = ic + ir + mr - pc;
+            if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
+        }
+        if (a_rows && mr == MR) { // in place
+            const float *ai = a_rows + (size_t)ir * a_rs;
+            if (nr == NR) {
+                gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
+            } else {
+                gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
             }
-            if (a_rows && mr == MR) { // in place
-                const float *ai = a_rows + (size_t)ir * a_rs;
-                if (nr == NR) {
-                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
-                } else {
-                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
-                }
-            } else { // packed
-                const float *api = ap + (size_t)ir * kc;
-                if (mr == MR && nr == NR) {
-                    gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
-                } else {
-                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
-                }
+        } else { // packed
+            const float *api = ap + (size_t)ir * kc;
+            if (mr == MR && nr == NR) {
+                gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
+            } else {
+                gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
             }
         }
     }
