@@ -2,13 +2,14 @@
 # A/B: the training-step time of two versions of train.c, measured in one process
 # (test/ab_step.c), alternating steps, so that both see the same moments of a noisy
 # machine. Each version is a git revision or a file.
-# Usage: test/ab.sh <A> <B> [S|M|run|gen] [rounds]
+# Usage: test/ab.sh <A> <B> [S|M|run|gen|mm-S|mm-M] [rounds]
 #   e.g. test/ab.sh HEAD~1 train.c S 11
 #   S: L=6 C=384 NH=6 V=4096 T=256 B=8   M: L=12 C=768 NH=12 V=50257 T=64 B=4
 #   run: the size of make run-cpu's pretraining, L=4 C=128 NH=4 V=1024 T=128 B=16
 #   gen: at S, 128 tokens generated with the KV cache instead of a training step
+#   mm-S, mm-M: only the products of a step's linear layers (the matmul engine)
 set -eu
-[ $# -ge 2 ] || { sed -n '2,8p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,9p' "$0"; exit 2; }
 config=${3:-S}
 rounds=${4:-9}
 what=step
@@ -17,7 +18,9 @@ case $config in
     M) dims="12 768 12 50257 64 4" ;;
     run) dims="4 128 4 1024 128 16" ;;
     gen) dims="6 384 6 4096 256 8"; what=generate ;;
-    *) echo "config: S, M, run or gen" >&2; exit 2 ;;
+    mm-S) dims="6 384 6 4096 256 8"; what=products ;;
+    mm-M) dims="12 768 12 50257 64 4"; what=products ;;
+    *) echo "config: S, M, run, gen, mm-S or mm-M" >&2; exit 2 ;;
 esac
 cc=${CC:-cc}
 cflags=$(make -s print-cflags | sed -n "s/^CFLAGS: //p")
