@@ -1385,30 +1385,33 @@ enum {
 static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
                        int mc, int jc, int nc, int pc, int kc, int overwrite, int shape) {
     int tiles_i = (mc + MR - 1) / MR, tiles_j = (nc + NR - 1) / NR;
-    for (int t = 0; t < tiles_i * tiles_j; t++) {
-        int ir = (a_rows ? t / tiles_j : t % tiles_i) * MR, jr = (a_rows ? t % tiles_j : t / tiles_i) * NR;
-        float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
-        const float *bpj = bp + (size_t)jr * kc;
-        int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
-        int kn = kc; // the k of the slice that this tile sums
-        if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
-        if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
-            kn = ic + ir + mr - pc;
-            if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
-        }
-        if (a_rows && mr == MR) { // in place
-            const float *ai = a_rows + (size_t)ir * a_rs;
-            if (nr == NR) {
-                gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
-            } else {
-                gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
+    int outer = a_rows ? tiles_i : tiles_j, inner = a_rows ? tiles_j : tiles_i;
+    for (int o = 0; o < outer; o++) {
+        for (int n = 0; n < inner; n++) {
+            int ir = (a_rows ? o : n) * MR, jr = (a_rows ? n : o) * NR;
+            float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
+            const float *bpj = bp + (size_t)jr * kc;
+            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+            int kn = kc; // the k of the slice that this tile sums
+            if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
+            if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
+                kn = ic + ir + mr - pc;
+                if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
             }
-        } else { // packed
-            const float *api = ap + (size_t)ir * kc;
-            if (mr == MR && nr == NR) {
-                gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
-            } else {
-                gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
+            if (a_rows && mr == MR) { // in place
+                const float *ai = a_rows + (size_t)ir * a_rs;
+                if (nr == NR) {
+                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
+                }
+            } else { // packed
+                const float *api = ap + (size_t)ir * kc;
+                if (mr == MR && nr == NR) {
+                    gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
+                }
             }
         }
     }
@@ -4108,7 +4111,8 @@ void command_sample(const Config *cfg) {
 static double bench_linear_layers(GPTConfig gc, int BT, uint64_t *rng) {
     int C = gc.channels, V = gc.vocab_size;
     int shapes[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}}; // (in, out) channels
-    size_t max_w = (size_t)C * (V > 4 * C ? V : 4 * C), max_act = (size_t)BT * (V > 4 * C ? V : 4 * C);
+    int widest = V > 4 * C ? V : 4 * C; // the most output channels of any shape
+    size_t max_w = (size_t)C * widest, max_act = (size_t)BT * widest;
     float *w = model_calloc(max_w, sizeof(float)), *dw = model_calloc(max_w, sizeof(float));
     float *bias = model_calloc(4 * (size_t)C, sizeof(float)), *dbias = model_calloc(4 * (size_t)C, sizeof(float));
     float *inp = model_calloc(max_act, sizeof(float)), *dinp = model_calloc(max_act, sizeof(float));
