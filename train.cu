@@ -11,8 +11,10 @@ checkpoints are the same in both builds by construction, and a checkpoint writte
 one loads in the other.
 
 Build and run (the Makefile does this):
-    make run-gpu     the four stages on the GPU, with the same summary table as run-cpu
-    make test-gpu    every kernel against its C function, then each stage against train.c
+    make run-gpu       the four stages on the GPU, with the same summary table as run-cpu
+    make test-gpu      every kernel against its C function, then each stage against train.c
+    make test-gpu-emu  the same tests with no GPU: this file built as C++ against
+                       test/gpu_emu/, which runs the kernels on the CPU (doc/gpu.md)
 
 Each kernel sits directly above its launcher. The launcher has the name and arguments
 of the C function it replaces; the kernel adds _kernel. First kernels are direct
@@ -70,6 +72,10 @@ static void cuda_check(cudaError_t err, const char *file, int line) {
 // until waited for.
 #define kernelCheck() do { cudaCheck(cudaGetLastError()); cudaCheck(cudaDeviceSynchronize()); } while (0)
 
+// blocks of `threads` threads that cover n elements. CUDA refuses a grid of 0 blocks
+// ("invalid configuration argument") where train.c's loop over nothing does nothing,
+// so the launchers of a size that can be 0 (AdamW on a tensor of the head a model
+// does not have, which holds no parameters) return before they launch.
 static int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }
 
 // differs from train.c: managed memory, which the host code of train.c reads and
@@ -506,6 +512,7 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
 }
 
 extern "C" void GPU(gelu_forward)(float *out, const float *inp, size_t N) {
+    if (N == 0) { return; }
     gelu_forward_kernel<<<blocks_for(N, 256), 256>>>(out, inp, N);
     kernelCheck();
 }
@@ -522,6 +529,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
 }
 
 extern "C" void GPU(gelu_backward)(float *dinp, const float *inp, const float *dout, size_t N) {
+    if (N == 0) { return; }
     gelu_backward_kernel<<<blocks_for(N, 256), 256>>>(dinp, inp, dout, N);
     kernelCheck();
 }
@@ -532,6 +540,7 @@ __global__ void residual_forward_kernel(float *out, const float *inp1, const flo
 }
 
 extern "C" void GPU(residual_forward)(float *out, const float *inp1, const float *inp2, size_t N) {
+    if (N == 0) { return; }
     residual_forward_kernel<<<blocks_for(N, 256), 256>>>(out, inp1, inp2, N);
     kernelCheck();
 }
@@ -544,6 +553,7 @@ __global__ void residual_backward_kernel(float *dinp1, float *dinp2, const float
 }
 
 extern "C" void GPU(residual_backward)(float *dinp1, float *dinp2, const float *dout, size_t N) {
+    if (N == 0) { return; }
     residual_backward_kernel<<<blocks_for(N, 256), 256>>>(dinp1, dinp2, dout, N);
     kernelCheck();
 }
@@ -629,6 +639,7 @@ __global__ void sum_of_squares_kernel(double *partial, const float *x, size_t n)
 }
 
 extern "C" double GPU(sum_of_squares)(const float *x, size_t n) {
+    if (n == 0) { return 0.0; }
     size_t chunks = (n + CHUNK - 1) / CHUNK;
     double *partial = (double *)GPU(model_calloc)(chunks, sizeof(double));
     sum_of_squares_kernel<<<blocks_for(chunks, 32), 32>>>(partial, x, n);
@@ -645,6 +656,7 @@ __global__ void scale_floats_kernel(float *x, float coef, size_t n) {
 }
 
 extern "C" void GPU(scale_floats)(float *x, float coef, size_t n) {
+    if (n == 0) { return; }
     scale_floats_kernel<<<blocks_for(n, 256), 256>>>(x, coef, n);
     kernelCheck();
 }
@@ -663,6 +675,7 @@ __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, float
 
 extern "C" void GPU(adamw_tensor)(float *p, float *m, float *v, const float *g, float lr, float beta1, float beta2,
                                   float eps, float decay, int t, size_t n) {
+    if (n == 0) { return; }
     float bias_correction1 = 1.0f - powf(beta1, (float)t);
     float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, (float)t));
     adamw_kernel<<<blocks_for(n, 256), 256>>>(p, m, v, g, lr, beta1, beta2, eps, decay, bias_correction1,
