@@ -1,6 +1,6 @@
 // Tests of train.cu: every launcher against the train.c function it replaces, on the
 // same random inputs. (Whole stages, GPU build against CPU build, are compared by
-// test/compare_gpu.sh.) With TESTING, train.cu's launchers are named <name>_gpu, and
+// test/compare_gpu.py.) With TESTING, train.cu's launchers are named <name>_gpu, and
 // this program is linked with train.c built with TESTING, which gives the C versions
 // under their own names. Sections follow train.c's order.
 #define TESTING
@@ -67,15 +67,27 @@ static int *random_ints(size_t n, int hi) {
 }
 
 // Agreement of a GPU result with the CPU's: |gpu - cpu| <= atol + rtol * |cpu| for every
-// element (llm.c's dev/cuda rule). Reports the worst element as a multiple of its tolerance.
-static void compare(const char *name, const float *gpu, const float *cpu, size_t n, float atol, float rtol) {
-    double worst = 0.0, worst_diff = 0.0;
+// element (llm.c's dev/cuda rule). A NaN on either side breaks it. The report gives the
+// worst element as a multiple of its tolerance, where equal values count 0 even against
+// a tolerance of 0 (the exact checks).
+struct Agreement {
+    size_t outside;      // elements that break the rule
+    double worst, diff;  // the worst ratio |gpu - cpu| / tolerance (NaN sticks), and its |gpu - cpu|
+};
+static Agreement agreement(const float *gpu, const float *cpu, size_t n, float atol, float rtol) {
+    Agreement a = {0, 0.0, 0.0};
     for (size_t i = 0; i < n; i++) {
-        double diff = fabs((double)gpu[i] - cpu[i]), ratio = diff / (atol + rtol * fabs((double)cpu[i]));
-        if (!(ratio <= worst)) { worst = ratio; worst_diff = diff; } // NaN counts as worst
+        double diff = fabs((double)gpu[i] - cpu[i]), tol = atol + rtol * fabs((double)cpu[i]);
+        if (!(diff <= tol)) { a.outside++; }
+        double ratio = diff == 0.0 ? 0.0 : diff / tol;
+        if (!isnan(a.worst) && (isnan(ratio) || ratio > a.worst)) { a.worst = ratio, a.diff = diff; }
     }
-    check(worst <= 1.0, name, "max |diff| %.2e over %zu values, %.2f of the tolerance (atol %.0e, rtol %.0e)", worst_diff,
-          n, worst, atol, rtol);
+    return a;
+}
+static void compare(const char *name, const float *gpu, const float *cpu, size_t n, float atol, float rtol) {
+    Agreement a = agreement(gpu, cpu, n, atol, rtol);
+    check(a.outside == 0, name, "max |diff| %.2e over %zu values, %.2f of the tolerance, %zu outside it (atol %.0e, rtol %.0e)",
+          a.diff, n, a.worst, a.outside, atol, rtol);
 }
 
 // Tolerances. Kernels that keep train.c's loops in train.c's order differ from it only
@@ -88,6 +100,21 @@ static void compare(const char *name, const float *gpu, const float *cpu, size_t
 #define ULPS_RTOL 1e-5f
 #define SUMS_ATOL 1e-4f
 #define SUMS_RTOL 1e-4f
+
+// The comparison itself: it must pass equal values with no tolerance at all, and fail
+// a NaN wherever it sits and a difference of one ulp in an exact check.
+static void test_compare(void) {
+    float x[4] = {1.0f, -2.5f, 0.0f, 3.0e-20f}, ulp[1] = {nextafterf(1.0f, 2.0f)};
+    float nan_first[3] = {NAN, 1.0f, 2.0f}, ones[3] = {1.0f, 1.0f, 2.0f};
+    Agreement same = agreement(x, x, 4, 0.0f, 0.0f), one_ulp = agreement(ulp, x, 1, 0.0f, 0.0f);
+    Agreement nan = agreement(nan_first, ones, 3, 1e-3f, 1e-3f), cpu_nan = agreement(ones, nan_first, 3, 1e-3f, 1e-3f);
+    check(same.outside == 0 && same.worst == 0.0, "compare: equal values pass an exact check (atol = rtol = 0)",
+          "%zu outside, worst %.2f", same.outside, same.worst);
+    check(one_ulp.outside == 1, "compare: one ulp apart fails an exact check", "%zu outside", one_ulp.outside);
+    check(nan.outside == 1 && isnan(nan.worst) && cpu_nan.outside == 1,
+          "compare: a NaN fails, on either side, before values that agree", "%zu and %zu outside, worst %.2f",
+          nan.outside, cpu_nan.outside, nan.worst);
+}
 
 // ----------------------------------------------------------------------------
 // 4. layers
@@ -188,17 +215,18 @@ static void test_layers(void) {
     float *kc_cpu = floats((size_t)maxT * C), *vc_cpu = floats((size_t)maxT * C);
     float *kc_gpu = floats((size_t)maxT * C), *vc_gpu = floats((size_t)maxT * C);
     float *out_cpu = floats(C), *out_gpu = floats(C), *sc_cpu = floats((size_t)NH * maxT), *sc_gpu = floats((size_t)NH * maxT);
+    size_t outside = 0;
     double worst = 0.0;
     for (int pos = 0; pos < T; pos++) {
         const float *qkv_t = qkv + (size_t)pos * 3 * C;
         attention_forward_cached(out_cpu, sc_cpu, kc_cpu, vc_cpu, qkv_t, pos, C, NH);
         attention_forward_cached_gpu(out_gpu, sc_gpu, kc_gpu, vc_gpu, qkv_t, pos, C, NH);
-        for (int i = 0; i < C; i++) {
-            double d = fabs((double)out_gpu[i] - out_cpu[i]) / (ULPS_ATOL + ULPS_RTOL * fabs((double)out_cpu[i]));
-            if (!(d <= worst)) { worst = d; }
-        }
+        Agreement a = agreement(out_gpu, out_cpu, C, ULPS_ATOL, ULPS_RTOL);
+        outside += a.outside;
+        if (isnan(a.worst) || a.worst > worst) { worst = a.worst; }
     }
-    check(worst <= 1.0, "attention_forward_cached, positions 0..T-1 of one sequence", "%.2f of the tolerance", worst);
+    check(outside == 0, "attention_forward_cached, positions 0..T-1 of one sequence", "%.2f of the tolerance, %zu outside it",
+          worst, outside);
     compare("attention_forward_cached fills the key cache", kc_gpu, kc_cpu, (size_t)T * C, 0.0f, 0.0f);
 
     // gelu and residual, elementwise
@@ -271,11 +299,31 @@ static void test_optimizer(void) {
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) { model_free_gpu(all[i]); }
 }
 
+// Sizes of 0: train.c's loops do nothing, and so must the launchers (CUDA refuses a grid
+// of 0 blocks). A language model's scalar head holds 0 parameters, and AdamW visits it.
+// A launcher that fails here ends the program with CUDA's error and its train.cu line.
+static void test_empty(void) {
+    float *x = random_floats(4, 1.0f), *y = copy_of(x, 4);
+    gelu_forward_gpu(y, x, 0);
+    gelu_backward_gpu(y, x, x, 0);
+    residual_forward_gpu(y, x, x, 0);
+    residual_backward_gpu(y, y, x, 0);
+    scale_floats_gpu(y, 2.0f, 0);
+    adamw_tensor_gpu(y, y, y, x, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 0);
+    double s = sum_of_squares_gpu(x, 0);
+    compare("launchers with a size of 0 launch nothing and touch nothing", y, x, 4, 0.0f, 0.0f);
+    check(s == 0.0, "sum_of_squares of 0 values", "%g", s);
+    model_free_gpu(x);
+    model_free_gpu(y);
+}
+
 int main(void) {
     printf("device: %s\n", device_name_gpu());
+    test_compare();
     test_gemm();
     test_layers();
     test_optimizer();
+    test_empty();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed > 0;
 }
