@@ -63,7 +63,7 @@ NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),co
 	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-.PHONY: all data run-cpu run-gpu test test-gpu build-gpu gpu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
+.PHONY: all data run-cpu run-gpu test test-gpu test-gpu-emu build-gpu gpu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -109,11 +109,12 @@ run-cpu: train world data
 run-gpu: train_gpu world data
 	$(call pipeline,train_gpu,out_gpu)
 
-# test: every CPU test; the last line reads "N passed, M failed"
-test: test/test_world test/test_grad test/test_train train data
+# test: every test this machine can run, train.cu's on the CPU too (test-gpu-emu, below);
+# the last line reads "N passed, M failed"
+test: test/test_world test/test_grad test/test_train train data test/test_cuda_emu test/test_train_gpu_emu train_gpu_emu
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
 		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train" \
-		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py selftest"
+		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py selftest" $(EMU_TESTS)
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -178,13 +179,14 @@ bench-ab:
 print-cflags:
 	@echo 'CFLAGS: $(CFLAGS)'
 
-# test-gpu: every kernel against its C function, then each stage of train_gpu against train
-test-gpu: test/test_train_gpu train train_gpu data
-	@./test/run.sh ./test/test_train_gpu "python3 test/compare_gpu.py ./train ./train_gpu"
+# test-gpu: CUDA's rules that train.cu relies on, every kernel against its C function,
+# then each stage of train_gpu against train
+test-gpu: test/test_cuda_gpu test/test_train_gpu train train_gpu data
+	@./test/run.sh ./test/test_cuda_gpu ./test/test_train_gpu "python3 test/compare_gpu.py ./train ./train_gpu"
 
 # build-gpu: compile train_gpu and the GPU tests without running them (CI, which has nvcc
 # and no GPU, runs this with GPU_ARCH="80 90"); any warning is an error
-build-gpu: train_gpu test/test_train_gpu
+build-gpu: train_gpu test/test_train_gpu test/test_cuda_gpu
 
 gpu-ready:
 	@test -n "$(NVCC)" || { echo "nvcc not found: install the CUDA toolkit (or NVCC=/path/to/nvcc)"; exit 1; }
@@ -199,6 +201,45 @@ test/test_train_gpu: test/test_train.cu train.cu train.c test/check.h | gpu-read
 	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o test/train_testing.o train.c
 	$(NVCC) $(NVCCFLAGS) -o $@ test/test_train.cu test/train_testing.o $(GPU_LDLIBS)
 
+# The GPU build without a GPU (doc/gpu.md): train.cu and its tests compiled as C++
+# against test/gpu_emu/, a small CUDA runtime and cuBLAS of our own that run kernels on
+# the CPU. Needs a C++ compiler, not nvcc. The sed below is the one change to the .cu
+# files: kernel<<<grid, block>>>(args) becomes emu_launch(kernel, grid, block)(args), an
+# #include of x.cu includes the rewritten x.cu.cpp, and #line keeps their own names and
+# line numbers in every message.
+EMU = test/gpu_emu
+EMU_CXX ?= $(if $(findstring clang,$(CC)),clang++,g++)
+EMU_CXXFLAGS = $(filter-out -std=%,$(CFLAGS)) -std=c++17 -I$(EMU) -DGPU_EMU
+EMU_HEADERS = $(EMU)/cuda_runtime.h $(EMU)/cublas_v2.h
+# the emulated checks: every kernel against its C function, again with blocks and
+# threads in reverse order, then each stage against train.c
+EMU_TESTS = ./test/test_cuda_emu "GPU_EMU_REVERSE=1 ./test/test_cuda_emu" \
+	./test/test_train_gpu_emu "GPU_EMU_REVERSE=1 ./test/test_train_gpu_emu" \
+	"python3 test/compare_gpu.py ./train ./train_gpu_emu"
+
+# test-gpu-emu: make test-gpu's checks on the CPU, without a GPU (make test runs them too)
+test-gpu-emu: test/test_cuda_emu test/test_train_gpu_emu train train_gpu_emu data
+	@./test/run.sh $(EMU_TESTS)
+
+$(EMU)/gen/%.cu.cpp: %.cu
+	@mkdir -p $(dir $@)
+	{ echo '#line 1 "$<"'; sed -e 's/\([A-Za-z_][A-Za-z_0-9]*\)<<</emu_launch(\1, /g' -e 's/>>>/)/g' \
+		-e 's/^#include "\(.*\)\.cu"/#include "\1.cu.cpp"/' $<; } > $@
+
+train_gpu_emu: $(EMU)/gen/train.cu.cpp train.c $(EMU_HEADERS) .flags
+	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o $(EMU)/gen/train_host.o train.c
+	$(EMU_CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/gen/train_host.o $(LDLIBS)
+
+test/test_train_gpu_emu: $(EMU)/gen/test/test_train.cu.cpp $(EMU)/gen/train.cu.cpp train.c test/check.h $(EMU_HEADERS) .flags
+	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o $(EMU)/gen/train_testing.o train.c
+	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(EMU)/gen/train_testing.o $(LDLIBS)
+
+test/test_cuda_emu: $(EMU)/gen/test/test_cuda.cu.cpp test/check.h $(EMU_HEADERS) .flags
+	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(LDLIBS)
+
+test/test_cuda_gpu: test/test_cuda.cu test/check.h | gpu-ready
+	$(NVCC) $(NVCCFLAGS) -Itest -o $@ $< -lcublas
+
 # debug: the tests at -O0 with AddressSanitizer and UndefinedBehaviorSanitizer (slow:
 # make test SAN=1 is the same checks at -O1)
 debug:
@@ -208,4 +249,5 @@ debug:
 clean:
 	rm -rf train world test/test_world test/test_grad test/test_train data/world out .flags
 	rm -rf test/fuzz/found test/fuzz/fuzz_jsonl test/fuzz/fuzz_tokenizer test/fuzz/fuzz_checkpoint
-	rm -rf train_gpu train_host.o test/test_train_gpu test/train_testing.o out_gpu
+	rm -rf train_gpu train_host.o test/test_train_gpu test/train_testing.o test/test_cuda_gpu out_gpu
+	rm -rf train_gpu_emu test/test_train_gpu_emu test/test_cuda_emu $(EMU)/gen
