@@ -63,7 +63,10 @@ NVCCFLAGS = -O3 -std=c++17 $(foreach a,$(GPU_ARCH),-gencode arch=compute_$(a),co
 	-Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 
-.PHONY: all data run-cpu run-gpu test test-gpu test-gpu-emu build-gpu gpu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
+# a recipe that fails leaves no half-written target behind
+.DELETE_ON_ERROR:
+
+.PHONY: all data run-cpu run-gpu test test-gpu test-gpu-emu build-gpu gpu-ready emu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -71,7 +74,7 @@ all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
 # .flags holds the compile command of the last build: a change (SAN=1, FAST=1, CC=...)
 # rebuilds every program
 .flags: FORCE
-	@echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+	@echo '$(CC) $(EMU_CXX) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(EMU_CXX) $(CFLAGS)' > $@
 
 # train: the trainer (train.c)
 train: train.c .flags
@@ -204,12 +207,13 @@ test/test_train_gpu: test/test_train.cu train.cu train.c test/check.h | gpu-read
 # The GPU build without a GPU (doc/gpu.md): train.cu and its tests compiled as C++
 # against test/gpu_emu/, a small CUDA runtime and cuBLAS of our own that run kernels on
 # the CPU. Needs a C++ compiler, not nvcc. The sed below is the one change to the .cu
-# files: kernel<<<grid, block>>>(args) becomes emu_launch(kernel, grid, block)(args), an
-# #include of x.cu includes the rewritten x.cu.cpp, and #line keeps their own names and
-# line numbers in every message.
+# files: on a line with a launch, kernel<<<grid, block>>>(args) becomes
+# emu_launch(kernel, grid, block)(args) (kernel may be ns::k or k<T>); an #include of
+# x.cu includes the rewritten x.cu.cpp; and #line keeps their own names and line
+# numbers in every message. Any warning is an error, as in the nvcc build.
 EMU = test/gpu_emu
 EMU_CXX ?= $(if $(findstring clang,$(CC)),clang++,g++)
-EMU_CXXFLAGS = $(filter-out -std=%,$(CFLAGS)) -std=c++17 -I$(EMU) -DGPU_EMU
+EMU_CXXFLAGS = $(filter-out -std=%,$(CFLAGS)) -std=c++17 -Werror -I$(EMU) -DGPU_EMU
 EMU_HEADERS = $(EMU)/cuda_runtime.h $(EMU)/cublas_v2.h
 # the emulated checks: every kernel against its C function, again with blocks and
 # threads in reverse order, then each stage against train.c
@@ -223,18 +227,21 @@ test-gpu-emu: test/test_cuda_emu test/test_train_gpu_emu train train_gpu_emu dat
 
 $(EMU)/gen/%.cu.cpp: %.cu
 	@mkdir -p $(dir $@)
-	{ echo '#line 1 "$<"'; sed -e 's/\([A-Za-z_][A-Za-z_0-9]*\)<<</emu_launch(\1, /g' -e 's/>>>/)/g' \
+	{ echo '#line 1 "$<"'; sed -e '/<<</{s/\([A-Za-z_][A-Za-z_0-9:]*\(<[^<>]*>\)\{0,1\}\) *<<</emu_launch(\1, /g;s/>>>/)/g;}' \
 		-e 's/^#include "\(.*\)\.cu"/#include "\1.cu.cpp"/' $<; } > $@
 
-train_gpu_emu: $(EMU)/gen/train.cu.cpp train.c $(EMU_HEADERS) .flags
+emu-ready:
+	@command -v $(EMU_CXX) >/dev/null || { echo "the GPU code's tests build it as C++: install a C++ compiler (Debian: apt-get install g++), or give EMU_CXX="; exit 1; }
+
+train_gpu_emu: $(EMU)/gen/train.cu.cpp train.c $(EMU_HEADERS) .flags | emu-ready
 	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o $(EMU)/gen/train_host.o train.c
 	$(EMU_CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/gen/train_host.o $(LDLIBS)
 
-test/test_train_gpu_emu: $(EMU)/gen/test/test_train.cu.cpp $(EMU)/gen/train.cu.cpp train.c test/check.h $(EMU_HEADERS) .flags
+test/test_train_gpu_emu: $(EMU)/gen/test/test_train.cu.cpp $(EMU)/gen/train.cu.cpp train.c test/check.h $(EMU_HEADERS) .flags | emu-ready
 	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o $(EMU)/gen/train_testing.o train.c
 	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(EMU)/gen/train_testing.o $(LDLIBS)
 
-test/test_cuda_emu: $(EMU)/gen/test/test_cuda.cu.cpp test/check.h $(EMU_HEADERS) .flags
+test/test_cuda_emu: $(EMU)/gen/test/test_cuda.cu.cpp test/check.h $(EMU_HEADERS) .flags | emu-ready
 	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(LDLIBS)
 
 test/test_cuda_gpu: test/test_cuda.cu test/check.h | gpu-ready

@@ -22,6 +22,7 @@ zero a rounding can flip the sign of that parameter's step; everywhere else the 
 agree to rounding. The tolerances below follow from that.
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -89,20 +90,29 @@ def check_wiring(gpu_prog):
           + (f"; kernels missing: {', '.join(missing)}" if missing else ""))
 
 
+def worst_of(values):
+    """The largest of the values, or NaN if any is NaN (Python's max skips a NaN that is
+    not first)."""
+    values = list(values)
+    return math.nan if any(math.isnan(v) for v in values) else max(values)
+
+
 def compare_losses(name, cpu, gpu, key, rtol):
-    worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(cpu, gpu))
+    worst = worst_of(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(cpu, gpu))
     check(len(cpu) == len(gpu) and worst <= rtol, f"{name}: {key} at every step",
           f"{len(gpu)} steps, worst relative difference {worst:.2e} (tolerance {rtol:.0e})")
 
 
 def compare_params(name, cpu_path, gpu_path, lr):
     a, b = floats_of(cpu_path), floats_of(gpu_path)
-    diffs = sorted(abs(x - y) for x, y in zip(a, b))
+    diffs = [abs(x - y) for x, y in zip(a, b)]
+    nans = sum(math.isnan(d) for d in diffs)
     # a wrong gradient moves most parameters by about lr per step; rounding moves almost
     # none by a hundredth of that (only parameters whose gradient is near zero can flip)
-    far = sum(d > 0.01 * lr for d in diffs) / len(diffs)
-    check(len(a) == len(b) and far <= 0.01, f"{name}: parameters agree",
-          f"{len(a)} values, median |diff| {diffs[len(diffs) // 2]:.1e}, "
+    far = sum(not d <= 0.01 * lr for d in diffs) / len(diffs)
+    finite = sorted(d for d in diffs if not math.isnan(d))
+    check(len(a) == len(b) and nans == 0 and far <= 0.01, f"{name}: parameters agree",
+          f"{len(a)} values, {nans} NaN, median |diff| {finite[len(finite) // 2]:.1e}, "
           f"{100 * far:.3f}% differ by more than lr/100 (tolerance 1%)")
 
 
@@ -156,7 +166,7 @@ def compare_stages(cpu_prog, gpu_prog, root):
             # rounding picks the same tokens unless a draw lands within ~1e-6 of a
             # boundary), scored by the same models; scores sum over a whole response
             first = cpu[0], gpu[0]
-            worst = max(abs(first[0][k] - first[1][k]) for k in ("score", "response_len", "kl"))
+            worst = worst_of(abs(first[0][k] - first[1][k]) for k in ("score", "response_len", "kl"))
             check(worst <= 1e-3, "rlhf: iteration 1 rollouts, score, KL and length",
                   f"score {first[1]['score']:.4f} vs {first[0]['score']:.4f}, KL {first[1]['kl']:.2e}, "
                   f"worst |diff| {worst:.1e} (tolerance 1e-3)")

@@ -80,7 +80,7 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t trans
     if (handle == nullptr) { return CUBLAS_STATUS_NOT_INITIALIZED; }
     if (m < 0 || n < 0 || k < 0 || !known(transa) || !known(transb) || alpha == nullptr || beta == nullptr ||
         lda < max1(transa == CUBLAS_OP_N ? m : k) || ldb < max1(transb == CUBLAS_OP_N ? k : n) || ldc < max1(m)) {
-        report_refused("cublasSgemm: refused (m=%d n=%d k=%d, op %d %d, lda=%d ldb=%d ldc=%d)", m, n, k, (int)transa,
+        gpu_emu::report_refused("cublasSgemm: refused (m=%d n=%d k=%d, op %d %d, lda=%d ldb=%d ldc=%d)", m, n, k, (int)transa,
                         (int)transb, lda, ldb, ldc);
         return CUBLAS_STATUS_INVALID_VALUE;
     }
@@ -90,9 +90,13 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t trans
     // op(A) is (m,k): A is stored (m,k) for 'N', (k,m) otherwise; op(B) (k,n) likewise
     bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
     const char *bad = nullptr;
-    if (reads_ab && !gpu_emu::operand_is_managed(A, ta ? k : m, ta ? m : k, lda)) { bad = "A"; }
-    if (reads_ab && !gpu_emu::operand_is_managed(B, tb ? n : k, tb ? k : n, ldb)) { bad = "B"; }
-    if (!gpu_emu::operand_is_managed(C, m, n, ldc)) { bad = "C"; }
+    if (reads_ab && !gpu_emu::operand_is_managed(A, ta ? k : m, ta ? m : k, lda)) {
+        bad = "A";
+    } else if (reads_ab && !gpu_emu::operand_is_managed(B, tb ? n : k, tb ? k : n, ldb)) {
+        bad = "B";
+    } else if (!gpu_emu::operand_is_managed(C, m, n, ldc)) {
+        bad = "C";
+    }
     gpu_emu::enqueue([=] {
         if (bad) {
             char what[160];
@@ -106,10 +110,14 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t trans
         for (int l = 0; reads_ab && l < k; l++) {
             for (int i = 0; i < m; i++) { opa[(size_t)l * m + i] = ta ? A[l + (size_t)i * lda] : A[i + (size_t)l * lda]; }
         }
+#ifdef _OPENMP
         #pragma omp parallel
+#endif
         {
             std::vector<float> sum(m);
+#ifdef _OPENMP
             #pragma omp for
+#endif
             for (int j = 0; j < n; j++) {
                 std::fill(sum.begin(), sum.end(), 0.0f);
                 for (int l = 0; reads_ab && l < k; l++) {

@@ -31,9 +31,14 @@ What it does, in the order of this file:
     calls, one after another. If it stops at a barrier, every thread of the block
     gets a fiber, and they run in turns: each until its next barrier, and when all
     wait, all go on. A barrier that some threads of a block reach and others do not
-    is reported as a fault (on a GPU it hangs or corrupts).
+    is reported as a fault (on a GPU it is undefined).
   - GPU_EMU_REVERSE=1 runs the blocks and the threads of each block in reverse order,
     so a result that depends on the order of the threads shows up in exact checks.
+
+Not modelled: __CUDA_ARCH__ is not defined, so code under it is not what runs here;
+two different __syncthreads calls (in the two arms of an if) count as one barrier;
+the last error is one for the process, where CUDA keeps one per host thread, and the
+queue assumes one host thread launches, as train.c's host code does.
 
 Everything is in this header (and cublas_v2.h): a program includes it in one
 translation unit, as train.cu is compiled.
@@ -84,7 +89,8 @@ translation unit, as train.cu is compiled.
 #define __device__
 #define __host__
 // one variable per OS thread; the threads of a block share it (a block runs on one OS
-// thread), and blocks on other OS threads have their own
+// thread), and blocks on other OS threads have their own. It starts at 0 and then holds
+// what the previous block on that OS thread left, where a GPU's holds garbage.
 #define __shared__ static thread_local
 
 struct uint3 {
@@ -156,16 +162,24 @@ inline cudaError_t fail(cudaError_t err) {
 // Prints what went wrong, as compute-sanitizer would (a GPU says only the error's name):
 // a fault always, a refused call unless GPU_EMU_QUIET is set (test/test_cuda.cu makes
 // such calls on purpose).
-inline void report(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+inline void vreport(const char *fmt, va_list ap) {
     fprintf(stderr, "gpu_emu: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
+}
+inline void report(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
     va_end(ap);
 }
-
-#define report_refused(...) do { if (!gpu_emu::runtime().quiet) { gpu_emu::report(__VA_ARGS__); } } while (0)
+inline void report_refused(const char *fmt, ...) {
+    if (runtime().quiet) { return; }
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+}
 
 // a fault in queued work: the first one is printed and kept, and the queue stops
 inline void fault(cudaError_t err, const char *what) {
@@ -233,8 +247,11 @@ struct Kernel {
     std::function<void()> thread; // runs the kernel's body once, for threadIdx and blockIdx
 };
 
-// what an OS thread needs to run blocks: its fibers (and their stacks, kept from block to
-// block), the fiber it runs now (none while threads run as plain calls), and the kernel
+// What an OS thread needs to run blocks: its fibers (and their stacks, kept from block to
+// block), the fiber it runs now (none while threads run as plain calls), and the kernel.
+// Allocated once per OS thread and never freed: thread_local objects are destroyed before
+// atexit handlers run, and one of those (train.cu's gpu_free, through cublasDestroy)
+// may still wait for queued work.
 struct Worker {
     std::vector<Fiber> fibers;
     Fiber *current = nullptr;
@@ -246,13 +263,11 @@ struct Worker {
 #else
     void *sp = nullptr;
 #endif
-    ~Worker() {
-        for (Fiber &f : fibers) {
-            if (f.stack) { munmap(f.stack, STACK_BYTES); }
-        }
-    }
 };
-inline thread_local Worker worker;
+inline Worker &this_worker() {
+    thread_local Worker *w = new Worker;
+    return *w;
+}
 
 // ASan follows a switch of stacks when told of it before (start) and after (finish)
 inline void asan_start(void **fake_stack, const void *bottom, size_t size) {
@@ -277,7 +292,7 @@ extern "C" void gpu_emu_start(void);
 
 // the first code a fiber runs: the kernel for its thread, then back for good
 inline void fiber_main() {
-    Worker &w = worker;
+    Worker &w = this_worker();
     asan_finish(nullptr, &w.stack_bottom, &w.stack_size);
     w.kernel->thread();
     Fiber &f = *w.current;
@@ -297,9 +312,10 @@ inline void fiber_main() {
 // the stack pointer, load the other fiber's, pop its registers and return into it.
 // A new fiber's stack holds such a frame, made by fiber_prepare, whose return address
 // is gpu_emu_start: it calls the function in r12 (fiber_main), which never returns.
+// The symbols are weak, so that two files of one program may include this header.
 asm(R"(
-    .text
-    .globl gpu_emu_switch
+    .pushsection .text
+    .weak gpu_emu_switch
     .type gpu_emu_switch, @function
 gpu_emu_switch:
     pushq %rbp
@@ -325,13 +341,24 @@ gpu_emu_switch:
     ret
     .size gpu_emu_switch, .-gpu_emu_switch
 
-    .globl gpu_emu_start
+    .weak gpu_emu_start
     .type gpu_emu_start, @function
 gpu_emu_start:
     call *%r12
     ud2
     .size gpu_emu_start, .-gpu_emu_start
+    .popsection
 )");
+
+// the frame gpu_emu_switch pops, from its stack pointer up
+struct InitialFrame {
+    uint32_t mxcsr;  // SSE control and status
+    uint16_t fpucw;  // x87 control word
+    uint16_t unused;
+    void *r15, *r14, *r13, *r12, *rbx, *rbp;
+    void *return_address;
+};
+static_assert(sizeof(InitialFrame) == 64, "gpu_emu_switch pops 8 bytes, 6 registers and a return address");
 #endif
 
 // makes f start at fiber_main as thread idx
@@ -360,20 +387,15 @@ inline void fiber_prepare(Fiber &f, uint3 idx) {
     f.context.uc_link = nullptr;
     makecontext(&f.context, fiber_main, 0);
 #else
-    // the frame gpu_emu_switch pops, from its stack pointer up: MXCSR and the x87
-    // control word (8 bytes), r15, r14, r13, r12, rbx, rbp, and the return address.
-    // After the return, the stack pointer is 16-byte aligned, as a call needs.
+    // At the top of the stack (16-byte aligned), so that after gpu_emu_start's return
+    // the stack pointer is 16-byte aligned, as a call needs. rbp = 0 ends backtraces.
     uintptr_t top = ((uintptr_t)f.stack + STACK_BYTES) & ~(uintptr_t)15;
-    void **frame = (void **)(top - 64);
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
-    memset(frame, 0, 64);
-    memcpy(frame, &mxcsr, 4);
-    memcpy((char *)frame + 4, &fpucw, 2);
-    frame[4] = (void *)&fiber_main;   // r12
-    frame[7] = (void *)&gpu_emu_start; // return address
+    InitialFrame *frame = (InitialFrame *)(top - sizeof(InitialFrame));
+    memset(frame, 0, sizeof(*frame));
+    asm volatile("stmxcsr %0" : "=m"(frame->mxcsr));
+    asm volatile("fnstcw %0" : "=m"(frame->fpucw));
+    frame->r12 = (void *)&fiber_main;
+    frame->return_address = (void *)&gpu_emu_start;
     f.sp = frame;
 #endif
 }
@@ -432,13 +454,13 @@ inline void run_block(Worker &w, const Kernel &k, size_t block, bool reverse) {
         fiber_resume(w, w.fibers[i]);
     }
     for (;;) {
-        unsigned finished = 0, one_finished = 0, one_waiting = 0;
+        unsigned finished = 0, a_finished = 0, a_waiting = 0; // a count, and an index of each kind
         for (unsigned i = 0; i < n; i++) {
-            if (w.fibers[i].state == FIBER_FINISHED) { finished++, one_finished = i; } else { one_waiting = i; }
+            if (w.fibers[i].state == FIBER_FINISHED) { finished++, a_finished = i; } else { a_waiting = i; }
         }
         if (finished == n) { return; }
         if (finished > 0) {
-            const Fiber &done = w.fibers[one_finished], &wait = w.fibers[one_waiting];
+            const Fiber &done = w.fibers[a_finished], &wait = w.fibers[a_waiting];
             char what[320];
             snprintf(what, sizeof(what),
                      "kernel %s, block (%u,%u,%u): thread (%u,%u,%u) returned after %u barriers while thread "
@@ -459,10 +481,12 @@ inline void run_block(Worker &w, const Kernel &k, size_t block, bool reverse) {
 inline void run_kernel(const Kernel &k) {
     long long blocks = (long long)k.grid.x * k.grid.y * k.grid.z;
     bool reverse = runtime().reverse;
+#ifdef _OPENMP
     #pragma omp parallel for schedule(dynamic, 8)
+#endif
     for (long long i = 0; i < blocks; i++) {
         if (sticky() != cudaSuccess) { continue; }
-        Worker &w = worker;
+        Worker &w = this_worker();
         w.kernel = &k;
         gridDim = k.grid;
         blockDim = k.block;
@@ -472,7 +496,7 @@ inline void run_kernel(const Kernel &k) {
 
 // The launch: the configuration is checked at once, as the runtime checks it; the
 // arguments are copied, and the kernel queued. Limits of every GPU since compute
-// capability 2.0: at most 1024 threads a block, (1024, 1024, 64) in each dimension,
+// capability 3.0: at most 1024 threads a block, (1024, 1024, 64) in each dimension,
 // and a grid of at most (2^31 - 1, 65535, 65535) blocks; none of them 0.
 inline bool valid_launch(dim3 grid, dim3 block) {
     return grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= 2147483647u && grid.y <= 65535 && grid.z <= 65535 &&
@@ -480,8 +504,9 @@ inline bool valid_launch(dim3 grid, dim3 block) {
            (unsigned long long)block.x * block.y * block.z <= 1024;
 }
 
-// Kernels read and write GPU memory only: a pointer argument that is not in managed
-// memory (a host array, a pointer into the stack) would be an illegal address there.
+// train.cu keeps everything a kernel touches in managed memory, so a pointer argument
+// outside it (a host array, a pointer into the stack) is a bug; on a GPU without
+// access to host memory (HMM or ATS) it is an illegal address.
 template <typename T> inline void check_argument(const char *kernel, int index, const T &arg, std::string &bad) {
     if constexpr (std::is_pointer<T>::value) {
         if (arg != nullptr && !is_managed((const void *)arg, 0) && bad.empty()) {
@@ -493,6 +518,9 @@ template <typename T> inline void check_argument(const char *kernel, int index, 
     }
 }
 
+// emu_launch(k, grid, block)(a, b) makes a Launcher for k and calls it with (a, b): the
+// arguments are converted to k's parameter types and kept in a tuple, and the queued
+// work runs k(a, b) once for every thread of every block.
 template <typename... P> struct Launcher {
     void (*kernel)(P...);
     const char *name;
@@ -538,7 +566,7 @@ template <typename K, typename... More> void launcher(K, const char *, dim3, dim
 // the barrier
 
 inline void __syncthreads() {
-    gpu_emu::Worker &w = gpu_emu::worker;
+    gpu_emu::Worker &w = gpu_emu::this_worker();
     if (w.current == nullptr) {
         // threads after the first run as plain calls only when the first returned
         // without a barrier; this one did not
@@ -608,7 +636,7 @@ inline cudaError_t cudaFree(void *ptr) {
         auto it = gpu_emu::runtime().allocations.find((uintptr_t)ptr);
         if (it == gpu_emu::runtime().allocations.end()) {
             gpu_emu::runtime().last = cudaErrorInvalidValue;
-            report_refused("cudaFree(%p): not the start of a live allocation", ptr);
+            gpu_emu::report_refused("cudaFree(%p): not the start of a live allocation", ptr);
             return cudaErrorInvalidValue;
         }
         gpu_emu::runtime().allocations.erase(it);
@@ -621,7 +649,7 @@ inline cudaError_t cudaMemset(void *ptr, int value, size_t count) {
     if (gpu_emu::sticky() != cudaSuccess) { return gpu_emu::fail(gpu_emu::sticky()); }
     if (count == 0) { return cudaSuccess; }
     if (!gpu_emu::is_managed(ptr, count)) {
-        report_refused("cudaMemset(%p, %d, %zu): not inside one allocation", ptr, value, count);
+        gpu_emu::report_refused("cudaMemset(%p, %d, %zu): not inside one allocation", ptr, value, count);
         return gpu_emu::fail(cudaErrorInvalidValue);
     }
     gpu_emu::enqueue([=] { memset(ptr, value, count); });
