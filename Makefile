@@ -195,13 +195,18 @@ gpu-ready:
 	@test -n "$(NVCC)" || { echo "nvcc not found: install the CUDA toolkit (or NVCC=/path/to/nvcc)"; exit 1; }
 	@test -n "$(GPU_ARCH)" || { echo "no GPU found by nvidia-smi: give the architecture, e.g. GPU_ARCH=90 (H100/H200) or GPU_ARCH=80 (A100)"; exit 1; }
 
-train_gpu: train.cu train.c | gpu-ready
-	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o train_host.o train.c
+# train.c's half of every GPU program, real or emulated: with TRAIN_GPU (the functions
+# marked REPLACED_ON_GPU made weak), and with TESTING for the tests (train.c without its
+# main leaves the flag tables unused, hence the two -Wno)
+train_host.o: train.c .flags
+	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o $@ train.c
+test/train_testing.o: train.c .flags
+	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o $@ train.c
+
+train_gpu: train.cu train_host.o | gpu-ready
 	$(NVCC) $(NVCCFLAGS) -o $@ train.cu train_host.o $(GPU_LDLIBS)
 
-# train.c without its main leaves the flag tables unused, hence the two -Wno
-test/test_train_gpu: test/test_train.cu train.cu train.c test/check.h | gpu-ready
-	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o test/train_testing.o train.c
+test/test_train_gpu: test/test_train.cu train.cu test/train_testing.o test/check.h | gpu-ready
 	$(NVCC) $(NVCCFLAGS) -o $@ test/test_train.cu test/train_testing.o $(GPU_LDLIBS)
 
 # The GPU build without a GPU (doc/gpu.md): train.cu and its tests compiled as C++
@@ -215,8 +220,8 @@ EMU = test/gpu_emu
 EMU_CXX ?= $(if $(findstring clang,$(CC)),clang++,g++)
 EMU_CXXFLAGS = $(filter-out -std=%,$(CFLAGS)) -std=c++17 -Werror -I$(EMU) -DGPU_EMU
 EMU_HEADERS = $(EMU)/cuda_runtime.h $(EMU)/cublas_v2.h
-# the emulated checks: every kernel against its C function, again with blocks and
-# threads in reverse order, then each stage against train.c
+# the emulated checks: CUDA's rules, then every kernel against its C function, each
+# again with blocks and threads in reverse order; then each stage against train.c
 EMU_TESTS = ./test/test_cuda_emu "GPU_EMU_REVERSE=1 ./test/test_cuda_emu" \
 	./test/test_train_gpu_emu "GPU_EMU_REVERSE=1 ./test/test_train_gpu_emu" \
 	"python3 test/compare_gpu.py ./train ./train_gpu_emu"
@@ -233,13 +238,11 @@ $(EMU)/gen/%.cu.cpp: %.cu
 emu-ready:
 	@command -v $(EMU_CXX) >/dev/null || { echo "the GPU code's tests build it as C++: install a C++ compiler (Debian: apt-get install g++), or give EMU_CXX="; exit 1; }
 
-train_gpu_emu: $(EMU)/gen/train.cu.cpp train.c $(EMU_HEADERS) .flags | emu-ready
-	$(CC) $(CFLAGS) -DTRAIN_GPU -c -o $(EMU)/gen/train_host.o train.c
-	$(EMU_CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/gen/train_host.o $(LDLIBS)
+train_gpu_emu: $(EMU)/gen/train.cu.cpp train_host.o $(EMU_HEADERS) .flags | emu-ready
+	$(EMU_CXX) $(EMU_CXXFLAGS) -o $@ $< train_host.o $(LDLIBS)
 
-test/test_train_gpu_emu: $(EMU)/gen/test/test_train.cu.cpp $(EMU)/gen/train.cu.cpp train.c test/check.h $(EMU_HEADERS) .flags | emu-ready
-	$(CC) $(CFLAGS) -DTESTING -Wno-unused-const-variable -Wno-unused-function -c -o $(EMU)/gen/train_testing.o train.c
-	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(EMU)/gen/train_testing.o $(LDLIBS)
+test/test_train_gpu_emu: $(EMU)/gen/test/test_train.cu.cpp $(EMU)/gen/train.cu.cpp test/train_testing.o test/check.h $(EMU_HEADERS) .flags | emu-ready
+	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< test/train_testing.o $(LDLIBS)
 
 test/test_cuda_emu: $(EMU)/gen/test/test_cuda.cu.cpp test/check.h $(EMU_HEADERS) .flags | emu-ready
 	$(EMU_CXX) $(EMU_CXXFLAGS) -iquote test -o $@ $< $(LDLIBS)

@@ -57,9 +57,12 @@ static float *random_floats(size_t n, float scale) {
 }
 // An output that a launcher only writes (never adds into) starts as NaN, so that an
 // element the kernel skips cannot pass for a right 0: model_calloc zeroes memory.
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) { x[i] = NAN; }
+}
 static float *unwritten(size_t n) {
     float *x = floats(n);
-    for (size_t i = 0; i < n; i++) { x[i] = NAN; }
+    fill_nan(x, n);
     return x;
 }
 static float *copy_of(const float *x, size_t n) {
@@ -247,7 +250,7 @@ static void test_layers(void) {
     gelu_backward_gpu(dg_gpu, xg, dout, BTC);
     compare("gelu_backward", dg_gpu, dg_cpu, BTC, ULPS_ATOL, ULPS_RTOL);
     residual_forward(g_cpu, x, xg, BTC);
-    for (size_t i = 0; i < BTC; i++) { g_gpu[i] = NAN; }
+    fill_nan(g_gpu, BTC); // gelu_forward_gpu wrote it
     residual_forward_gpu(g_gpu, x, xg, BTC);
     compare("residual_forward", g_gpu, g_cpu, BTC, 0.0f, 0.0f);
     float *d1_gpu = copy_of(dg_cpu, BTC), *d2_cpu = random_floats(BTC, 1.0f), *d2_gpu = copy_of(d2_cpu, BTC);

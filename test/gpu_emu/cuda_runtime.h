@@ -40,8 +40,8 @@ two different __syncthreads calls (in the two arms of an if) count as one barrie
 the last error is one for the process, where CUDA keeps one per host thread, and the
 queue assumes one host thread launches, as train.c's host code does.
 
-Everything is in this header (and cublas_v2.h): a program includes it in one
-translation unit, as train.cu is compiled.
+Everything is in this header (and cublas_v2.h), as inline functions and variables, so
+any file of a program may include it.
 */
 #ifndef GPU_EMU_CUDA_RUNTIME_H
 #define GPU_EMU_CUDA_RUNTIME_H
@@ -63,9 +63,6 @@ translation unit, as train.cu is compiled.
 #include <utility>
 #include <vector>
 #include <sys/mman.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__SANITIZE_ADDRESS__)
 #define GPU_EMU_ASAN 1
 #elif defined(__has_feature)
@@ -597,12 +594,6 @@ inline cudaError_t cudaGetLastError(void) {
     return err;
 }
 
-inline cudaError_t cudaPeekAtLastError(void) {
-    if (gpu_emu::sticky() != cudaSuccess) { return gpu_emu::sticky(); }
-    std::lock_guard<std::mutex> guard(gpu_emu::runtime().lock);
-    return gpu_emu::runtime().last;
-}
-
 inline cudaError_t cudaDeviceSynchronize(void) {
     gpu_emu::run_queue();
     return gpu_emu::sticky() != cudaSuccess ? gpu_emu::fail(gpu_emu::sticky()) : cudaSuccess;
@@ -622,9 +613,6 @@ inline cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags
     }
     *ptr = mem;
     return cudaSuccess;
-}
-template <typename T> inline cudaError_t cudaMallocManaged(T **ptr, size_t size, unsigned int flags = cudaMemAttachGlobal) {
-    return cudaMallocManaged((void **)ptr, size, flags);
 }
 
 inline cudaError_t cudaFree(void *ptr) {
@@ -656,11 +644,10 @@ inline cudaError_t cudaMemset(void *ptr, int value, size_t count) {
     return cudaSuccess;
 }
 
+// the fields train.cu reads
 struct cudaDeviceProp {
     char name[256];
     int major, minor;
-    size_t totalGlobalMem, sharedMemPerBlock;
-    int warpSize, maxThreadsPerBlock, maxThreadsDim[3], maxGridSize[3], multiProcessorCount;
 };
 
 inline cudaError_t cudaGetDevice(int *device) {
@@ -668,24 +655,13 @@ inline cudaError_t cudaGetDevice(int *device) {
     return cudaSuccess;
 }
 
-// one device, with the limits the launch checks use
+// one device, which answers as compute capability 9.0 (valid_launch holds its limits)
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     if (device != 0) { return gpu_emu::fail(cudaErrorInvalidDevice); }
     memset(prop, 0, sizeof(*prop));
     snprintf(prop->name, sizeof(prop->name), "gpu_emu%s", gpu_emu::runtime().reverse ? " reversed" : "");
     prop->major = 9;
     prop->minor = 0;
-    prop->totalGlobalMem = (size_t)1 << 34;
-    prop->sharedMemPerBlock = 48 * 1024;
-    prop->warpSize = 32;
-    prop->maxThreadsPerBlock = 1024;
-    prop->maxThreadsDim[0] = 1024, prop->maxThreadsDim[1] = 1024, prop->maxThreadsDim[2] = 64;
-    prop->maxGridSize[0] = 2147483647, prop->maxGridSize[1] = 65535, prop->maxGridSize[2] = 65535;
-#ifdef _OPENMP
-    prop->multiProcessorCount = omp_get_max_threads();
-#else
-    prop->multiProcessorCount = 1;
-#endif
     return cudaSuccess;
 }
 #endif
