@@ -117,7 +117,7 @@ run-gpu: train_gpu world data
 test: test/test_world test/test_grad test/test_train train data test/test_cuda_emu test/test_train_gpu_emu train_gpu_emu
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
 		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train" \
-		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py selftest" $(EMU_TESTS)
+		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/classroom/exercise.py selftest" $(EMU_TESTS)
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -140,11 +140,11 @@ ifneq ($(filter exercise check solution,$(firstword $(MAKECMDGOALS))),)
 endif
 EXERCISE_CFLAGS = $(filter-out -O%,$(CFLAGS)) -O1
 exercise:
-	@python3 test/exercise.py new $(N) $(if $(FORCE),--force)
+	@python3 test/classroom/exercise.py new $(N) $(if $(FORCE),--force)
 check:
-	@CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/exercise.py check $(N)
+	@CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/classroom/exercise.py check $(N)
 solution:
-	@python3 test/exercise.py solution $(N)
+	@python3 test/classroom/exercise.py solution $(N)
 
 # fuzz: libFuzzer on the JSONL reader, the tokenizer and the checkpoint loader, with
 # ASan and UBSan, FUZZ_SECONDS each (needs clang); seeds in test/fuzz/corpus/
@@ -167,18 +167,18 @@ fixtures:
 ROUNDS ?= 3
 BENCH_TORCH ?= $(strip $(TORCH_PYTHON) $(shell .venv-torch/bin/python -c 'import torch' 2>/dev/null && echo .venv-torch/bin/python))
 bench: train
-	./test/bench.sh "$(BENCH_TORCH)" $(ROUNDS)
+	./test/bench/bench.sh "$(BENCH_TORCH)" $(ROUNDS)
 
 # bench-ab: two versions of train.c (git revisions or files) timed step by step in one
-# process, e.g. make bench-ab A=HEAD~1 B=train.c CONFIG=M AB_ROUNDS=11 (test/ab.sh)
+# process, e.g. make bench-ab A=HEAD~1 B=train.c CONFIG=M AB_ROUNDS=11 (test/bench/ab.sh)
 A ?= HEAD
 B ?= train.c
 CONFIG ?= S
 AB_ROUNDS ?= 9
 bench-ab:
-	./test/ab.sh "$(A)" "$(B)" $(CONFIG) $(AB_ROUNDS)
+	./test/bench/ab.sh "$(A)" "$(B)" $(CONFIG) $(AB_ROUNDS)
 
-# the compile flags this machine gets (test/ab.sh builds with them)
+# the compile flags this machine gets (test/bench/ab.sh builds with them)
 print-cflags:
 	@echo 'CFLAGS: $(CFLAGS)'
 

@@ -1,5 +1,5 @@
 // A/B timing of two builds of train.c inside one process, for a machine too noisy to
-// compare separate runs: test/ab.sh builds each train.c as a shared object exposing
+// compare separate runs: test/bench/ab.sh builds each train.c as a shared object exposing
 // ab_init and ab_step (the ab_model part below, compiled with -DAB_MODEL), and this
 // driver alternates their training steps and reports the median of the per-round
 // ratios, B's step time over A's. Both see the same moments of the machine. With

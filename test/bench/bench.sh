@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training speed of train.c against the PyTorch reference (test/reference.py), at
 # configs S and M, in the same run and alternating, so that both see the same machine.
-# Usage: test/bench.sh ["python-with-torch ..."] [rounds]
+# Usage: test/bench/bench.sh ["python-with-torch ..."] [rounds]
 #   The first argument lists every Python whose PyTorch to time (Debian's python3-torch,
 #   and PyTorch from PyPI in a virtual environment, say), separated by spaces; the
 #   ratio is taken against the fastest of them.
