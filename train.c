@@ -183,6 +183,11 @@ static void *calloc_aligned_check(size_t n, size_t size, const char *file, int l
 #define REPLACED_ON_GPU
 #endif
 
+// matmul(c, a, b, M, N, K, flags): c (M,N) (+)= op(a) (M,K) . op(b) (K,N), defined by
+// matmul_reference's loops (section 4) and computed by the engine (appendix A)
+enum { TRANSPOSE_A = 1, TRANSPOSE_B = 2, ACCUMULATE = 4, CAUSAL_OUT = 8, CAUSAL_A = 16 };
+static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags);
+
 // Memory of the models and the KV cache, zeroed: all that the layers read and write.
 REPLACED_ON_GPU void *model_calloc(size_t n, size_t size) { return callocAlignedCheck(n, size); }
 REPLACED_ON_GPU void model_free(void *p) { free(p); }
@@ -1173,14 +1178,19 @@ void dataloader_free(DataLoader *dl) {
 // ----------------------------------------------------------------------------
 // 4. layers: forward and backward of each building block
 
-// The matrix multiply engine. Every matmul in the model goes through gemm():
-//     c (M,N) = c * accumulate + a (M,K) . b (K,N)
-// where element (i,k) of a is a[i*a_rs + k*a_cs] and element (k,j) of b is
-// b[k*b_rs + j*b_cs], so a transposed operand is just other strides; c is row-major.
-// The plain math is three loops (for i, for j, for k: c[i][j] += a[i][k] * b[k][j]).
-// For speed (see doc/performance.md) the loops are blocked as in BLIS/GotoBLAS:
+// Passes over fewer elements than this run on one thread: starting the threads costs
+// more than they save (generation with the KV cache makes about 60 passes a token over
+// single rows of C or 4C values).
+#define SMALL_PASS (1 << 14)
+
+// The matrix multiply engine: matmul(c, a, b, M, N, K, flags) computes the numbers
+// of matmul_reference (section 1), c (M,N) (+)= op(a) (M,K) . op(b) (K,N), fast.
+// Inside, an operand is a pointer and two strides: element (i,k) of a is
+// a[i*a_rs + k*a_cs] and element (k,j) of b is b[k*b_rs + j*b_cs], so a transposed
+// operand is just other strides; c is row-major, ldc floats a row.
+// The loops are blocked as in BLIS/GotoBLAS (see doc/performance.md):
 //   - c is worked through in MC x NC tiles: the threads share out blocks of MC rows,
-//     or (when c is wider than tall) equal shares of the columns (see gemm() below);
+//     or (when c is wider than tall) equal shares of the columns (see matmul() below);
 //   - k runs in blocks of KC; the KC x NC slice of b is copied ("packed") into
 //     contiguous panels that stay in cache, once for all the row blocks that use it.
 //     An MC x KC block of a is packed too, unless its rows are contiguous in k: then
@@ -1189,8 +1199,8 @@ void dataloader_free(DataLoader *dl) {
 //   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
 //     outer product of MR values of a and NR values of b. The compiler vectorizes
 //     its inner loop over NR with FMA instructions.
-// Every element of c is summed by one thread, in the same order of k, whatever the
-// number of threads: results do not depend on OMP_NUM_THREADS.
+// Every element of c is summed by one thread, over k in order (in slices of KC), whatever
+// the number of threads: results do not depend on OMP_NUM_THREADS.
 //
 // The register block: the MR x NR sums stay in vector registers for a whole k loop.
 // With AVX-512 (32 registers of 16 floats), 12 x 32 takes 24 of them. With AVX2 (16
@@ -1365,8 +1375,8 @@ static const float *gemm_prepare_a(float *ap, const float *a, size_t a_rs, size_
     return a + (size_t)ic * a_rs + pc;
 }
 
-// Which part of a product is needed. Attention's products are causal (section 4,
-// attention): a score matters only where t2 <= t, and a probability is 0 where t2 > t.
+// Which part of a product is needed (from matmul's CAUSAL_OUT and CAUSAL_A). Attention's
+// products are causal: a score matters only where t2 <= t, and a probability is 0 where t2 > t.
 enum {
     GEMM_FULL,    // all of c
     GEMM_LOWER_C, // only c[i][j] with j <= i: micro-tiles wholly above the diagonal are skipped
@@ -1440,47 +1450,95 @@ static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t
 }
 
 // the packing space of every thread, MC*KC + KC*NC floats each, then one KC*NC slice of
-// b that the threads share; allocated on first use (and called before any parallel
-// region that uses it)
+// b that the threads share; allocated on first use, for at least `threads`, and kept.
+// Called inside a parallel region, all the team's threads ask for the same size: the
+// first allocates, under the lock, and the others find it done.
 #define GEMM_SPACE (MC * KC + KC * NC)
-static float *gemm_space(void) {
-    int threads = max_threads();
-    if (threads > gemm_pack_threads) {
-        free(gemm_pack);
-        gemm_pack = callocAlignedCheck((size_t)threads * GEMM_SPACE + KC * NC, sizeof(float));
-        gemm_pack_threads = threads;
+static float *gemm_space(int threads) {
+    float *space;
+    #pragma omp critical(gemm_space)
+    {
+        if (threads < max_threads()) { threads = max_threads(); }
+        if (threads > gemm_pack_threads) {
+            free(gemm_pack);
+            gemm_pack = callocAlignedCheck((size_t)threads * GEMM_SPACE + KC * NC, sizeof(float));
+            gemm_pack_threads = threads;
+        }
+        space = gemm_pack;
     }
-    return gemm_pack;
+    return space;
 }
 
-// c (M,N) = c * accumulate + a (M,K) . b (K,N), on all threads. When c has at least as
-// many rows as columns, the threads pack each KC x NC slice of b together, into one
-// shared slice, and then take blocks of MC rows in turn (dynamic: a thread slowed by
-// other work on the machine takes fewer). Otherwise each thread takes an equal share of
-// the columns and works through all of a. Either way every element of c is summed by
-// one thread at a time, over k in the same order whatever the number of threads.
+#ifdef _OPENMP
+static int in_parallel(void) { return omp_in_parallel(); }
+#else
+static int in_parallel(void) { return 0; }
+#endif
+
+// c (M,N) (+)= a (M,K) . b (K,N) with strides, as above. shape: GEMM_FULL, or the causal
+// part of a product. Called inside a parallel region (attention runs one (b,h) per
+// thread), or for a causal shape, the calling thread computes all of c alone; otherwise
+// all threads share it. With at least as many rows as columns, the threads pack each
+// KC x NC slice of b together, into one shared slice, and then take blocks of MC rows
+// in turn (dynamic: a thread slowed by other work on the machine takes fewer).
+// Otherwise each thread takes an equal share of the columns and works through all of
+// a. Either way every element of c is summed by one thread, over k in the same order.
 static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                 size_t b_cs, int M, int N, int K, int accumulate) {
+                 size_t b_cs, int M, int N, int K, int accumulate, int shape) {
     if (M <= 0 || N <= 0) { return; }
     if (K <= 0) { // an empty sum
-        if (!accumulate) { for (int i = 0; i < M; i++) { memset(c + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); } }
-        return;
-    }
-    if (M == 1 && a_cs == 1 && b_rs == 1) {
-        // One row times a weight matrix stored transposed: generation with the KV cache.
-        // Packing would copy all of b to use each element once, so each output is
-        // instead a dot product over contiguous memory: c[j] = sum_k a[k] b[j*b_cs + k]
-        #pragma omp parallel for
-        for (int j = 0; j < N; j++) {
-            const float *bj = b + (size_t)j * b_cs;
-            float sum = 0.0f;
-            #pragma omp simd reduction(+ : sum) // lanes fixed by the build, not by the threads
-            for (int k = 0; k < K; k++) { sum += a[k] * bj[k]; }
-            c[j] = accumulate ? c[j] + sum : sum;
+        if (!accumulate) {
+            for (int i = 0; i < M; i++) {
+                for (int j = 0; j < N; j++) { c[(size_t)i * ldc + j] = 0.0f; }
+            }
         }
         return;
     }
-    float *space = gemm_space();
+    if (in_parallel() || shape != GEMM_FULL) {
+        float *ap = gemm_space(team_size()) + (size_t)thread_id() * GEMM_SPACE;
+        gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
+        return;
+    }
+    if (M < MR && a_cs == 1 && b_cs == 1 && !accumulate && (size_t)N * K < SMALL_PASS) {
+        // A few rows times a small b (attention with the KV cache: att . v): row i of c
+        // gathers the rows of b, weighted by a[i][k], in the order of k; each pass over a
+        // row of b vectorizes
+        for (int i = 0; i < M; i++) {
+            float *ci = c + (size_t)i * ldc;
+            for (int j = 0; j < N; j++) { ci[j] = 0.0f; }
+            for (int k = 0; k < K; k++) {
+                float aik = a[(size_t)i * a_rs + k];
+                for (int j = 0; j < N; j++) { ci[j] += aik * b[(size_t)k * b_rs + j]; }
+            }
+        }
+        return;
+    }
+    if (M < MR && a_cs == 1 && b_rs == 1) {
+        // A few rows times a weight matrix stored transposed: generation with the KV
+        // cache. Packing would copy all of b to use each element once, so each output is
+        // instead a dot product over contiguous memory, c[i][j] = sum_k a[i][k] b[j][k],
+        // parallel over the outputs j. Each keeps LANES interleaved partial sums, added in
+        // a fixed order at the end: the compiler vectorizes that, where one running sum
+        // would be a chain of dependent additions that it may not reorder.
+        enum { LANES = 16 };
+        #pragma omp parallel for if ((size_t)N * K >= SMALL_PASS)
+        for (int j = 0; j < N; j++) {
+            const float *bj = b + (size_t)j * b_cs;
+            for (int i = 0; i < M; i++) {
+                const float *ai = a + (size_t)i * a_rs;
+                float lane[LANES] = {0}, sum = 0.0f;
+                int k = 0;
+                for (; k + LANES <= K; k += LANES) {
+                    for (int u = 0; u < LANES; u++) { lane[u] += ai[k + u] * bj[k + u]; }
+                }
+                for (int u = 0; u < LANES; u++) { sum += lane[u]; }
+                for (; k < K; k++) { sum += ai[k] * bj[k]; }
+                c[(size_t)i * ldc + j] = accumulate ? c[(size_t)i * ldc + j] + sum : sum;
+            }
+        }
+        return;
+    }
+    float *space = gemm_space(max_threads());
     if (M >= N) {
         float *bp = space + (size_t)gemm_pack_threads * GEMM_SPACE; // the shared slice of b
         #pragma omp parallel
@@ -1514,39 +1572,27 @@ static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs,
     }
 }
 
-// The same product by the calling thread alone, inside a parallel loop (whose caller
-// has called gemm_space first), of the part of c that shape says (GEMM_FULL, or
-// attention's GEMM_LOWER_C or GEMM_LOWER_A).
-static void gemm_serial(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                        size_t b_cs, int M, int N, int K, int accumulate, int shape) {
-    if (M <= 0 || N <= 0 || K <= 0) { return; }
-    float *ap = gemm_pack + (size_t)thread_id() * GEMM_SPACE;
-    gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
-}
-
-// Passes over fewer elements than this run on one thread: starting the threads costs
-// more than they save (generation with the KV cache makes about 60 passes a token over
-// single rows of C or 4C values).
-#define SMALL_PASS (1 << 14)
-
-// Layernorm's forward pass and the softmaxes of the forward pass (the cross-entropy's
-// and attention's) take ROWS rows at a time, so that the sums of different rows, each
-// in its own order, overlap.
-#define ROWS 8
-
-// the largest of x[0..n-1] (n >= 1), in LANES running maxima: the largest value does
-// not depend on the order of the comparisons, and lanes let the compiler vectorize
-static float max_floats(const float *x, int n) {
-    enum { LANES = 16 };
-    float lane[LANES], m = x[0];
-    for (int j = 0; j < LANES; j++) { lane[j] = x[0]; }
-    int i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        for (int j = 0; j < LANES; j++) { lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j]; }
+// matmul (declared at the top, defined by matmul_reference in section 1), by the engine:
+// the flags become strides and a shape. One more causal case: a transposed operand
+// that is zero above its diagonal (attention's backward, att^T . dy), whose row k
+// reaches only the rows i <= k of c. Its rows k come in blocks of ATT_BLOCK, and the
+// block that ends at r1 is a full product into rows [0, r1) of c.
+#define ATT_BLOCK 64 // (it sets the order of the sums over k: another value changes their last bits)
+static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags) {
+    int ta = (flags & TRANSPOSE_A) != 0, tb = (flags & TRANSPOSE_B) != 0, accumulate = (flags & ACCUMULATE) != 0;
+    size_t a_rs = ta ? 1 : (size_t)K, a_cs = ta ? (size_t)M : 1;
+    size_t b_rs = tb ? 1 : (size_t)N, b_cs = tb ? (size_t)K : 1;
+    if ((flags & CAUSAL_A) && ta) {
+        if (!accumulate) { gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, 0, 0, GEMM_FULL); } // c = 0
+        for (int r0 = 0; r0 < K; r0 += ATT_BLOCK) {
+            int r1 = r0 + ATT_BLOCK < K ? r0 + ATT_BLOCK : K;
+            gemm(c, (size_t)N, a + (size_t)r0 * a_cs, a_rs, a_cs, b + (size_t)r0 * b_rs, b_rs, b_cs, r1 < M ? r1 : M, N,
+                 r1 - r0, 1, GEMM_FULL);
+        }
+        return;
     }
-    for (int j = 0; j < LANES; j++) { m = lane[j] > m ? lane[j] : m; }
-    for (; i < n; i++) { m = x[i] > m ? x[i] : m; }
-    return m;
+    int shape = flags & CAUSAL_OUT ? GEMM_LOWER_C : flags & CAUSAL_A ? GEMM_LOWER_A : GEMM_FULL;
+    gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, shape);
 }
 
 // encoder: token embedding plus position embedding
@@ -1584,29 +1630,23 @@ REPLACED_ON_GPU void encoder_backward(float *dwte, float *dwpe, const float *dou
 // out, inp (B,T,C); mean, rstd (B,T) saved for backward; weight, bias (C)
 // Ref: Ba et al. 2016, arXiv:1607.06450; the derivation of the backward in doc/exercises.md (exercise 2)
 REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int B, int T, int C) {
-    int BT = B * T;
-    // ROWS rows at a time: each row's sums run over i in order, and the rows' sums,
-    // independent chains of additions, overlap (one chain alone waits on each addition)
-    #pragma omp parallel for if ((size_t)BT * C >= SMALL_PASS)
-    for (int r0 = 0; r0 < BT; r0 += ROWS) {
-        const float *x[ROWS];
-        for (int r = 0; r < ROWS; r++) { x[r] = inp + (size_t)(r0 + r < BT ? r0 + r : BT - 1) * C; } // (past BT: unused)
-        float m[ROWS] = {0}, v[ROWS] = {0};
+                                       const float *bias, int B, int T, int C) {
+    #pragma omp parallel for if ((size_t)B * T * C >= SMALL_PASS)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *x = inp + (size_t)bt * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) { m += x[i]; }
+        m = m / C;
+        float v = 0.0f;
         for (int i = 0; i < C; i++) {
-            for (int r = 0; r < ROWS; r++) { m[r] += x[r][i]; }
+            float xshift = x[i] - m;
+            v += xshift * xshift;
         }
-        for (int r = 0; r < ROWS; r++) { m[r] /= C; }
-        for (int i = 0; i < C; i++) {
-            for (int r = 0; r < ROWS; r++) { float xshift = x[r][i] - m[r]; v[r] += xshift * xshift; }
-        }
-        for (int r = 0; r < ROWS && r0 + r < BT; r++) {
-            float s = 1.0f / sqrt(v[r] / C + 1e-5f);
-            float *out_bt = out + (size_t)(r0 + r) * C;
-            for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[r][i] - m[r])) * weight[i] + bias[i]; }
-            mean[r0 + r] = m[r];
-            rstd[r0 + r] = s;
-        }
+        float s = 1.0f / sqrt(v / C + 1e-5f);
+        float *out_bt = out + (size_t)bt * C;
+        for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[i] - m)) * weight[i] + bias[i]; }
+        mean[bt] = m;
+        rstd[bt] = s;
     }
 }
 
@@ -1614,8 +1654,8 @@ REPLACED_ON_GPU void layernorm_forward(float *out, float *mean, float *rstd, con
 //   dbias += dout, dweight += dout * norm, and with dnorm = dout * weight:
 //   dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
 REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
-    // pass 1: dinp, one row per iteration
+                                        const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
+    // pass 1: dinp, one row (b,t) at a time
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
         const float *dout_bt = dout + (size_t)bt * C, *x = inp + (size_t)bt * C;
@@ -1634,8 +1674,10 @@ REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbia
             dinp_bt[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
         }
     }
-    // pass 2: dweight and dbias, sums over rows in row order; a thread takes a strip
-    // of COLS channels and walks the rows, so its reads are contiguous
+    // pass 2: dweight and dbias, sums over the rows (b,t) in order. A thread takes a
+    // strip of COLS channels and walks the rows, so that its reads are contiguous: one
+    // channel at a time read a cache line per row for 1 float of it, and took 3.0 ms
+    // where this takes 0.74 (at S, B*T = 2048, C = 384, 13 times a step)
     enum { COLS = 64 };
     #pragma omp parallel for
     for (int i0 = 0; i0 < C; i0 += COLS) {
@@ -1643,48 +1685,53 @@ REPLACED_ON_GPU void layernorm_backward(float *dinp, float *dweight, float *dbia
         float dw[COLS] = {0}, db[COLS] = {0};
         for (int bt = 0; bt < B * T; bt++) {
             const float *d = dout + (size_t)bt * C + i0, *x = inp + (size_t)bt * C + i0;
-            float m = mean[bt], s = rstd[bt];
             for (int i = 0; i < n; i++) {
                 db[i] += d[i];
-                dw[i] += d[i] * (x[i] - m) * s;
+                dw[i] += d[i] * (x[i] - mean[bt]) * rstd[bt];
             }
         }
-        for (int i = 0; i < n; i++) { dweight[i0 + i] += dw[i]; dbias[i0 + i] += db[i]; }
+        for (int i = 0; i < n; i++) {
+            dweight[i0 + i] += dw[i];
+            dbias[i0 + i] += db[i];
+        }
     }
 }
 
-// matmul: a linear layer
+// matmul, the product every layer below is built on:
+//   c (M,N) = op(a) (M,K) . op(b) (K,N),   c[i][j] = sum_k op(a)[i][k] op(b)[k][j]
+// op(a) is a (M,K), or with TRANSPOSE_A the transpose of a stored (K,M); op(b) is b
+// (K,N), or with TRANSPOSE_B the transpose of b stored (N,K); with ACCUMULATE the
+// product is added to c. All row-major. These loops define the numbers; the layers
+// call matmul() (declared at the top), the engine of appendix A, which computes the
+// same product fast, and the tests hold it to these loops. Two more flags are promises
+// the engine may use to skip work, and these loops need neither: CAUSAL_OUT, only the
+// c[i][j] with j <= i are wanted (the rest may be left as anything), and CAUSAL_A, a
+// (square, as stored) is zero above its diagonal.
+void matmul_reference(float *c, const float *a, const float *b, int M, int N, int K, int flags) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float sum = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float a_ik = flags & TRANSPOSE_A ? a[(size_t)k * M + i] : a[(size_t)i * K + k];
+                float b_kj = flags & TRANSPOSE_B ? b[(size_t)j * K + k] : b[(size_t)k * N + j];
+                sum += a_ik * b_kj;
+            }
+            float *c_ij = c + (size_t)i * N + j;
+            *c_ij = flags & ACCUMULATE ? *c_ij + sum : sum;
+        }
+    }
+}
+
+// matmul_forward: a linear layer
 //   out[b,t,o] = bias[o] + sum_i inp[b,t,i] * weight[o,i]
 // out (B,T,OC), inp (B,T,C), weight (OC,C), bias (OC) or NULL
-REPLACED_ON_GPU void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int C, int OC) {
+REPLACED_ON_GPU void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T,
+                                    int C, int OC) {
     int BT = B * T;
-    if (BT < MR) {
-        // a few rows (generation, one token at a time): dot products, parallel over outputs.
-        // Each dot product keeps LANES interleaved partial sums, added in a fixed order at
-        // the end: the compiler vectorizes that, where one running sum would be a chain of
-        // dependent additions that it may not reorder.
-        enum { LANES = 16 };
-        #pragma omp parallel for
-        for (int o = 0; o < OC; o++) {
-            const float *w = weight + (size_t)o * C;
-            for (int bt = 0; bt < BT; bt++) {
-                const float *x = inp + (size_t)bt * C;
-                float lane[LANES] = {0}, sum = bias ? bias[o] : 0.0f;
-                int i = 0;
-                for (; i + LANES <= C; i += LANES) {
-                    for (int j = 0; j < LANES; j++) { lane[j] += x[i + j] * w[i + j]; }
-                }
-                for (int j = 0; j < LANES; j++) { sum += lane[j]; }
-                for (; i < C; i++) { sum += x[i] * w[i]; }
-                out[(size_t)bt * OC + o] = sum;
-            }
-        }
-        return;
-    }
-    // out (BT,OC) = inp (BT,C) . weight^T: b[k][j] = weight[j*C + k]
-    gemm(out, (size_t)OC, inp, (size_t)C, 1, weight, 1, (size_t)C, BT, OC, C, 0);
+    // out (BT,OC) = inp (BT,C) . weight^T (C,OC)
+    matmul(out, inp, weight, BT, OC, C, TRANSPOSE_B);
     if (bias) {
-        #pragma omp parallel for
+        #pragma omp parallel for if ((size_t)BT * OC >= SMALL_PASS)
         for (int bt = 0; bt < BT; bt++) {
             for (int o = 0; o < OC; o++) { out[(size_t)bt * OC + o] += bias[o]; }
         }
@@ -1696,109 +1743,129 @@ REPLACED_ON_GPU void matmul_forward(float *out, const float *inp, const float *w
 //   dweight += dout^T . inp      (OC,BT) . (BT,C)
 //   dbias += sum over (b,t) of dout
 REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int B, int T, int C, int OC) {
+                                     const float *weight, int B, int T, int C, int OC) {
     int BT = B * T;
-    gemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, BT, C, OC, 1);
-    gemm(dweight, (size_t)C, dout, 1, (size_t)OC, inp, (size_t)C, 1, OC, C, BT, 1);
+    matmul(dinp, dout, weight, BT, C, OC, ACCUMULATE);
+    matmul(dweight, dout, inp, OC, C, BT, TRANSPOSE_A | ACCUMULATE);
     if (dbias) {
-        // column sums over rows, in row order: a thread takes a strip of COLS columns
-        // and walks the rows, so its reads are contiguous and its sums vectorize
+        // sums over the rows in order, a strip of COLS channels per thread as in
+        // layernorm_backward (one channel at a time: 81 ms for the MLP's first layer at S,
+        // against 77)
         enum { COLS = 64 };
         #pragma omp parallel for
         for (int o0 = 0; o0 < OC; o0 += COLS) {
             int n = OC - o0 < COLS ? OC - o0 : COLS;
             float sum[COLS] = {0};
             for (int bt = 0; bt < BT; bt++) {
-                const float *row = dout + (size_t)bt * OC + o0;
-                for (int o = 0; o < n; o++) { sum[o] += row[o]; }
+                for (int o = 0; o < n; o++) { sum[o] += dout[(size_t)bt * OC + o0 + o]; }
             }
             for (int o = 0; o < n; o++) { dbias[o0 + o] += sum[o]; }
         }
     }
 }
 
-// attention: causal multi-head self-attention, for each head h
-//   att[t,t2] = softmax over t2 <= t of (q[t] . k[t2]) / sqrt(HS)
-//   out[t] = sum_t2 att[t,t2] * v[t2]
-// inp (B,T,3C) holds q, k, v side by side (head h at channels h*HS .. h*HS+HS-1 of each);
-// out (B,T,C); att (B,NH,T,T) the probabilities, saved for backward (zero above the diagonal)
-// For one (b,h), with Q, K, V the (T,HS) slices of inp, the three passes are matrix
-// products, done by the gemm engine (one thread per (b,h)): scores = Q . K^T, then a
-// softmax along each row, then out = att . V. Causality: the engine computes only the
-// micro-tiles of the scores that reach the diagonal or below (GEMM_LOWER_C), and each
-// row of att . V sums only up to its tile's diagonal (GEMM_LOWER_A), so the products
-// skip most of the upper triangle; the softmax pass zeroes what is left.
-// Ref: Vaswani et al. 2017, arXiv:1706.03762
-REPLACED_ON_GPU void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
+// attention: causal multi-head self-attention. With q, k, v the (T,HS) rows of head h
+// in sequence b,
+//   att = softmax(q k^T / sqrt(HS)), each row t over t2 <= t only (0 where t2 > t)
+//   y = att v
+// and out[b,t] holds the y of every head side by side.
+// inp (B,T,3C): q, k, v side by side, head h at channels h*HS .. h*HS+HS-1 of each;
+// out (B,T,C); heads (4,B,NH,T,HS): q, k, v and y split into heads, each (b,h) a
+// contiguous (T,HS) block (saved for backward); att (B,NH,T,T) the probabilities
+// (saved for backward). Ref: Vaswani et al. 2017, arXiv:1706.03762
+REPLACED_ON_GPU void attention_forward(float *out, float *heads, float *att, const float *inp, int B, int T, int C,
+                                       int NH) {
     int HS = C / NH;
-    size_t C3 = 3 * (size_t)C;
+    size_t BTC = (size_t)B * T * C;
+    float *q = heads, *k = heads + BTC, *v = heads + 2 * BTC, *y = heads + 3 * BTC;
     float scale = 1.0f / sqrt((float)HS);
-    gemm_space();
+    // pass 1: split into heads, q[b,h,t,i] = inp[b,t,h*HS+i] (k and v: C and 2C further on)
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *inp_bt = inp + ((size_t)b * T + t) * 3 * C;
+            for (int h = 0; h < NH; h++) {
+                size_t row = (((size_t)b * NH + h) * T + t) * HS;
+                for (int i = 0; i < HS; i++) {
+                    q[row + i] = inp_bt[h * HS + i];
+                    k[row + i] = inp_bt[C + h * HS + i];
+                    v[row + i] = inp_bt[2 * C + h * HS + i];
+                }
+            }
+        }
+    }
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const float *q = inp + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
-            float *att_bh = att + ((size_t)b * NH + h) * T * T;
-            // pass 1: scores[t][t2] = q[t] . k[t2], i.e. Q (T,HS) . K^T (HS,T), for t2 <= t
-            gemm_serial(att_bh, (size_t)T, q, C3, 1, k, 1, C3, T, T, HS, 0, GEMM_LOWER_C);
-            // pass 2: scale, exponentiate and normalize each row over t2 <= t; future positions
-            // get 0. ROWS rows at a time: each row's sum runs over t2 in order, the rows' sums
-            // overlap over the columns they share, and then each row adds the rest of its own.
-            for (int t0 = 0; t0 < T; t0 += ROWS) {
-                int n = T - t0 < ROWS ? T - t0 : ROWS;
-                float *row[ROWS], sum[ROWS] = {0};
-                for (int r = 0; r < ROWS; r++) { row[r] = att_bh + (size_t)(t0 + (r < n ? r : n - 1)) * T; } // (past T: unused)
-                for (int r = 0; r < n; r++) {
-                    int t = t0 + r;
-                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] *= scale; }
-                    float maxval = max_floats(row[r], t + 1);
-                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] = exp(row[r][t2] - maxval); } // a loop of its own vectorizes
-                    for (int t2 = t + 1; t2 < T; t2++) { row[r][t2] = 0.0f; }
-                }
-                for (int t2 = 0; t2 <= t0; t2++) {
-                    for (int r = 0; r < ROWS; r++) { sum[r] += row[r][t2]; }
-                }
-                for (int r = 0; r < n; r++) {
-                    int t = t0 + r;
-                    for (int t2 = t0 + 1; t2 <= t; t2++) { sum[r] += row[r][t2]; }
-                    for (int t2 = 0; t2 <= t; t2++) { row[r][t2] /= sum[r]; }
-                }
+            size_t bh = (size_t)b * NH + h;
+            const float *q_bh = q + bh * T * HS, *k_bh = k + bh * T * HS, *v_bh = v + bh * T * HS;
+            float *att_bh = att + bh * T * T, *y_bh = y + bh * T * HS;
+            // pass 2: the scores q k^T (T,T), wanted only where t2 <= t
+            matmul(att_bh, q_bh, k_bh, T, T, HS, TRANSPOSE_B | CAUSAL_OUT);
+            // pass 3: each row t, scaled by 1/sqrt(HS), through a softmax over t2 <= t
+            for (int t = 0; t < T; t++) {
+                float *row = att_bh + (size_t)t * T;
+                float maxval = -FLT_MAX, sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; }
+                #pragma omp simd reduction(max : maxval) // (the largest value is the same in any order)
+                for (int t2 = 0; t2 <= t; t2++) { maxval = row[t2] > maxval ? row[t2] : maxval; }
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); }
+                for (int t2 = 0; t2 <= t; t2++) { sum += row[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
+                for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; } // the future
             }
-            // pass 3: out[t] = sum_t2 att[t][t2] v[t2], i.e. att (T,T) . V (T,HS), over t2 <= t
-            gemm_serial(out + (size_t)b * T * C + h * HS, (size_t)C, att_bh, (size_t)T, 1, v, C3, 1, T, HS, T, 0, GEMM_LOWER_A);
+            // pass 4: y (T,HS) = att v, where att is zero above the diagonal
+            matmul(y_bh, att_bh, v_bh, T, HS, T, CAUSAL_A);
+        }
+    }
+    // pass 5: merge the heads, out[b,t,h*HS+i] = y[b,h,t,i]
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *out_bt = out + ((size_t)b * T + t) * C;
+            for (int h = 0; h < NH; h++) {
+                const float *y_bht = y + (((size_t)b * NH + h) * T + t) * HS;
+                for (int i = 0; i < HS; i++) { out_bt[h * HS + i] = y_bht[i]; }
+            }
         }
     }
 }
 
-// Backward through the three passes above, in reverse, again as matrix products per
-// (b,h), one thread each. datt (B,NH,T,T) is scratch (it ends up holding the gradient
-// of the scores). dV and dK sum over the rows t of att, which come in blocks of
-// ATT_BLOCK: the block of rows that ends at r1 reaches only the rows of dV and dK
-// before r1.
-#define ATT_BLOCK 64 // (it sets the order of dV's and dK's sums: another value changes their last bits)
-REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
-                                        int B, int T, int C, int NH) {
+// Backward through the five passes above, in reverse. dheads (4,B,NH,T,HS) receives
+// dq, dk, dv and dy (zeroed by the caller, as every gradient); datt (B,NH,T,T) is
+// scratch that ends up holding the gradient of the scores.
+REPLACED_ON_GPU void attention_backward(float *dinp, float *dheads, float *datt, const float *dout, const float *heads,
+                                        const float *att, int B, int T, int C, int NH) {
     int HS = C / NH;
-    size_t C3 = 3 * (size_t)C;
+    size_t BTC = (size_t)B * T * C;
+    const float *q = heads, *k = heads + BTC, *v = heads + 2 * BTC;
+    float *dq = dheads, *dk = dheads + BTC, *dv = dheads + 2 * BTC, *dy = dheads + 3 * BTC;
     float scale = 1.0f / sqrt((float)HS);
-    gemm_space();
+    // pass 5 merged the heads, so dy[b,h,t,i] += dout[b,t,h*HS+i]
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *dout_bt = dout + ((size_t)b * T + t) * C;
+            for (int h = 0; h < NH; h++) {
+                float *dy_bht = dy + (((size_t)b * NH + h) * T + t) * HS;
+                for (int i = 0; i < HS; i++) { dy_bht[i] += dout_bt[h * HS + i]; }
+            }
+        }
+    }
     #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const float *q = inp + (size_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
-            float *dq = dinp + (size_t)b * T * C3 + h * HS, *dk = dq + C, *dv = dq + 2 * C;
-            const float *att_bh = att + ((size_t)b * NH + h) * T * T, *dout_bh = dout + (size_t)b * T * C + h * HS;
-            float *datt_bh = datt + ((size_t)b * NH + h) * T * T;
-            // pass 3 was out = att . V, so
-            //   datt = dout . V^T   (T,HS) . (HS,T), for t2 <= t
-            //   dV += att^T . dout  (T,T) . (T,HS), block by block of rows of att (columns before r1)
-            gemm_serial(datt_bh, (size_t)T, dout_bh, (size_t)C, 1, v, 1, C3, T, T, HS, 0, GEMM_LOWER_C);
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                gemm_serial(dv, C3, att_bh + (size_t)r0 * T, 1, (size_t)T, dout_bh + (size_t)r0 * C, (size_t)C, 1, r1, HS, r1 - r0,
-                            1, GEMM_FULL);
-            }
-            // pass 2 was att = softmax(scale * scores) along each row, so with the scale folded in
+            size_t bh = (size_t)b * NH + h;
+            const float *q_bh = q + bh * T * HS, *k_bh = k + bh * T * HS, *v_bh = v + bh * T * HS;
+            const float *att_bh = att + bh * T * T, *dy_bh = dy + bh * T * HS;
+            float *dq_bh = dq + bh * T * HS, *dk_bh = dk + bh * T * HS, *dv_bh = dv + bh * T * HS;
+            float *datt_bh = datt + bh * T * T;
+            // pass 4 was y = att v, so
+            //   datt = dy v^T    (T,HS) . (HS,T), wanted only where t2 <= t
+            //   dv += att^T dy   (T,T) . (T,HS)
+            matmul(datt_bh, dy_bh, v_bh, T, T, HS, TRANSPOSE_B | CAUSAL_OUT);
+            matmul(dv_bh, att_bh, dy_bh, T, HS, T, TRANSPOSE_A | CAUSAL_A | ACCUMULATE);
+            // pass 3 was att = softmax(scale * scores) along each row, so with the scale folded in
             //   dscores[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3]),  0 above the diagonal
             for (int t = 0; t < T; t++) {
                 const float *att_row = att_bh + (size_t)t * T;
@@ -1807,63 +1874,60 @@ REPLACED_ON_GPU void attention_backward(float *dinp, float *datt, const float *d
                 for (int t2 = 0; t2 <= t; t2++) { row[t2] = scale * att_row[t2] * (row[t2] - weighted); }
                 for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
             }
-            // pass 1 was scores = Q . K^T, so
-            //   dQ += dscores . K   (T,T) . (T,HS), over t2 <= t
-            //   dK += dscores^T . Q (T,T) . (T,HS), block by block of rows of dscores
-            gemm_serial(dq, C3, datt_bh, (size_t)T, 1, k, C3, 1, T, HS, T, 1, GEMM_LOWER_A);
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                gemm_serial(dk, C3, datt_bh + (size_t)r0 * T, 1, (size_t)T, q + r0 * C3, C3, 1, r1, HS, r1 - r0, 1, GEMM_FULL);
+            // pass 2 was scores = q k^T, so
+            //   dq += dscores k     (T,T) . (T,HS)
+            //   dk += dscores^T q   (T,T) . (T,HS)
+            matmul(dq_bh, datt_bh, k_bh, T, HS, T, CAUSAL_A | ACCUMULATE);
+            matmul(dk_bh, datt_bh, q_bh, T, HS, T, TRANSPOSE_A | CAUSAL_A | ACCUMULATE);
+        }
+    }
+    // pass 1 split inp into heads, so dinp[b,t,h*HS+i] += dq[b,h,t,i] (dk and dv: C and 2C further on)
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *dinp_bt = dinp + ((size_t)b * T + t) * 3 * C;
+            for (int h = 0; h < NH; h++) {
+                size_t row = (((size_t)b * NH + h) * T + t) * HS;
+                for (int i = 0; i < HS; i++) {
+                    dinp_bt[h * HS + i] += dq[row + i];
+                    dinp_bt[C + h * HS + i] += dk[row + i];
+                    dinp_bt[2 * C + h * HS + i] += dv[row + i];
+                }
             }
         }
     }
 }
 
-// attention of one new token at position pos against the KV cache (generation):
-// stores the token's key and value at row pos of the caches, then for each head h
-//   att[h,t2] = softmax over t2 <= pos of (q . k[t2]) / sqrt(HS)
-//   out[h] = sum_t2 att[h,t2] * v[t2]
-// the math of attention_forward for the last query row only.
-// out (C); att (NH, pos+1) scratch; k_cache, v_cache (maxT, C); qkv (3C) of this token
+// attention of one new token at position pos against the KV cache (generation): the
+// five passes of attention_forward for the last query row only, with the keys and
+// values of positions 0..pos-1 kept in the cache from earlier tokens. For each head h,
+//   att = softmax(q k^T / sqrt(HS)) over t2 <= pos,   out[h*HS ..] = att v
+// out (C); att (NH, pos+1) scratch; k_cache, v_cache (NH, maxT, HS) this layer's keys
+// and values, head by head; qkv (3C) of this token
 REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                                              int pos, int C, int NH) {
+                                              int pos, int maxT, int C, int NH) {
     int HS = C / NH;
     float scale = 1.0f / sqrt((float)HS);
-    memcpy(k_cache + (size_t)pos * C, qkv + C, (size_t)C * sizeof(float));
-    memcpy(v_cache + (size_t)pos * C, qkv + 2 * C, (size_t)C * sizeof(float));
     for (int h = 0; h < NH; h++) {
         const float *q = qkv + h * HS;
-        float *att_h = att + (size_t)h * (pos + 1);
-        // pass 1: scores and their maximum. Each score sums over i in order, as the
-        // training forward does; KEYS keys at a time make that many independent chains
-        // of additions, which overlap where one chain would wait on each addition.
-        enum { KEYS = 8 };
-        int t2 = 0;
-        for (; t2 + KEYS <= pos + 1; t2 += KEYS) {
-            const float *k = k_cache + (size_t)t2 * C + h * HS;
-            float dot[KEYS] = {0};
-            for (int i = 0; i < HS; i++) {
-                for (int u = 0; u < KEYS; u++) { dot[u] += q[i] * k[(size_t)u * C + i]; }
-            }
-            for (int u = 0; u < KEYS; u++) { att_h[t2 + u] = dot[u] * scale; }
+        float *k = k_cache + (size_t)h * maxT * HS, *v = v_cache + (size_t)h * maxT * HS, *att_h = att + (size_t)h * (pos + 1);
+        // pass 1: this token's key and value join the cache, at row pos of head h
+        for (int i = 0; i < HS; i++) {
+            k[(size_t)pos * HS + i] = qkv[C + h * HS + i];
+            v[(size_t)pos * HS + i] = qkv[2 * C + h * HS + i];
         }
-        for (; t2 <= pos; t2++) {
-            const float *k = k_cache + (size_t)t2 * C + h * HS;
-            float dot = 0.0f;
-            for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
-            att_h[t2] = dot * scale;
-        }
-        float maxval = max_floats(att_h, pos + 1), sum = 0.0f;
-        // pass 2: exponentiate (the division by the sum is folded into pass 3)
-        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); sum += att_h[t2]; }
-        // pass 3: the weighted sum of the values
-        float *out_h = out + h * HS;
-        for (int i = 0; i < HS; i++) { out_h[i] = 0.0f; }
-        for (int t2 = 0; t2 <= pos; t2++) {
-            const float *v = v_cache + (size_t)t2 * C + h * HS;
-            float w = att_h[t2] / sum;
-            for (int i = 0; i < HS; i++) { out_h[i] += w * v[i]; }
-        }
+        // pass 2: the scores q k^T (1, pos+1)
+        matmul(att_h, q, k, 1, pos + 1, HS, TRANSPOSE_B);
+        // pass 3: scaled by 1/sqrt(HS), through a softmax
+        float maxval = -FLT_MAX, sum = 0.0f;
+        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] *= scale; }
+        #pragma omp simd reduction(max : maxval) // (the largest value is the same in any order)
+        for (int t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
+        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); }
+        for (int t2 = 0; t2 <= pos; t2++) { sum += att_h[t2]; }
+        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] /= sum; }
+        // pass 4: out for head h (1, HS) = att v
+        matmul(out + h * HS, att_h, v, 1, HS, pos + 1, 0);
     }
 }
 
@@ -1926,35 +1990,26 @@ REPLACED_ON_GPU void residual_backward(float *dinp1, float *dinp2, const float *
 //   probs = softmax(logits)   losses[b,t] = -log probs[b,t,targets[b,t]]
 // A target < 0 marks a position that takes no loss (its loss is 0): SFT uses this
 // to leave prompt and padding tokens out. probs, logits (B,T,V); losses, targets (B,T)
-REPLACED_ON_GPU void crossentropy_softmax_forward(float *losses, float *probs, const float *logits, const int *targets, int B, int T, int V) {
-    int BT = B * T;
-    // ROWS rows at a time: each row's sum runs over i in order, and the rows' sums overlap
+REPLACED_ON_GPU void crossentropy_softmax_forward(float *losses, float *probs, const float *logits, const int *targets,
+                                                  int B, int T, int V) {
     #pragma omp parallel for
-    for (int r0 = 0; r0 < BT; r0 += ROWS) {
-        int n = BT - r0 < ROWS ? BT - r0 : ROWS;
-        float *p[ROWS], sum[ROWS] = {0};
-        for (int r = 0; r < ROWS; r++) {
-            p[r] = probs + (size_t)(r0 + (r < n ? r : n - 1)) * V; // (past BT: unused)
-            if (r >= n) { continue; }
-            const float *logits_bt = logits + (size_t)(r0 + r) * V;
-            float maxval = max_floats(logits_bt, V);
-            for (int i = 0; i < V; i++) { p[r][i] = exp(logits_bt[i] - maxval); } // a loop of its own vectorizes
-        }
-        for (int i = 0; i < V; i++) {
-            for (int r = 0; r < ROWS; r++) { sum[r] += p[r][i]; }
-        }
-        for (int r = 0; r < n; r++) {
-            for (int i = 0; i < V; i++) { p[r][i] /= sum[r]; }
-            int target = targets[r0 + r];
-            losses[r0 + r] = target >= 0 ? -log(p[r][target]) : 0.0f;
-        }
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *logits_bt = logits + (size_t)bt * V;
+        float *probs_bt = probs + (size_t)bt * V;
+        float maxval = -FLT_MAX, sum = 0.0f;
+        #pragma omp simd reduction(max : maxval) // for stability (the largest value is the same in any order)
+        for (int i = 0; i < V; i++) { maxval = logits_bt[i] > maxval ? logits_bt[i] : maxval; }
+        for (int i = 0; i < V; i++) { probs_bt[i] = exp(logits_bt[i] - maxval); }
+        for (int i = 0; i < V; i++) { sum += probs_bt[i]; }
+        for (int i = 0; i < V; i++) { probs_bt[i] /= sum; }
+        losses[bt] = targets[bt] >= 0 ? -log(probs_bt[targets[bt]]) : 0.0f;
     }
 }
 
 // with loss = -log softmax(logits)[target], dloss/dlogits[i] = probs[i] - (i == target)
 // dlosses (B,T): the weight of each position's loss in the total (0 where target < 0)
-REPLACED_ON_GPU void crossentropy_softmax_backward(float *dlogits, const float *dlosses, const float *probs, const int *targets,
-                                   int B, int T, int V) {
+REPLACED_ON_GPU void crossentropy_softmax_backward(float *dlogits, const float *dlosses, const float *probs,
+                                                   const int *targets, int B, int T, int V) {
     #pragma omp parallel for
     for (int bt = 0; bt < B * T; bt++) {
         if (targets[bt] < 0) { continue; }
@@ -2181,13 +2236,14 @@ static void point_tensors(float **fields, const size_t *sizes, int count, float 
     }
 }
 
-#define NUM_ACTIVATION_TENSORS 22
+#define NUM_ACTIVATION_TENSORS 23
 typedef struct {
     float *encoded;   // (B, T, C)
     float *ln1;       // (L, B, T, C)
     float *ln1_mean;  // (L, B, T)
     float *ln1_rstd;  // (L, B, T)
     float *qkv;       // (L, B, T, 3C)
+    float *heads;     // (L, 4, B, NH, T, HS) attention's q, k, v and y, split into heads
     float *atty;      // (L, B, T, C)
     float *att;       // (L, B, NH, T, T)
     float *attproj;   // (L, B, T, C)
@@ -2215,23 +2271,24 @@ void fill_in_activation_sizes(size_t *sizes, GPTConfig config, int B, int T) {
     sizes[2] = L * BT;               // ln1_mean
     sizes[3] = L * BT;               // ln1_rstd
     sizes[4] = L * BT * 3 * C;       // qkv
-    sizes[5] = L * BT * C;           // atty
-    sizes[6] = L * BT * NH * (size_t)T; // att
-    sizes[7] = L * BT * C;           // attproj
-    sizes[8] = L * BT * C;           // residual2
-    sizes[9] = L * BT * C;           // ln2
-    sizes[10] = L * BT;              // ln2_mean
-    sizes[11] = L * BT;              // ln2_rstd
-    sizes[12] = L * BT * 4 * C;      // fch
-    sizes[13] = L * BT * 4 * C;      // fch_gelu
-    sizes[14] = L * BT * C;          // fcproj
-    sizes[15] = L * BT * C;          // residual3
-    sizes[16] = BT * C;              // lnf
-    sizes[17] = BT;                  // lnf_mean
-    sizes[18] = BT;                  // lnf_rstd
-    sizes[19] = config.scalar_head ? 0 : BT * V; // logits
-    sizes[20] = config.scalar_head ? 0 : BT * V; // probs
-    sizes[21] = config.scalar_head ? BT : 0;     // values
+    sizes[5] = L * 4 * BT * C;       // heads
+    sizes[6] = L * BT * C;           // atty
+    sizes[7] = L * BT * NH * (size_t)T; // att
+    sizes[8] = L * BT * C;           // attproj
+    sizes[9] = L * BT * C;           // residual2
+    sizes[10] = L * BT * C;          // ln2
+    sizes[11] = L * BT;              // ln2_mean
+    sizes[12] = L * BT;              // ln2_rstd
+    sizes[13] = L * BT * 4 * C;      // fch
+    sizes[14] = L * BT * 4 * C;      // fch_gelu
+    sizes[15] = L * BT * C;          // fcproj
+    sizes[16] = L * BT * C;          // residual3
+    sizes[17] = BT * C;              // lnf
+    sizes[18] = BT;                  // lnf_mean
+    sizes[19] = BT;                  // lnf_rstd
+    sizes[20] = config.scalar_head ? 0 : BT * V; // logits
+    sizes[21] = config.scalar_head ? 0 : BT * V; // probs
+    sizes[22] = config.scalar_head ? BT : 0;     // values
 }
 
 // Layer l's slices of the per-layer tensors, so a block reads lp.qkvw rather than
@@ -2250,7 +2307,8 @@ static ParameterTensors layer_params(ParameterTensors p, int l, int C) {
 static ActivationTensors layer_acts(ActivationTensors a, int l, int B, int T, int C, int NH) {
     size_t BT = (size_t)B * T, BTC = BT * C;
     a.ln1 += l * BTC;           a.ln1_mean += l * BT;       a.ln1_rstd += l * BT;
-    a.qkv += l * 3 * BTC;       a.atty += l * BTC;          a.att += l * BT * NH * T;
+    a.qkv += l * 3 * BTC;       a.heads += l * 4 * BTC;     a.atty += l * BTC;
+    a.att += l * BT * NH * T;
     a.attproj += l * BTC;       a.residual2 += l * BTC;
     a.ln2 += l * BTC;           a.ln2_mean += l * BT;       a.ln2_rstd += l * BT;
     a.fch += l * 4 * BTC;       a.fch_gelu += l * 4 * BTC;
@@ -2398,7 +2456,7 @@ void gpt_forward(GPT *model, const int *inputs, const int *targets, int B, int T
         // the block: x + attn(ln1(x)), then x + mlp(ln2(x))
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, residual, lp.ln1w, lp.ln1b, B, T, C);
         matmul_forward(la.qkv, la.ln1, lp.qkvw, lp.qkvb, B, T, C, 3 * C);
-        attention_forward(la.atty, la.att, la.qkv, B, T, C, NH);
+        attention_forward(la.atty, la.heads, la.att, la.qkv, B, T, C, NH);
         matmul_forward(la.attproj, la.atty, lp.attprojw, lp.attprojb, B, T, C, C);
         residual_forward(la.residual2, residual, la.attproj, BTC);
         layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, lp.ln2w, lp.ln2b, B, T, C);
@@ -2466,7 +2524,7 @@ static void gpt_backward_trunk(GPT *model) {
         layernorm_backward(lda.residual2, lg.ln2w, lg.ln2b, lda.ln2, la.residual2, lp.ln2w, la.ln2_mean, la.ln2_rstd, B, T, C);
         residual_backward(dresidual, lda.attproj, lda.residual2, BTC);
         matmul_backward(lda.atty, lg.attprojw, lg.attprojb, lda.attproj, la.atty, lp.attprojw, B, T, C, C);
-        attention_backward(lda.qkv, lda.att, lda.atty, la.qkv, la.att, B, T, C, NH);
+        attention_backward(lda.qkv, lda.heads, lda.att, lda.atty, la.heads, la.att, B, T, C, NH);
         matmul_backward(lda.ln1, lg.qkvw, lg.qkvb, lda.qkv, la.ln1, lp.qkvw, B, T, C, 3 * C);
         layernorm_backward(dresidual, lg.ln1w, lg.ln1b, lda.ln1, residual, lp.ln1w, la.ln1_mean, la.ln1_rstd, B, T, C);
     }
@@ -2525,7 +2583,7 @@ void gpt_zero_grad(GPT *model) {
 // except that attention reads the cached keys and values.
 typedef struct {
     int max_seq_len, num_layers, channels;
-    float *k, *v;   // (L, maxT, C) keys and values of positions 0..pos
+    float *k, *v;   // (L, NH, maxT, HS) keys and values of positions 0..pos, head by head
     float *x;       // (C) the residual stream of the current token
     float *ln;      // (C)
     float *qkv;     // (3C)
@@ -2577,10 +2635,10 @@ float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
     kv->token[0] = token; // in model memory, where the layers can read it
     encoder_forward(kv->x, kv->token, p.wte, p.wpe + (size_t)pos * C, 1, 1, C);
     for (int l = 0; l < cfg.num_layers; l++) {
-        float *k_cache = kv->k + (size_t)l * kv->max_seq_len * C, *v_cache = kv->v + (size_t)l * kv->max_seq_len * C;
+        float *k_cache = kv->k + (size_t)l * kv->max_seq_len * C, *v_cache = kv->v + (size_t)l * kv->max_seq_len * C; // layer l
         layernorm_forward(kv->ln, kv->stats, kv->stats + 1, kv->x, p.ln1w + l * C, p.ln1b + l * C, 1, 1, C);
         matmul_forward(kv->qkv, kv->ln, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, 1, 1, C, 3 * C);
-        attention_forward_cached(kv->atty, kv->att, k_cache, v_cache, kv->qkv, pos, C, NH);
+        attention_forward_cached(kv->atty, kv->att, k_cache, v_cache, kv->qkv, pos, kv->max_seq_len, C, NH);
         matmul_forward(kv->proj, kv->atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, 1, 1, C, C);
         residual_forward(kv->x, kv->x, kv->proj, (size_t)C);
         layernorm_forward(kv->ln, kv->stats, kv->stats + 1, kv->x, p.ln2w + l * C, p.ln2b + l * C, 1, 1, C);

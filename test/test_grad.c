@@ -120,22 +120,23 @@ static void test_layernorm(void) {
     free(c.inp); free(c.w); free(c.b); free(c.out); free(c.mean); free(c.rstd); free(c.R); free(dinp); free(dw); free(db);
 }
 
-typedef struct { double *inp, *out, *att, *R; int B, T, C, NH; } AttentionCtx;
+typedef struct { double *inp, *out, *heads, *att, *R; int B, T, C, NH; } AttentionCtx;
 static double attention_loss(void *p) {
     AttentionCtx *c = p;
-    attention_forward(c->out, c->att, c->inp, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->heads, c->att, c->inp, c->B, c->T, c->C, c->NH);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 
 static void test_attention(void) {
     int B = 2, T = 5, C = 8, NH = 2;
     size_t N = (size_t)B * T * C;
-    AttentionCtx c = {randn(3 * N, 1), randn(N, 1), randn((size_t)B * NH * T * T, 1), randn(N, 1), B, T, C, NH};
+    AttentionCtx c = {randn(3 * N, 1), randn(N, 1), randn(4 * N, 1), randn((size_t)B * NH * T * T, 1), randn(N, 1), B, T, C, NH};
     attention_loss(&c);
     double *dinp = callocCheck(3 * N, sizeof(double)), *datt = callocCheck((size_t)B * NH * T * T, sizeof(double));
-    attention_backward(dinp, datt, c.R, c.inp, c.att, B, T, C, NH);
+    double *dheads = callocCheck(4 * N, sizeof(double));
+    attention_backward(dinp, dheads, datt, c.R, c.heads, c.att, B, T, C, NH);
     fd_check("attention: dinp (q, k and v)", c.inp, dinp, 3 * N, attention_loss, &c);
-    free(c.inp); free(c.out); free(c.att); free(c.R); free(dinp); free(datt);
+    free(c.inp); free(c.out); free(c.heads); free(c.att); free(c.R); free(dinp); free(datt); free(dheads);
 }
 
 typedef struct { double *inp, *out, *R; size_t N; } GeluCtx;

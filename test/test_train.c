@@ -397,7 +397,7 @@ static void test_grouped_batches(void) {
 // ----------------------------------------------------------------------------
 // 4. layers: the matmul engine against the three plain loops
 
-static void test_gemm(void) {
+static void test_matmul_engine(void) {
     // shapes around the block sizes (MR, NR, MC, KC, NC), plain and transposed operands
     // (few rows and several column blocks: the threads split the columns; one row times a
     // transposed b: the dot products of generation)
@@ -412,19 +412,11 @@ static void test_gemm(void) {
         for (size_t i = 0; i < (size_t)M * K; i++) { a[i] = random_f32(&rng) - 0.5f; }
         for (size_t i = 0; i < (size_t)K * N; i++) { b[i] = random_f32(&rng) - 0.5f; }
         for (int trans = 0; trans < 4; trans++) {
-            int ta = trans & 1, tb = trans >> 1; // a stored (K,M) when ta, b stored (N,K) when tb
             for (int acc = 0; acc < 2; acc++) {
+                int flags = (trans & 1 ? TRANSPOSE_A : 0) | (trans & 2 ? TRANSPOSE_B : 0) | (acc ? ACCUMULATE : 0);
                 for (size_t i = 0; i < (size_t)M * N; i++) { c[i] = ref[i] = acc ? (float)i * 1e-3f : 7.0f; }
-                for (int i = 0; i < M; i++) {
-                    for (int j = 0; j < N; j++) {
-                        double sum = 0.0;
-                        for (int k = 0; k < K; k++) {
-                            sum += (double)(ta ? a[(size_t)k * M + i] : a[(size_t)i * K + k]) * (tb ? b[(size_t)j * K + k] : b[(size_t)k * N + j]);
-                        }
-                        ref[(size_t)i * N + j] = (float)((acc ? ref[(size_t)i * N + j] : 0.0) + sum);
-                    }
-                }
-                gemm(c, (size_t)N, a, ta ? 1 : (size_t)K, ta ? (size_t)M : 1, b, tb ? 1 : (size_t)N, tb ? (size_t)K : 1, M, N, K, acc);
+                matmul_reference(ref, a, b, M, N, K, flags);
+                matmul(c, a, b, M, N, K, flags);
                 float d = max_abs_diff(c, ref, (size_t)M * N);
                 if (d > worst) { worst = d; }
                 cases++;
@@ -432,8 +424,9 @@ static void test_gemm(void) {
         }
         free(a); free(b); free(c); free(ref);
     }
-    // float sums of up to 513 products of values in [-0.5, 0.5): rounding stays near 1e-6
-    check(worst < 1e-5f, "gemm: 7 shapes x transposes x accumulate against a double-precision triple loop",
+    // float sums of up to 513 products of values in [-0.5, 0.5), in another grouping
+    // (slices of KC, lanes): rounding stays near 1e-6
+    check(worst < 1e-5f, "matmul: the engine against matmul_reference's loops, 7 shapes x transposes x accumulate",
           "%d cases, max |diff| %.2e (tolerance 1e-5)", cases, worst);
 }
 
@@ -446,14 +439,15 @@ static void test_attention(void) {
     float *inp = mallocCheck(n_inp * sizeof(float)), *out = mallocCheck(n_out * sizeof(float));
     float *att = mallocCheck(n_att * sizeof(float)), *datt = mallocCheck(n_att * sizeof(float));
     float *dout = mallocCheck(n_out * sizeof(float)), *dinp = calloc_check(n_inp, sizeof(float), __FILE__, __LINE__);
+    float *heads = mallocCheck(4 * n_out * sizeof(float)), *dheads = calloc_check(4 * n_out, sizeof(float), __FILE__, __LINE__);
     double *ref_out = calloc_check(n_out, sizeof(double), __FILE__, __LINE__);
     double *ref_dinp = calloc_check(n_inp, sizeof(double), __FILE__, __LINE__);
     double *p = mallocCheck((size_t)T * sizeof(double)), *dp = mallocCheck((size_t)T * sizeof(double));
     uint64_t rng = 21;
     for (size_t i = 0; i < n_inp; i++) { inp[i] = 2.0f * random_f32(&rng) - 1.0f; }
     for (size_t i = 0; i < n_out; i++) { dout[i] = 2.0f * random_f32(&rng) - 1.0f; }
-    attention_forward(out, att, inp, B, T, C, NH);
-    attention_backward(dinp, datt, dout, inp, att, B, T, C, NH);
+    attention_forward(out, heads, att, inp, B, T, C, NH);
+    attention_backward(dinp, dheads, datt, dout, heads, att, B, T, C, NH);
     double scale = 1.0 / sqrt((double)HS), worst_out = 0.0, worst_d = 0.0, upper = 0.0;
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -500,7 +494,7 @@ static void test_attention(void) {
           "T = %d, max |diff| %.2e (tolerance 1e-5); above the diagonal: %g", T, worst_out, upper);
     check(worst_d < 1e-5, "attention_backward: dq, dk, dv against plain loops", "T = %d, max |diff| %.2e (tolerance 1e-5)", T,
           worst_d);
-    free(inp); free(out); free(att); free(datt); free(dout); free(dinp); free(ref_out); free(ref_dinp); free(p); free(dp);
+    free(inp); free(out); free(heads); free(dheads); free(att); free(datt); free(dout); free(dinp); free(ref_out); free(ref_dinp); free(p); free(dp);
 }
 
 // ----------------------------------------------------------------------------
@@ -1186,7 +1180,7 @@ int main(int argc, char **argv) {
     if (wanted("sft_masking")) { test_sft_masking(); }
     if (wanted("reward_position")) { test_reward_position(); }
     if (wanted("grouped_batches")) { test_grouped_batches(); }
-    if (wanted("gemm")) { test_gemm(); }
+    if (wanted("matmul")) { test_matmul_engine(); }
     if (wanted("attention")) { test_attention(); }
     if (wanted("plot")) { test_plot(); }
     if (wanted("against_pytorch")) { test_against_pytorch(); }
