@@ -20,22 +20,30 @@ Run it:
     make run-gpu     the same on an NVIDIA GPU: train.cu replaces the functions marked
                      REPLACED_ON_GPU with kernels, and the rest of this file runs as is
 
-Sections (search for the banner titles):
-   1. utilities: checked libc calls, RNG, timer
-   2. the tokenizer: bytes <-> token ids (byte-level BPE)
-   3. data: text -> batches of token ids
-   4. layers: forward and backward of each building block
-   5. losses for the later stages
-   6. the model: GPT-2 parameters, activations, forward, backward
-   7. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
-   8. sampling: temperature and top-k, generation with a KV cache
-   9. checkpoints: save and load, with magic number and version
-  10. stage 1: pretraining
-  11. stage 2: supervised fine-tuning
-  12. stage 3: reward modeling
-  13. stage 4: RLHF with PPO
-  14. other commands: sample and bench
-  15. command line and main
+Sections (search for the banner titles). The algorithm comes first, in the order a
+reader needs it; a reader who stops at main has read all of it:
+   1. layers: forward and backward of each building block
+   2. losses for the later stages
+   3. the model: GPT-2 parameters, activations, forward, backward
+   4. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
+   5. sampling: temperature and top-k, generation with a KV cache
+   6. the tokenizer: bytes <-> token ids (byte-level BPE)
+   7. data: text -> batches of token ids
+   8. settings: every flag, and each stage's defaults
+   9. stage 1: pretraining
+  10. stage 2: supervised fine-tuning
+  11. stage 3: reward modeling
+  12. stage 4: RLHF with PPO
+  13. other commands: answer, score, sample
+  14. main
+Then the machinery, which the sections call by name (declared just below):
+  Appendix A. the matmul engine
+  Appendix B. JSON and UTF-8
+  Appendix C. files, checkpoints and the tokenizer's file format
+  Appendix D. logs, curves and stage records
+  Appendix E. bench
+  Appendix F. the command line: flags, usage, the settings table
+  Appendix G. utilities: checked libc calls, RNG, timer
 
 Notation, once for the whole file: B batch size, T time (sequence length), C channels,
 V vocabulary size, L layers, NH heads, HS head size (C / NH), OC output channels.
@@ -82,93 +90,8 @@ __attribute__((simd("notinbranch"))) __typeof__(expf) expf;
 #endif
 
 // ----------------------------------------------------------------------------
-// 1. utilities: checked libc calls, RNG, timer
-
-#ifdef FUZZING
-#include <setjmp.h>
-// The fuzz targets (test/fuzz/) point this at their own jmp_buf: an input rejected with
-// a message is a success for them, so fail() returns there instead of ending the process.
-static jmp_buf *fuzz_on_error = NULL;
-#endif
-
-// Each wrapper has the signature of the call it wraps, and on failure names the
-// file and line of the caller, what went wrong, and what to try.
-static void fail(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "error (%s:%d): ", file, line);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-#ifdef FUZZING
-    if (fuzz_on_error) { longjmp(*fuzz_on_error, 1); }
-#endif
-    exit(EXIT_FAILURE);
-}
-#define FAIL(...) fail(__FILE__, __LINE__, __VA_ARGS__)
-
-static FILE *fopen_check(const char *path, const char *mode, const char *file, int line) {
-    FILE *f = fopen(path, mode);
-    if (f == NULL) {
-        fail(file, line, "cannot open %s for %s (%s). Check the path, or the flag that names it.", path,
-             mode[0] == 'r' ? "reading" : "writing", strerror(errno));
-    }
-    return f;
-}
-#define fopenCheck(path, mode) fopen_check(path, mode, __FILE__, __LINE__)
-
-static void fread_check(void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line) {
-    size_t got = fread(ptr, size, nmemb, f);
-    if (got != nmemb) {
-        fail(file, line, "file ended early or could not be read (read %zu of %zu items): the file is truncated or "
-             "not of this format; regenerate it", got, nmemb);
-    }
-}
-#define freadCheck(ptr, size, nmemb, f) fread_check(ptr, size, nmemb, f, __FILE__, __LINE__)
-
-static void fwrite_check(const void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line) {
-    if (fwrite(ptr, size, nmemb, f) != nmemb) { fail(file, line, "write failed (%s): is the disk full?", strerror(errno)); }
-}
-#define fwriteCheck(ptr, size, nmemb, f) fwrite_check(ptr, size, nmemb, f, __FILE__, __LINE__)
-
-static void fclose_check(FILE *f, const char *file, int line) {
-    if (fclose(f) != 0) { fail(file, line, "closing a file failed (%s): is the disk full?", strerror(errno)); }
-}
-#define fcloseCheck(f) fclose_check(f, __FILE__, __LINE__)
-
-static void *malloc_check(size_t size, const char *file, int line) {
-    void *p = malloc(size);
-    if (p == NULL && size > 0) {
-        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", size / 1e6);
-    }
-    return p;
-}
-#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
-
-static void *calloc_check(size_t n, size_t size, const char *file, int line) {
-    void *p = calloc(n, size);
-    if (p == NULL && n > 0 && size > 0) {
-        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", n * size / 1e6);
-    }
-    return p;
-}
-#define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
-
-// The same, aligned to a cache line, for the arrays that the layers read as vectors.
-// malloc aligns to 16 bytes only: a large block then starts 16 bytes into a page,
-// and every 64-byte vector load (AVX-512) straddles two cache lines.
-#define CACHE_LINE 64
-static void *calloc_aligned_check(size_t n, size_t size, const char *file, int line) {
-    if (n == 0 || size == 0) { return NULL; }
-    size_t bytes = n * size;
-    void *mem = NULL;
-    if (bytes / n != size || posix_memalign(&mem, CACHE_LINE, bytes) != 0) {
-        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", (double)n * size / 1e6);
-    }
-    memset(mem, 0, bytes);
-    return mem;
-}
-#define callocAlignedCheck(n, size) calloc_aligned_check(n, size, __FILE__, __LINE__)
+// Declarations: what the sections below use before the part of the file that defines
+// it. The machinery lives in the appendices after main; these lines say where.
 
 // train.cu runs this same program on a GPU. It supplies its own versions of the
 // functions marked REPLACED_ON_GPU: the layers and the optimizer's loops, which become
@@ -184,448 +107,23 @@ static void *calloc_aligned_check(size_t n, size_t size, const char *file, int l
 #endif
 
 // matmul(c, a, b, M, N, K, flags): c (M,N) (+)= op(a) (M,K) . op(b) (K,N), defined by
-// matmul_reference's loops (section 4) and computed by the engine (appendix A)
+// matmul_reference's loops (section 1) and computed by the engine (appendix A)
 enum { TRANSPOSE_A = 1, TRANSPOSE_B = 2, ACCUMULATE = 4, CAUSAL_OUT = 8, CAUSAL_A = 16 };
 static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags);
 
-// Memory of the models and the KV cache, zeroed: all that the layers read and write.
-REPLACED_ON_GPU void *model_calloc(size_t n, size_t size) { return callocAlignedCheck(n, size); }
-REPLACED_ON_GPU void model_free(void *p) { free(p); }
-// x = 0, x (n,): in chunks, in parallel, since one thread's memset reached about half
-// of the machine's memory bandwidth (the gradients of 124M parameters: 44 ms on one
-// thread, 23 ms on two)
-REPLACED_ON_GPU void zero_floats(float *x, size_t n) {
-    enum { CHUNK = 1 << 16 };
-    #pragma omp parallel for if (n > CHUNK)
-    for (size_t i = 0; i < n; i += CHUNK) { memset(x + i, 0, (n - i < CHUNK ? n - i : CHUNK) * sizeof(float)); }
-}
-
-// Reads a whole file into a NUL-terminated buffer.
-static char *read_whole_file(const char *path, size_t *size) {
-    FILE *f = fopenCheck(path, "rb");
-    size_t cap = 1 << 16, len = 0;
-    char *buf = mallocCheck(cap);
-    for (;;) {
-        if (len + 1 >= cap) {
-            cap *= 2;
-            char *grown = realloc(buf, cap);
-            if (grown == NULL) { FAIL("out of memory reading %s", path); }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        if (n == 0) { break; }
-        len += n;
-    }
-    if (ferror(f)) { FAIL("cannot read %s (%s)", path, strerror(errno)); }
-    fcloseCheck(f);
-    buf[len] = '\0';
-    *size = len;
-    return buf;
-}
-
-// the size in bytes of an open file, for checking a binary file against its header
-static long file_size(FILE *f, const char *path) {
-    long here = ftell(f), size;
-    if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, here, SEEK_SET) != 0) {
-        FAIL("cannot measure %s (%s): a regular file is needed", path, strerror(errno));
-    }
-    return size;
-}
-
-// xorshift64*: the one RNG of the file. Streams for init, data order and sampling
-// are derived from one seed, so turning on sampling never changes the initial weights.
-static uint64_t random_u64(uint64_t *state) {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t rng_stream(uint64_t seed, uint64_t purpose) {
-    uint64_t state = (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (purpose + 1) * 0xD1B54A32D192ED03ULL;
-    if (state == 0) { state = 1; }
-    for (int i = 0; i < 4; i++) { random_u64(&state); }
-    return state;
-}
+// the streams of the RNG (appendix G), one per purpose, all derived from the seed (-s)
 enum { RNG_INIT = 1, RNG_DATA = 2, RNG_SAMPLE = 3 };
-
-// uniform in [0, 1), from the top 24 bits (exactly representable as a float)
-static float random_f32(uint64_t *state) { return (float)(random_u64(state) >> 40) / 16777216.0f; }
-
-// standard normal by Box-Muller, computed in double for the same bits everywhere
-static double random_normal(uint64_t *state) {
-    double u1 = ((double)(random_u64(state) >> 11) + 1.0) / 9007199254740993.0; // (0, 1]
-    double u2 = (double)(random_u64(state) >> 11) / 9007199254740992.0;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// ----------------------------------------------------------------------------
-// 2. the tokenizer: bytes <-> token ids (byte-level BPE)
-//
-// Token ids: 0..255 are the raw bytes, so every byte string can be encoded.
-// Then come the special tokens, which no text ever encodes to (they are only ever
-// inserted by code), then one token per learned merge, in the order learned.
-//
-// Training (BPE): split the text into chunks (below), then repeatedly merge the
-// most frequent adjacent pair of tokens into a new token (ties: the smallest pair):
-//     aaabdaaabac  ->  merge (a,a)=Z:  ZabdZabac  ->  (a,b)=Y:  ZYdZYac  ->  (Z,Y)=X:  XdXac
-// Merges never cross chunk boundaries. A chunk is, as in GPT-2, one of:
-//     an optional space and a run of letters (bytes >= 0x80 count as letters, so
-//     UTF-8 characters stay inside words):           " world", "caf\xc3\xa9"
-//     an optional space and a run of digits:        " 2024"
-//     an optional space and a run of other symbols: " (!", "."
-//     a run of whitespace, leaving a last space before a word to that word: "\n\n"
-// Encoding applies the learned merges to each chunk, lowest rank (earliest learned) first.
 
 enum { TOKEN_EOT = 256, TOKEN_USER, TOKEN_ASSISTANT, TOKEN_END, NUM_SPECIAL = 4, FIRST_MERGE = 256 + NUM_SPECIAL };
 static const char *SPECIAL_TOKENS[NUM_SPECIAL] = {"<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"};
 
-#define TOKENIZER_MAGIC 0x45504231 // "1BPE"
-#define TOKENIZER_VERSION 1
-
-// PairMap: open-addressing hash map from a token pair (a, b) to an integer.
-// Training keeps pair counts in it; encoding keeps merge ranks.
-typedef struct {
-    uint64_t *keys;   // (cap,) (a << 32 | b) + 1, 0 marks an empty slot
-    int64_t *values;  // (cap,)
-    size_t cap, len;
-} PairMap;
-
-static uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
-
-static size_t pairmap_slot(const PairMap *m, uint64_t key) {
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 20) & (m->cap - 1);
-    while (m->keys[i] != 0 && m->keys[i] != key) { i = (i + 1) & (m->cap - 1); }
-    return i;
-}
-
-static void pairmap_init(PairMap *m, size_t cap) {
-    m->cap = cap;
-    m->len = 0;
-    m->keys = callocCheck(cap, sizeof(uint64_t));
-    m->values = callocCheck(cap, sizeof(int64_t));
-}
-
-static void pairmap_free(PairMap *m) {
-    free(m->keys);
-    free(m->values);
-}
-
-// a pointer to the value of (a, b), inserted as 0 if absent
-static int64_t *pairmap_at(PairMap *m, int a, int b) {
-    if (2 * (m->len + 1) > m->cap) { // keep the load under 1/2: grow and reinsert
-        PairMap bigger;
-        pairmap_init(&bigger, m->cap * 2);
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->keys[i] == 0) { continue; }
-            size_t j = pairmap_slot(&bigger, m->keys[i]);
-            bigger.keys[j] = m->keys[i];
-            bigger.values[j] = m->values[i];
-        }
-        bigger.len = m->len;
-        pairmap_free(m);
-        *m = bigger;
-    }
-    uint64_t key = pair_key(a, b);
-    size_t i = pairmap_slot(m, key);
-    if (m->keys[i] == 0) { m->keys[i] = key; m->values[i] = 0; m->len++; }
-    return &m->values[i];
-}
-
-// the value of (a, b), or -1 if absent
-static int64_t pairmap_get(const PairMap *m, int a, int b) {
-    size_t i = pairmap_slot(m, pair_key(a, b));
-    return m->keys[i] ? m->values[i] : -1;
-}
-
-typedef struct {
-    int vocab_size;           // 256 bytes + NUM_SPECIAL + num_merges
-    int num_merges;
-    int (*merges)[2];         // (num_merges, 2): merge i makes token FIRST_MERGE + i from (left, right)
-    PairMap ranks;            // (left, right) -> merge index, for encoding
-    unsigned char **bytes;    // (vocab_size,) each token's bytes, for decoding
-    int *lengths;             // (vocab_size,)
-} Tokenizer;
-
-// fills in ranks and the byte strings of every token from the merge list
-static void tokenizer_index(Tokenizer *tok) {
-    tok->vocab_size = FIRST_MERGE + tok->num_merges;
-    pairmap_init(&tok->ranks, 1024);
-    tok->bytes = mallocCheck((size_t)tok->vocab_size * sizeof(unsigned char *));
-    tok->lengths = mallocCheck((size_t)tok->vocab_size * sizeof(int));
-    for (int i = 0; i < tok->vocab_size; i++) {
-        if (i < 256) {
-            tok->lengths[i] = 1;
-            tok->bytes[i] = mallocCheck(1);
-            tok->bytes[i][0] = (unsigned char)i;
-        } else if (i < FIRST_MERGE) {
-            const char *s = SPECIAL_TOKENS[i - 256];
-            tok->lengths[i] = (int)strlen(s);
-            tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
-            memcpy(tok->bytes[i], s, (size_t)tok->lengths[i]);
-        } else {
-            int a = tok->merges[i - FIRST_MERGE][0], b = tok->merges[i - FIRST_MERGE][1]; // earlier tokens (checked on load)
-            tok->lengths[i] = tok->lengths[a] + tok->lengths[b];
-            tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
-            memcpy(tok->bytes[i], tok->bytes[a], (size_t)tok->lengths[a]);
-            memcpy(tok->bytes[i] + tok->lengths[a], tok->bytes[b], (size_t)tok->lengths[b]);
-            *pairmap_at(&tok->ranks, a, b) = i - FIRST_MERGE;
-        }
-    }
-}
-
-void tokenizer_free(Tokenizer *tok) {
-    for (int i = 0; i < tok->vocab_size; i++) { free(tok->bytes[i]); }
-    free(tok->bytes);
-    free(tok->lengths);
-    free(tok->merges);
-    pairmap_free(&tok->ranks);
-}
-
-static int is_letter(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
-static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
-// the length of the chunk that starts at s (n > 0 bytes left)
-static size_t chunk_length(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    if (is_space(s[0]) && !(s[0] == ' ' && n > 1 && !is_space(s[1]))) {
-        // whitespace run; a final space before a non-space goes with the next chunk
-        while (i < n && is_space(s[i])) { i++; }
-        if (i < n && i > 1 && s[i - 1] == ' ') { i--; }
-        return i;
-    }
-    if (s[0] == ' ') { i = 1; } // the optional leading space
-    int (*same)(unsigned char) = is_letter(s[i]) ? is_letter : is_digit(s[i]) ? is_digit : NULL;
-    if (same) {
-        while (i < n && same(s[i])) { i++; }
-    } else { // other symbols: anything that is not a letter, digit or space
-        while (i < n && !is_letter(s[i]) && !is_digit(s[i]) && !is_space(s[i])) { i++; }
-    }
-    return i;
-}
-
-// Applies the merges to one chunk, lowest rank first; appends the ids to out.
-static int encode_chunk(const Tokenizer *tok, const unsigned char *s, size_t n, int *out) {
-    int local[64];
-    int *ids = n <= 64 ? local : mallocCheck(n * sizeof(int));
-    for (size_t i = 0; i < n; i++) { ids[i] = s[i]; }
-    int len = (int)n;
-    for (;;) {
-        // pass 1: the adjacent pair with the lowest merge rank
-        int64_t best = INT64_MAX;
-        for (int i = 0; i + 1 < len; i++) {
-            int64_t r = pairmap_get(&tok->ranks, ids[i], ids[i + 1]);
-            if (r >= 0 && r < best) { best = r; }
-        }
-        if (best == INT64_MAX) { break; }
-        // pass 2: merge every occurrence of it, left to right
-        int a = tok->merges[best][0], b = tok->merges[best][1], k = 0;
-        for (int i = 0; i < len; i++) {
-            if (i + 1 < len && ids[i] == a && ids[i + 1] == b) { ids[k++] = FIRST_MERGE + (int)best; i++; }
-            else { ids[k++] = ids[i]; }
-        }
-        len = k;
-    }
-    memcpy(out, ids, (size_t)len * sizeof(int));
-    if (ids != local) { free(ids); }
-    return len;
-}
-
-// Encodes n bytes into out, which must hold n ids (no encoding is longer than its
-// bytes). Returns the number of ids. Never produces special tokens.
-int tokenizer_encode(const Tokenizer *tok, const char *text, size_t n, int *out) {
-    const unsigned char *s = (const unsigned char *)text;
-    int count = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = chunk_length(s + i, n - i);
-        count += encode_chunk(tok, s + i, len, out + count);
-        i += len;
-    }
-    return count;
-}
-
-// Decodes ids into a NUL-terminated string (caller frees). Bytes come back exactly;
-// special tokens come back as their names.
-char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *out_len) {
-    size_t len = 0;
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= tok->vocab_size) { FAIL("token id %d is outside the vocabulary (0..%d)", ids[i], tok->vocab_size - 1); }
-        len += (size_t)tok->lengths[ids[i]];
-    }
-    char *s = mallocCheck(len + 1);
-    size_t k = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(s + k, tok->bytes[ids[i]], (size_t)tok->lengths[ids[i]]);
-        k += (size_t)tok->lengths[ids[i]];
-    }
-    s[len] = '\0';
-    if (out_len) { *out_len = len; }
-    return s;
-}
-
-// A distinct chunk of the training text, as a sequence of token ids, with its count.
-typedef struct {
-    int *ids;
-    int len;
-    int64_t count;
-} Word;
-
-// Learns merges from text until the vocabulary reaches vocab_size, or until no pair
-// occurs twice. Pair counts are kept incrementally: a merge only recounts the
-// distinct chunks that contain the merged pair.
-void tokenizer_train(Tokenizer *tok, const char *text, size_t n, int vocab_size) {
-    if (vocab_size < FIRST_MERGE) { FAIL("vocabulary size %d is below %d (256 bytes + %d special tokens)", vocab_size, FIRST_MERGE, NUM_SPECIAL); }
-    const unsigned char *s = (const unsigned char *)text;
-    // pass 1: the distinct chunks, in order of first occurrence, and their counts.
-    // `table` is a hash set of word indices (+1, 0 = empty slot), keyed by the chunk's bytes.
-    size_t num_words = 0, words_cap = 1024, table_cap = 2048;
-    Word *words = mallocCheck(words_cap * sizeof(Word));
-    size_t *first = mallocCheck(words_cap * sizeof(size_t)); // offset of each word's first occurrence
-    size_t *table = callocCheck(table_cap, sizeof(size_t));
-    for (size_t i = 0; i < n;) {
-        size_t len = chunk_length(s + i, n - i);
-        uint64_t h = 1469598103934665603ULL; // FNV-1a of the chunk
-        for (size_t j = 0; j < len; j++) { h = (h ^ s[i + j]) * 1099511628211ULL; }
-        size_t k = (size_t)h & (table_cap - 1);
-        while (table[k] && !(words[table[k] - 1].len == (int)len && !memcmp(s + first[table[k] - 1], s + i, len))) {
-            k = (k + 1) & (table_cap - 1);
-        }
-        if (table[k]) {
-            words[table[k] - 1].count++;
-        } else {
-            if (num_words == words_cap) {
-                words_cap *= 2;
-                words = realloc(words, words_cap * sizeof(Word));
-                first = realloc(first, words_cap * sizeof(size_t));
-                if (!words || !first) { FAIL("out of memory counting the chunks of the tokenizer's text"); }
-            }
-            words[num_words] = (Word){.ids = NULL, .len = (int)len, .count = 1};
-            first[num_words] = i;
-            table[k] = ++num_words;
-            if (2 * num_words > table_cap) { // keep the load under 1/2: rebuild the set twice as large
-                free(table);
-                table_cap *= 2;
-                table = callocCheck(table_cap, sizeof(size_t));
-                for (size_t w = 0; w < num_words; w++) {
-                    uint64_t g = 1469598103934665603ULL;
-                    for (int j = 0; j < words[w].len; j++) { g = (g ^ s[first[w] + (size_t)j]) * 1099511628211ULL; }
-                    size_t q = (size_t)g & (table_cap - 1);
-                    while (table[q]) { q = (q + 1) & (table_cap - 1); }
-                    table[q] = w + 1;
-                }
-            }
-        }
-        i += len;
-    }
-    for (size_t w = 0; w < num_words; w++) {
-        words[w].ids = mallocCheck((size_t)words[w].len * sizeof(int));
-        for (int j = 0; j < words[w].len; j++) { words[w].ids[j] = s[first[w] + (size_t)j]; }
-    }
-    free(first);
-    free(table);
-
-    // pass 2: count every adjacent pair, weighted by the word's count
-    PairMap counts;
-    pairmap_init(&counts, 1 << 16);
-    for (size_t i = 0; i < num_words; i++) {
-        for (int j = 0; j + 1 < words[i].len; j++) { *pairmap_at(&counts, words[i].ids[j], words[i].ids[j + 1]) += words[i].count; }
-    }
-
-    // pass 3: merge the most frequent pair, update the counts of the words it touches, repeat
-    int max_merges = vocab_size - FIRST_MERGE;
-    tok->merges = mallocCheck((size_t)(max_merges > 0 ? max_merges : 1) * sizeof(int[2]));
-    tok->num_merges = 0;
-    while (tok->num_merges < max_merges) {
-        int64_t best = 0;
-        uint64_t best_key = 0;
-        for (size_t i = 0; i < counts.cap; i++) { // ties go to the smallest pair, for determinism
-            int64_t c = counts.values[i];
-            if (counts.keys[i] && c >= 2 && (c > best || (c == best && counts.keys[i] < best_key))) {
-                best = c;
-                best_key = counts.keys[i];
-            }
-        }
-        if (best_key == 0) { break; } // no pair occurs twice: more merges would not shorten anything
-        int a = (int)((best_key - 1) >> 32), b = (int)(uint32_t)(best_key - 1), id = FIRST_MERGE + tok->num_merges;
-        tok->merges[tok->num_merges][0] = a;
-        tok->merges[tok->num_merges][1] = b;
-        tok->num_merges++;
-        for (size_t i = 0; i < num_words; i++) {
-            Word *wd = &words[i];
-            int has = 0;
-            for (int j = 0; j + 1 < wd->len && !has; j++) { has = (wd->ids[j] == a && wd->ids[j + 1] == b); }
-            if (!has) { continue; }
-            for (int j = 0; j + 1 < wd->len; j++) { *pairmap_at(&counts, wd->ids[j], wd->ids[j + 1]) -= wd->count; }
-            int k = 0;
-            for (int j = 0; j < wd->len; j++) {
-                if (j + 1 < wd->len && wd->ids[j] == a && wd->ids[j + 1] == b) { wd->ids[k++] = id; j++; }
-                else { wd->ids[k++] = wd->ids[j]; }
-            }
-            wd->len = k;
-            for (int j = 0; j + 1 < wd->len; j++) { *pairmap_at(&counts, wd->ids[j], wd->ids[j + 1]) += wd->count; }
-        }
-    }
-    for (size_t i = 0; i < num_words; i++) { free(words[i].ids); }
-    free(words);
-    pairmap_free(&counts);
-    tokenizer_index(tok);
-}
-
-// File layout (little-endian int32): magic, version, vocab_size, NUM_SPECIAL,
-// num_merges, then num_merges pairs (left, right). See doc/formats.md.
-void tokenizer_save(const Tokenizer *tok, const char *path) {
-    FILE *f = fopenCheck(path, "wb");
-    int header[5] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, tok->vocab_size, NUM_SPECIAL, tok->num_merges};
-    fwriteCheck(header, sizeof(int), 5, f);
-    fwriteCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
-    fcloseCheck(f);
-}
-
-// Reads a tokenizer file from f; path names it in messages.
-void tokenizer_read(Tokenizer *tok, FILE *f, const char *path) {
-    int header[5];
-    long size = file_size(f, path);
-    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
-    freadCheck(header, sizeof(int), 5, f);
-    if (header[0] != TOKENIZER_MAGIC) { FAIL("%s is not a tokenizer file (bad magic number)", path); }
-    if (header[1] != TOKENIZER_VERSION) { FAIL("%s is tokenizer version %d, this program reads %d: retrain it with ./train pretrain", path, header[1], TOKENIZER_VERSION); }
-    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[4] > (1 << 20) || header[2] != FIRST_MERGE + header[4]) {
-        FAIL("%s: inconsistent tokenizer header; retrain it", path);
-    }
-    long want = (long)sizeof(header) + (long)header[4] * (long)sizeof(int[2]);
-    if (size != want) {
-        FAIL("%s is %s (%ld bytes, its header says %ld): not a whole tokenizer file; retrain it", path,
-             size < want ? "truncated" : "longer than its header says", size, want);
-    }
-    tok->num_merges = header[4];
-    tok->merges = mallocCheck((size_t)(tok->num_merges > 0 ? tok->num_merges : 1) * sizeof(int[2]));
-    freadCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
-    // every merge joins two tokens that exist before it (bytes, or earlier merges)
-    for (int m = 0; m < tok->num_merges; m++) {
-        int a = tok->merges[m][0], b = tok->merges[m][1], id = FIRST_MERGE + m;
-        if (a < 0 || b < 0 || a >= id || b >= id || (a >= 256 && a < FIRST_MERGE) || (b >= 256 && b < FIRST_MERGE)) {
-            free(tok->merges);
-            FAIL("%s: merge %d is (%d, %d), not two earlier tokens: the file is corrupt; retrain it", path, id, a, b);
-        }
-    }
-    tokenizer_index(tok);
-}
-
-void tokenizer_load(Tokenizer *tok, const char *path) {
-    FILE *f = fopenCheck(path, "rb");
-    tokenizer_read(tok, f, path);
-    fcloseCheck(f);
-}
-
-// ----------------------------------------------------------------------------
-// 3. data: text -> batches of token ids
+// the structs that the prototypes below name, each defined in its section
+typedef struct GPT GPT;                 // 3. the model
+typedef struct TrainState TrainState;   // 3. the model
+typedef struct Tokenizer Tokenizer;     // 6. the tokenizer
+typedef struct Config Config;           // 8. settings
+typedef struct StageResult StageResult; // 8. settings
+typedef struct RewardStats RewardStats; // 11. stage 3: reward modeling
 
 // Str: the growable strings that JSON lines are read into and written from
 // a growable, always NUL-terminated byte string
@@ -634,966 +132,83 @@ typedef struct {
     size_t len, cap;
 } Str;
 
-static void str_reserve(Str *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) { return; }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) { cap *= 2; }
-    char *s = realloc(b->s, cap);
-    if (s == NULL) { FAIL("out of memory growing a string to %zu bytes", cap); }
-    b->s = s;
-    b->cap = cap;
-}
-
-static void str_add(Str *b, const char *s, size_t n) {
-    str_reserve(b, n);
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void str_addf(Str *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    str_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void str_clear(Str *b) {
-    b->len = 0;
-    if (b->s) { b->s[0] = '\0'; }
-}
-
-static void str_free(Str *b) {
-    free(b->s);
-    b->s = NULL;
-    b->len = b->cap = 0;
-}
-
-static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
-
-// JSON lines, in the conventions of Hugging Face TRL: one object per line, string
-// values, {"prompt", "completion"} for SFT and {"prompt", "chosen", "rejected"} for
-// preferences. The reader decodes every escape of the JSON standard (\uXXXX with
-// surrogate pairs to UTF-8); the writer escapes as Python's json.dumps with
-// ensure_ascii=False does, so both tools write the same bytes.
-
-// The two-character escapes, as (letter after the backslash, the byte it stands
-// for); the reader also takes \/ for '/', and \uXXXX for anything
-static const char JSON_ESCAPES[][2] = {{'"', '"'}, {'\\', '\\'}, {'b', '\b'}, {'f', '\f'},
-                                       {'n', '\n'}, {'r', '\r'},   {'t', '\t'}};
-#define NUM_JSON_ESCAPES ((int)(sizeof(JSON_ESCAPES) / sizeof(JSON_ESCAPES[0])))
-
-// Writes s as a JSON string: the bytes of JSON_ESCAPES as their escapes, other
-// control characters as \u00XX, everything else (UTF-8 included) as it is.
-static void json_write_string(Str *out, const char *s) {
-    str_add(out, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int e = 0;
-        while (e < NUM_JSON_ESCAPES && (unsigned char)JSON_ESCAPES[e][1] != *p) { e++; }
-        if (e < NUM_JSON_ESCAPES) { char esc[2] = {'\\', JSON_ESCAPES[e][0]}; str_add(out, esc, 2); }
-        else if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
-        else { str_add(out, (const char *)p, 1); }
-    }
-    str_add(out, "\"", 1);
-}
-
-// {"k0": "v0", "k1": "v1"}\n
-static void json_write_object(Str *out, const char **keys, const char **values, int n) {
-    str_add(out, "{", 1);
-    for (int i = 0; i < n; i++) {
-        if (i > 0) { str_add(out, ", ", 2); }
-        json_write_string(out, keys[i]);
-        str_add(out, ": ", 2);
-        json_write_string(out, values[i]);
-    }
-    str_add(out, "}\n", 2);
-}
-
-static int hex4(const char *p, unsigned *out) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') { v |= (unsigned)(c - '0'); }
-        else if (c >= 'a' && c <= 'f') { v |= (unsigned)(c - 'a' + 10); }
-        else if (c >= 'A' && c <= 'F') { v |= (unsigned)(c - 'A' + 10); }
-        else { return 0; }
-    }
-    *out = v;
-    return 1;
-}
-
-static void utf8_put(Str *out, unsigned cp) {
-    char b[4];
-    if (cp < 0x80) { b[0] = (char)cp; str_add(out, b, 1); }
-    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); str_add(out, b, 2); }
-    else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F));
-        str_add(out, b, 3);
-    } else {
-        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F));
-        str_add(out, b, 4);
-    }
-}
-
-// The length of the UTF-8 character at s (1 to 4 bytes), or 0 if the bytes there are
-// not valid UTF-8. The valid forms (Unicode 15, table 3-7):
-//   00..7F
-//   C2..DF 80..BF
-//   E0 A0..BF 80..BF | E1..EC 80..BF 80..BF | ED 80..9F 80..BF | EE..EF 80..BF 80..BF
-//   F0 90..BF 80..BF 80..BF | F1..F3 80..BF 80..BF 80..BF | F4 80..8F 80..BF 80..BF
-// which leave out overlong forms, surrogates (ED A0..) and anything past U+10FFFF.
-static int utf8_length(const unsigned char *s) {
-    unsigned char c = s[0];
-    if (c < 0x80) { return 1; }
-    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (n == 0) { return 0; }
-    // the second byte's range depends on the first; the later ones are 80..BF
-    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-    if (s[1] < lo || s[1] > hi) { return 0; }
-    for (int i = 2; i < n; i++) { if (s[i] < 0x80 || s[i] > 0xBF) { return 0; } }
-    return n;
-}
-
-// Parses the JSON string at *p (which must point at the opening quote) into out,
-// decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
-// and advances *p past the closing quote, or returns what was wrong.
-static const char *json_parse_string(const char **p, Str *out) {
-    const char *s = *p;
-    if (*s != '"') { return "expected a string"; }
-    s++;
-    for (;;) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\0' || c == '\n') { return "unterminated string"; }
-        if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
-        if (c == '"') { break; }
-        if (c != '\\') { // a character as it is, checked to be UTF-8
-            int n = utf8_length((const unsigned char *)s);
-            if (n == 0) { return "invalid UTF-8 in a string (the file must be UTF-8 text)"; }
-            str_add(out, s, (size_t)n);
-            s += n;
-            continue;
-        }
-        s++;
-        int e = 0;
-        while (e < NUM_JSON_ESCAPES && JSON_ESCAPES[e][0] != *s) { e++; }
-        if (e < NUM_JSON_ESCAPES || *s == '/') {
-            str_add(out, e < NUM_JSON_ESCAPES ? &JSON_ESCAPES[e][1] : "/", 1);
-            s++;
-            continue;
-        }
-        switch (*s) {
-        case 'u': {
-            unsigned cp, lo;
-            if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
-            s += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { // high surrogate: a low one must follow
-                if (s[1] != '\\' || s[2] != 'u' || !hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-                    return "unpaired surrogate in \\u escape";
-                }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                s += 6;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return "unpaired surrogate in \\u escape";
-            }
-            utf8_put(out, cp);
-            break;
-        }
-        default: return "unknown escape in a string";
-        }
-        s++;
-    }
-    *p = s + 1;
-    return NULL;
-}
-
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') { p++; }
-    return p;
-}
-
-// Reads the string value of `key` from a one-line JSON object into out.
-// Other keys may hold strings, numbers, true, false or null. Returns NULL on
-// success, else what was wrong ("missing key" when the object lacks it).
-static const char *json_get(const char *line, const char *key, Str *out) {
-    Str k = {0}, v = {0};
-    const char *err = NULL;
-    int found = 0;
-    const char *p = skip_ws(line);
-    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
-    p = skip_ws(p + 1);
-    if (*p == '}') { p++; goto end; }
-    for (;;) {
-        str_clear(&k);
-        str_clear(&v);
-        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
-        p = skip_ws(p);
-        if (*p != ':') { err = "expected ':' after a key"; goto done; }
-        p = skip_ws(p + 1);
-        int is_string = (*p == '"');
-        if (is_string) {
-            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
-        } else { // a scalar we do not need: skip it
-            const char *start = p;
-            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
-            size_t n = (size_t)(p - start);
-            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
-                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
-            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
-        }
-        if (strcmp(str_cstr(&k), key) == 0) {
-            if (!is_string) { err = "the key's value is not a string"; goto done; }
-            if (found) { err = "duplicate key"; goto done; }
-            found = 1;
-            str_clear(out);
-            str_add(out, str_cstr(&v), v.len);
-        }
-        p = skip_ws(p);
-        if (*p == ',') { p = skip_ws(p + 1); continue; }
-        if (*p == '}') { p++; break; }
-        err = "expected ',' or '}' in an object";
-        goto done;
-    }
-end:
-    p = skip_ws(p);
-    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
-    if (!found) { err = "missing key"; }
-done:
-    str_free(&k);
-    str_free(&v);
-    return err;
-}
-
 typedef struct {
     int count, nkeys;
     char **values; // (count, nkeys) malloc'd strings
 } JsonlRecords;
 
-void jsonl_free(JsonlRecords *records) {
-    for (size_t i = 0; i < (size_t)records->count * records->nkeys; i++) { free(records->values[i]); }
-    free(records->values);
-    records->values = NULL;
-    records->count = 0;
-}
+// Appendix G, utilities: checked libc calls (each wrapper has the signature of the call it
+// wraps, and on failure names the caller's file and line, what went wrong and what to try),
+// the RNG, the clock
+static void fail(const char *file, int line, const char *fmt, ...);
+static FILE *fopen_check(const char *path, const char *mode, const char *file, int line);
+static void fread_check(void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line);
+static void fwrite_check(const void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line);
+static void fclose_check(FILE *f, const char *file, int line);
+static void *malloc_check(size_t size, const char *file, int line);
+static void *calloc_check(size_t n, size_t size, const char *file, int line);
+static void *calloc_aligned_check(size_t n, size_t size, const char *file, int line);
+static uint64_t random_u64(uint64_t *state);
+static uint64_t rng_stream(uint64_t seed, uint64_t purpose);
+static float random_f32(uint64_t *state);
+static double random_normal(uint64_t *state);
+static double now_seconds(void);
+static int compare_doubles(const void *a, const void *b);
+static double median(double *x, int n);
+#define FAIL(...) fail(__FILE__, __LINE__, __VA_ARGS__)
+#define fopenCheck(path, mode) fopen_check(path, mode, __FILE__, __LINE__)
+#define freadCheck(ptr, size, nmemb, f) fread_check(ptr, size, nmemb, f, __FILE__, __LINE__)
+#define fwriteCheck(ptr, size, nmemb, f) fwrite_check(ptr, size, nmemb, f, __FILE__, __LINE__)
+#define fcloseCheck(f) fclose_check(f, __FILE__, __LINE__)
+#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
+#define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
+#define callocAlignedCheck(n, size) calloc_aligned_check(n, size, __FILE__, __LINE__)
 
-// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
-// fills *records (count x nkeys strings, line by line), or returns an error naming
-// the file and line, with nothing left to free. Blank lines are skipped; a file with
-// no record is an error.
-const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
-    records->count = 0;
-    records->nkeys = nkeys;
-    records->values = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) { snprintf(err, err_size, "cannot open %s (%s)", path, strerror(errno)); return err; }
-    fclose(f);
-    size_t size;
-    char *text = read_whole_file(path, &size);
-    const char *nul = memchr(text, '\0', size); // the lines below end at the first NUL: say so rather than stop there
-    if (nul) {
-        int at = 1;
-        for (const char *c = text; c < nul; c++) { at += *c == '\n'; }
-        snprintf(err, err_size, "%s:%d: a NUL byte: JSONL must be UTF-8 text", path, at);
-        free(text);
-        return err;
-    }
-    size_t cap = 0;
-    Str value = {0};
-    int lineno = 0;
-    const char *bad = NULL;
-    for (char *line = text; *line && !bad;) {
-        char *end = strchr(line, '\n');
-        if (end) { *end = '\0'; }
-        lineno++;
-        if (*skip_ws(line) != '\0') {
-            if ((size_t)records->count == cap) {
-                cap = cap ? 2 * cap : 256;
-                char **grown = realloc(records->values, cap * nkeys * sizeof(char *));
-                if (grown == NULL) { FAIL("out of memory reading %s", path); }
-                records->values = grown;
-            }
-            for (int k = 0; k < nkeys && !bad; k++) {
-                str_clear(&value);
-                const char *why = json_get(line, keys[k], &value);
-                if (why) {
-                    snprintf(err, err_size, "%s:%d: %s \"%s\": every line must be a JSON object with string keys%s%s", path,
-                             lineno, why, keys[k], nkeys > 1 ? " " : "", nkeys > 1 ? "(see doc/chat.md)" : "");
-                    bad = err;
-                    for (int j = 0; j < k; j++) { free(records->values[(size_t)records->count * nkeys + j]); }
-                    break;
-                }
-                char *copy = mallocCheck(value.len + 1);
-                memcpy(copy, str_cstr(&value), value.len + 1);
-                records->values[(size_t)records->count * nkeys + k] = copy;
-            }
-            if (!bad) { records->count++; }
-        }
-        line = end ? end + 1 : line + strlen(line);
-    }
-    free(text);
-    str_free(&value);
-    if (!bad && records->count == 0) { snprintf(err, err_size, "%s has no records (an empty file?)", path); bad = err; }
-    if (bad) { jsonl_free(records); } // on an error, nothing is left for the caller to free
-    return bad;
-}
+// Appendix A, the matmul engine
+void gemm_free(void);
 
-// The chat template (doc/chat.md), the one format SFT, the reward model, RLHF and
-// sampling all use:
-//     <|user|> prompt <|assistant|> response <|end|>
-// The special tokens come only from code, never from text, so no prompt can forge a
-// turn. A response ends with <|end|>: SFT teaches the model to produce it, so that
-// generation knows where an answer stops, and the reward model reads its score there.
-typedef struct {
-    int *tokens;   // (n,) the whole template
-    int n;
-    int n_prompt;  // tokens up to and including <|assistant|>; the response starts here
-} ChatExample;
+// Appendix B, JSON lines and a growable string
+static void str_free(Str *b);
+static const char *str_cstr(const Str *b);
+static void json_write_object(Str *out, const char **keys, const char **values, int n);
+void jsonl_free(JsonlRecords *records);
+const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size);
 
-// Encodes prompt (and response, unless NULL) into ex, at most max_len tokens. The
-// length rule: if too long, the prompt is cut from the left (its end, next to the
-// question, matters most) while <|user|> stays; if even one prompt token cannot
-// stay, the example is dropped. Returns 0 if dropped, 1 if kept, 2 if kept but cut.
-int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const char *response, int max_len) {
-    size_t np_bytes = strlen(prompt), nr_bytes = response ? strlen(response) : 0;
-    int *p = mallocCheck((np_bytes + 1) * sizeof(int)), *r = mallocCheck((nr_bytes + 1) * sizeof(int));
-    int np = tokenizer_encode(tok, prompt, np_bytes, p);
-    int nr = response ? tokenizer_encode(tok, response, nr_bytes, r) : 0;
-    int specials = response ? 3 : 2; // <|user|>, <|assistant|> and, with a response, <|end|>
-    int keep = max_len - specials - nr; // prompt tokens that fit
-    int status = 1;
-    if (keep < np) { status = 2; }
-    if (keep < 1 && np > 0) { status = 0; }
-    if (keep > np) { keep = np; }
-    ex->tokens = NULL;
-    ex->n = ex->n_prompt = 0;
-    if (status) {
-        ex->tokens = mallocCheck((size_t)(keep + nr + specials) * sizeof(int));
-        int n = 0;
-        ex->tokens[n++] = TOKEN_USER;
-        for (int i = np - keep; i < np; i++) { ex->tokens[n++] = p[i]; }
-        ex->tokens[n++] = TOKEN_ASSISTANT;
-        ex->n_prompt = n;
-        if (response) {
-            for (int i = 0; i < nr; i++) { ex->tokens[n++] = r[i]; }
-            ex->tokens[n++] = TOKEN_END;
-        }
-        ex->n = n;
-    }
-    free(p);
-    free(r);
-    return status;
-}
+// Appendix C, files: checkpoints, the tokenizer's file, the output directory
+void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
+void checkpoint_commit(const char *path);
+void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state);
+static char *read_whole_file(const char *path, size_t *size);
+static long file_size(FILE *f, const char *path);
+static void out_path(char *buf, size_t size, const Config *cfg, const char *name);
+static void make_out_dir(const Config *cfg);
+void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg);
+static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size);
+void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path);
+static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds);
+static void load_weights(GPT *model, const char *path, int want_kinds);
 
-// Chat examples for SFT (one per record) or reward modeling (two per record, chosen
-// then rejected, with the same prompt), read from JSONL and encoded, with the counts
-// of the length rule for the log.
-typedef struct {
-    ChatExample *examples;
-    int count;          // examples kept (for pairs: 2 x pairs kept)
-    int per_record;     // 1 (SFT) or 2 (pairs)
-    int records, cut, dropped;
-} ChatData;
+// Appendix D, logs, curves and stage records
+static FILE *open_log(const char *path, int step);
+static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name);
+void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len, float temperature, int top_k, uint64_t *rng);
+void plot_stage(const Config *cfg, const char *stage);
+void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds);
+static void print_reward_stats(const char *when, const RewardStats *st, int pairs);
 
-void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len) {
-    const char *sft_keys[] = {"prompt", "completion"}, *pair_keys[] = {"prompt", "chosen", "rejected"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(path, pairs ? pair_keys : sft_keys, pairs ? 3 : 2, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    d->per_record = pairs ? 2 : 1;
-    d->records = rec.count;
-    d->cut = d->dropped = d->count = 0;
-    d->examples = mallocCheck((size_t)rec.count * d->per_record * sizeof(ChatExample));
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * rec.nkeys;
-        ChatExample *ex = d->examples + d->count;
-        int a = chat_encode(&ex[0], tok, v[0], v[1], max_len);
-        int b = pairs ? chat_encode(&ex[1], tok, v[0], v[2], max_len) : 1;
-        if (!a || !b) { // a dropped example holds no tokens (NULL), so freeing both is safe
-            free(ex[0].tokens);
-            if (pairs) { free(ex[1].tokens); }
-            d->dropped++;
-            continue;
-        }
-        if (pairs && ex[0].n_prompt != ex[1].n_prompt) {
-            // both responses must follow the same prompt: cut both to the shorter kept prompt
-            int keep = ex[0].n_prompt < ex[1].n_prompt ? ex[0].n_prompt : ex[1].n_prompt;
-            for (int j = 0; j < 2; j++) {
-                int drop = ex[j].n_prompt - keep; // prompt tokens after <|user|> to remove
-                memmove(ex[j].tokens + 1, ex[j].tokens + 1 + drop, (size_t)(ex[j].n - 1 - drop) * sizeof(int));
-                ex[j].n -= drop;
-                ex[j].n_prompt = keep;
-            }
-            a = 2;
-        }
-        d->cut += (a == 2 || b == 2);
-        d->count += d->per_record;
-    }
-    jsonl_free(&rec);
-    if (d->count == 0) {
-        FAIL("%s: all %d examples are longer than the context of %d tokens (raise -t when pretraining)", path, d->records, max_len);
-    }
-}
+// Appendix E, bench
+void command_bench(const Config *cfg);
 
-void chat_data_free(ChatData *d) {
-    for (int i = 0; i < d->count; i++) { free(d->examples[i].tokens); }
-    free(d->examples);
-}
-
-// SFT batch: examples idx[0..B), right-padded to the longest. Inputs are the
-// template without its last token; targets are the template shifted by one, and -1
-// (no loss, no gradient) wherever the next token is still part of the prompt, and on
-// padding. Padding sits after each example, so causal attention keeps it out of
-// every real position. Returns T, the padded length.
-int sft_batch(const ChatData *d, const int *idx, int B, int *inputs, int *targets) {
-    int T = 1;
-    for (int b = 0; b < B; b++) { if (d->examples[idx[b]].n - 1 > T) { T = d->examples[idx[b]].n - 1; } }
-    for (int b = 0; b < B; b++) {
-        const ChatExample *ex = &d->examples[idx[b]];
-        for (int t = 0; t < T; t++) {
-            int real = t < ex->n - 1;
-            inputs[b * T + t] = real ? ex->tokens[t] : TOKEN_EOT;
-            targets[b * T + t] = real && t + 1 >= ex->n_prompt ? ex->tokens[t + 1] : -1;
-        }
-    }
-    return T;
-}
-
-// Reward batch: pairs idx[0..B) as 2B rows, chosen in rows 0..B-1 and rejected in
-// rows B..2B-1, right-padded to the longest. ends[row] is the position of the row's
-// <|end|> token, where its reward is read. Returns T.
-int reward_batch(const ChatData *d, const int *idx, int B, int *inputs, int *ends) {
-    int T = 1;
-    for (int row = 0; row < 2 * B; row++) {
-        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
-        if (ex->n > T) { T = ex->n; }
-    }
-    for (int row = 0; row < 2 * B; row++) {
-        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
-        for (int t = 0; t < T; t++) { inputs[row * T + t] = t < ex->n ? ex->tokens[t] : TOKEN_EOT; }
-        ends[row] = ex->n - 1;
-    }
-    return T;
-}
-
-// Length-grouped sampling, as Hugging Face's group_by_length, for the reward model's
-// pairs. A batch is padded to its longest example, so B examples drawn at random
-// waste most of their rows on padding (two thirds of a batch of the world's pairs).
-// Instead, the training batches come in groups of BATCH_GROUP: draw BATCH_GROUP * B
-// records at random, sort them by length, cut the sorted list into BATCH_GROUP
-// batches of similar lengths, and take those in a random order. Every record is still
-// drawn at random; only which records share a batch changes. (SFT keeps random
-// batches: its loss is a mean over a batch's tokens, which grouping would reweigh.)
-// The group is drawn afresh for each of its batches from the data RNG as it stood at
-// the group's start, and that state moves on only after the group's last batch. So
-// the RNG saved in a checkpoint after any step is enough to resume mid-group.
-#define BATCH_GROUP 16
-
-typedef struct { int len, slot, record; } GroupItem;
-
-static int group_item_cmp(const void *pa, const void *pb) {
-    const GroupItem *a = pa, *b = pb; // by length, ties by the order of drawing
-    return a->len != b->len ? (a->len > b->len) - (a->len < b->len) : a->slot - b->slot;
-}
-
-// a pair's padded cost: the longer of its two rows
-static int pair_len(const ChatData *d, int pair) {
-    int a = d->examples[2 * pair].n, b = d->examples[2 * pair + 1].n;
-    return a > b ? a : b;
-}
-
-// The pairs of training batch n (counted from 0 over the whole run) into idx[0..B).
-// *rng is the data stream at the start of batch n's group; it moves past the group
-// when n is the group's last batch. items: space for BATCH_GROUP * B entries.
-void grouped_batch(const ChatData *d, long n, int B, uint64_t *rng, int *idx, GroupItem *items) {
-    uint64_t r = *rng;
-    int pairs = d->count / 2, order[BATCH_GROUP];
-    for (int s = 0; s < BATCH_GROUP * B; s++) {
-        int rec = (int)(random_u64(&r) % (uint64_t)pairs);
-        items[s] = (GroupItem){.len = pair_len(d, rec), .slot = s, .record = rec};
-    }
-    qsort(items, BATCH_GROUP * B, sizeof(GroupItem), group_item_cmp);
-    for (int g = 0; g < BATCH_GROUP; g++) { // the order of the batches: a Fisher-Yates shuffle
-        int j = (int)(random_u64(&r) % (uint64_t)(g + 1));
-        order[g] = order[j];
-        order[j] = g;
-    }
-    const GroupItem *batch = items + (size_t)order[n % BATCH_GROUP] * B;
-    for (int b = 0; b < B; b++) { idx[b] = batch[b].record; }
-    if (n % BATCH_GROUP == BATCH_GROUP - 1) { *rng = r; }
-}
-
-// Pretraining batches: B windows of T+1 consecutive tokens. Training windows start
-// at random offsets (the data RNG stream); validation windows are consecutive from
-// the start, so every evaluation sees the same tokens.
-typedef struct {
-    const int *tokens;   // (n,)
-    size_t n;
-    int B, T;
-    uint64_t rng;        // RNG_DATA stream; saved in checkpoints so a resumed run continues the same order
-    int *inputs;         // (B,T)
-    int *targets;        // (B,T) inputs shifted left by one
-} DataLoader;
-
-void dataloader_init(DataLoader *dl, const int *tokens, size_t n, int B, int T, uint64_t seed) {
-    if (n < (size_t)T + 1) { FAIL("the text has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", n, T); }
-    dl->tokens = tokens;
-    dl->n = n;
-    dl->B = B;
-    dl->T = T;
-    dl->rng = rng_stream(seed, RNG_DATA);
-    dl->inputs = mallocCheck((size_t)B * T * sizeof(int));
-    dl->targets = mallocCheck((size_t)B * T * sizeof(int));
-}
-
-static void dataloader_fill(DataLoader *dl, int b, size_t start) {
-    for (int t = 0; t < dl->T; t++) {
-        dl->inputs[b * dl->T + t] = dl->tokens[start + (size_t)t];
-        dl->targets[b * dl->T + t] = dl->tokens[start + (size_t)t + 1];
-    }
-}
-
-// the next training batch: B random windows
-void dataloader_next(DataLoader *dl) {
-    size_t positions = dl->n - (size_t)dl->T; // a window may start at 0 .. n - T - 1
-    for (int b = 0; b < dl->B; b++) { dataloader_fill(dl, b, (size_t)(random_u64(&dl->rng) % positions)); }
-}
-
-// validation batch i: B consecutive windows, wrapping around at the end
-void dataloader_val_batch(DataLoader *dl, int i) {
-    size_t windows = (dl->n - 1) / (size_t)dl->T;
-    for (int b = 0; b < dl->B; b++) { dataloader_fill(dl, b, (((size_t)i * dl->B + b) % windows) * (size_t)dl->T); }
-}
-
-void dataloader_free(DataLoader *dl) {
-    free(dl->inputs);
-    free(dl->targets);
-}
+// Section 13, other commands: answering prompts, which SFT and RLHF also do
+float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature, int top_k, int max_new, uint64_t *rng, GPT *reward);
 
 // ----------------------------------------------------------------------------
-// 4. layers: forward and backward of each building block
+// 1. layers: forward and backward of each building block
 
 // Passes over fewer elements than this run on one thread: starting the threads costs
 // more than they save (generation with the KV cache makes about 60 passes a token over
 // single rows of C or 4C values).
 #define SMALL_PASS (1 << 14)
-
-// The matrix multiply engine: matmul(c, a, b, M, N, K, flags) computes the numbers
-// of matmul_reference (section 1), c (M,N) (+)= op(a) (M,K) . op(b) (K,N), fast.
-// Inside, an operand is a pointer and two strides: element (i,k) of a is
-// a[i*a_rs + k*a_cs] and element (k,j) of b is b[k*b_rs + j*b_cs], so a transposed
-// operand is just other strides; c is row-major, ldc floats a row.
-// The loops are blocked as in BLIS/GotoBLAS (see doc/performance.md):
-//   - c is worked through in MC x NC tiles: the threads share out blocks of MC rows,
-//     or (when c is wider than tall) equal shares of the columns (see matmul() below);
-//   - k runs in blocks of KC; the KC x NC slice of b is copied ("packed") into
-//     contiguous panels that stay in cache, once for all the row blocks that use it.
-//     An MC x KC block of a is packed too, unless its rows are contiguous in k: then
-//     the micro-kernel reads them where they are (only a last, partial panel of MR
-//     rows is packed, with zeros below it);
-//   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
-//     outer product of MR values of a and NR values of b. The compiler vectorizes
-//     its inner loop over NR with FMA instructions.
-// Every element of c is summed by one thread, over k in order (in slices of KC), whatever
-// the number of threads: results do not depend on OMP_NUM_THREADS.
-//
-// The register block: the MR x NR sums stay in vector registers for a whole k loop.
-// With AVX-512 (32 registers of 16 floats), 12 x 32 takes 24 of them. With AVX2 (16
-// registers of 8 floats) 6 x 32 already needs more than there are, and 12 x 32 made a
-// training step slower still (doc/performance.md). The block only groups the sums
-// and never reorders one, so results are the same either way.
-#if defined(__AVX512F__)
-#define MR 12
-#else
-#define MR 6
-#endif
-#define NR 32
-#define MC 96
-#define KC 256
-#define NC 512
-_Static_assert(MC % MR == 0 && NC % NR == 0, "packed panels must tile the packing space exactly");
-
-static float *gemm_pack = NULL; // per-thread packing space, (threads, MC*KC + KC*NC), kept across calls
-static int gemm_pack_threads = 0;
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-// threads in the current parallel region
-static int team_size(void) {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
-// what runs the layers, for the config table
-REPLACED_ON_GPU const char *device_name(void) {
-    static char name[64];
-    snprintf(name, sizeof(name), "CPU, %d OpenMP thread%s", max_threads(), max_threads() > 1 ? "s" : "");
-    return name;
-}
-
-void gemm_free(void) {
-    free(gemm_pack);
-    gemm_pack = NULL;
-    gemm_pack_threads = 0;
-}
-
-// c[0:MR, 0:NR] (+)= a (MR, kc) . bp (kc, NR panel), the MR x NR sums kept in
-// registers. Element (i,k) of a is a[i*a_rs + k*a_cs]: a packed panel (a_rs 1, a_cs
-// MR) or MR rows of a read in place (a_rs the row stride, a_cs 1). Every call site
-// passes constant a strides and the kernel is inlined into it, so all bounds and
-// strides but a's row stride are constants, and the compiler keeps all of acc in
-// vector registers from the first k to the last store.
-static inline __attribute__((always_inline)) void gemm_micro(float *c, size_t ldc, const float *a, size_t a_rs,
-                                                             size_t a_cs, const float *bp, int kc, int overwrite) {
-    // ask for the tile of c now (16 floats to a cache line), so that it is on its way
-    // while the k loop runs instead of a wait at the end
-    for (int i = 0; i < MR; i++) {
-        for (int j = 0; j < NR; j += 16) { __builtin_prefetch(c + i * ldc + j, 1); }
-    }
-    float acc[MR][NR] = {{0}};
-    for (int k = 0; k < kc; k++) {
-        for (int i = 0; i < MR; i++) {
-            float aik = a[i * a_rs + k * a_cs];
-            for (int j = 0; j < NR; j++) { acc[i][j] += aik * bp[k * NR + j]; }
-        }
-    }
-    for (int i = 0; i < MR; i++) {
-        if (overwrite) {
-            for (int j = 0; j < NR; j++) { c[i * ldc + j] = acc[i][j]; }
-        } else {
-            for (int j = 0; j < NR; j++) { c[i * ldc + j] += acc[i][j]; }
-        }
-    }
-}
-
-// the same for a tile at the edge of c, of only mr x nr elements: the micro-kernel
-// fills a whole tile of its own, whose mr x nr corner goes to c
-static inline __attribute__((always_inline)) void gemm_micro_edge(float *c, size_t ldc, const float *a, size_t a_rs,
-                                                                  size_t a_cs, const float *bp, int kc, int mr, int nr,
-                                                                  int overwrite) {
-    float tile[MR * NR];
-    gemm_micro(tile, NR, a, a_rs, a_cs, bp, kc, 1);
-    for (int i = 0; i < mr; i++) {
-        for (int j = 0; j < nr; j++) { c[i * ldc + j] = overwrite ? tile[i * NR + j] : c[i * ldc + j] + tile[i * NR + j]; }
-    }
-}
-
-// Packs b[pc:pc+kc, j:j+NR] into one NR-wide panel, k-major, with zeros for the
-// columns from jend on. The loops run along whichever index of b is contiguous.
-static void gemm_pack_b(float *panel, const float *b, size_t b_rs, size_t b_cs, int pc, int kc, int j, int jend) {
-    if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
-        // (a weight matrix in the forward pass). A transpose, done 16 values of k (a cache
-        // line) at a time across all NR columns: the NR lines are fetched together, where
-        // one column after another would wait for each line in turn
-        for (int k0 = 0; k0 < kc; k0 += 16) {
-            int k1 = k0 + 16 < kc ? k0 + 16 : kc;
-            for (int jj = 0; jj < NR; jj++) {
-                const float *bcol = b + (size_t)pc + (size_t)(j + jj) * b_cs;
-                for (int k = k0; k < k1; k++) { panel[k * NR + jj] = j + jj < jend ? bcol[k] : 0.0f; }
-            }
-        }
-        return;
-    }
-    if (b_cs == 1 && j + NR <= jend) {
-        // rows contiguous in j and a whole panel: NR floats a row, copied as one block
-        // (the general loop below, with its bounds test, compiles to one float at a time)
-        for (int k = 0; k < kc; k++) { memcpy(panel + k * NR, b + (size_t)(pc + k) * b_rs + j, NR * sizeof(float)); }
-        return;
-    }
-    for (int k = 0; k < kc; k++) {
-        const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)j * b_cs;
-        for (int jj = 0; jj < NR; jj++) { panel[k * NR + jj] = j + jj < jend ? brow[(size_t)jj * b_cs] : 0.0f; }
-    }
-}
-
-// Packs a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again along
-// the index of a that is contiguous in memory.
-static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
-    if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
-        // k outermost: the mc values of column k are contiguous, and go to the panels in
-        // runs of MR, each copied as one block (a loop with a bounds test compiled to one
-        // float at a time: a fifth of a weight gradient's time). Panel by panel would
-        // instead walk all kc columns, each on a page of its own, once for every panel.
-        int full = mc / MR * MR;
-        for (int k = 0; k < kc; k++) {
-            const float *acol = a + (size_t)ic + (size_t)(pc + k) * a_cs;
-            for (int ir = 0; ir < full; ir += MR) {
-                float *dst = ap + (size_t)ir * kc + (size_t)k * MR;
-                memcpy(dst, acol + ir, MR * sizeof(float));
-            }
-            if (full < mc) {
-                float *dst = ap + (size_t)full * kc + (size_t)k * MR;
-                for (int i = 0; i < MR; i++) { dst[i] = full + i < mc ? acol[full + i] : 0.0f; }
-            }
-        }
-        return;
-    }
-    for (int ir = 0; ir < mc; ir += MR) {
-        float *panel = ap + (size_t)ir * kc;
-        for (int i = 0; i < MR; i++) {
-            if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
-            const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
-            for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
-        }
-    }
-}
-
-// Gets a[ic:ic+mc, pc:pc+kc] ready for the micro-kernel. Rows contiguous in k (a_cs
-// 1) are read in place: copying them into a panel would be a transpose, MR scattered
-// stores per cache line of a, for no gain in order. Then only a last panel of fewer
-// than MR rows is packed, at ap, where its rows would be. Returns the block's first
-// row in place, or NULL when all of it is packed at ap.
-static const float *gemm_prepare_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
-    if (a_cs != 1) {
-        gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-        return NULL;
-    }
-    int full = mc / MR * MR;
-    if (full < mc) { gemm_pack_a(ap + (size_t)full * kc, a, a_rs, a_cs, ic + full, mc - full, pc, kc); }
-    return a + (size_t)ic * a_rs + pc;
-}
-
-// Which part of a product is needed (from matmul's CAUSAL_OUT and CAUSAL_A). Attention's
-// products are causal: a score matters only where t2 <= t, and a probability is 0 where t2 > t.
-enum {
-    GEMM_FULL,    // all of c
-    GEMM_LOWER_C, // only c[i][j] with j <= i: micro-tiles wholly above the diagonal are skipped
-                  // (those elements of c are left as they were)
-    GEMM_LOWER_A, // a[i][k] is 0 for k > i: a tile's sums stop after the k of its last row
-                  // (the terms left out are exact zeros, so the sums are the same)
-};
-
-// c[ic:ic+mc, jc:jc+nc] (+)= the block of a (mc x kc) . the packed b slice bp (kc x
-// nc), for the slice of k that starts at pc, one micro-tile at a time. The block is as
-// gemm_prepare_a left it: a_rows (rows a_rs apart) for its whole panels, or NULL, and
-// packed panels at ap. The order of the tiles (which never changes a sum) keeps in
-// cache the operand that is dearer to fetch: with a packed, one panel of b at a time
-// while all of a's contiguous panels stream past it; with a read in place, one panel
-// of a (MR rows, far apart in memory) at a time while the panels of b stream past.
-static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
-                       int mc, int jc, int nc, int pc, int kc, int overwrite, int shape) {
-    int tiles_i = (mc + MR - 1) / MR, tiles_j = (nc + NR - 1) / NR;
-    int outer = a_rows ? tiles_i : tiles_j, inner = a_rows ? tiles_j : tiles_i;
-    for (int o = 0; o < outer; o++) {
-        for (int n = 0; n < inner; n++) {
-            int ir = (a_rows ? o : n) * MR, jr = (a_rows ? n : o) * NR;
-            float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
-            const float *bpj = bp + (size_t)jr * kc;
-            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
-            int kn = kc; // the k of the slice that this tile sums
-            if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
-            if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
-                kn = ic + ir + mr - pc;
-                if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
-            }
-            if (a_rows && mr == MR) { // in place
-                const float *ai = a_rows + (size_t)ir * a_rs;
-                if (nr == NR) {
-                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
-                } else {
-                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
-                }
-            } else { // packed
-                const float *api = ap + (size_t)ir * kc;
-                if (mr == MR && nr == NR) {
-                    gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
-                } else {
-                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
-                }
-            }
-        }
-    }
-}
-
-// Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
-// (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
-// rows, each MC x KC slice of a prepared once per slice of b. shape: GEMM_FULL, or the
-// causal part of a product (see gemm_block), where whole blocks of rows are skipped too.
-static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                       size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp, int shape) {
-    for (int jc = j0; jc < j1; jc += NC) {
-        int nc = j1 - jc < NC ? j1 - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            int kc = K - pc < KC ? K - pc : KC;
-            for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
-            for (int ic = i0; ic < i1; ic += MC) {
-                int mc = i1 - ic < MC ? i1 - ic : MC;
-                if (shape == GEMM_LOWER_C && jc >= ic + mc) { continue; } // all of it above the diagonal
-                if (shape == GEMM_LOWER_A && pc >= ic + mc) { continue; } // all of a's slice is 0
-                const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, shape);
-            }
-        }
-    }
-}
-
-// the packing space of every thread, MC*KC + KC*NC floats each, then one KC*NC slice of
-// b that the threads share; allocated on first use, for at least `threads`, and kept.
-// Called inside a parallel region, all the team's threads ask for the same size: the
-// first allocates, under the lock, and the others find it done.
-#define GEMM_SPACE (MC * KC + KC * NC)
-static float *gemm_space(int threads) {
-    float *space;
-    #pragma omp critical(gemm_space)
-    {
-        if (threads < max_threads()) { threads = max_threads(); }
-        if (threads > gemm_pack_threads) {
-            free(gemm_pack);
-            gemm_pack = callocAlignedCheck((size_t)threads * GEMM_SPACE + KC * NC, sizeof(float));
-            gemm_pack_threads = threads;
-        }
-        space = gemm_pack;
-    }
-    return space;
-}
-
-#ifdef _OPENMP
-static int in_parallel(void) { return omp_in_parallel(); }
-#else
-static int in_parallel(void) { return 0; }
-#endif
-
-// c (M,N) (+)= a (M,K) . b (K,N) with strides, as above. shape: GEMM_FULL, or the causal
-// part of a product. Called inside a parallel region (attention runs one (b,h) per
-// thread), or for a causal shape, the calling thread computes all of c alone; otherwise
-// all threads share it. With at least as many rows as columns, the threads pack each
-// KC x NC slice of b together, into one shared slice, and then take blocks of MC rows
-// in turn (dynamic: a thread slowed by other work on the machine takes fewer).
-// Otherwise each thread takes an equal share of the columns and works through all of
-// a. Either way every element of c is summed by one thread, over k in the same order.
-static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                 size_t b_cs, int M, int N, int K, int accumulate, int shape) {
-    if (M <= 0 || N <= 0) { return; }
-    if (K <= 0) { // an empty sum
-        if (!accumulate) {
-            for (int i = 0; i < M; i++) {
-                for (int j = 0; j < N; j++) { c[(size_t)i * ldc + j] = 0.0f; }
-            }
-        }
-        return;
-    }
-    if (in_parallel() || shape != GEMM_FULL) {
-        float *ap = gemm_space(team_size()) + (size_t)thread_id() * GEMM_SPACE;
-        gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
-        return;
-    }
-    if (M < MR && a_cs == 1 && b_cs == 1 && !accumulate && (size_t)N * K < SMALL_PASS) {
-        // A few rows times a small b (attention with the KV cache: att . v): row i of c
-        // gathers the rows of b, weighted by a[i][k], in the order of k; each pass over a
-        // row of b vectorizes
-        for (int i = 0; i < M; i++) {
-            float *ci = c + (size_t)i * ldc;
-            for (int j = 0; j < N; j++) { ci[j] = 0.0f; }
-            for (int k = 0; k < K; k++) {
-                float aik = a[(size_t)i * a_rs + k];
-                for (int j = 0; j < N; j++) { ci[j] += aik * b[(size_t)k * b_rs + j]; }
-            }
-        }
-        return;
-    }
-    if (M < MR && a_cs == 1 && b_rs == 1) {
-        // A few rows times a weight matrix stored transposed: generation with the KV
-        // cache. Packing would copy all of b to use each element once, so each output is
-        // instead a dot product over contiguous memory, c[i][j] = sum_k a[i][k] b[j][k],
-        // parallel over the outputs j. Each keeps LANES interleaved partial sums, added in
-        // a fixed order at the end: the compiler vectorizes that, where one running sum
-        // would be a chain of dependent additions that it may not reorder.
-        enum { LANES = 16 };
-        #pragma omp parallel for if ((size_t)N * K >= SMALL_PASS)
-        for (int j = 0; j < N; j++) {
-            const float *bj = b + (size_t)j * b_cs;
-            for (int i = 0; i < M; i++) {
-                const float *ai = a + (size_t)i * a_rs;
-                float lane[LANES] = {0}, sum = 0.0f;
-                int k = 0;
-                for (; k + LANES <= K; k += LANES) {
-                    for (int u = 0; u < LANES; u++) { lane[u] += ai[k + u] * bj[k + u]; }
-                }
-                for (int u = 0; u < LANES; u++) { sum += lane[u]; }
-                for (; k < K; k++) { sum += ai[k] * bj[k]; }
-                c[(size_t)i * ldc + j] = accumulate ? c[(size_t)i * ldc + j] + sum : sum;
-            }
-        }
-        return;
-    }
-    float *space = gemm_space(max_threads());
-    if (M >= N) {
-        float *bp = space + (size_t)gemm_pack_threads * GEMM_SPACE; // the shared slice of b
-        #pragma omp parallel
-        {
-            float *ap = space + (size_t)thread_id() * GEMM_SPACE;
-            for (int jc = 0; jc < N; jc += NC) {
-                int nc = N - jc < NC ? N - jc : NC;
-                for (int pc = 0; pc < K; pc += KC) {
-                    int kc = K - pc < KC ? K - pc : KC;
-                    #pragma omp for // ends with a barrier: the slice is whole before any use
-                    for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
-                    #pragma omp for schedule(dynamic) // ends with a barrier: all done before the next slice
-                    for (int ic = 0; ic < M; ic += MC) {
-                        int mc = M - ic < MC ? M - ic : MC;
-                        const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
-                        gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, GEMM_FULL);
-                    }
-                }
-            }
-        }
-        return;
-    }
-    #pragma omp parallel
-    {
-        // shares of whole micro-tiles (NR columns)
-        int nt = team_size(), t = thread_id(), units = (N + NR - 1) / NR;
-        int lo = units * t / nt * NR, hi = units * (t + 1) / nt * NR;
-        if (hi > N) { hi = N; }
-        float *ap = space + (size_t)t * GEMM_SPACE;
-        if (lo < hi) { gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, lo, hi, ap, ap + MC * KC, GEMM_FULL); }
-    }
-}
-
-// matmul (declared at the top, defined by matmul_reference in section 1), by the engine:
-// the flags become strides and a shape. One more causal case: a transposed operand
-// that is zero above its diagonal (attention's backward, att^T . dy), whose row k
-// reaches only the rows i <= k of c. Its rows k come in blocks of ATT_BLOCK, and the
-// block that ends at r1 is a full product into rows [0, r1) of c.
-#define ATT_BLOCK 64 // (it sets the order of the sums over k: another value changes their last bits)
-static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags) {
-    int ta = (flags & TRANSPOSE_A) != 0, tb = (flags & TRANSPOSE_B) != 0, accumulate = (flags & ACCUMULATE) != 0;
-    size_t a_rs = ta ? 1 : (size_t)K, a_cs = ta ? (size_t)M : 1;
-    size_t b_rs = tb ? 1 : (size_t)N, b_cs = tb ? (size_t)K : 1;
-    if ((flags & CAUSAL_A) && ta) {
-        if (!accumulate) { gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, 0, 0, GEMM_FULL); } // c = 0
-        for (int r0 = 0; r0 < K; r0 += ATT_BLOCK) {
-            int r1 = r0 + ATT_BLOCK < K ? r0 + ATT_BLOCK : K;
-            gemm(c, (size_t)N, a + (size_t)r0 * a_cs, a_rs, a_cs, b + (size_t)r0 * b_rs, b_rs, b_cs, r1 < M ? r1 : M, N,
-                 r1 - r0, 1, GEMM_FULL);
-        }
-        return;
-    }
-    int shape = flags & CAUSAL_OUT ? GEMM_LOWER_C : flags & CAUSAL_A ? GEMM_LOWER_A : GEMM_FULL;
-    gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, shape);
-}
 
 // encoder: token embedding plus position embedding
 //   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
@@ -2021,7 +636,7 @@ REPLACED_ON_GPU void crossentropy_softmax_backward(float *dlogits, const float *
 }
 
 // ----------------------------------------------------------------------------
-// 5. losses for the later stages
+// 2. losses for the later stages
 
 // The pairwise reward loss of InstructGPT: for P pairs of rewards,
 //   loss = mean over pairs of -log sigmoid(r_chosen - r_rejected)
@@ -2164,7 +779,7 @@ void ppo_value_loss_backward(float *dv, const float *v, const float *v_old, cons
 }
 
 // ----------------------------------------------------------------------------
-// 6. the model: GPT-2 parameters, activations, forward, backward
+// 3. the model: GPT-2 parameters, activations, forward, backward
 
 typedef struct {
     int max_seq_len; // maxT: rows of the position table
@@ -2319,7 +934,7 @@ static ActivationTensors layer_acts(ActivationTensors a, int l, int B, int T, in
 // One GPT. Every stage's models are GPTs: the policy and its frozen reference
 // (LM head), the reward and value models (scalar head, with the reward stages).
 // Frozen models never allocate gradients or optimizer state.
-typedef struct {
+struct GPT {
     GPTConfig config;
     ParameterTensors params;
     size_t param_sizes[NUM_PARAMETER_TENSORS];
@@ -2343,7 +958,19 @@ typedef struct {
     float *dlosses;           // (B, T) weight of each position in the loss, for backward
     float mean_loss;          // mean loss over positions with a target of the last forward; -1 without targets
     int num_targets;          // positions with a target in the last forward
-} GPT;
+};
+
+// Memory of the models and the KV cache, zeroed: all that the layers read and write.
+REPLACED_ON_GPU void *model_calloc(size_t n, size_t size) { return callocAlignedCheck(n, size); }
+REPLACED_ON_GPU void model_free(void *p) { free(p); }
+// x = 0, x (n,): in chunks, in parallel, since one thread's memset reached about half
+// of the machine's memory bandwidth (the gradients of 124M parameters: 44 ms on one
+// thread, 23 ms on two)
+REPLACED_ON_GPU void zero_floats(float *x, size_t n) {
+    enum { CHUNK = 1 << 16 };
+    #pragma omp parallel for if (n > CHUNK)
+    for (size_t i = 0; i < n; i += CHUNK) { memset(x + i, 0, (n - i < CHUNK ? n - i : CHUNK) * sizeof(float)); }
+}
 
 static void gpt_check_config(GPTConfig c) {
     if (c.vocab_size < FIRST_MERGE || c.num_layers < 1 || c.num_heads < 1 || c.channels < 1 || c.max_seq_len < 1) {
@@ -2652,8 +1279,30 @@ float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
     return kv->logits;
 }
 
+// what a checkpoint holds: which stage made it, and so which head it has: reward and value models have the scalar head
+enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, NUM_KINDS };
+static const char *kind_name(int kind) {
+    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward", "RLHF", "value"};
+    return kind >= 1 && kind < NUM_KINDS ? NAMES[kind] : NAMES[0];
+}
+static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward", "rlhf", "value"}; // <out>/<name>.bin
+static int kind_scalar_head(int kind) { return kind == KIND_REWARD || kind == KIND_VALUE; }
+
+// what a training run needs besides the weights to continue where it stopped
+struct TrainState {
+    int kind;
+    int step;             // optimizer steps done (rlhf: iterations)
+    uint64_t data_rng;    // the RNG state of the data order (rlhf: prompts and minibatch order)
+    uint64_t sample_rng;  // the RNG state of sampling (pretrain: samples; rlhf: rollouts); 0 if none saved
+    float beta;           // rlhf: the KL coefficient, which the adaptive controller changes
+};
+
 // ----------------------------------------------------------------------------
-// 7. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
+// 4. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
+
+#define ADAM_BETA1 0.9f
+#define ADAM_BETA2 0.95f
+#define ADAM_EPS 1e-8f
 
 // Learning rate at optimizer step `step` (0-based) of `total`: linear warmup from
 // lr/warmup to lr over the first `warmup` steps, then cosine decay from lr down to
@@ -2762,18 +1411,7 @@ void adamw_update(GPT *model, float lr, float beta1, float beta2, float eps, flo
 }
 
 // ----------------------------------------------------------------------------
-// 8. sampling: temperature and top-k, generation with a KV cache
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// the median of n values (sorts them)
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof(double), compare_doubles);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
+// 5. sampling: temperature and top-k, generation with a KV cache
 
 static int compare_floats_descending(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -2840,156 +1478,563 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
 }
 
 // ----------------------------------------------------------------------------
-// 9. checkpoints: save and load, with magic number and version
+// 6. the tokenizer: bytes <-> token ids (byte-level BPE)
 //
-// Layout (doc/formats.md): a header of 256 int32, then the parameters as fp32 in
-// the order of ParameterTensors, then (if the header says so) AdamW's m and v in
-// the same order. Header fields: see the CK_ enum. Files are written to a temporary
-// name, flushed to disk and renamed, so a crash never leaves half a checkpoint.
+// Token ids: 0..255 are the raw bytes, so every byte string can be encoded.
+// Then come the special tokens, which no text ever encodes to (they are only ever
+// inserted by code), then one token per learned merge, in the order learned.
+//
+// Training (BPE): split the text into chunks (below), then repeatedly merge the
+// most frequent adjacent pair of tokens into a new token (ties: the smallest pair):
+//     aaabdaaabac  ->  merge (a,a)=Z:  ZabdZabac  ->  (a,b)=Y:  ZYdZYac  ->  (Z,Y)=X:  XdXac
+// Merges never cross chunk boundaries. A chunk is, as in GPT-2, one of:
+//     an optional space and a run of letters (bytes >= 0x80 count as letters, so
+//     UTF-8 characters stay inside words):           " world", "caf\xc3\xa9"
+//     an optional space and a run of digits:        " 2024"
+//     an optional space and a run of other symbols: " (!", "."
+//     a run of whitespace, leaving a last space before a word to that word: "\n\n"
+// Encoding applies the learned merges to each chunk, lowest rank (earliest learned) first.
 
-#define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
-#define CHECKPOINT_VERSION 1
-enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
-       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_SAMPLE_RNG_LO, CK_SAMPLE_RNG_HI,
-       CK_BETA, CK_HEADER_INTS = 256 };
-// what a checkpoint holds: which stage made it, and so which head it has: reward and value models have the scalar head
-enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, NUM_KINDS };
-static const char *kind_name(int kind) {
-    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward", "RLHF", "value"};
-    return kind >= 1 && kind < NUM_KINDS ? NAMES[kind] : NAMES[0];
-}
-static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward", "rlhf", "value"}; // <out>/<name>.bin
-static int kind_scalar_head(int kind) { return kind == KIND_REWARD || kind == KIND_VALUE; }
-
-// what a training run needs besides the weights to continue where it stopped
+// PairMap: open-addressing hash map from a token pair (a, b) to an integer.
+// Training keeps pair counts in it; encoding keeps merge ranks.
 typedef struct {
-    int kind;
-    int step;             // optimizer steps done (rlhf: iterations)
-    uint64_t data_rng;    // the RNG state of the data order (rlhf: prompts and minibatch order)
-    uint64_t sample_rng;  // the RNG state of sampling (pretrain: samples; rlhf: rollouts); 0 if none saved
-    float beta;           // rlhf: the KL coefficient, which the adaptive controller changes
-} TrainState;
+    uint64_t *keys;   // (cap,) (a << 32 | b) + 1, 0 marks an empty slot
+    int64_t *values;  // (cap,)
+    size_t cap, len;
+} PairMap;
 
-// Writes a whole checkpoint to path.tmp and flushes it to disk; checkpoint_commit
-// then renames it to path. checkpoint_save does both.
-void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopenCheck(tmp, "wb");
-    int header[CK_HEADER_INTS] = {0};
-    header[CK_MAGIC] = CHECKPOINT_MAGIC;
-    header[CK_VERSION] = CHECKPOINT_VERSION;
-    header[CK_KIND] = state->kind;
-    header[CK_MAX_SEQ_LEN] = model->config.max_seq_len;
-    header[CK_VOCAB] = model->config.vocab_size;
-    header[CK_LAYERS] = model->config.num_layers;
-    header[CK_HEADS] = model->config.num_heads;
-    header[CK_CHANNELS] = model->config.channels;
-    header[CK_HAS_OPTIMIZER] = with_optimizer && model->m_memory != NULL;
-    header[CK_STEP] = state->step;
-    header[CK_DATA_RNG_LO] = (int)(uint32_t)state->data_rng;
-    header[CK_DATA_RNG_HI] = (int)(uint32_t)(state->data_rng >> 32);
-    header[CK_SCALAR_HEAD] = model->config.scalar_head;
-    header[CK_SAMPLE_RNG_LO] = (int)(uint32_t)state->sample_rng;
-    header[CK_SAMPLE_RNG_HI] = (int)(uint32_t)(state->sample_rng >> 32);
-    memcpy(&header[CK_BETA], &state->beta, sizeof(float));
-    fwriteCheck(header, sizeof(int), CK_HEADER_INTS, f);
-    fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f);
-    if (header[CK_HAS_OPTIMIZER]) {
-        fwriteCheck(model->m_memory, sizeof(float), model->num_parameters, f);
-        fwriteCheck(model->v_memory, sizeof(float), model->num_parameters, f);
-    }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) { FAIL("cannot flush %s to disk (%s)", tmp, strerror(errno)); }
-    fcloseCheck(f);
+static uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
+
+static size_t pairmap_slot(const PairMap *m, uint64_t key) {
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 20) & (m->cap - 1);
+    while (m->keys[i] != 0 && m->keys[i] != key) { i = (i + 1) & (m->cap - 1); }
+    return i;
 }
 
-// rename is atomic: path holds either the old checkpoint or the new one, never a mix
-void checkpoint_commit(const char *path) {
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s (%s)", tmp, path, strerror(errno)); }
+static void pairmap_init(PairMap *m, size_t cap) {
+    m->cap = cap;
+    m->len = 0;
+    m->keys = callocCheck(cap, sizeof(uint64_t));
+    m->values = callocCheck(cap, sizeof(int64_t));
 }
 
-void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
-    checkpoint_write(path, model, state, with_optimizer);
-    checkpoint_commit(path);
+static void pairmap_free(PairMap *m) {
+    free(m->keys);
+    free(m->values);
 }
 
-// Builds model from a checkpoint read from f (path names it in messages), with its
-// optimizer state if it has one. want_kinds, a bit set of (1 << kind), says which
-// kinds are accepted here (0: any). Every check comes before any allocation.
-void checkpoint_read(FILE *f, const char *path, GPT *model, int want_kinds, TrainState *state) {
-    int header[CK_HEADER_INTS];
-    long size = file_size(f, path);
-    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes, less than a header): not a whole checkpoint", path, size); }
-    freadCheck(header, sizeof(int), CK_HEADER_INTS, f);
-    if (header[CK_MAGIC] != CHECKPOINT_MAGIC) { FAIL("%s is not a checkpoint of train.c (bad magic number)", path); }
-    if (header[CK_VERSION] != CHECKPOINT_VERSION) {
-        FAIL("%s is checkpoint version %d; this program reads version %d: retrain it", path, header[CK_VERSION], CHECKPOINT_VERSION);
-    }
-    int kind = header[CK_KIND];
-    if (kind < 1 || kind >= NUM_KINDS || header[CK_SCALAR_HEAD] != kind_scalar_head(kind)) {
-        FAIL("%s: unknown model kind %d (head %d): the file is corrupt or from another version", path, kind, header[CK_SCALAR_HEAD]);
-    }
-    if (want_kinds && !(want_kinds & (1 << kind))) {
-        char wanted[128] = "";
-        for (int k = 1; k < NUM_KINDS; k++) {
-            if (want_kinds & (1 << k)) { strcat(wanted, wanted[0] ? " or " : ""); strcat(wanted, kind_name(k)); }
+// a pointer to the value of (a, b), inserted as 0 if absent
+static int64_t *pairmap_at(PairMap *m, int a, int b) {
+    if (2 * (m->len + 1) > m->cap) { // keep the load under 1/2: grow and reinsert
+        PairMap bigger;
+        pairmap_init(&bigger, m->cap * 2);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->keys[i] == 0) { continue; }
+            size_t j = pairmap_slot(&bigger, m->keys[i]);
+            bigger.keys[j] = m->keys[i];
+            bigger.values[j] = m->values[i];
         }
-        FAIL("%s holds a %s model, but a %s model is needed here", path, kind_name(kind), wanted);
+        bigger.len = m->len;
+        pairmap_free(m);
+        *m = bigger;
     }
-    GPTConfig cfg = {.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB], .num_layers = header[CK_LAYERS],
-                     .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS], .scalar_head = header[CK_SCALAR_HEAD]};
-    // sizes within the flags' ranges, and a file as long as they imply, before allocating anything
-    if (cfg.vocab_size < FIRST_MERGE || cfg.vocab_size > (1 << 20) || cfg.num_layers < 1 || cfg.num_layers > 1024 ||
-        cfg.num_heads < 1 || cfg.num_heads > 1024 || cfg.channels < 1 || cfg.channels > (1 << 16) ||
-        cfg.max_seq_len < 1 || cfg.max_seq_len > (1 << 16) || cfg.channels % cfg.num_heads != 0) {
-        FAIL("%s: bad model config in the header (V=%d L=%d NH=%d C=%d T=%d): the file is corrupt", path, cfg.vocab_size,
-             cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len);
-    }
-    size_t sizes[NUM_PARAMETER_TENSORS], count = 0;
-    fill_in_parameter_sizes(sizes, cfg);
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { count += sizes[i]; }
-    double want = sizeof(header) + (header[CK_HAS_OPTIMIZER] ? 3.0 : 1.0) * count * sizeof(float);
-    if ((double)size != want) {
-        FAIL("%s is %s (%ld bytes, its header implies %.0f): not a whole checkpoint of this format", path,
-             size < want ? "truncated" : "longer than its header says", size, want);
-    }
-    gpt_build(model, cfg);
-    freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
-    if (header[CK_HAS_OPTIMIZER]) {
-        model->m_memory = model_calloc(model->num_parameters, sizeof(float));
-        model->v_memory = model_calloc(model->num_parameters, sizeof(float));
-        freadCheck(model->m_memory, sizeof(float), model->num_parameters, f);
-        freadCheck(model->v_memory, sizeof(float), model->num_parameters, f);
-    }
-    state->kind = kind;
-    state->step = header[CK_STEP];
-    state->data_rng = (uint64_t)(uint32_t)header[CK_DATA_RNG_LO] | (uint64_t)(uint32_t)header[CK_DATA_RNG_HI] << 32;
-    state->sample_rng = (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_LO] | (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_HI] << 32;
-    memcpy(&state->beta, &header[CK_BETA], sizeof(float));
+    uint64_t key = pair_key(a, b);
+    size_t i = pairmap_slot(m, key);
+    if (m->keys[i] == 0) { m->keys[i] = key; m->values[i] = 0; m->len++; }
+    return &m->values[i];
 }
 
-void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
-    FILE *f = fopenCheck(path, "rb");
-    checkpoint_read(f, path, model, want_kinds, state);
-    fcloseCheck(f);
+// the value of (a, b), or -1 if absent
+static int64_t pairmap_get(const PairMap *m, int a, int b) {
+    size_t i = pairmap_slot(m, pair_key(a, b));
+    return m->keys[i] ? m->values[i] : -1;
+}
+
+struct Tokenizer {
+    int vocab_size;           // 256 bytes + NUM_SPECIAL + num_merges
+    int num_merges;
+    int (*merges)[2];         // (num_merges, 2): merge i makes token FIRST_MERGE + i from (left, right)
+    PairMap ranks;            // (left, right) -> merge index, for encoding
+    unsigned char **bytes;    // (vocab_size,) each token's bytes, for decoding
+    int *lengths;             // (vocab_size,)
+};
+
+// fills in ranks and the byte strings of every token from the merge list
+static void tokenizer_index(Tokenizer *tok) {
+    tok->vocab_size = FIRST_MERGE + tok->num_merges;
+    pairmap_init(&tok->ranks, 1024);
+    tok->bytes = mallocCheck((size_t)tok->vocab_size * sizeof(unsigned char *));
+    tok->lengths = mallocCheck((size_t)tok->vocab_size * sizeof(int));
+    for (int i = 0; i < tok->vocab_size; i++) {
+        if (i < 256) {
+            tok->lengths[i] = 1;
+            tok->bytes[i] = mallocCheck(1);
+            tok->bytes[i][0] = (unsigned char)i;
+        } else if (i < FIRST_MERGE) {
+            const char *s = SPECIAL_TOKENS[i - 256];
+            tok->lengths[i] = (int)strlen(s);
+            tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
+            memcpy(tok->bytes[i], s, (size_t)tok->lengths[i]);
+        } else {
+            int a = tok->merges[i - FIRST_MERGE][0], b = tok->merges[i - FIRST_MERGE][1]; // earlier tokens (checked on load)
+            tok->lengths[i] = tok->lengths[a] + tok->lengths[b];
+            tok->bytes[i] = mallocCheck((size_t)tok->lengths[i]);
+            memcpy(tok->bytes[i], tok->bytes[a], (size_t)tok->lengths[a]);
+            memcpy(tok->bytes[i] + tok->lengths[a], tok->bytes[b], (size_t)tok->lengths[b]);
+            *pairmap_at(&tok->ranks, a, b) = i - FIRST_MERGE;
+        }
+    }
+}
+
+void tokenizer_free(Tokenizer *tok) {
+    for (int i = 0; i < tok->vocab_size; i++) { free(tok->bytes[i]); }
+    free(tok->bytes);
+    free(tok->lengths);
+    free(tok->merges);
+    pairmap_free(&tok->ranks);
+}
+
+static int is_letter(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+// the length of the chunk that starts at s (n > 0 bytes left)
+static size_t chunk_length(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    if (is_space(s[0]) && !(s[0] == ' ' && n > 1 && !is_space(s[1]))) {
+        // whitespace run; a final space before a non-space goes with the next chunk
+        while (i < n && is_space(s[i])) { i++; }
+        if (i < n && i > 1 && s[i - 1] == ' ') { i--; }
+        return i;
+    }
+    if (s[0] == ' ') { i = 1; } // the optional leading space
+    int (*same)(unsigned char) = is_letter(s[i]) ? is_letter : is_digit(s[i]) ? is_digit : NULL;
+    if (same) {
+        while (i < n && same(s[i])) { i++; }
+    } else { // other symbols: anything that is not a letter, digit or space
+        while (i < n && !is_letter(s[i]) && !is_digit(s[i]) && !is_space(s[i])) { i++; }
+    }
+    return i;
+}
+
+// Applies the merges to one chunk, lowest rank first; appends the ids to out.
+static int encode_chunk(const Tokenizer *tok, const unsigned char *s, size_t n, int *out) {
+    int local[64];
+    int *ids = n <= 64 ? local : mallocCheck(n * sizeof(int));
+    for (size_t i = 0; i < n; i++) { ids[i] = s[i]; }
+    int len = (int)n;
+    for (;;) {
+        // pass 1: the adjacent pair with the lowest merge rank
+        int64_t best = INT64_MAX;
+        for (int i = 0; i + 1 < len; i++) {
+            int64_t r = pairmap_get(&tok->ranks, ids[i], ids[i + 1]);
+            if (r >= 0 && r < best) { best = r; }
+        }
+        if (best == INT64_MAX) { break; }
+        // pass 2: merge every occurrence of it, left to right
+        int a = tok->merges[best][0], b = tok->merges[best][1], k = 0;
+        for (int i = 0; i < len; i++) {
+            if (i + 1 < len && ids[i] == a && ids[i + 1] == b) { ids[k++] = FIRST_MERGE + (int)best; i++; }
+            else { ids[k++] = ids[i]; }
+        }
+        len = k;
+    }
+    memcpy(out, ids, (size_t)len * sizeof(int));
+    if (ids != local) { free(ids); }
+    return len;
+}
+
+// Encodes n bytes into out, which must hold n ids (no encoding is longer than its
+// bytes). Returns the number of ids. Never produces special tokens.
+int tokenizer_encode(const Tokenizer *tok, const char *text, size_t n, int *out) {
+    const unsigned char *s = (const unsigned char *)text;
+    int count = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = chunk_length(s + i, n - i);
+        count += encode_chunk(tok, s + i, len, out + count);
+        i += len;
+    }
+    return count;
+}
+
+// Decodes ids into a NUL-terminated string (caller frees). Bytes come back exactly;
+// special tokens come back as their names.
+char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *out_len) {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= tok->vocab_size) { FAIL("token id %d is outside the vocabulary (0..%d)", ids[i], tok->vocab_size - 1); }
+        len += (size_t)tok->lengths[ids[i]];
+    }
+    char *s = mallocCheck(len + 1);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(s + k, tok->bytes[ids[i]], (size_t)tok->lengths[ids[i]]);
+        k += (size_t)tok->lengths[ids[i]];
+    }
+    s[len] = '\0';
+    if (out_len) { *out_len = len; }
+    return s;
+}
+
+// A distinct chunk of the training text, as a sequence of token ids, with its count.
+typedef struct {
+    int *ids;
+    int len;
+    int64_t count;
+} Word;
+
+// Learns merges from text until the vocabulary reaches vocab_size, or until no pair
+// occurs twice. Pair counts are kept incrementally: a merge only recounts the
+// distinct chunks that contain the merged pair.
+void tokenizer_train(Tokenizer *tok, const char *text, size_t n, int vocab_size) {
+    if (vocab_size < FIRST_MERGE) { FAIL("vocabulary size %d is below %d (256 bytes + %d special tokens)", vocab_size, FIRST_MERGE, NUM_SPECIAL); }
+    const unsigned char *s = (const unsigned char *)text;
+    // pass 1: the distinct chunks, in order of first occurrence, and their counts.
+    // `table` is a hash set of word indices (+1, 0 = empty slot), keyed by the chunk's bytes.
+    size_t num_words = 0, words_cap = 1024, table_cap = 2048;
+    Word *words = mallocCheck(words_cap * sizeof(Word));
+    size_t *first = mallocCheck(words_cap * sizeof(size_t)); // offset of each word's first occurrence
+    size_t *table = callocCheck(table_cap, sizeof(size_t));
+    for (size_t i = 0; i < n;) {
+        size_t len = chunk_length(s + i, n - i);
+        uint64_t h = 1469598103934665603ULL; // FNV-1a of the chunk
+        for (size_t j = 0; j < len; j++) { h = (h ^ s[i + j]) * 1099511628211ULL; }
+        size_t k = (size_t)h & (table_cap - 1);
+        while (table[k] && !(words[table[k] - 1].len == (int)len && !memcmp(s + first[table[k] - 1], s + i, len))) {
+            k = (k + 1) & (table_cap - 1);
+        }
+        if (table[k]) {
+            words[table[k] - 1].count++;
+        } else {
+            if (num_words == words_cap) {
+                words_cap *= 2;
+                words = realloc(words, words_cap * sizeof(Word));
+                first = realloc(first, words_cap * sizeof(size_t));
+                if (!words || !first) { FAIL("out of memory counting the chunks of the tokenizer's text"); }
+            }
+            words[num_words] = (Word){.ids = NULL, .len = (int)len, .count = 1};
+            first[num_words] = i;
+            table[k] = ++num_words;
+            if (2 * num_words > table_cap) { // keep the load under 1/2: rebuild the set twice as large
+                free(table);
+                table_cap *= 2;
+                table = callocCheck(table_cap, sizeof(size_t));
+                for (size_t w = 0; w < num_words; w++) {
+                    uint64_t g = 1469598103934665603ULL;
+                    for (int j = 0; j < words[w].len; j++) { g = (g ^ s[first[w] + (size_t)j]) * 1099511628211ULL; }
+                    size_t q = (size_t)g & (table_cap - 1);
+                    while (table[q]) { q = (q + 1) & (table_cap - 1); }
+                    table[q] = w + 1;
+                }
+            }
+        }
+        i += len;
+    }
+    for (size_t w = 0; w < num_words; w++) {
+        words[w].ids = mallocCheck((size_t)words[w].len * sizeof(int));
+        for (int j = 0; j < words[w].len; j++) { words[w].ids[j] = s[first[w] + (size_t)j]; }
+    }
+    free(first);
+    free(table);
+
+    // pass 2: count every adjacent pair, weighted by the word's count
+    PairMap counts;
+    pairmap_init(&counts, 1 << 16);
+    for (size_t i = 0; i < num_words; i++) {
+        for (int j = 0; j + 1 < words[i].len; j++) { *pairmap_at(&counts, words[i].ids[j], words[i].ids[j + 1]) += words[i].count; }
+    }
+
+    // pass 3: merge the most frequent pair, update the counts of the words it touches, repeat
+    int max_merges = vocab_size - FIRST_MERGE;
+    tok->merges = mallocCheck((size_t)(max_merges > 0 ? max_merges : 1) * sizeof(int[2]));
+    tok->num_merges = 0;
+    while (tok->num_merges < max_merges) {
+        int64_t best = 0;
+        uint64_t best_key = 0;
+        for (size_t i = 0; i < counts.cap; i++) { // ties go to the smallest pair, for determinism
+            int64_t c = counts.values[i];
+            if (counts.keys[i] && c >= 2 && (c > best || (c == best && counts.keys[i] < best_key))) {
+                best = c;
+                best_key = counts.keys[i];
+            }
+        }
+        if (best_key == 0) { break; } // no pair occurs twice: more merges would not shorten anything
+        int a = (int)((best_key - 1) >> 32), b = (int)(uint32_t)(best_key - 1), id = FIRST_MERGE + tok->num_merges;
+        tok->merges[tok->num_merges][0] = a;
+        tok->merges[tok->num_merges][1] = b;
+        tok->num_merges++;
+        for (size_t i = 0; i < num_words; i++) {
+            Word *wd = &words[i];
+            int has = 0;
+            for (int j = 0; j + 1 < wd->len && !has; j++) { has = (wd->ids[j] == a && wd->ids[j + 1] == b); }
+            if (!has) { continue; }
+            for (int j = 0; j + 1 < wd->len; j++) { *pairmap_at(&counts, wd->ids[j], wd->ids[j + 1]) -= wd->count; }
+            int k = 0;
+            for (int j = 0; j < wd->len; j++) {
+                if (j + 1 < wd->len && wd->ids[j] == a && wd->ids[j + 1] == b) { wd->ids[k++] = id; j++; }
+                else { wd->ids[k++] = wd->ids[j]; }
+            }
+            wd->len = k;
+            for (int j = 0; j + 1 < wd->len; j++) { *pairmap_at(&counts, wd->ids[j], wd->ids[j + 1]) += wd->count; }
+        }
+    }
+    for (size_t i = 0; i < num_words; i++) { free(words[i].ids); }
+    free(words);
+    pairmap_free(&counts);
+    tokenizer_index(tok);
 }
 
 // ----------------------------------------------------------------------------
-// 10. stage 1: pretraining
-//
-// Objective: next-token prediction, minimize the mean over positions of
-//     -log p(x[t+1] | x[0..t])
-// Data: plain text (default: data/world/pretrain_train.txt, val pretrain_val.txt).
-// Starts from: random GPT-2 initialization, or a base checkpoint to continue (-c).
-// Writes: <out>/tokenizer.bin (trained on the text unless -z names one), <out>/base.bin
-// (weights, optimizer state, data position), <out>/pretrain.jsonl (metrics).
-// Ref: GPT-2. Simplifications: no dropout; random windows rather than epochs;
-// one text stream rather than documents separated by an end-of-text token.
+// 7. data: text -> batches of token ids
+
+// The chat template (doc/chat.md), the one format SFT, the reward model, RLHF and
+// sampling all use:
+//     <|user|> prompt <|assistant|> response <|end|>
+// The special tokens come only from code, never from text, so no prompt can forge a
+// turn. A response ends with <|end|>: SFT teaches the model to produce it, so that
+// generation knows where an answer stops, and the reward model reads its score there.
+typedef struct {
+    int *tokens;   // (n,) the whole template
+    int n;
+    int n_prompt;  // tokens up to and including <|assistant|>; the response starts here
+} ChatExample;
+
+// Encodes prompt (and response, unless NULL) into ex, at most max_len tokens. The
+// length rule: if too long, the prompt is cut from the left (its end, next to the
+// question, matters most) while <|user|> stays; if even one prompt token cannot
+// stay, the example is dropped. Returns 0 if dropped, 1 if kept, 2 if kept but cut.
+int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const char *response, int max_len) {
+    size_t np_bytes = strlen(prompt), nr_bytes = response ? strlen(response) : 0;
+    int *p = mallocCheck((np_bytes + 1) * sizeof(int)), *r = mallocCheck((nr_bytes + 1) * sizeof(int));
+    int np = tokenizer_encode(tok, prompt, np_bytes, p);
+    int nr = response ? tokenizer_encode(tok, response, nr_bytes, r) : 0;
+    int specials = response ? 3 : 2; // <|user|>, <|assistant|> and, with a response, <|end|>
+    int keep = max_len - specials - nr; // prompt tokens that fit
+    int status = 1;
+    if (keep < np) { status = 2; }
+    if (keep < 1 && np > 0) { status = 0; }
+    if (keep > np) { keep = np; }
+    ex->tokens = NULL;
+    ex->n = ex->n_prompt = 0;
+    if (status) {
+        ex->tokens = mallocCheck((size_t)(keep + nr + specials) * sizeof(int));
+        int n = 0;
+        ex->tokens[n++] = TOKEN_USER;
+        for (int i = np - keep; i < np; i++) { ex->tokens[n++] = p[i]; }
+        ex->tokens[n++] = TOKEN_ASSISTANT;
+        ex->n_prompt = n;
+        if (response) {
+            for (int i = 0; i < nr; i++) { ex->tokens[n++] = r[i]; }
+            ex->tokens[n++] = TOKEN_END;
+        }
+        ex->n = n;
+    }
+    free(p);
+    free(r);
+    return status;
+}
+
+// Chat examples for SFT (one per record) or reward modeling (two per record, chosen
+// then rejected, with the same prompt), read from JSONL and encoded, with the counts
+// of the length rule for the log.
+typedef struct {
+    ChatExample *examples;
+    int count;          // examples kept (for pairs: 2 x pairs kept)
+    int per_record;     // 1 (SFT) or 2 (pairs)
+    int records, cut, dropped;
+} ChatData;
+
+void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len) {
+    const char *sft_keys[] = {"prompt", "completion"}, *pair_keys[] = {"prompt", "chosen", "rejected"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(path, pairs ? pair_keys : sft_keys, pairs ? 3 : 2, &rec, err, sizeof(err))) { FAIL("%s", err); }
+    d->per_record = pairs ? 2 : 1;
+    d->records = rec.count;
+    d->cut = d->dropped = d->count = 0;
+    d->examples = mallocCheck((size_t)rec.count * d->per_record * sizeof(ChatExample));
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * rec.nkeys;
+        ChatExample *ex = d->examples + d->count;
+        int a = chat_encode(&ex[0], tok, v[0], v[1], max_len);
+        int b = pairs ? chat_encode(&ex[1], tok, v[0], v[2], max_len) : 1;
+        if (!a || !b) { // a dropped example holds no tokens (NULL), so freeing both is safe
+            free(ex[0].tokens);
+            if (pairs) { free(ex[1].tokens); }
+            d->dropped++;
+            continue;
+        }
+        if (pairs && ex[0].n_prompt != ex[1].n_prompt) {
+            // both responses must follow the same prompt: cut both to the shorter kept prompt
+            int keep = ex[0].n_prompt < ex[1].n_prompt ? ex[0].n_prompt : ex[1].n_prompt;
+            for (int j = 0; j < 2; j++) {
+                int drop = ex[j].n_prompt - keep; // prompt tokens after <|user|> to remove
+                memmove(ex[j].tokens + 1, ex[j].tokens + 1 + drop, (size_t)(ex[j].n - 1 - drop) * sizeof(int));
+                ex[j].n -= drop;
+                ex[j].n_prompt = keep;
+            }
+            a = 2;
+        }
+        d->cut += (a == 2 || b == 2);
+        d->count += d->per_record;
+    }
+    jsonl_free(&rec);
+    if (d->count == 0) {
+        FAIL("%s: all %d examples are longer than the context of %d tokens (raise -t when pretraining)", path, d->records, max_len);
+    }
+}
+
+void chat_data_free(ChatData *d) {
+    for (int i = 0; i < d->count; i++) { free(d->examples[i].tokens); }
+    free(d->examples);
+}
+
+// SFT batch: examples idx[0..B), right-padded to the longest. Inputs are the
+// template without its last token; targets are the template shifted by one, and -1
+// (no loss, no gradient) wherever the next token is still part of the prompt, and on
+// padding. Padding sits after each example, so causal attention keeps it out of
+// every real position. Returns T, the padded length.
+int sft_batch(const ChatData *d, const int *idx, int B, int *inputs, int *targets) {
+    int T = 1;
+    for (int b = 0; b < B; b++) { if (d->examples[idx[b]].n - 1 > T) { T = d->examples[idx[b]].n - 1; } }
+    for (int b = 0; b < B; b++) {
+        const ChatExample *ex = &d->examples[idx[b]];
+        for (int t = 0; t < T; t++) {
+            int real = t < ex->n - 1;
+            inputs[b * T + t] = real ? ex->tokens[t] : TOKEN_EOT;
+            targets[b * T + t] = real && t + 1 >= ex->n_prompt ? ex->tokens[t + 1] : -1;
+        }
+    }
+    return T;
+}
+
+// Reward batch: pairs idx[0..B) as 2B rows, chosen in rows 0..B-1 and rejected in
+// rows B..2B-1, right-padded to the longest. ends[row] is the position of the row's
+// <|end|> token, where its reward is read. Returns T.
+int reward_batch(const ChatData *d, const int *idx, int B, int *inputs, int *ends) {
+    int T = 1;
+    for (int row = 0; row < 2 * B; row++) {
+        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
+        if (ex->n > T) { T = ex->n; }
+    }
+    for (int row = 0; row < 2 * B; row++) {
+        const ChatExample *ex = &d->examples[2 * idx[row % B] + row / B];
+        for (int t = 0; t < T; t++) { inputs[row * T + t] = t < ex->n ? ex->tokens[t] : TOKEN_EOT; }
+        ends[row] = ex->n - 1;
+    }
+    return T;
+}
+
+// Length-grouped sampling, as Hugging Face's group_by_length, for the reward model's
+// pairs. A batch is padded to its longest example, so B examples drawn at random
+// waste most of their rows on padding (two thirds of a batch of the world's pairs).
+// Instead, the training batches come in groups of BATCH_GROUP: draw BATCH_GROUP * B
+// records at random, sort them by length, cut the sorted list into BATCH_GROUP
+// batches of similar lengths, and take those in a random order. Every record is still
+// drawn at random; only which records share a batch changes. (SFT keeps random
+// batches: its loss is a mean over a batch's tokens, which grouping would reweigh.)
+// The group is drawn afresh for each of its batches from the data RNG as it stood at
+// the group's start, and that state moves on only after the group's last batch. So
+// the RNG saved in a checkpoint after any step is enough to resume mid-group.
+#define BATCH_GROUP 16
+
+typedef struct { int len, slot, record; } GroupItem;
+
+static int group_item_cmp(const void *pa, const void *pb) {
+    const GroupItem *a = pa, *b = pb; // by length, ties by the order of drawing
+    return a->len != b->len ? (a->len > b->len) - (a->len < b->len) : a->slot - b->slot;
+}
+
+// a pair's padded cost: the longer of its two rows
+static int pair_len(const ChatData *d, int pair) {
+    int a = d->examples[2 * pair].n, b = d->examples[2 * pair + 1].n;
+    return a > b ? a : b;
+}
+
+// The pairs of training batch n (counted from 0 over the whole run) into idx[0..B).
+// *rng is the data stream at the start of batch n's group; it moves past the group
+// when n is the group's last batch. items: space for BATCH_GROUP * B entries.
+void grouped_batch(const ChatData *d, long n, int B, uint64_t *rng, int *idx, GroupItem *items) {
+    uint64_t r = *rng;
+    int pairs = d->count / 2, order[BATCH_GROUP];
+    for (int s = 0; s < BATCH_GROUP * B; s++) {
+        int rec = (int)(random_u64(&r) % (uint64_t)pairs);
+        items[s] = (GroupItem){.len = pair_len(d, rec), .slot = s, .record = rec};
+    }
+    qsort(items, BATCH_GROUP * B, sizeof(GroupItem), group_item_cmp);
+    for (int g = 0; g < BATCH_GROUP; g++) { // the order of the batches: a Fisher-Yates shuffle
+        int j = (int)(random_u64(&r) % (uint64_t)(g + 1));
+        order[g] = order[j];
+        order[j] = g;
+    }
+    const GroupItem *batch = items + (size_t)order[n % BATCH_GROUP] * B;
+    for (int b = 0; b < B; b++) { idx[b] = batch[b].record; }
+    if (n % BATCH_GROUP == BATCH_GROUP - 1) { *rng = r; }
+}
+
+// Pretraining batches: B windows of T+1 consecutive tokens. Training windows start
+// at random offsets (the data RNG stream); validation windows are consecutive from
+// the start, so every evaluation sees the same tokens.
+typedef struct {
+    const int *tokens;   // (n,)
+    size_t n;
+    int B, T;
+    uint64_t rng;        // RNG_DATA stream; saved in checkpoints so a resumed run continues the same order
+    int *inputs;         // (B,T)
+    int *targets;        // (B,T) inputs shifted left by one
+} DataLoader;
+
+void dataloader_init(DataLoader *dl, const int *tokens, size_t n, int B, int T, uint64_t seed) {
+    if (n < (size_t)T + 1) { FAIL("the text has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", n, T); }
+    dl->tokens = tokens;
+    dl->n = n;
+    dl->B = B;
+    dl->T = T;
+    dl->rng = rng_stream(seed, RNG_DATA);
+    dl->inputs = mallocCheck((size_t)B * T * sizeof(int));
+    dl->targets = mallocCheck((size_t)B * T * sizeof(int));
+}
+
+static void dataloader_fill(DataLoader *dl, int b, size_t start) {
+    for (int t = 0; t < dl->T; t++) {
+        dl->inputs[b * dl->T + t] = dl->tokens[start + (size_t)t];
+        dl->targets[b * dl->T + t] = dl->tokens[start + (size_t)t + 1];
+    }
+}
+
+// the next training batch: B random windows
+void dataloader_next(DataLoader *dl) {
+    size_t positions = dl->n - (size_t)dl->T; // a window may start at 0 .. n - T - 1
+    for (int b = 0; b < dl->B; b++) { dataloader_fill(dl, b, (size_t)(random_u64(&dl->rng) % positions)); }
+}
+
+// validation batch i: B consecutive windows, wrapping around at the end
+void dataloader_val_batch(DataLoader *dl, int i) {
+    size_t windows = (dl->n - 1) / (size_t)dl->T;
+    for (int b = 0; b < dl->B; b++) { dataloader_fill(dl, b, (((size_t)i * dl->B + b) % windows) * (size_t)dl->T); }
+}
+
+void dataloader_free(DataLoader *dl) {
+    free(dl->inputs);
+    free(dl->targets);
+}
+
+// the tokens of a text file; *n receives the count
+int *encode_file(const Tokenizer *tok, const char *path, size_t *n) {
+    size_t bytes;
+    char *text = read_whole_file(path, &bytes);
+    if (bytes == 0) { FAIL("%s is empty: pretraining needs text", path); }
+    int *tokens = mallocCheck(bytes * sizeof(int));
+    *n = (size_t)tokenizer_encode(tok, text, bytes, tokens);
+    free(text);
+    return tokens;
+}
+
+// ----------------------------------------------------------------------------
+// 8. settings: every flag, and each stage's defaults
 
 // every setting of every command, with its flag; defaults in CONFIG_DEFAULTS
-typedef struct {
+struct Config {
     const char *train_path;     // -i training text
     const char *val_path;       // -j validation text
     const char *out_dir;        // -o where outputs go
@@ -3029,7 +2074,7 @@ typedef struct {
     float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
     float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
-} Config;
+};
 
 // Defaults shared by every command; NULL paths, and a batch size, steps, lr, clip or
 // freeze of -1, take the defaults of the stage being run (STAGE_DEFAULTS below).
@@ -3069,105 +2114,25 @@ static const StageDefaults STAGE_DEFAULTS[] = {
     {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
 };
 
-#define ADAM_BETA1 0.9f
-#define ADAM_BETA2 0.95f
-#define ADAM_EPS 1e-8f
+// What a stage did, for <out>/stages.jsonl, from which `./world summary` makes the
+// table at the end of `make run-cpu`: one line per run of a stage, all values strings.
+struct StageResult {
+    char trained[256]; // what was trained, on what ("" if nothing was)
+    char metric[256];  // the stage's key figure, in words
+    char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
+};
 
-static void out_path(char *buf, size_t size, const Config *cfg, const char *name) {
-    snprintf(buf, size, "%s/%s", cfg->out_dir, name);
-}
-
-static void make_out_dir(const Config *cfg) {
-    if (mkdir(cfg->out_dir, 0755) != 0 && errno != EEXIST) { FAIL("cannot create directory %s (%s)", cfg->out_dir, strerror(errno)); }
-}
-
-// Loads the tokenizer named by -z, or <out>/tokenizer.bin; if neither exists,
-// trains one on the training text and saves it to <out>/tokenizer.bin.
-void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg) {
-    char path[4096];
-    if (cfg->tokenizer_path) { tokenizer_load(tok, cfg->tokenizer_path); return; }
-    out_path(path, sizeof(path), cfg, "tokenizer.bin");
-    if (access(path, F_OK) == 0) {
-        tokenizer_load(tok, path);
-        printf("tokenizer: %s (%d tokens)\n", path, tok->vocab_size);
-        return;
-    }
-    size_t n;
-    char *text = read_whole_file(cfg->train_path, &n);
-    double t0 = now_seconds();
-    tokenizer_train(tok, text, n, cfg->vocab_size);
-    printf("tokenizer: trained %d merges on %s (%.1f MB) in %.2f s -> %s (%d tokens)\n", tok->num_merges,
-           cfg->train_path, n / 1e6, now_seconds() - t0, path, tok->vocab_size);
-    free(text);
-    tokenizer_save(tok, path);
-}
-
-// With --resume, a stage continues from its own last checkpoint, <out>/<name>: returns
-// that path in buf, or NULL without --resume.
-static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size) {
-    if (!cfg->resume) { return NULL; }
-    out_path(buf, size, cfg, name);
-    if (access(buf, F_OK) != 0) { FAIL("--resume: %s does not exist, so there is nothing to continue: run without --resume", buf); }
-    return buf;
-}
-
-// The value of a metric on one line of a stage's JSONL log ({"step": 1, "train_loss": ...}):
-// returns 1 and sets *value if the line has the key
-static int log_number(const char *line, const char *key, double *value) {
-    char pattern[64];
-    snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
-    const char *p = strstr(line, pattern);
-    if (p == NULL) { return 0; }
-    char *end;
-    *value = strtod(p + strlen(pattern), &end);
-    return end != p + strlen(pattern);
-}
-
-// Opens a JSONL log whose lines carry a "step". A run that continues from a
-// checkpoint at `step` keeps the lines of steps up to `step` and drops any that a
-// stopped run wrote after that checkpoint, so none appears twice; `step` < 0 begins a
-// new file.
-static FILE *open_log(const char *path, int step) {
-    if (step < 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
-    size_t n, keep = 0;
-    char *old = read_whole_file(path, &n);
-    while (keep < n) { // the lines are in step order: keep them up to the first one past `step`
-        char *nl = memchr(old + keep, '\n', n - keep);
-        if (nl) { *nl = '\0'; }
-        double line_step;
-        int past = !log_number(old + keep, "step", &line_step) || line_step > step;
-        if (nl) { *nl = '\n'; }
-        if (past) { break; }
-        keep = nl ? (size_t)(nl - old) + 1 : n;
-    }
-    FILE *f = fopenCheck(path, "wb");
-    fwriteCheck(old, 1, keep, f);
-    free(old);
-    return f;
-}
-
-// the tokenizer of an earlier stage (-z, or <out>/tokenizer.bin), checked against the model
-void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path) {
-    char path[4096];
-    if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
-    else { out_path(path, sizeof(path), cfg, "tokenizer.bin"); }
-    tokenizer_load(tok, path);
-    if (tok->vocab_size != model->config.vocab_size) {
-        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", path, tok->vocab_size, model_path,
-             model->config.vocab_size);
-    }
-}
-
-// the tokens of a text file; *n receives the count
-int *encode_file(const Tokenizer *tok, const char *path, size_t *n) {
-    size_t bytes;
-    char *text = read_whole_file(path, &bytes);
-    if (bytes == 0) { FAIL("%s is empty: pretraining needs text", path); }
-    int *tokens = mallocCheck(bytes * sizeof(int));
-    *n = (size_t)tokenizer_encode(tok, text, bytes, tokens);
-    free(text);
-    return tokens;
-}
+// ----------------------------------------------------------------------------
+// 9. stage 1: pretraining
+//
+// Objective: next-token prediction, minimize the mean over positions of
+//     -log p(x[t+1] | x[0..t])
+// Data: plain text (default: data/world/pretrain_train.txt, val pretrain_val.txt).
+// Starts from: random GPT-2 initialization, or a base checkpoint to continue (-c).
+// Writes: <out>/tokenizer.bin (trained on the text unless -z names one), <out>/base.bin
+// (weights, optimizer state, data position), <out>/pretrain.jsonl (metrics).
+// Ref: GPT-2. Simplifications: no dropout; random windows rather than epochs;
+// one text stream rather than documents separated by an end-of-text token.
 
 // mean validation loss over eval_batches fixed batches
 float evaluate(GPT *model, DataLoader *val, int batches) {
@@ -3183,140 +2148,6 @@ float evaluate(GPT *model, DataLoader *val, int batches) {
 // whether step (0-based) ends with a validation pass: every -e steps, and the last
 static int eval_due(const Config *cfg, int step) {
     return (cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || step + 1 == cfg->steps;
-}
-
-// After an optimizer step: ends its line of metrics, and saves the checkpoint
-// <out>/<name> every -S steps and after the last step.
-static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name) {
-    fprintf(log, "}\n");
-    fflush(log);
-    state->step = step + 1;
-    if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
-        char path[4096];
-        out_path(path, sizeof(path), cfg, name);
-        checkpoint_save(path, model, state, 1);
-    }
-}
-
-// prints a sample continuing `prompt` (or the first tokens of `fallback`)
-void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
-                  float temperature, int top_k, uint64_t *rng) {
-    int maxT = model->config.max_seq_len;
-    int *tokens = mallocCheck((size_t)(maxT + (prompt ? (int)strlen(prompt) : 0)) * sizeof(int));
-    int n = 4;
-    if (prompt) { n = tokenizer_encode(tok, prompt, strlen(prompt), tokens); }
-    else { memcpy(tokens, fallback, 4 * sizeof(int)); }
-    if (n == 0) { tokens[0] = TOKEN_EOT; n = 1; }
-    if (n >= maxT) { FAIL("the prompt is %d tokens long; the model's context is %d", n, maxT); }
-    KVCache kv;
-    kvcache_init(&kv, model->config);
-    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, -1, rng, NULL);
-    char *text = tokenizer_decode(tok, tokens, len, NULL);
-    printf("---\n%s\n---\n", text);
-    free(text);
-    kvcache_free(&kv);
-    free(tokens);
-}
-
-// What a stage did, for <out>/stages.jsonl, from which `./world summary` makes the
-// table at the end of `make run-cpu`: one line per run of a stage, all values strings.
-typedef struct {
-    char trained[256]; // what was trained, on what ("" if nothing was)
-    char metric[256];  // the stage's key figure, in words
-    char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
-} StageResult;
-
-// Curves of a stage's metrics as an SVG picture, which any browser opens: one panel
-// per key, each with its own vertical scale, against the step. Reads the JSONL log at
-// log_path; a key missing from a line (val_loss between evaluations) is skipped there.
-void plot_log(const char *log_path, const char *svg_path, const char *title, const char *const *keys, int nkeys) {
-    enum { W = 720, PANEL = 170, TOP = 40, LEFT = 80, RIGHT = 20, GAP = 40 };
-    static const char *COLOURS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
-    size_t size;
-    char *text = read_whole_file(log_path, &size);
-    int lines = 0;
-    for (size_t i = 0; i < size; i++) { lines += text[i] == '\n'; }
-    double *xs = mallocCheck((size_t)(lines + 1) * sizeof(double)), *ys = mallocCheck((size_t)(lines + 1) * sizeof(double));
-    Str svg = {0};
-    int height = TOP + nkeys * (PANEL + GAP);
-    str_addf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-             "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-             "<text x=\"%d\" y=\"24\" font-size=\"16\">%s</text>\n", W, height, LEFT, title);
-    for (int k = 0; k < nkeys; k++) {
-        // the points of this key, and their ranges
-        int n = 0;
-        double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-        for (char *line = text; *line;) {
-            char *end = strchr(line, '\n');
-            if (end) { *end = '\0'; }
-            double step, v;
-            if (log_number(line, "step", &step) && log_number(line, keys[k], &v) && isfinite(v)) {
-                xs[n] = step; ys[n] = v; n++;
-                x0 = fmin(x0, step); x1 = fmax(x1, step); y0 = fmin(y0, v); y1 = fmax(y1, v);
-            }
-            if (!end) { break; }
-            *end = '\n';
-            line = end + 1;
-        }
-        int top = TOP + k * (PANEL + GAP), right = W - RIGHT;
-        str_addf(&svg, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", LEFT,
-                 top, right - LEFT, PANEL);
-        str_addf(&svg, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", LEFT + 8, top + 16, COLOURS[k % 4], keys[k]);
-        if (n == 0) { continue; }
-        if (x1 == x0) { x1 = x0 + 1; }
-        if (y1 == y0) { y1 = y0 + 1; }
-        // axis labels: the ranges of both scales
-        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + 12, y1);
-        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + PANEL, y0);
-        str_addf(&svg, "<text x=\"%d\" y=\"%d\">step %.0f</text>\n", LEFT, top + PANEL + 16, x0);
-        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text>\n", right, top + PANEL + 16, x1);
-        // the curve: (step, value) scaled into the panel, y growing downwards in SVG
-        str_addf(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", COLOURS[k % 4]);
-        for (int i = 0; i < n; i++) {
-            double px = LEFT + (xs[i] - x0) / (x1 - x0) * (right - LEFT), py = top + (y1 - ys[i]) / (y1 - y0) * PANEL;
-            str_addf(&svg, "%.1f,%.1f ", px, py);
-        }
-        str_addf(&svg, "\"/>\n");
-    }
-    str_addf(&svg, "</svg>\n");
-    FILE *f = fopenCheck(svg_path, "wb");
-    fwriteCheck(str_cstr(&svg), 1, svg.len, f);
-    fcloseCheck(f);
-    str_free(&svg);
-    free(xs); free(ys); free(text);
-}
-
-// After a stage that trained: its curves, <out>/<stage>.svg, from its log
-void plot_stage(const Config *cfg, const char *stage) {
-    static const struct { const char *stage, *log, *svg, *title, *keys[3]; } PLOTS[] = {
-        {"pretrain", "pretrain.jsonl", "pretrain.svg", "pretraining: loss", {"train_loss", "val_loss", NULL}},
-        {"sft", "sft.jsonl", "sft.svg", "SFT: loss on response tokens", {"train_loss", "val_loss", NULL}},
-        {"rm", "reward.jsonl", "reward.svg", "reward model: held-out accuracy and margin", {"val_accuracy", "val_margin", "train_loss"}},
-        {"rlhf", "rlhf.jsonl", "rlhf.svg", "RLHF: reward-model score and KL to the SFT model", {"score", "kl", "entropy"}},
-    };
-    for (size_t i = 0; i < sizeof(PLOTS) / sizeof(PLOTS[0]); i++) {
-        if (strcmp(PLOTS[i].stage, stage) != 0) { continue; }
-        char log_path[4096], svg_path[4096];
-        out_path(log_path, sizeof(log_path), cfg, PLOTS[i].log);
-        out_path(svg_path, sizeof(svg_path), cfg, PLOTS[i].svg);
-        int nkeys = PLOTS[i].keys[2] ? 3 : 2;
-        plot_log(log_path, svg_path, PLOTS[i].title, PLOTS[i].keys, nkeys);
-        printf("curves: %s\n", svg_path);
-    }
-}
-
-void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds) {
-    char path[4096], secs[32];
-    out_path(path, sizeof(path), cfg, "stages.jsonl");
-    snprintf(secs, sizeof(secs), "%.1f", seconds);
-    const char *keys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
-    const char *values[] = {stage, res->trained, res->metric, res->answers, cfg->val_path ? cfg->val_path : "", secs};
-    Str line = {0};
-    json_write_object(&line, keys, values, 6);
-    FILE *f = fopenCheck(path, "ab");
-    fwriteCheck(str_cstr(&line), 1, line.len, f);
-    fcloseCheck(f);
-    str_free(&line);
 }
 
 // One optimizer step after the gradients are in: clip, then AdamW at the scheduled
@@ -3428,60 +2259,8 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
     free(val_tokens);
 }
 
-// Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
-// (temperature 0) or sampled, through the chat template; generation stops at
-// <|end|> or after max_new tokens. Writes {"prompt", "response"} lines, the input of
-// `./world score`. Given a reward model (else NULL), it also scores each answer as
-// RLHF scores a rollout, at the answer's last token, and returns the mean score.
-float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
-                     int top_k, int max_new, uint64_t *rng, GPT *reward) {
-    const char *keys[] = {"prompt"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    int maxT = model->config.max_seq_len, ended = 0, cut = 0;
-    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
-    double score = 0.0;
-    KVCache kv;
-    kvcache_init(&kv, model->config);
-    Str lines = {0};
-    for (int i = 0; i < rec.count; i++) {
-        ChatExample ex;
-        const char *prompt = rec.values[i];
-        int status = chat_encode(&ex, tok, prompt, NULL, maxT - 1); // too long: cut from the left
-        if (status == 0) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
-        cut += status == 2;
-        memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
-        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
-        int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
-        ended += stop;
-        if (reward) {
-            gpt_forward(reward, tokens, NULL, 1, n);
-            score += reward->acts.values[n - 1];
-        }
-        char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
-        const char *out_keys[] = {"prompt", "response"}, *values[] = {prompt, response};
-        json_write_object(&lines, out_keys, values, 2);
-        free(response);
-        free(ex.tokens);
-    }
-    FILE *f = fopenCheck(out, "wb");
-    fwriteCheck(str_cstr(&lines), 1, lines.len, f);
-    fcloseCheck(f);
-    score /= rec.count;
-    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>", rec.count,
-           prompts_path, cut, out, 100.0 * ended / rec.count);
-    if (reward) { printf("; reward-model score %+.3f", score); }
-    printf(")\n");
-    str_free(&lines);
-    kvcache_free(&kv);
-    free(tokens);
-    jsonl_free(&rec);
-    return (float)score;
-}
-
 // ----------------------------------------------------------------------------
-// 11. stage 2: supervised fine-tuning
+// 10. stage 2: supervised fine-tuning
 //
 // Objective: the same next-token loss as pretraining, but only on the response:
 //     minimize the mean over response tokens (and <|end|>) of -log p(token | prompt, earlier tokens)
@@ -3509,16 +2288,6 @@ float sft_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *targe
     }
     free(idx);
     return (float)(sum / count);
-}
-
-// The opening of a later stage: the output directory, the checkpoint it starts
-// from (path, one of want_kinds), and that checkpoint's tokenizer.
-static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds) {
-    make_out_dir(cfg);
-    checkpoint_load(path, model, want_kinds, state);
-    load_tokenizer_for(tok, cfg, model, path);
-    printf("model: %s (%s), %.2fM parameters, context %d%s\n", path, kind_name(state->kind), model->num_parameters / 1e6,
-           model->config.max_seq_len, cfg->resume ? ", resumed" : "");
 }
 
 void stage_sft(const Config *cfg, StageResult *res) {
@@ -3594,7 +2363,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
 }
 
 // ----------------------------------------------------------------------------
-// 12. stage 3: reward modeling
+// 11. stage 3: reward modeling
 //
 // Objective: for each pair of responses to one prompt, the one people preferred
 // should score higher:
@@ -3608,10 +2377,10 @@ void stage_sft(const Config *cfg, StageResult *res) {
 // Ref: InstructGPT (arXiv:2203.02155), section 3.5. Simplifications: one pair per
 // prompt (InstructGPT compares all K-choose-2 pairs of K answers together); no dropout.
 
-typedef struct {
+struct RewardStats {
     float accuracy, margin, loss;    // share of pairs with r_chosen > r_rejected (ties count half); mean margin; mean loss
     float chosen_mean, chosen_std, rejected_mean, rejected_std;
-} RewardStats;
+};
 
 // the reward model on every pair of d, in batches of B pairs
 RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *ends, float *rewards) {
@@ -3638,11 +2407,6 @@ RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, i
     st.chosen_std = (float)sqrt(fmax(0.0, sc2 / pairs - (sc / pairs) * (sc / pairs)));
     st.rejected_std = (float)sqrt(fmax(0.0, sr2 / pairs - (sr / pairs) * (sr / pairs)));
     return st;
-}
-
-static void print_reward_stats(const char *when, const RewardStats *st, int pairs) {
-    printf("%s: held-out accuracy %.4f | margin %.3f | loss %.4f | chosen %.3f +- %.3f | rejected %.3f +- %.3f (%d pairs)\n",
-           when, st->accuracy, st->margin, st->loss, st->chosen_mean, st->chosen_std, st->rejected_mean, st->rejected_std, pairs);
 }
 
 // a reward model made from a language model: the same body, a scalar head at 0
@@ -3730,7 +2494,7 @@ void stage_reward(const Config *cfg, StageResult *res) {
 }
 
 // ----------------------------------------------------------------------------
-// 13. stage 4: RLHF with PPO
+// 12. stage 4: RLHF with PPO
 //
 // Objective: maximize the reward model's score of the policy's own answers, while
 // staying close to the SFT model:
@@ -3968,15 +2732,6 @@ static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max
     return ex;
 }
 
-// a model's weights only, without optimizer state: the frozen models, and the value
-// model, which starts as the reward model with a fresh optimizer
-static void load_weights(GPT *model, const char *path, int want_kinds) {
-    TrainState st;
-    checkpoint_load(path, model, want_kinds, &st);
-    model_free(model->m_memory); model_free(model->v_memory);
-    model->m_memory = model->v_memory = NULL;
-}
-
 // The held-out view of RLHF: the policy answers the -q prompts as it will after
 // training, and the reward model scores those answers. Iteration `step` (0 = the SFT
 // model) writes <out>/answers_rlhf_step<step>.jsonl, or <out>/answers_rlhf.jsonl
@@ -4142,7 +2897,59 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
 }
 
 // ----------------------------------------------------------------------------
-// 14. other commands: sample and bench
+// 13. other commands: answer, score, sample
+
+// Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
+// (temperature 0) or sampled, through the chat template; generation stops at
+// <|end|> or after max_new tokens. Writes {"prompt", "response"} lines, the input of
+// `./world score`. Given a reward model (else NULL), it also scores each answer as
+// RLHF scores a rollout, at the answer's last token, and returns the mean score.
+float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
+                     int top_k, int max_new, uint64_t *rng, GPT *reward) {
+    const char *keys[] = {"prompt"};
+    JsonlRecords rec;
+    char err[1024];
+    if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
+    int maxT = model->config.max_seq_len, ended = 0, cut = 0;
+    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
+    double score = 0.0;
+    KVCache kv;
+    kvcache_init(&kv, model->config);
+    Str lines = {0};
+    for (int i = 0; i < rec.count; i++) {
+        ChatExample ex;
+        const char *prompt = rec.values[i];
+        int status = chat_encode(&ex, tok, prompt, NULL, maxT - 1); // too long: cut from the left
+        if (status == 0) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
+        cut += status == 2;
+        memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
+        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
+        int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
+        ended += stop;
+        if (reward) {
+            gpt_forward(reward, tokens, NULL, 1, n);
+            score += reward->acts.values[n - 1];
+        }
+        char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
+        const char *out_keys[] = {"prompt", "response"}, *values[] = {prompt, response};
+        json_write_object(&lines, out_keys, values, 2);
+        free(response);
+        free(ex.tokens);
+    }
+    FILE *f = fopenCheck(out, "wb");
+    fwriteCheck(str_cstr(&lines), 1, lines.len, f);
+    fcloseCheck(f);
+    score /= rec.count;
+    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>", rec.count,
+           prompts_path, cut, out, 100.0 * ended / rec.count);
+    if (reward) { printf("; reward-model score %+.3f", score); }
+    printf(")\n");
+    str_free(&lines);
+    kvcache_free(&kv);
+    free(tokens);
+    jsonl_free(&rec);
+    return (float)score;
+}
 
 // ./train sample: text from any language-model checkpoint (-c), continuing -p
 void command_sample(const Config *cfg) {
@@ -4158,6 +2965,1207 @@ void command_sample(const Config *cfg) {
     tokenizer_free(&tok);
     gpt_free(&model);
 }
+
+// ----------------------------------------------------------------------------
+// 14. main
+// (left out when a test, or data/world.c, includes this file for its functions)
+
+#if !defined(TESTING) && !defined(TRAIN_NO_MAIN)
+
+// Appendix F, the command line
+static int config_resolve(Config *c, const char *command);
+static void error_usage(void);
+static void parse_flags(Config *c, int argc, char **argv);
+static void print_config(const char *command, const Config *c);
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { error_usage(); }
+    Config cfg = CONFIG_DEFAULTS;
+    parse_flags(&cfg, argc, argv);
+    const char *command = argv[1];
+    if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
+    StageResult res = {"", "", ""};
+    double t0 = now_seconds();
+    if (!strcmp(command, "sample")) { command_sample(&cfg); }
+    else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
+    else {
+        print_config(command, &cfg);
+        if (!strcmp(command, "pretrain")) { stage_pretrain(&cfg, &res); }
+        else if (!strcmp(command, "sft")) { stage_sft(&cfg, &res); }
+        else if (!strcmp(command, "rm")) { stage_reward(&cfg, &res); }
+        else { stage_rlhf(&cfg, &res); }
+        record_stage(&cfg, command, &res, now_seconds() - t0);
+        if (res.trained[0]) { plot_stage(&cfg, command); }
+    }
+    gemm_free();
+    return 0;
+}
+
+#endif
+
+// ----------------------------------------------------------------------------
+// Appendix A. the matmul engine
+
+// The matrix multiply engine: matmul(c, a, b, M, N, K, flags) computes the numbers
+// of matmul_reference (section 1), c (M,N) (+)= op(a) (M,K) . op(b) (K,N), fast.
+// Inside, an operand is a pointer and two strides: element (i,k) of a is
+// a[i*a_rs + k*a_cs] and element (k,j) of b is b[k*b_rs + j*b_cs], so a transposed
+// operand is just other strides; c is row-major, ldc floats a row.
+// The loops are blocked as in BLIS/GotoBLAS (see doc/performance.md):
+//   - c is worked through in MC x NC tiles: the threads share out blocks of MC rows,
+//     or (when c is wider than tall) equal shares of the columns (see matmul() below);
+//   - k runs in blocks of KC; the KC x NC slice of b is copied ("packed") into
+//     contiguous panels that stay in cache, once for all the row blocks that use it.
+//     An MC x KC block of a is packed too, unless its rows are contiguous in k: then
+//     the micro-kernel reads them where they are (only a last, partial panel of MR
+//     rows is packed, with zeros below it);
+//   - the micro-kernel computes an MR x NR block of c in registers: for each k, an
+//     outer product of MR values of a and NR values of b. The compiler vectorizes
+//     its inner loop over NR with FMA instructions.
+// Every element of c is summed by one thread, over k in order (in slices of KC), whatever
+// the number of threads: results do not depend on OMP_NUM_THREADS.
+//
+// The register block: the MR x NR sums stay in vector registers for a whole k loop.
+// With AVX-512 (32 registers of 16 floats), 12 x 32 takes 24 of them. With AVX2 (16
+// registers of 8 floats) 6 x 32 already needs more than there are, and 12 x 32 made a
+// training step slower still (doc/performance.md). The block only groups the sums
+// and never reorders one, so results are the same either way.
+#if defined(__AVX512F__)
+#define MR 12
+#else
+#define MR 6
+#endif
+#define NR 32
+#define MC 96
+#define KC 256
+#define NC 512
+_Static_assert(MC % MR == 0 && NC % NR == 0, "packed panels must tile the packing space exactly");
+
+static float *gemm_pack = NULL; // per-thread packing space, (threads, MC*KC + KC*NC), kept across calls
+static int gemm_pack_threads = 0;
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// threads in the current parallel region
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+// what runs the layers, for the config table
+REPLACED_ON_GPU const char *device_name(void) {
+    static char name[64];
+    snprintf(name, sizeof(name), "CPU, %d OpenMP thread%s", max_threads(), max_threads() > 1 ? "s" : "");
+    return name;
+}
+
+void gemm_free(void) {
+    free(gemm_pack);
+    gemm_pack = NULL;
+    gemm_pack_threads = 0;
+}
+
+// c[0:MR, 0:NR] (+)= a (MR, kc) . bp (kc, NR panel), the MR x NR sums kept in
+// registers. Element (i,k) of a is a[i*a_rs + k*a_cs]: a packed panel (a_rs 1, a_cs
+// MR) or MR rows of a read in place (a_rs the row stride, a_cs 1). Every call site
+// passes constant a strides and the kernel is inlined into it, so all bounds and
+// strides but a's row stride are constants, and the compiler keeps all of acc in
+// vector registers from the first k to the last store.
+static inline __attribute__((always_inline)) void gemm_micro(float *c, size_t ldc, const float *a, size_t a_rs,
+                                                             size_t a_cs, const float *bp, int kc, int overwrite) {
+    // ask for the tile of c now (16 floats to a cache line), so that it is on its way
+    // while the k loop runs instead of a wait at the end
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j += 16) { __builtin_prefetch(c + i * ldc + j, 1); }
+    }
+    float acc[MR][NR] = {{0}};
+    for (int k = 0; k < kc; k++) {
+        for (int i = 0; i < MR; i++) {
+            float aik = a[i * a_rs + k * a_cs];
+            for (int j = 0; j < NR; j++) { acc[i][j] += aik * bp[k * NR + j]; }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        if (overwrite) {
+            for (int j = 0; j < NR; j++) { c[i * ldc + j] = acc[i][j]; }
+        } else {
+            for (int j = 0; j < NR; j++) { c[i * ldc + j] += acc[i][j]; }
+        }
+    }
+}
+
+// the same for a tile at the edge of c, of only mr x nr elements: the micro-kernel
+// fills a whole tile of its own, whose mr x nr corner goes to c
+static inline __attribute__((always_inline)) void gemm_micro_edge(float *c, size_t ldc, const float *a, size_t a_rs,
+                                                                  size_t a_cs, const float *bp, int kc, int mr, int nr,
+                                                                  int overwrite) {
+    float tile[MR * NR];
+    gemm_micro(tile, NR, a, a_rs, a_cs, bp, kc, 1);
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) { c[i * ldc + j] = overwrite ? tile[i * NR + j] : c[i * ldc + j] + tile[i * NR + j]; }
+    }
+}
+
+// Packs b[pc:pc+kc, j:j+NR] into one NR-wide panel, k-major, with zeros for the
+// columns from jend on. The loops run along whichever index of b is contiguous.
+static void gemm_pack_b(float *panel, const float *b, size_t b_rs, size_t b_cs, int pc, int kc, int j, int jend) {
+    if (b_rs == 1 && b_cs != 1) { // b is stored transposed: each column j is contiguous in k
+        // (a weight matrix in the forward pass). A transpose, done 16 values of k (a cache
+        // line) at a time across all NR columns: the NR lines are fetched together, where
+        // one column after another would wait for each line in turn
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int k1 = k0 + 16 < kc ? k0 + 16 : kc;
+            for (int jj = 0; jj < NR; jj++) {
+                const float *bcol = b + (size_t)pc + (size_t)(j + jj) * b_cs;
+                for (int k = k0; k < k1; k++) { panel[k * NR + jj] = j + jj < jend ? bcol[k] : 0.0f; }
+            }
+        }
+        return;
+    }
+    if (b_cs == 1 && j + NR <= jend) {
+        // rows contiguous in j and a whole panel: NR floats a row, copied as one block
+        // (the general loop below, with its bounds test, compiles to one float at a time)
+        for (int k = 0; k < kc; k++) { memcpy(panel + k * NR, b + (size_t)(pc + k) * b_rs + j, NR * sizeof(float)); }
+        return;
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *brow = b + (size_t)(pc + k) * b_rs + (size_t)j * b_cs;
+        for (int jj = 0; jj < NR; jj++) { panel[k * NR + jj] = j + jj < jend ? brow[(size_t)jj * b_cs] : 0.0f; }
+    }
+}
+
+// Packs a[ic:ic+mc, pc:pc+kc] into MR-tall panels, k-major, zero-padded, again along
+// the index of a that is contiguous in memory.
+static void gemm_pack_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
+    if (a_rs == 1 && a_cs != 1) { // a is stored transposed: each column k is contiguous in i
+        // k outermost: the mc values of column k are contiguous, and go to the panels in
+        // runs of MR, each copied as one block (a loop with a bounds test compiled to one
+        // float at a time: a fifth of a weight gradient's time). Panel by panel would
+        // instead walk all kc columns, each on a page of its own, once for every panel.
+        int full = mc / MR * MR;
+        for (int k = 0; k < kc; k++) {
+            const float *acol = a + (size_t)ic + (size_t)(pc + k) * a_cs;
+            for (int ir = 0; ir < full; ir += MR) {
+                float *dst = ap + (size_t)ir * kc + (size_t)k * MR;
+                memcpy(dst, acol + ir, MR * sizeof(float));
+            }
+            if (full < mc) {
+                float *dst = ap + (size_t)full * kc + (size_t)k * MR;
+                for (int i = 0; i < MR; i++) { dst[i] = full + i < mc ? acol[full + i] : 0.0f; }
+            }
+        }
+        return;
+    }
+    for (int ir = 0; ir < mc; ir += MR) {
+        float *panel = ap + (size_t)ir * kc;
+        for (int i = 0; i < MR; i++) {
+            if (ir + i >= mc) { for (int k = 0; k < kc; k++) { panel[k * MR + i] = 0.0f; } continue; }
+            const float *arow = a + (size_t)(ic + ir + i) * a_rs + (size_t)pc * a_cs;
+            for (int k = 0; k < kc; k++) { panel[k * MR + i] = arow[(size_t)k * a_cs]; }
+        }
+    }
+}
+
+// Gets a[ic:ic+mc, pc:pc+kc] ready for the micro-kernel. Rows contiguous in k (a_cs
+// 1) are read in place: copying them into a panel would be a transpose, MR scattered
+// stores per cache line of a, for no gain in order. Then only a last panel of fewer
+// than MR rows is packed, at ap, where its rows would be. Returns the block's first
+// row in place, or NULL when all of it is packed at ap.
+static const float *gemm_prepare_a(float *ap, const float *a, size_t a_rs, size_t a_cs, int ic, int mc, int pc, int kc) {
+    if (a_cs != 1) {
+        gemm_pack_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+        return NULL;
+    }
+    int full = mc / MR * MR;
+    if (full < mc) { gemm_pack_a(ap + (size_t)full * kc, a, a_rs, a_cs, ic + full, mc - full, pc, kc); }
+    return a + (size_t)ic * a_rs + pc;
+}
+
+// Which part of a product is needed (from matmul's CAUSAL_OUT and CAUSAL_A). Attention's
+// products are causal: a score matters only where t2 <= t, and a probability is 0 where t2 > t.
+enum {
+    GEMM_FULL,    // all of c
+    GEMM_LOWER_C, // only c[i][j] with j <= i: micro-tiles wholly above the diagonal are skipped
+                  // (those elements of c are left as they were)
+    GEMM_LOWER_A, // a[i][k] is 0 for k > i: a tile's sums stop after the k of its last row
+                  // (the terms left out are exact zeros, so the sums are the same)
+};
+
+// c[ic:ic+mc, jc:jc+nc] (+)= the block of a (mc x kc) . the packed b slice bp (kc x
+// nc), for the slice of k that starts at pc, one micro-tile at a time. The block is as
+// gemm_prepare_a left it: a_rows (rows a_rs apart) for its whole panels, or NULL, and
+// packed panels at ap. The order of the tiles (which never changes a sum) keeps in
+// cache the operand that is dearer to fetch: with a packed, one panel of b at a time
+// while all of a's contiguous panels stream past it; with a read in place, one panel
+// of a (MR rows, far apart in memory) at a time while the panels of b stream past.
+static void gemm_block(float *c, size_t ldc, const float *ap, const float *a_rows, size_t a_rs, const float *bp, int ic,
+                       int mc, int jc, int nc, int pc, int kc, int overwrite, int shape) {
+    int tiles_i = (mc + MR - 1) / MR, tiles_j = (nc + NR - 1) / NR;
+    int outer = a_rows ? tiles_i : tiles_j, inner = a_rows ? tiles_j : tiles_i;
+    for (int o = 0; o < outer; o++) {
+        for (int n = 0; n < inner; n++) {
+            int ir = (a_rows ? o : n) * MR, jr = (a_rows ? n : o) * NR;
+            float *cij = c + (size_t)(ic + ir) * ldc + jc + jr;
+            const float *bpj = bp + (size_t)jr * kc;
+            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+            int kn = kc; // the k of the slice that this tile sums
+            if (shape == GEMM_LOWER_C && jc + jr >= ic + ir + mr) { continue; }
+            if (shape == GEMM_LOWER_A && ic + ir + mr - pc < kc) {
+                kn = ic + ir + mr - pc;
+                if (kn <= 0) { continue; } // (then pc > 0, and there is nothing to add)
+            }
+            if (a_rows && mr == MR) { // in place
+                const float *ai = a_rows + (size_t)ir * a_rs;
+                if (nr == NR) {
+                    gemm_micro(cij, ldc, ai, a_rs, 1, bpj, kn, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, ai, a_rs, 1, bpj, kn, mr, nr, overwrite);
+                }
+            } else { // packed
+                const float *api = ap + (size_t)ir * kc;
+                if (mr == MR && nr == NR) {
+                    gemm_micro(cij, ldc, api, 1, MR, bpj, kn, overwrite);
+                } else {
+                    gemm_micro_edge(cij, ldc, api, 1, MR, bpj, kn, mr, nr, overwrite);
+                }
+            }
+        }
+    }
+}
+
+// Rows [i0, i1) and columns [j0, j1) of c, by one thread, with its packing space ap
+// (MC*KC) and bp (KC*NC). Each KC x NC slice of b is packed once and used for all the
+// rows, each MC x KC slice of a prepared once per slice of b. shape: GEMM_FULL, or the
+// causal part of a product (see gemm_block), where whole blocks of rows are skipped too.
+static void gemm_tiles(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                       size_t b_cs, int K, int accumulate, int i0, int i1, int j0, int j1, float *ap, float *bp, int shape) {
+    for (int jc = j0; jc < j1; jc += NC) {
+        int nc = j1 - jc < NC ? j1 - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
+            for (int ic = i0; ic < i1; ic += MC) {
+                int mc = i1 - ic < MC ? i1 - ic : MC;
+                if (shape == GEMM_LOWER_C && jc >= ic + mc) { continue; } // all of it above the diagonal
+                if (shape == GEMM_LOWER_A && pc >= ic + mc) { continue; } // all of a's slice is 0
+                const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, shape);
+            }
+        }
+    }
+}
+
+// the packing space of every thread, MC*KC + KC*NC floats each, then one KC*NC slice of
+// b that the threads share; allocated on first use, for at least `threads`, and kept.
+// Called inside a parallel region, all the team's threads ask for the same size: the
+// first allocates, under the lock, and the others find it done.
+#define GEMM_SPACE (MC * KC + KC * NC)
+static float *gemm_space(int threads) {
+    float *space;
+    #pragma omp critical(gemm_space)
+    {
+        if (threads < max_threads()) { threads = max_threads(); }
+        if (threads > gemm_pack_threads) {
+            free(gemm_pack);
+            gemm_pack = callocAlignedCheck((size_t)threads * GEMM_SPACE + KC * NC, sizeof(float));
+            gemm_pack_threads = threads;
+        }
+        space = gemm_pack;
+    }
+    return space;
+}
+
+#ifdef _OPENMP
+static int in_parallel(void) { return omp_in_parallel(); }
+#else
+static int in_parallel(void) { return 0; }
+#endif
+
+// c (M,N) (+)= a (M,K) . b (K,N) with strides, as above. shape: GEMM_FULL, or the causal
+// part of a product. Called inside a parallel region (attention runs one (b,h) per
+// thread), or for a causal shape, the calling thread computes all of c alone; otherwise
+// all threads share it. With at least as many rows as columns, the threads pack each
+// KC x NC slice of b together, into one shared slice, and then take blocks of MC rows
+// in turn (dynamic: a thread slowed by other work on the machine takes fewer).
+// Otherwise each thread takes an equal share of the columns and works through all of
+// a. Either way every element of c is summed by one thread, over k in the same order.
+static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, int M, int N, int K, int accumulate, int shape) {
+    if (M <= 0 || N <= 0) { return; }
+    if (K <= 0) { // an empty sum
+        if (!accumulate) {
+            for (int i = 0; i < M; i++) {
+                for (int j = 0; j < N; j++) { c[(size_t)i * ldc + j] = 0.0f; }
+            }
+        }
+        return;
+    }
+    if (in_parallel() || shape != GEMM_FULL) {
+        float *ap = gemm_space(team_size()) + (size_t)thread_id() * GEMM_SPACE;
+        gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, 0, N, ap, ap + MC * KC, shape);
+        return;
+    }
+    if (M < MR && a_cs == 1 && b_cs == 1 && !accumulate && (size_t)N * K < SMALL_PASS) {
+        // A few rows times a small b (attention with the KV cache: att . v): row i of c
+        // gathers the rows of b, weighted by a[i][k], in the order of k; each pass over a
+        // row of b vectorizes
+        for (int i = 0; i < M; i++) {
+            float *ci = c + (size_t)i * ldc;
+            for (int j = 0; j < N; j++) { ci[j] = 0.0f; }
+            for (int k = 0; k < K; k++) {
+                float aik = a[(size_t)i * a_rs + k];
+                for (int j = 0; j < N; j++) { ci[j] += aik * b[(size_t)k * b_rs + j]; }
+            }
+        }
+        return;
+    }
+    if (M < MR && a_cs == 1 && b_rs == 1) {
+        // A few rows times a weight matrix stored transposed: generation with the KV
+        // cache. Packing would copy all of b to use each element once, so each output is
+        // instead a dot product over contiguous memory, c[i][j] = sum_k a[i][k] b[j][k],
+        // parallel over the outputs j. Each keeps LANES interleaved partial sums, added in
+        // a fixed order at the end: the compiler vectorizes that, where one running sum
+        // would be a chain of dependent additions that it may not reorder.
+        enum { LANES = 16 };
+        #pragma omp parallel for if ((size_t)N * K >= SMALL_PASS)
+        for (int j = 0; j < N; j++) {
+            const float *bj = b + (size_t)j * b_cs;
+            for (int i = 0; i < M; i++) {
+                const float *ai = a + (size_t)i * a_rs;
+                float lane[LANES] = {0}, sum = 0.0f;
+                int k = 0;
+                for (; k + LANES <= K; k += LANES) {
+                    for (int u = 0; u < LANES; u++) { lane[u] += ai[k + u] * bj[k + u]; }
+                }
+                for (int u = 0; u < LANES; u++) { sum += lane[u]; }
+                for (; k < K; k++) { sum += ai[k] * bj[k]; }
+                c[(size_t)i * ldc + j] = accumulate ? c[(size_t)i * ldc + j] + sum : sum;
+            }
+        }
+        return;
+    }
+    float *space = gemm_space(max_threads());
+    if (M >= N) {
+        float *bp = space + (size_t)gemm_pack_threads * GEMM_SPACE; // the shared slice of b
+        #pragma omp parallel
+        {
+            float *ap = space + (size_t)thread_id() * GEMM_SPACE;
+            for (int jc = 0; jc < N; jc += NC) {
+                int nc = N - jc < NC ? N - jc : NC;
+                for (int pc = 0; pc < K; pc += KC) {
+                    int kc = K - pc < KC ? K - pc : KC;
+                    #pragma omp for // ends with a barrier: the slice is whole before any use
+                    for (int jr = 0; jr < nc; jr += NR) { gemm_pack_b(bp + (size_t)jr * kc, b, b_rs, b_cs, pc, kc, jc + jr, jc + nc); }
+                    #pragma omp for schedule(dynamic) // ends with a barrier: all done before the next slice
+                    for (int ic = 0; ic < M; ic += MC) {
+                        int mc = M - ic < MC ? M - ic : MC;
+                        const float *a_rows = gemm_prepare_a(ap, a, a_rs, a_cs, ic, mc, pc, kc);
+                        gemm_block(c, ldc, ap, a_rows, a_rs, bp, ic, mc, jc, nc, pc, kc, pc == 0 && !accumulate, GEMM_FULL);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    #pragma omp parallel
+    {
+        // shares of whole micro-tiles (NR columns)
+        int nt = team_size(), t = thread_id(), units = (N + NR - 1) / NR;
+        int lo = units * t / nt * NR, hi = units * (t + 1) / nt * NR;
+        if (hi > N) { hi = N; }
+        float *ap = space + (size_t)t * GEMM_SPACE;
+        if (lo < hi) { gemm_tiles(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, K, accumulate, 0, M, lo, hi, ap, ap + MC * KC, GEMM_FULL); }
+    }
+}
+
+// matmul (declared at the top, defined by matmul_reference in section 1), by the engine:
+// the flags become strides and a shape. One more causal case: a transposed operand
+// that is zero above its diagonal (attention's backward, att^T . dy), whose row k
+// reaches only the rows i <= k of c. Its rows k come in blocks of ATT_BLOCK, and the
+// block that ends at r1 is a full product into rows [0, r1) of c.
+#define ATT_BLOCK 64 // (it sets the order of the sums over k: another value changes their last bits)
+static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags) {
+    int ta = (flags & TRANSPOSE_A) != 0, tb = (flags & TRANSPOSE_B) != 0, accumulate = (flags & ACCUMULATE) != 0;
+    size_t a_rs = ta ? 1 : (size_t)K, a_cs = ta ? (size_t)M : 1;
+    size_t b_rs = tb ? 1 : (size_t)N, b_cs = tb ? (size_t)K : 1;
+    if ((flags & CAUSAL_A) && ta) {
+        if (!accumulate) { gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, 0, 0, GEMM_FULL); } // c = 0
+        for (int r0 = 0; r0 < K; r0 += ATT_BLOCK) {
+            int r1 = r0 + ATT_BLOCK < K ? r0 + ATT_BLOCK : K;
+            gemm(c, (size_t)N, a + (size_t)r0 * a_cs, a_rs, a_cs, b + (size_t)r0 * b_rs, b_rs, b_cs, r1 < M ? r1 : M, N,
+                 r1 - r0, 1, GEMM_FULL);
+        }
+        return;
+    }
+    int shape = flags & CAUSAL_OUT ? GEMM_LOWER_C : flags & CAUSAL_A ? GEMM_LOWER_A : GEMM_FULL;
+    gemm(c, (size_t)N, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate, shape);
+}
+
+// ----------------------------------------------------------------------------
+// Appendix B. JSON and UTF-8
+
+static void str_reserve(Str *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap) { return; }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) { cap *= 2; }
+    char *s = realloc(b->s, cap);
+    if (s == NULL) { FAIL("out of memory growing a string to %zu bytes", cap); }
+    b->s = s;
+    b->cap = cap;
+}
+
+static void str_add(Str *b, const char *s, size_t n) {
+    str_reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void str_addf(Str *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    str_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void str_clear(Str *b) {
+    b->len = 0;
+    if (b->s) { b->s[0] = '\0'; }
+}
+
+static void str_free(Str *b) {
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+static const char *str_cstr(const Str *b) { return b->s ? b->s : ""; }
+
+// JSON lines, in the conventions of Hugging Face TRL: one object per line, string
+// values, {"prompt", "completion"} for SFT and {"prompt", "chosen", "rejected"} for
+// preferences. The reader decodes every escape of the JSON standard (\uXXXX with
+// surrogate pairs to UTF-8); the writer escapes as Python's json.dumps with
+// ensure_ascii=False does, so both tools write the same bytes.
+
+// The two-character escapes, as (letter after the backslash, the byte it stands
+// for); the reader also takes \/ for '/', and \uXXXX for anything
+static const char JSON_ESCAPES[][2] = {{'"', '"'}, {'\\', '\\'}, {'b', '\b'}, {'f', '\f'},
+                                       {'n', '\n'}, {'r', '\r'},   {'t', '\t'}};
+#define NUM_JSON_ESCAPES ((int)(sizeof(JSON_ESCAPES) / sizeof(JSON_ESCAPES[0])))
+
+// Writes s as a JSON string: the bytes of JSON_ESCAPES as their escapes, other
+// control characters as \u00XX, everything else (UTF-8 included) as it is.
+static void json_write_string(Str *out, const char *s) {
+    str_add(out, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int e = 0;
+        while (e < NUM_JSON_ESCAPES && (unsigned char)JSON_ESCAPES[e][1] != *p) { e++; }
+        if (e < NUM_JSON_ESCAPES) { char esc[2] = {'\\', JSON_ESCAPES[e][0]}; str_add(out, esc, 2); }
+        else if (*p < 0x20) { str_addf(out, "\\u%04x", *p); }
+        else { str_add(out, (const char *)p, 1); }
+    }
+    str_add(out, "\"", 1);
+}
+
+// {"k0": "v0", "k1": "v1"}\n
+static void json_write_object(Str *out, const char **keys, const char **values, int n) {
+    str_add(out, "{", 1);
+    for (int i = 0; i < n; i++) {
+        if (i > 0) { str_add(out, ", ", 2); }
+        json_write_string(out, keys[i]);
+        str_add(out, ": ", 2);
+        json_write_string(out, values[i]);
+    }
+    str_add(out, "}\n", 2);
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') { v |= (unsigned)(c - '0'); }
+        else if (c >= 'a' && c <= 'f') { v |= (unsigned)(c - 'a' + 10); }
+        else if (c >= 'A' && c <= 'F') { v |= (unsigned)(c - 'A' + 10); }
+        else { return 0; }
+    }
+    *out = v;
+    return 1;
+}
+
+static void utf8_put(Str *out, unsigned cp) {
+    char b[4];
+    if (cp < 0x80) { b[0] = (char)cp; str_add(out, b, 1); }
+    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); str_add(out, b, 2); }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 3);
+    } else {
+        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F));
+        str_add(out, b, 4);
+    }
+}
+
+// The length of the UTF-8 character at s (1 to 4 bytes), or 0 if the bytes there are
+// not valid UTF-8. The valid forms (Unicode 15, table 3-7):
+//   00..7F
+//   C2..DF 80..BF
+//   E0 A0..BF 80..BF | E1..EC 80..BF 80..BF | ED 80..9F 80..BF | EE..EF 80..BF 80..BF
+//   F0 90..BF 80..BF 80..BF | F1..F3 80..BF 80..BF 80..BF | F4 80..8F 80..BF 80..BF
+// which leave out overlong forms, surrogates (ED A0..) and anything past U+10FFFF.
+static int utf8_length(const unsigned char *s) {
+    unsigned char c = s[0];
+    if (c < 0x80) { return 1; }
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0) { return 0; }
+    // the second byte's range depends on the first; the later ones are 80..BF
+    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (s[1] < lo || s[1] > hi) { return 0; }
+    for (int i = 2; i < n; i++) { if (s[i] < 0x80 || s[i] > 0xBF) { return 0; } }
+    return n;
+}
+
+// Parses the JSON string at *p (which must point at the opening quote) into out,
+// decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
+// and advances *p past the closing quote, or returns what was wrong.
+static const char *json_parse_string(const char **p, Str *out) {
+    const char *s = *p;
+    if (*s != '"') { return "expected a string"; }
+    s++;
+    for (;;) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\0' || c == '\n') { return "unterminated string"; }
+        if (c < 0x20) { return "raw control character in a string (write it as an escape)"; }
+        if (c == '"') { break; }
+        if (c != '\\') { // a character as it is, checked to be UTF-8
+            int n = utf8_length((const unsigned char *)s);
+            if (n == 0) { return "invalid UTF-8 in a string (the file must be UTF-8 text)"; }
+            str_add(out, s, (size_t)n);
+            s += n;
+            continue;
+        }
+        s++;
+        int e = 0;
+        while (e < NUM_JSON_ESCAPES && JSON_ESCAPES[e][0] != *s) { e++; }
+        if (e < NUM_JSON_ESCAPES || *s == '/') {
+            str_add(out, e < NUM_JSON_ESCAPES ? &JSON_ESCAPES[e][1] : "/", 1);
+            s++;
+            continue;
+        }
+        switch (*s) {
+        case 'u': {
+            unsigned cp, lo;
+            if (!hex4(s + 1, &cp)) { return "bad \\u escape (expected 4 hex digits)"; }
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { // high surrogate: a low one must follow
+                if (s[1] != '\\' || s[2] != 'u' || !hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    return "unpaired surrogate in \\u escape";
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return "unpaired surrogate in \\u escape";
+            }
+            utf8_put(out, cp);
+            break;
+        }
+        default: return "unknown escape in a string";
+        }
+        s++;
+    }
+    *p = s + 1;
+    return NULL;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') { p++; }
+    return p;
+}
+
+// Reads the string value of `key` from a one-line JSON object into out.
+// Other keys may hold strings, numbers, true, false or null. Returns NULL on
+// success, else what was wrong ("missing key" when the object lacks it).
+static const char *json_get(const char *line, const char *key, Str *out) {
+    Str k = {0}, v = {0};
+    const char *err = NULL;
+    int found = 0;
+    const char *p = skip_ws(line);
+    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
+    p = skip_ws(p + 1);
+    if (*p == '}') { p++; goto end; }
+    for (;;) {
+        str_clear(&k);
+        str_clear(&v);
+        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
+        p = skip_ws(p);
+        if (*p != ':') { err = "expected ':' after a key"; goto done; }
+        p = skip_ws(p + 1);
+        int is_string = (*p == '"');
+        if (is_string) {
+            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
+        } else { // a scalar we do not need: skip it
+            const char *start = p;
+            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
+            size_t n = (size_t)(p - start);
+            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
+                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
+            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
+        }
+        if (strcmp(str_cstr(&k), key) == 0) {
+            if (!is_string) { err = "the key's value is not a string"; goto done; }
+            if (found) { err = "duplicate key"; goto done; }
+            found = 1;
+            str_clear(out);
+            str_add(out, str_cstr(&v), v.len);
+        }
+        p = skip_ws(p);
+        if (*p == ',') { p = skip_ws(p + 1); continue; }
+        if (*p == '}') { p++; break; }
+        err = "expected ',' or '}' in an object";
+        goto done;
+    }
+end:
+    p = skip_ws(p);
+    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
+    if (!found) { err = "missing key"; }
+done:
+    str_free(&k);
+    str_free(&v);
+    return err;
+}
+
+void jsonl_free(JsonlRecords *records) {
+    for (size_t i = 0; i < (size_t)records->count * records->nkeys; i++) { free(records->values[i]); }
+    free(records->values);
+    records->values = NULL;
+    records->count = 0;
+}
+
+// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
+// fills *records (count x nkeys strings, line by line), or returns an error naming
+// the file and line, with nothing left to free. Blank lines are skipped; a file with
+// no record is an error.
+const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
+    records->count = 0;
+    records->nkeys = nkeys;
+    records->values = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { snprintf(err, err_size, "cannot open %s (%s)", path, strerror(errno)); return err; }
+    fclose(f);
+    size_t size;
+    char *text = read_whole_file(path, &size);
+    const char *nul = memchr(text, '\0', size); // the lines below end at the first NUL: say so rather than stop there
+    if (nul) {
+        int at = 1;
+        for (const char *c = text; c < nul; c++) { at += *c == '\n'; }
+        snprintf(err, err_size, "%s:%d: a NUL byte: JSONL must be UTF-8 text", path, at);
+        free(text);
+        return err;
+    }
+    size_t cap = 0;
+    Str value = {0};
+    int lineno = 0;
+    const char *bad = NULL;
+    for (char *line = text; *line && !bad;) {
+        char *end = strchr(line, '\n');
+        if (end) { *end = '\0'; }
+        lineno++;
+        if (*skip_ws(line) != '\0') {
+            if ((size_t)records->count == cap) {
+                cap = cap ? 2 * cap : 256;
+                char **grown = realloc(records->values, cap * nkeys * sizeof(char *));
+                if (grown == NULL) { FAIL("out of memory reading %s", path); }
+                records->values = grown;
+            }
+            for (int k = 0; k < nkeys && !bad; k++) {
+                str_clear(&value);
+                const char *why = json_get(line, keys[k], &value);
+                if (why) {
+                    snprintf(err, err_size, "%s:%d: %s \"%s\": every line must be a JSON object with string keys%s%s", path,
+                             lineno, why, keys[k], nkeys > 1 ? " " : "", nkeys > 1 ? "(see doc/chat.md)" : "");
+                    bad = err;
+                    for (int j = 0; j < k; j++) { free(records->values[(size_t)records->count * nkeys + j]); }
+                    break;
+                }
+                char *copy = mallocCheck(value.len + 1);
+                memcpy(copy, str_cstr(&value), value.len + 1);
+                records->values[(size_t)records->count * nkeys + k] = copy;
+            }
+            if (!bad) { records->count++; }
+        }
+        line = end ? end + 1 : line + strlen(line);
+    }
+    free(text);
+    str_free(&value);
+    if (!bad && records->count == 0) { snprintf(err, err_size, "%s has no records (an empty file?)", path); bad = err; }
+    if (bad) { jsonl_free(records); } // on an error, nothing is left for the caller to free
+    return bad;
+}
+
+// ----------------------------------------------------------------------------
+// Appendix C. files, checkpoints and the tokenizer's file format
+//
+// Layout (doc/formats.md): a header of 256 int32, then the parameters as fp32 in
+// the order of ParameterTensors, then (if the header says so) AdamW's m and v in
+// the same order. Header fields: see the CK_ enum. Files are written to a temporary
+// name, flushed to disk and renamed, so a crash never leaves half a checkpoint.
+
+#define TOKENIZER_MAGIC 0x45504231 // "1BPE"
+#define TOKENIZER_VERSION 1
+
+// File layout (little-endian int32): magic, version, vocab_size, NUM_SPECIAL,
+// num_merges, then num_merges pairs (left, right). See doc/formats.md.
+void tokenizer_save(const Tokenizer *tok, const char *path) {
+    FILE *f = fopenCheck(path, "wb");
+    int header[5] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, tok->vocab_size, NUM_SPECIAL, tok->num_merges};
+    fwriteCheck(header, sizeof(int), 5, f);
+    fwriteCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
+    fcloseCheck(f);
+}
+
+// Reads a tokenizer file from f; path names it in messages.
+void tokenizer_read(Tokenizer *tok, FILE *f, const char *path) {
+    int header[5];
+    long size = file_size(f, path);
+    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
+    freadCheck(header, sizeof(int), 5, f);
+    if (header[0] != TOKENIZER_MAGIC) { FAIL("%s is not a tokenizer file (bad magic number)", path); }
+    if (header[1] != TOKENIZER_VERSION) { FAIL("%s is tokenizer version %d, this program reads %d: retrain it with ./train pretrain", path, header[1], TOKENIZER_VERSION); }
+    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[4] > (1 << 20) || header[2] != FIRST_MERGE + header[4]) {
+        FAIL("%s: inconsistent tokenizer header; retrain it", path);
+    }
+    long want = (long)sizeof(header) + (long)header[4] * (long)sizeof(int[2]);
+    if (size != want) {
+        FAIL("%s is %s (%ld bytes, its header says %ld): not a whole tokenizer file; retrain it", path,
+             size < want ? "truncated" : "longer than its header says", size, want);
+    }
+    tok->num_merges = header[4];
+    tok->merges = mallocCheck((size_t)(tok->num_merges > 0 ? tok->num_merges : 1) * sizeof(int[2]));
+    freadCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
+    // every merge joins two tokens that exist before it (bytes, or earlier merges)
+    for (int m = 0; m < tok->num_merges; m++) {
+        int a = tok->merges[m][0], b = tok->merges[m][1], id = FIRST_MERGE + m;
+        if (a < 0 || b < 0 || a >= id || b >= id || (a >= 256 && a < FIRST_MERGE) || (b >= 256 && b < FIRST_MERGE)) {
+            free(tok->merges);
+            FAIL("%s: merge %d is (%d, %d), not two earlier tokens: the file is corrupt; retrain it", path, id, a, b);
+        }
+    }
+    tokenizer_index(tok);
+}
+
+void tokenizer_load(Tokenizer *tok, const char *path) {
+    FILE *f = fopenCheck(path, "rb");
+    tokenizer_read(tok, f, path);
+    fcloseCheck(f);
+}
+
+#define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
+#define CHECKPOINT_VERSION 1
+enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
+       CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_SAMPLE_RNG_LO, CK_SAMPLE_RNG_HI,
+       CK_BETA, CK_HEADER_INTS = 256 };
+
+// Writes a whole checkpoint to path.tmp and flushes it to disk; checkpoint_commit
+// then renames it to path. checkpoint_save does both.
+void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopenCheck(tmp, "wb");
+    int header[CK_HEADER_INTS] = {0};
+    header[CK_MAGIC] = CHECKPOINT_MAGIC;
+    header[CK_VERSION] = CHECKPOINT_VERSION;
+    header[CK_KIND] = state->kind;
+    header[CK_MAX_SEQ_LEN] = model->config.max_seq_len;
+    header[CK_VOCAB] = model->config.vocab_size;
+    header[CK_LAYERS] = model->config.num_layers;
+    header[CK_HEADS] = model->config.num_heads;
+    header[CK_CHANNELS] = model->config.channels;
+    header[CK_HAS_OPTIMIZER] = with_optimizer && model->m_memory != NULL;
+    header[CK_STEP] = state->step;
+    header[CK_DATA_RNG_LO] = (int)(uint32_t)state->data_rng;
+    header[CK_DATA_RNG_HI] = (int)(uint32_t)(state->data_rng >> 32);
+    header[CK_SCALAR_HEAD] = model->config.scalar_head;
+    header[CK_SAMPLE_RNG_LO] = (int)(uint32_t)state->sample_rng;
+    header[CK_SAMPLE_RNG_HI] = (int)(uint32_t)(state->sample_rng >> 32);
+    memcpy(&header[CK_BETA], &state->beta, sizeof(float));
+    fwriteCheck(header, sizeof(int), CK_HEADER_INTS, f);
+    fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f);
+    if (header[CK_HAS_OPTIMIZER]) {
+        fwriteCheck(model->m_memory, sizeof(float), model->num_parameters, f);
+        fwriteCheck(model->v_memory, sizeof(float), model->num_parameters, f);
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) { FAIL("cannot flush %s to disk (%s)", tmp, strerror(errno)); }
+    fcloseCheck(f);
+}
+
+// rename is atomic: path holds either the old checkpoint or the new one, never a mix
+void checkpoint_commit(const char *path) {
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s (%s)", tmp, path, strerror(errno)); }
+}
+
+void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+    checkpoint_write(path, model, state, with_optimizer);
+    checkpoint_commit(path);
+}
+
+// Builds model from a checkpoint read from f (path names it in messages), with its
+// optimizer state if it has one. want_kinds, a bit set of (1 << kind), says which
+// kinds are accepted here (0: any). Every check comes before any allocation.
+void checkpoint_read(FILE *f, const char *path, GPT *model, int want_kinds, TrainState *state) {
+    int header[CK_HEADER_INTS];
+    long size = file_size(f, path);
+    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes, less than a header): not a whole checkpoint", path, size); }
+    freadCheck(header, sizeof(int), CK_HEADER_INTS, f);
+    if (header[CK_MAGIC] != CHECKPOINT_MAGIC) { FAIL("%s is not a checkpoint of train.c (bad magic number)", path); }
+    if (header[CK_VERSION] != CHECKPOINT_VERSION) {
+        FAIL("%s is checkpoint version %d; this program reads version %d: retrain it", path, header[CK_VERSION], CHECKPOINT_VERSION);
+    }
+    int kind = header[CK_KIND];
+    if (kind < 1 || kind >= NUM_KINDS || header[CK_SCALAR_HEAD] != kind_scalar_head(kind)) {
+        FAIL("%s: unknown model kind %d (head %d): the file is corrupt or from another version", path, kind, header[CK_SCALAR_HEAD]);
+    }
+    if (want_kinds && !(want_kinds & (1 << kind))) {
+        char wanted[128] = "";
+        for (int k = 1; k < NUM_KINDS; k++) {
+            if (want_kinds & (1 << k)) { strcat(wanted, wanted[0] ? " or " : ""); strcat(wanted, kind_name(k)); }
+        }
+        FAIL("%s holds a %s model, but a %s model is needed here", path, kind_name(kind), wanted);
+    }
+    GPTConfig cfg = {.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB], .num_layers = header[CK_LAYERS],
+                     .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS], .scalar_head = header[CK_SCALAR_HEAD]};
+    // sizes within the flags' ranges, and a file as long as they imply, before allocating anything
+    if (cfg.vocab_size < FIRST_MERGE || cfg.vocab_size > (1 << 20) || cfg.num_layers < 1 || cfg.num_layers > 1024 ||
+        cfg.num_heads < 1 || cfg.num_heads > 1024 || cfg.channels < 1 || cfg.channels > (1 << 16) ||
+        cfg.max_seq_len < 1 || cfg.max_seq_len > (1 << 16) || cfg.channels % cfg.num_heads != 0) {
+        FAIL("%s: bad model config in the header (V=%d L=%d NH=%d C=%d T=%d): the file is corrupt", path, cfg.vocab_size,
+             cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len);
+    }
+    size_t sizes[NUM_PARAMETER_TENSORS], count = 0;
+    fill_in_parameter_sizes(sizes, cfg);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { count += sizes[i]; }
+    double want = sizeof(header) + (header[CK_HAS_OPTIMIZER] ? 3.0 : 1.0) * count * sizeof(float);
+    if ((double)size != want) {
+        FAIL("%s is %s (%ld bytes, its header implies %.0f): not a whole checkpoint of this format", path,
+             size < want ? "truncated" : "longer than its header says", size, want);
+    }
+    gpt_build(model, cfg);
+    freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
+    if (header[CK_HAS_OPTIMIZER]) {
+        model->m_memory = model_calloc(model->num_parameters, sizeof(float));
+        model->v_memory = model_calloc(model->num_parameters, sizeof(float));
+        freadCheck(model->m_memory, sizeof(float), model->num_parameters, f);
+        freadCheck(model->v_memory, sizeof(float), model->num_parameters, f);
+    }
+    state->kind = kind;
+    state->step = header[CK_STEP];
+    state->data_rng = (uint64_t)(uint32_t)header[CK_DATA_RNG_LO] | (uint64_t)(uint32_t)header[CK_DATA_RNG_HI] << 32;
+    state->sample_rng = (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_LO] | (uint64_t)(uint32_t)header[CK_SAMPLE_RNG_HI] << 32;
+    memcpy(&state->beta, &header[CK_BETA], sizeof(float));
+}
+
+void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state) {
+    FILE *f = fopenCheck(path, "rb");
+    checkpoint_read(f, path, model, want_kinds, state);
+    fcloseCheck(f);
+}
+
+// Reads a whole file into a NUL-terminated buffer.
+static char *read_whole_file(const char *path, size_t *size) {
+    FILE *f = fopenCheck(path, "rb");
+    size_t cap = 1 << 16, len = 0;
+    char *buf = mallocCheck(cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) { FAIL("out of memory reading %s", path); }
+            buf = grown;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        if (n == 0) { break; }
+        len += n;
+    }
+    if (ferror(f)) { FAIL("cannot read %s (%s)", path, strerror(errno)); }
+    fcloseCheck(f);
+    buf[len] = '\0';
+    *size = len;
+    return buf;
+}
+
+// the size in bytes of an open file, for checking a binary file against its header
+static long file_size(FILE *f, const char *path) {
+    long here = ftell(f), size;
+    if (here < 0 || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, here, SEEK_SET) != 0) {
+        FAIL("cannot measure %s (%s): a regular file is needed", path, strerror(errno));
+    }
+    return size;
+}
+
+static void out_path(char *buf, size_t size, const Config *cfg, const char *name) {
+    snprintf(buf, size, "%s/%s", cfg->out_dir, name);
+}
+
+static void make_out_dir(const Config *cfg) {
+    if (mkdir(cfg->out_dir, 0755) != 0 && errno != EEXIST) { FAIL("cannot create directory %s (%s)", cfg->out_dir, strerror(errno)); }
+}
+
+// Loads the tokenizer named by -z, or <out>/tokenizer.bin; if neither exists,
+// trains one on the training text and saves it to <out>/tokenizer.bin.
+void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg) {
+    char path[4096];
+    if (cfg->tokenizer_path) { tokenizer_load(tok, cfg->tokenizer_path); return; }
+    out_path(path, sizeof(path), cfg, "tokenizer.bin");
+    if (access(path, F_OK) == 0) {
+        tokenizer_load(tok, path);
+        printf("tokenizer: %s (%d tokens)\n", path, tok->vocab_size);
+        return;
+    }
+    size_t n;
+    char *text = read_whole_file(cfg->train_path, &n);
+    double t0 = now_seconds();
+    tokenizer_train(tok, text, n, cfg->vocab_size);
+    printf("tokenizer: trained %d merges on %s (%.1f MB) in %.2f s -> %s (%d tokens)\n", tok->num_merges,
+           cfg->train_path, n / 1e6, now_seconds() - t0, path, tok->vocab_size);
+    free(text);
+    tokenizer_save(tok, path);
+}
+
+// With --resume, a stage continues from its own last checkpoint, <out>/<name>: returns
+// that path in buf, or NULL without --resume.
+static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size) {
+    if (!cfg->resume) { return NULL; }
+    out_path(buf, size, cfg, name);
+    if (access(buf, F_OK) != 0) { FAIL("--resume: %s does not exist, so there is nothing to continue: run without --resume", buf); }
+    return buf;
+}
+
+// the tokenizer of an earlier stage (-z, or <out>/tokenizer.bin), checked against the model
+void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path) {
+    char path[4096];
+    if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
+    else { out_path(path, sizeof(path), cfg, "tokenizer.bin"); }
+    tokenizer_load(tok, path);
+    if (tok->vocab_size != model->config.vocab_size) {
+        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", path, tok->vocab_size, model_path,
+             model->config.vocab_size);
+    }
+}
+
+// The opening of a later stage: the output directory, the checkpoint it starts
+// from (path, one of want_kinds), and that checkpoint's tokenizer.
+static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds) {
+    make_out_dir(cfg);
+    checkpoint_load(path, model, want_kinds, state);
+    load_tokenizer_for(tok, cfg, model, path);
+    printf("model: %s (%s), %.2fM parameters, context %d%s\n", path, kind_name(state->kind), model->num_parameters / 1e6,
+           model->config.max_seq_len, cfg->resume ? ", resumed" : "");
+}
+
+// a model's weights only, without optimizer state: the frozen models, and the value
+// model, which starts as the reward model with a fresh optimizer
+static void load_weights(GPT *model, const char *path, int want_kinds) {
+    TrainState st;
+    checkpoint_load(path, model, want_kinds, &st);
+    model_free(model->m_memory); model_free(model->v_memory);
+    model->m_memory = model->v_memory = NULL;
+}
+
+// ----------------------------------------------------------------------------
+// Appendix D. logs, curves and stage records
+
+// The value of a metric on one line of a stage's JSONL log ({"step": 1, "train_loss": ...}):
+// returns 1 and sets *value if the line has the key
+static int log_number(const char *line, const char *key, double *value) {
+    char pattern[64];
+    snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+    const char *p = strstr(line, pattern);
+    if (p == NULL) { return 0; }
+    char *end;
+    *value = strtod(p + strlen(pattern), &end);
+    return end != p + strlen(pattern);
+}
+
+// Opens a JSONL log whose lines carry a "step". A run that continues from a
+// checkpoint at `step` keeps the lines of steps up to `step` and drops any that a
+// stopped run wrote after that checkpoint, so none appears twice; `step` < 0 begins a
+// new file.
+static FILE *open_log(const char *path, int step) {
+    if (step < 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
+    size_t n, keep = 0;
+    char *old = read_whole_file(path, &n);
+    while (keep < n) { // the lines are in step order: keep them up to the first one past `step`
+        char *nl = memchr(old + keep, '\n', n - keep);
+        if (nl) { *nl = '\0'; }
+        double line_step;
+        int past = !log_number(old + keep, "step", &line_step) || line_step > step;
+        if (nl) { *nl = '\n'; }
+        if (past) { break; }
+        keep = nl ? (size_t)(nl - old) + 1 : n;
+    }
+    FILE *f = fopenCheck(path, "wb");
+    fwriteCheck(old, 1, keep, f);
+    free(old);
+    return f;
+}
+
+// After an optimizer step: ends its line of metrics, and saves the checkpoint
+// <out>/<name> every -S steps and after the last step.
+static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name) {
+    fprintf(log, "}\n");
+    fflush(log);
+    state->step = step + 1;
+    if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+        char path[4096];
+        out_path(path, sizeof(path), cfg, name);
+        checkpoint_save(path, model, state, 1);
+    }
+}
+
+// prints a sample continuing `prompt` (or the first tokens of `fallback`)
+void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
+                  float temperature, int top_k, uint64_t *rng) {
+    int maxT = model->config.max_seq_len;
+    int *tokens = mallocCheck((size_t)(maxT + (prompt ? (int)strlen(prompt) : 0)) * sizeof(int));
+    int n = 4;
+    if (prompt) { n = tokenizer_encode(tok, prompt, strlen(prompt), tokens); }
+    else { memcpy(tokens, fallback, 4 * sizeof(int)); }
+    if (n == 0) { tokens[0] = TOKEN_EOT; n = 1; }
+    if (n >= maxT) { FAIL("the prompt is %d tokens long; the model's context is %d", n, maxT); }
+    KVCache kv;
+    kvcache_init(&kv, model->config);
+    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, -1, rng, NULL);
+    char *text = tokenizer_decode(tok, tokens, len, NULL);
+    printf("---\n%s\n---\n", text);
+    free(text);
+    kvcache_free(&kv);
+    free(tokens);
+}
+
+// Curves of a stage's metrics as an SVG picture, which any browser opens: one panel
+// per key, each with its own vertical scale, against the step. Reads the JSONL log at
+// log_path; a key missing from a line (val_loss between evaluations) is skipped there.
+void plot_log(const char *log_path, const char *svg_path, const char *title, const char *const *keys, int nkeys) {
+    enum { W = 720, PANEL = 170, TOP = 40, LEFT = 80, RIGHT = 20, GAP = 40 };
+    static const char *COLOURS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+    size_t size;
+    char *text = read_whole_file(log_path, &size);
+    int lines = 0;
+    for (size_t i = 0; i < size; i++) { lines += text[i] == '\n'; }
+    double *xs = mallocCheck((size_t)(lines + 1) * sizeof(double)), *ys = mallocCheck((size_t)(lines + 1) * sizeof(double));
+    Str svg = {0};
+    int height = TOP + nkeys * (PANEL + GAP);
+    str_addf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+             "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+             "<text x=\"%d\" y=\"24\" font-size=\"16\">%s</text>\n", W, height, LEFT, title);
+    for (int k = 0; k < nkeys; k++) {
+        // the points of this key, and their ranges
+        int n = 0;
+        double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+        for (char *line = text; *line;) {
+            char *end = strchr(line, '\n');
+            if (end) { *end = '\0'; }
+            double step, v;
+            if (log_number(line, "step", &step) && log_number(line, keys[k], &v) && isfinite(v)) {
+                xs[n] = step; ys[n] = v; n++;
+                x0 = fmin(x0, step); x1 = fmax(x1, step); y0 = fmin(y0, v); y1 = fmax(y1, v);
+            }
+            if (!end) { break; }
+            *end = '\n';
+            line = end + 1;
+        }
+        int top = TOP + k * (PANEL + GAP), right = W - RIGHT;
+        str_addf(&svg, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", LEFT,
+                 top, right - LEFT, PANEL);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", LEFT + 8, top + 16, COLOURS[k % 4], keys[k]);
+        if (n == 0) { continue; }
+        if (x1 == x0) { x1 = x0 + 1; }
+        if (y1 == y0) { y1 = y0 + 1; }
+        // axis labels: the ranges of both scales
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + 12, y1);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>\n", LEFT - 6, top + PANEL, y0);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\">step %.0f</text>\n", LEFT, top + PANEL + 16, x0);
+        str_addf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text>\n", right, top + PANEL + 16, x1);
+        // the curve: (step, value) scaled into the panel, y growing downwards in SVG
+        str_addf(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", COLOURS[k % 4]);
+        for (int i = 0; i < n; i++) {
+            double px = LEFT + (xs[i] - x0) / (x1 - x0) * (right - LEFT), py = top + (y1 - ys[i]) / (y1 - y0) * PANEL;
+            str_addf(&svg, "%.1f,%.1f ", px, py);
+        }
+        str_addf(&svg, "\"/>\n");
+    }
+    str_addf(&svg, "</svg>\n");
+    FILE *f = fopenCheck(svg_path, "wb");
+    fwriteCheck(str_cstr(&svg), 1, svg.len, f);
+    fcloseCheck(f);
+    str_free(&svg);
+    free(xs); free(ys); free(text);
+}
+
+// After a stage that trained: its curves, <out>/<stage>.svg, from its log
+void plot_stage(const Config *cfg, const char *stage) {
+    static const struct { const char *stage, *log, *svg, *title, *keys[3]; } PLOTS[] = {
+        {"pretrain", "pretrain.jsonl", "pretrain.svg", "pretraining: loss", {"train_loss", "val_loss", NULL}},
+        {"sft", "sft.jsonl", "sft.svg", "SFT: loss on response tokens", {"train_loss", "val_loss", NULL}},
+        {"rm", "reward.jsonl", "reward.svg", "reward model: held-out accuracy and margin", {"val_accuracy", "val_margin", "train_loss"}},
+        {"rlhf", "rlhf.jsonl", "rlhf.svg", "RLHF: reward-model score and KL to the SFT model", {"score", "kl", "entropy"}},
+    };
+    for (size_t i = 0; i < sizeof(PLOTS) / sizeof(PLOTS[0]); i++) {
+        if (strcmp(PLOTS[i].stage, stage) != 0) { continue; }
+        char log_path[4096], svg_path[4096];
+        out_path(log_path, sizeof(log_path), cfg, PLOTS[i].log);
+        out_path(svg_path, sizeof(svg_path), cfg, PLOTS[i].svg);
+        int nkeys = PLOTS[i].keys[2] ? 3 : 2;
+        plot_log(log_path, svg_path, PLOTS[i].title, PLOTS[i].keys, nkeys);
+        printf("curves: %s\n", svg_path);
+    }
+}
+
+void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds) {
+    char path[4096], secs[32];
+    out_path(path, sizeof(path), cfg, "stages.jsonl");
+    snprintf(secs, sizeof(secs), "%.1f", seconds);
+    const char *keys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
+    const char *values[] = {stage, res->trained, res->metric, res->answers, cfg->val_path ? cfg->val_path : "", secs};
+    Str line = {0};
+    json_write_object(&line, keys, values, 6);
+    FILE *f = fopenCheck(path, "ab");
+    fwriteCheck(str_cstr(&line), 1, line.len, f);
+    fcloseCheck(f);
+    str_free(&line);
+}
+
+static void print_reward_stats(const char *when, const RewardStats *st, int pairs) {
+    printf("%s: held-out accuracy %.4f | margin %.3f | loss %.4f | chosen %.3f +- %.3f | rejected %.3f +- %.3f (%d pairs)\n",
+           when, st->accuracy, st->margin, st->loss, st->chosen_mean, st->chosen_std, st->rejected_mean, st->rejected_std, pairs);
+}
+
+// ----------------------------------------------------------------------------
+// Appendix E. bench
 
 // The products of a training step's linear layers, timed alone: for each layer's
 // four linear layers (C -> 3C, C -> C, C -> 4C, 4C -> C) and the LM head (C -> V,
@@ -4272,10 +4280,10 @@ void command_bench(const Config *cfg) {
 }
 
 // ----------------------------------------------------------------------------
-// 15. command line and main
-// (left out when a test, or data/world.c, includes this file for its functions)
+// Appendix F. the command line: flags, usage, the settings table
 
 #if !defined(TESTING) && !defined(TRAIN_NO_MAIN)
+
 // fills in every setting the flags left to the stage; returns 0 for an unknown command
 static int config_resolve(Config *c, const char *command) {
     static char init[4096];
@@ -4463,26 +4471,128 @@ static void print_config(const char *command, const Config *c) {
     printf("%s", rule);
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { error_usage(); }
-    Config cfg = CONFIG_DEFAULTS;
-    parse_flags(&cfg, argc, argv);
-    const char *command = argv[1];
-    if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
-    StageResult res = {"", "", ""};
-    double t0 = now_seconds();
-    if (!strcmp(command, "sample")) { command_sample(&cfg); }
-    else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
-    else {
-        print_config(command, &cfg);
-        if (!strcmp(command, "pretrain")) { stage_pretrain(&cfg, &res); }
-        else if (!strcmp(command, "sft")) { stage_sft(&cfg, &res); }
-        else if (!strcmp(command, "rm")) { stage_reward(&cfg, &res); }
-        else { stage_rlhf(&cfg, &res); }
-        record_stage(&cfg, command, &res, now_seconds() - t0);
-        if (res.trained[0]) { plot_stage(&cfg, command); }
-    }
-    gemm_free();
-    return 0;
-}
 #endif
+
+// ----------------------------------------------------------------------------
+// Appendix G. utilities: checked libc calls, RNG, timer
+
+#ifdef FUZZING
+#include <setjmp.h>
+// The fuzz targets (test/fuzz/) point this at their own jmp_buf: an input rejected with
+// a message is a success for them, so fail() returns there instead of ending the process.
+static jmp_buf *fuzz_on_error = NULL;
+#endif
+
+// Each wrapper has the signature of the call it wraps, and on failure names the
+// file and line of the caller, what went wrong, and what to try.
+static void fail(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error (%s:%d): ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+#ifdef FUZZING
+    if (fuzz_on_error) { longjmp(*fuzz_on_error, 1); }
+#endif
+    exit(EXIT_FAILURE);
+}
+
+static FILE *fopen_check(const char *path, const char *mode, const char *file, int line) {
+    FILE *f = fopen(path, mode);
+    if (f == NULL) {
+        fail(file, line, "cannot open %s for %s (%s). Check the path, or the flag that names it.", path,
+             mode[0] == 'r' ? "reading" : "writing", strerror(errno));
+    }
+    return f;
+}
+
+static void fread_check(void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line) {
+    size_t got = fread(ptr, size, nmemb, f);
+    if (got != nmemb) {
+        fail(file, line, "file ended early or could not be read (read %zu of %zu items): the file is truncated or "
+             "not of this format; regenerate it", got, nmemb);
+    }
+}
+
+static void fwrite_check(const void *ptr, size_t size, size_t nmemb, FILE *f, const char *file, int line) {
+    if (fwrite(ptr, size, nmemb, f) != nmemb) { fail(file, line, "write failed (%s): is the disk full?", strerror(errno)); }
+}
+
+static void fclose_check(FILE *f, const char *file, int line) {
+    if (fclose(f) != 0) { fail(file, line, "closing a file failed (%s): is the disk full?", strerror(errno)); }
+}
+
+static void *malloc_check(size_t size, const char *file, int line) {
+    void *p = malloc(size);
+    if (p == NULL && size > 0) {
+        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", size / 1e6);
+    }
+    return p;
+}
+
+static void *calloc_check(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n, size);
+    if (p == NULL && n > 0 && size > 0) {
+        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", n * size / 1e6);
+    }
+    return p;
+}
+
+// The same, aligned to a cache line, for the arrays that the layers read as vectors.
+// malloc aligns to 16 bytes only: a large block then starts 16 bytes into a page,
+// and every 64-byte vector load (AVX-512) straddles two cache lines.
+#define CACHE_LINE 64
+static void *calloc_aligned_check(size_t n, size_t size, const char *file, int line) {
+    if (n == 0 || size == 0) { return NULL; }
+    size_t bytes = n * size;
+    void *mem = NULL;
+    if (bytes / n != size || posix_memalign(&mem, CACHE_LINE, bytes) != 0) {
+        fail(file, line, "out of memory allocating %.1f MB: try a smaller batch (-b), context (-t) or model", (double)n * size / 1e6);
+    }
+    memset(mem, 0, bytes);
+    return mem;
+}
+
+// xorshift64*: the one RNG of the file. Streams for init, data order and sampling
+// are derived from one seed, so turning on sampling never changes the initial weights.
+static uint64_t random_u64(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t rng_stream(uint64_t seed, uint64_t purpose) {
+    uint64_t state = (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (purpose + 1) * 0xD1B54A32D192ED03ULL;
+    if (state == 0) { state = 1; }
+    for (int i = 0; i < 4; i++) { random_u64(&state); }
+    return state;
+}
+
+// uniform in [0, 1), from the top 24 bits (exactly representable as a float)
+static float random_f32(uint64_t *state) { return (float)(random_u64(state) >> 40) / 16777216.0f; }
+
+// standard normal by Box-Muller, computed in double for the same bits everywhere
+static double random_normal(uint64_t *state) {
+    double u1 = ((double)(random_u64(state) >> 11) + 1.0) / 9007199254740993.0; // (0, 1]
+    double u2 = (double)(random_u64(state) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// the median of n values (sorts them)
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof(double), compare_doubles);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
