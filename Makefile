@@ -97,7 +97,6 @@ data/world/.done: world
 define pipeline
 	rm -f $(2)/tokenizer.bin $(2)/stages.jsonl
 	./$(1) pretrain -o $(2)
-	./$(1) sft -o $(2) -n 0
 	./$(1) sft -o $(2)
 	./$(1) rm -o $(2)
 	./$(1) rlhf -o $(2)

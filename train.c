@@ -124,6 +124,11 @@ typedef struct Tokenizer Tokenizer;     // 6. the tokenizer
 typedef struct Config Config;           // 8. settings
 typedef struct StageResult StageResult; // 8. settings
 typedef struct RewardStats RewardStats; // 11. stage 3: reward modeling
+typedef struct Rollouts Rollouts;       // 12. stage 4: RLHF with PPO
+typedef struct PPOStats PPOStats;       // 12. stage 4: RLHF with PPO
+typedef struct ChatData ChatData;       // 7. data
+typedef struct DataLoader DataLoader;   // 7. data
+typedef struct Progress Progress;       // Appendix D
 
 // Str: the growable strings that JSON lines are read into and written from
 // a growable, always NUL-terminated byte string
@@ -153,6 +158,7 @@ static uint64_t rng_stream(uint64_t seed, uint64_t purpose);
 static float random_f32(uint64_t *state);
 static double random_normal(uint64_t *state);
 static double now_seconds(void);
+static void shuffle(int *x, int n, uint64_t *rng);
 static int compare_doubles(const void *a, const void *b);
 static double median(double *x, int n);
 #define FAIL(...) fail(__FILE__, __LINE__, __VA_ARGS__)
@@ -186,11 +192,29 @@ void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg);
 static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size);
 void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path);
 static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds);
+static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model,
+                          TrainState *state);
+static void pretrain_close(Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model);
+static void stage_open(const Config *cfg, int own, int want_kinds, GPT *model, TrainState *state, Tokenizer *tok);
+static void stage_fresh_start(GPT *model, TrainState *state, int kind, const Config *cfg);
+static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT *reward, TrainState *state,
+                      TrainState *value_state, Tokenizer *tok);
+static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const TrainState *state, const GPT *value,
+                      const TrainState *value_state);
 static void load_weights(GPT *model, const char *path, int want_kinds);
 
 // Appendix D, logs, curves and stage records
-static FILE *open_log(const char *path, int step);
-static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name);
+static FILE *open_log(const Config *cfg, const char *name, int step);
+static Progress *progress_open(const Config *cfg, const char *log_name, int first_step);
+static int progress_close(Progress *p, const Config *cfg, const char *stage, const char *checkpoint);
+static void log_step(Progress *p, const Config *cfg, int step, float loss, float lr, float norm, double tokens);
+static void log_val_loss(Progress *p, const char *label, float val_loss);
+static void log_reward_step(Progress *p, const Config *cfg, int step, float loss, float acc, float lr, float norm);
+static void log_reward_eval(Progress *p, const RewardStats *st, int pairs);
+static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
+                               float beta, float entropy, double tail[2]);
+static void finish_step(Progress *p, GPT *model, TrainState *state, const Config *cfg, int step, const char *name);
+static void print_chat_data(const Config *cfg, const ChatData *train, const ChatData *val);
 void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len, float temperature, int top_k, uint64_t *rng);
 void plot_stage(const Config *cfg, const char *stage);
 void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds);
@@ -199,7 +223,8 @@ static void print_reward_stats(const char *when, const RewardStats *st, int pair
 // Appendix E, bench
 void command_bench(const Config *cfg);
 
-// Section 13, other commands: answering prompts, which SFT and RLHF also do
+// Section 13, other commands: answering prompts, which the stages do too
+static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
 float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature, int top_k, int max_new, uint64_t *rng, GPT *reward);
 
 // ----------------------------------------------------------------------------
@@ -1187,6 +1212,20 @@ void gpt_backward(GPT *model, float loss_scale) {
     gpt_backward_weighted(model, model->dlosses);
 }
 
+// log p(targets[b,t]) under the model, (B,T), after a forward with targets: the
+// per-position cross-entropy, negated (0 where there is no target)
+void gpt_logprobs(const GPT *model, float *logp) {
+    for (int i = 0; i < model->batch_size * model->seq_len; i++) { logp[i] = -model->losses[i]; }
+}
+
+// Backward pass of a loss built from those log-probabilities (PPO's): dlogp (B,T) is
+// d loss / d logp[b,t], and since logp = -losses, the weights of the cross-entropies
+// are -dlogp.
+void gpt_backward_logprobs(GPT *model, const float *dlogp) {
+    for (int i = 0; i < model->batch_size * model->seq_len; i++) { model->dlosses[i] = -dlogp[i]; }
+    gpt_backward_weighted(model, model->dlosses);
+}
+
 // Backward pass of a scalar-head model: dvalues (B,T) is the gradient of the loss
 // with respect to each position's value (zero where the loss does not read one).
 void gpt_backward_values(GPT *model, const float *dvalues) {
@@ -1797,6 +1836,7 @@ typedef struct {
     int *tokens;   // (n,) the whole template
     int n;
     int n_prompt;  // tokens up to and including <|assistant|>; the response starts here
+    int record;    // its record's place in the file, from 1 (set by chat_data_load)
 } ChatExample;
 
 // Encodes prompt (and response, unless NULL) into ex, at most max_len tokens. The
@@ -1837,12 +1877,12 @@ int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const
 // Chat examples for SFT (one per record) or reward modeling (two per record, chosen
 // then rejected, with the same prompt), read from JSONL and encoded, with the counts
 // of the length rule for the log.
-typedef struct {
+struct ChatData {
     ChatExample *examples;
     int count;          // examples kept (for pairs: 2 x pairs kept)
     int per_record;     // 1 (SFT) or 2 (pairs)
     int records, cut, dropped;
-} ChatData;
+};
 
 void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len) {
     const char *sft_keys[] = {"prompt", "completion"}, *pair_keys[] = {"prompt", "chosen", "rejected"};
@@ -1876,6 +1916,7 @@ void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pai
             a = 2;
         }
         d->cut += (a == 2 || b == 2);
+        for (int j = 0; j < d->per_record; j++) { ex[j].record = i + 1; }
         d->count += d->per_record;
     }
     jsonl_free(&rec);
@@ -1975,14 +2016,14 @@ void grouped_batch(const ChatData *d, long n, int B, uint64_t *rng, int *idx, Gr
 // Pretraining batches: B windows of T+1 consecutive tokens. Training windows start
 // at random offsets (the data RNG stream); validation windows are consecutive from
 // the start, so every evaluation sees the same tokens.
-typedef struct {
+struct DataLoader {
     const int *tokens;   // (n,)
     size_t n;
     int B, T;
     uint64_t rng;        // RNG_DATA stream; saved in checkpoints so a resumed run continues the same order
     int *inputs;         // (B,T)
     int *targets;        // (B,T) inputs shifted left by one
-} DataLoader;
+};
 
 void dataloader_init(DataLoader *dl, const int *tokens, size_t n, int B, int T, uint64_t seed) {
     if (n < (size_t)T + 1) { FAIL("the text has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", n, T); }
@@ -2041,6 +2082,7 @@ struct Config {
     const char *init_path;      // -c checkpoint to start from (default: the previous stage's, in <out>)
     const char *prompts_path;   // -q prompts to answer after SFT (JSONL {"prompt"})
     const char *tokenizer_path; // -z tokenizer to use (default <out>/tokenizer.bin, trained if missing)
+    const char *output_path;    // -O the file that answer and score write
     int vocab_size;             // -V vocabulary size when training a tokenizer (bench: the model's V)
     int num_layers;             // -L
     int channels;               // -C
@@ -2106,10 +2148,12 @@ typedef struct {
 // models that kept more of SFT's correctness (doc/rlhf.md). SFT and RLHF keep the
 // merges' rows of the token embedding (freeze 1; why: gpt_freeze_token_embeddings_grad).
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, NULL, 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_prompts.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
     {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f},
     {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f},
+    {"answer", NULL, NULL, NULL, "data/world/eval_prompts.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
+    {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f},
     {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
 };
@@ -2169,94 +2213,37 @@ float optimizer_step(GPT *model, const Config *cfg, int step, float loss, float 
 }
 
 void stage_pretrain(const Config *cfg, StageResult *res) {
-    make_out_dir(cfg);
     Tokenizer tok;
-    load_or_train_tokenizer(&tok, cfg);
-    size_t n_train, n_val;
-    int *train_tokens = encode_file(&tok, cfg->train_path, &n_train);
-    int *val_tokens = encode_file(&tok, cfg->val_path, &n_val);
-    printf("data: %s %zu tokens, %s %zu tokens\n", cfg->train_path, n_train, cfg->val_path, n_val);
-    const char *paths[2] = {cfg->train_path, cfg->val_path};
-    size_t counts[2] = {n_train, n_val};
-    for (int i = 0; i < 2; i++) {
-        if (counts[i] < (size_t)cfg->seq_len + 1) {
-            FAIL("%s has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", paths[i], counts[i],
-                 cfg->seq_len);
-        }
-    }
-
-    GPT model;
-    TrainState state = {.kind = KIND_BASE, .step = 0};
     DataLoader train, val;
-    dataloader_init(&train, train_tokens, n_train, cfg->batch_size, cfg->seq_len, cfg->seed);
-    dataloader_init(&val, val_tokens, n_val, cfg->batch_size, cfg->seq_len, cfg->seed);
-    char own[4096];
-    const char *start = cfg->resume ? resume_path(cfg, "base.bin", own, sizeof(own)) : cfg->init_path;
-    if (start) {
-        checkpoint_load(start, &model, 1 << KIND_BASE, &state);
-        train.rng = state.data_rng;
-        printf("continuing %s from step %d\n", start, state.step);
-    } else {
-        GPTConfig gc = {.max_seq_len = cfg->seq_len, .vocab_size = tok.vocab_size, .num_layers = cfg->num_layers,
-                        .num_heads = cfg->num_heads, .channels = cfg->channels};
-        gpt_build(&model, gc);
-        gpt_init(&model, cfg->seed);
-    }
-    if (model.config.vocab_size != tok.vocab_size) {
-        FAIL("the model has a vocabulary of %d but the tokenizer has %d: use the tokenizer it was trained with (-z)",
-             model.config.vocab_size, tok.vocab_size);
-    }
-    if (cfg->seq_len > model.config.max_seq_len) { FAIL("-t %d exceeds the checkpoint's context of %d", cfg->seq_len, model.config.max_seq_len); }
-    printf("model: L=%d C=%d NH=%d V=%d T=%d, %.2fM parameters\n", model.config.num_layers, model.config.channels,
-           model.config.num_heads, model.config.vocab_size, model.config.max_seq_len, model.num_parameters / 1e6);
-
-    char log_path[4096];
-    out_path(log_path, sizeof(log_path), cfg, "pretrain.jsonl");
-    FILE *log = open_log(log_path, state.step);
+    GPT model;
+    TrainState state;
+    pretrain_open(cfg, &tok, &train, &val, &model, &state); // the tokenizer, the text, a new or a continued model
+    Progress *run = progress_open(cfg, "pretrain.jsonl", state.step);
     uint64_t sample_rng = state.step > 0 && state.sample_rng ? state.sample_rng : rng_stream(cfg->seed, RNG_SAMPLE);
-    size_t tokens_per_step = (size_t)cfg->batch_size * cfg->seq_len * cfg->grad_accum;
-    double t_start = now_seconds();
-    int first_step = state.step;
-    for (int step = first_step; step < cfg->steps; step++) {
-        double t0 = now_seconds();
-        float lr;
+    for (int step = state.step; step < cfg->steps; step++) {
         gpt_zero_grad(&model);
         float loss = 0.0f;
-        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+        for (int micro = 0; micro < cfg->grad_accum; micro++) { // the gradient of the mean over -a micro-batches
             dataloader_next(&train);
             gpt_forward(&model, train.inputs, train.targets, train.B, train.T);
             gpt_backward(&model, 1.0f / cfg->grad_accum);
             loss += model.mean_loss / cfg->grad_accum;
         }
-        float norm = optimizer_step(&model, cfg, step, loss, &lr);
-        double dt = now_seconds() - t0, elapsed = now_seconds() - t_start;
-        double eta = elapsed / (step + 1 - first_step) * (cfg->steps - step - 1);
-        printf("step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s | eta %.0fs\n", step + 1, cfg->steps, loss,
-               lr, norm, tokens_per_step / dt, eta);
-        fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f",
-                step + 1, loss, lr, norm, tokens_per_step / dt);
-        if (eval_due(cfg, step)) {
-            float val_loss = evaluate(&model, &val, cfg->eval_batches);
-            printf("val loss %.4f\n", val_loss);
-            fprintf(log, ", \"val_loss\": %.6f", val_loss);
-        }
+        float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
+        log_step(run, cfg, step, loss, lr, norm, (double)cfg->batch_size * cfg->seq_len * cfg->grad_accum);
+        if (eval_due(cfg, step)) { log_val_loss(run, "val loss", evaluate(&model, &val, cfg->eval_batches)); }
         if ((cfg->sample_every > 0 && (step + 1) % cfg->sample_every == 0) || step + 1 == cfg->steps) {
-            print_sample(&model, &tok, cfg->prompt, val_tokens, cfg->gen_len, cfg->temperature, cfg->top_k, &sample_rng);
+            print_sample(&model, &tok, cfg->prompt, val.tokens, cfg->gen_len, cfg->temperature, cfg->top_k, &sample_rng);
         }
         state.data_rng = train.rng;
         state.sample_rng = sample_rng;
-        finish_step(&model, &state, cfg, step, log, "base.bin");
+        finish_step(run, &model, &state, cfg, step, "base.bin");
     }
-    fcloseCheck(log);
-    printf("pretraining: %d steps in %.1f s -> %s/base.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
-    snprintf(res->trained, sizeof(res->trained), "base.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
+    int steps = progress_close(run, cfg, "pretraining", "base.bin");
+    snprintf(res->trained, sizeof(res->trained), "base.bin: %d steps on %s", steps, cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "val loss %.3f", evaluate(&model, &val, cfg->eval_batches));
-    dataloader_free(&train);
-    dataloader_free(&val);
-    gpt_free(&model);
-    tokenizer_free(&tok);
-    free(train_tokens);
-    free(val_tokens);
+    stage_answers(&model, &tok, cfg, "answers_base.jsonl", res);
+    pretrain_close(&tok, &train, &val, &model);
 }
 
 // ----------------------------------------------------------------------------
@@ -2294,70 +2281,41 @@ void stage_sft(const Config *cfg, StageResult *res) {
     GPT model;
     TrainState state;
     Tokenizer tok;
-    // an RLHF policy can answer prompts (-n 0), but SFT does not train one further
-    char own[4096];
-    const char *start = cfg->resume ? resume_path(cfg, "sft.bin", own, sizeof(own)) : cfg->init_path;
-    stage_begin(cfg, start, &model, &state, &tok, (1 << KIND_BASE) | (1 << KIND_SFT) | (cfg->steps == 0 ? 1 << KIND_RLHF : 0));
-    if (state.kind == KIND_BASE && cfg->steps > 0) { // a new stage: its own step count and a fresh optimizer
-        state = (TrainState){.kind = KIND_SFT, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
-        model_free(model.m_memory); model_free(model.v_memory);
-        model.m_memory = model.v_memory = NULL;
-    }
+    stage_open(cfg, KIND_SFT, (1 << KIND_BASE) | (1 << KIND_SFT), &model, &state, &tok);
+    if (state.kind == KIND_BASE) { stage_fresh_start(&model, &state, KIND_SFT, cfg); } // own steps, a new optimizer
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
-    char path[4096];
-    if (cfg->steps > state.step) {
-        ChatData train, val;
-        chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1); // n - 1 inputs must fit the context
-        chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1);
-        printf("data: %s %d examples (%d cut, %d dropped), %s %d examples (%d cut, %d dropped)\n", cfg->train_path,
-               train.count, train.cut, train.dropped, cfg->val_path, val.count, val.cut, val.dropped);
-        int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
-        int *idx = mallocCheck((size_t)B * sizeof(int));
-        out_path(path, sizeof(path), cfg, "sft.jsonl");
-        FILE *log = open_log(path, state.step);
-        printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
-        double t_start = now_seconds();
-        int first_step = state.step;
-        for (int step = first_step; step < cfg->steps; step++) {
-            double t0 = now_seconds();
-            gpt_zero_grad(&model);
-            float loss = 0.0f;
-            long tokens = 0;
-            for (int micro = 0; micro < cfg->grad_accum; micro++) {
-                for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)train.count); }
-                int T = sft_batch(&train, idx, B, inputs, targets);
-                gpt_forward(&model, inputs, targets, B, T);
-                gpt_backward(&model, 1.0f / cfg->grad_accum);
-                loss += model.mean_loss / cfg->grad_accum;
-                tokens += (long)B * T;
-            }
-            float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
-            double dt = now_seconds() - t0;
-            printf("sft step %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s\n", step + 1, cfg->steps, loss, lr, norm, tokens / dt);
-            fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f", step + 1, loss, lr, norm);
-            if (eval_due(cfg, step)) {
-                float val_loss = sft_evaluate(&model, &val, B, inputs, targets);
-                printf("val loss (response tokens) %.4f\n", val_loss);
-                fprintf(log, ", \"val_loss\": %.6f", val_loss);
-            }
-            finish_step(&model, &state, cfg, step, log, "sft.bin");
+    ChatData train, val;
+    chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1); // n - 1 inputs must fit the context
+    chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1);
+    print_chat_data(cfg, &train, &val);
+    int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    Progress *run = progress_open(cfg, "sft.jsonl", state.step);
+    printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
+    for (int step = state.step; step < cfg->steps; step++) {
+        gpt_zero_grad(&model);
+        float loss = 0.0f;
+        long tokens = 0;
+        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+            for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)train.count); }
+            int T = sft_batch(&train, idx, B, inputs, targets); // prompt and padding: target -1, no loss
+            gpt_forward(&model, inputs, targets, B, T);
+            gpt_backward(&model, 1.0f / cfg->grad_accum);
+            loss += model.mean_loss / cfg->grad_accum;
+            tokens += (long)B * T;
         }
-        printf("sft: %d steps in %.1f s -> %s/sft.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
-        snprintf(res->trained, sizeof(res->trained), "sft.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
-        snprintf(res->metric, sizeof(res->metric), "val loss %.3f (response tokens)", sft_evaluate(&model, &val, B, inputs, targets));
-        fcloseCheck(log);
-        free(inputs); free(targets); free(idx);
-        chat_data_free(&train);
-        chat_data_free(&val);
+        float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
+        log_step(run, cfg, step, loss, lr, norm, (double)tokens);
+        if (eval_due(cfg, step)) { log_val_loss(run, "val loss (response tokens)", sft_evaluate(&model, &val, B, inputs, targets)); }
+        finish_step(run, &model, &state, cfg, step, "sft.bin");
     }
-    if (cfg->prompts_path) {
-        char name[64];
-        snprintf(name, sizeof(name), "answers_%s.jsonl", KIND_FILES[state.kind]);
-        out_path(path, sizeof(path), cfg, name);
-        uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
-        answer_prompts(&model, &tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
-        snprintf(res->answers, sizeof(res->answers), "%s", name);
-    }
+    int steps = progress_close(run, cfg, "sft", "sft.bin");
+    snprintf(res->trained, sizeof(res->trained), "sft.bin: %d steps on %s", steps, cfg->train_path);
+    snprintf(res->metric, sizeof(res->metric), "val loss %.3f (response tokens)", sft_evaluate(&model, &val, B, inputs, targets));
+    stage_answers(&model, &tok, cfg, "answers_sft.jsonl", res);
+    free(inputs); free(targets); free(idx);
+    chat_data_free(&train);
+    chat_data_free(&val);
     gpt_free(&model);
     tokenizer_free(&tok);
 }
@@ -2382,8 +2340,9 @@ struct RewardStats {
     float chosen_mean, chosen_std, rejected_mean, rejected_std;
 };
 
-// the reward model on every pair of d, in batches of B pairs
-RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *ends, float *rewards) {
+// the reward model on every pair of d, in batches of B pairs; with scores (2 per pair)
+// not NULL, also each pair's two rewards, chosen then rejected
+RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, int *ends, float *rewards, float *scores) {
     int pairs = d->count / 2;
     double right = 0, margin = 0, loss = 0, sc = 0, sc2 = 0, sr = 0, sr2 = 0;
     int *idx = mallocCheck((size_t)B * sizeof(int));
@@ -2396,6 +2355,7 @@ RewardStats reward_evaluate(GPT *model, const ChatData *d, int B, int *inputs, i
         loss += (double)reward_loss_forward(rewards, rewards + n, n) * n;
         for (int b = 0; b < n; b++) {
             float c = rewards[b], r = rewards[n + b];
+            if (scores) { scores[2 * (start + b)] = c; scores[2 * (start + b) + 1] = r; }
             right += c > r ? 1.0 : c == r ? 0.5 : 0.0; // a tie is a coin flip
             margin += c - r;
             sc += c; sc2 += (double)c * c; sr += r; sr2 += (double)r * r;
@@ -2423,71 +2383,56 @@ void stage_reward(const Config *cfg, StageResult *res) {
     GPT model;
     TrainState state;
     Tokenizer tok;
-    char own[4096];
-    const char *start = cfg->resume ? resume_path(cfg, "reward.bin", own, sizeof(own)) : cfg->init_path;
-    stage_begin(cfg, start, &model, &state, &tok, (1 << KIND_SFT) | (1 << KIND_REWARD));
-    if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body
+    stage_open(cfg, KIND_REWARD, (1 << KIND_SFT) | (1 << KIND_REWARD), &model, &state, &tok);
+    if (state.kind == KIND_SFT) { // the reward model starts from the SFT model's body, with a scalar head at 0
         GPT lm = model;
         reward_model_from_lm(&model, &lm);
         gpt_free(&lm);
-        state = (TrainState){.kind = KIND_REWARD, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+        stage_fresh_start(&model, &state, KIND_REWARD, cfg);
     }
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
-    ChatData val;
-    chat_data_load(&val, cfg->val_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
-    printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->val_path, val.count / 2, val.cut, val.dropped);
+    ChatData train, val;
+    chat_data_load(&train, cfg->train_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
+    chat_data_load(&val, cfg->val_path, &tok, 1, maxT);
+    print_chat_data(cfg, &train, &val);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
     float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *drewards = mallocCheck((size_t)2 * B * sizeof(float));
     float *dvalues = mallocCheck((size_t)2 * B * maxT * sizeof(float));
-    RewardStats st = reward_evaluate(&model, &val, B, inputs, ends, rewards);
-    print_reward_stats(state.step == 0 && cfg->steps > 0 ? "before training" : "reward model", &st, val.count / 2);
-    char path[4096];
-    if (cfg->steps > state.step) {
-        ChatData train;
-        GroupItem *group = mallocCheck((size_t)BATCH_GROUP * B * sizeof(GroupItem));
-        chat_data_load(&train, cfg->train_path, &tok, 1, maxT);
-        printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->train_path, train.count / 2, train.cut, train.dropped);
-        out_path(path, sizeof(path), cfg, "reward.jsonl");
-        FILE *log = open_log(path, state.step);
-        double t_start = now_seconds();
-        int first_step = state.step;
-        for (int step = first_step; step < cfg->steps; step++) {
-            gpt_zero_grad(&model);
-            float loss = 0.0f, acc = 0.0f;
-            for (int micro = 0; micro < cfg->grad_accum; micro++) {
-                grouped_batch(&train, (long)step * cfg->grad_accum + micro, B, &state.data_rng, idx, group);
-                int T = reward_batch(&train, idx, B, inputs, ends);
-                gpt_forward(&model, inputs, NULL, 2 * B, T);
-                reward_gather(rewards, model.acts.values, ends, 2 * B, T);
-                loss += reward_loss_forward(rewards, rewards + B, B) / cfg->grad_accum;
-                for (int b = 0; b < B; b++) { acc += (rewards[b] > rewards[B + b]) / (float)(B * cfg->grad_accum); }
-                memset(drewards, 0, (size_t)2 * B * sizeof(float));
-                reward_loss_backward(drewards, drewards + B, rewards, rewards + B, B);
-                for (int i = 0; i < 2 * B; i++) { drewards[i] /= cfg->grad_accum; }
-                reward_scatter(dvalues, drewards, ends, 2 * B, T);
-                gpt_backward_values(&model, dvalues);
-            }
-            float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
-            printf("rm step %4d/%d | loss %.4f | accuracy %.3f | lr %.2e | norm %6.3f\n", step + 1, cfg->steps, loss, acc, lr, norm);
-            fprintf(log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"lr\": %.6e, \"grad_norm\": %.6f",
-                    step + 1, loss, acc, lr, norm);
-            if (eval_due(cfg, step)) {
-                st = reward_evaluate(&model, &val, B, inputs, ends, rewards);
-                print_reward_stats("val", &st, val.count / 2);
-                fprintf(log, ", \"val_accuracy\": %.4f, \"val_margin\": %.4f, \"val_loss\": %.6f", st.accuracy, st.margin, st.loss);
-            }
-            finish_step(&model, &state, cfg, step, log, "reward.bin");
+    GroupItem *group = mallocCheck((size_t)BATCH_GROUP * B * sizeof(GroupItem));
+    RewardStats st = reward_evaluate(&model, &val, B, inputs, ends, rewards, NULL);
+    print_reward_stats(state.step == 0 ? "before training" : "reward model", &st, val.count / 2);
+    Progress *run = progress_open(cfg, "reward.jsonl", state.step);
+    for (int step = state.step; step < cfg->steps; step++) {
+        gpt_zero_grad(&model);
+        float loss = 0.0f, acc = 0.0f;
+        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+            grouped_batch(&train, (long)step * cfg->grad_accum + micro, B, &state.data_rng, idx, group);
+            int T = reward_batch(&train, idx, B, inputs, ends); // rows 0..B-1 chosen, B..2B-1 rejected
+            gpt_forward(&model, inputs, NULL, 2 * B, T);
+            reward_gather(rewards, model.acts.values, ends, 2 * B, T); // each response's value at its <|end|>
+            loss += reward_loss_forward(rewards, rewards + B, B) / cfg->grad_accum;
+            for (int b = 0; b < B; b++) { acc += (rewards[b] > rewards[B + b]) / (float)(B * cfg->grad_accum); }
+            memset(drewards, 0, (size_t)2 * B * sizeof(float));
+            reward_loss_backward(drewards, drewards + B, rewards, rewards + B, B);
+            for (int i = 0; i < 2 * B; i++) { drewards[i] /= cfg->grad_accum; }
+            reward_scatter(dvalues, drewards, ends, 2 * B, T);
+            gpt_backward_values(&model, dvalues);
         }
-        printf("rm: %d steps in %.1f s -> %s/reward.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
-        snprintf(res->trained, sizeof(res->trained), "reward.bin: %d steps on %s", cfg->steps - first_step, cfg->train_path);
-        print_reward_stats("reward model", &st, val.count / 2);
-        fcloseCheck(log);
-        chat_data_free(&train);
-        free(group);
+        float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
+        log_reward_step(run, cfg, step, loss, acc, lr, norm);
+        if (eval_due(cfg, step)) {
+            st = reward_evaluate(&model, &val, B, inputs, ends, rewards, NULL);
+            log_reward_eval(run, &st, val.count / 2);
+        }
+        finish_step(run, &model, &state, cfg, step, "reward.bin");
     }
+    int steps = progress_close(run, cfg, "rm", "reward.bin");
+    print_reward_stats("reward model", &st, val.count / 2);
+    snprintf(res->trained, sizeof(res->trained), "reward.bin: %d steps on %s", steps, cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "held-out accuracy %.3f, margin %.2f", st.accuracy, st.margin);
-    free(inputs); free(ends); free(idx); free(rewards); free(drewards); free(dvalues);
+    free(inputs); free(ends); free(idx); free(rewards); free(drewards); free(dvalues); free(group);
+    chat_data_free(&train);
     chat_data_free(&val);
     gpt_free(&model);
     tokenizer_free(&tok);
@@ -2522,7 +2467,7 @@ void stage_reward(const Config *cfg, StageResult *res) {
 // One batch of rollouts, padded to a common length T. Grids are (B,T) with the
 // layout of a training batch: position t predicts token t+1, so a response token's
 // log-probability, value and reward sit one position before it.
-typedef struct {
+struct Rollouts {
     int B, T;
     int *tokens;         // (B,T) <|user|> prompt <|assistant|> response [<|end|>], then EOT padding
     int *targets;        // (B,T) token t+1 where it is a response token, -1 elsewhere (no loss)
@@ -2537,7 +2482,9 @@ typedef struct {
     float *advantages;   // (B,T) GAE, whitened over the batch
     float *returns;      // (B,T) advantages + values (before whitening): the value model's targets
     float *scores;       // (B) the reward model's score of each rollout
-} Rollouts;
+    long sampled;        // response tokens sampled
+    double gen_seconds;  // the time sampling took
+};
 
 void rollouts_init(Rollouts *r, int B, int maxT) {
     size_t n = (size_t)B * maxT;
@@ -2570,6 +2517,7 @@ long rlhf_generate(Rollouts *r, GPT *policy, KVCache *kv, const ChatExample *pro
     int *seq = mallocCheck((size_t)maxT * sizeof(int));
     float *lp = mallocCheck((size_t)maxT * sizeof(float));
     long sampled = 0;
+    double t0 = now_seconds();
     r->T = 1;
     for (int b = 0; b < B; b++) { // first pass: generate, keeping each rollout in the row of a maxT-wide grid
         const ChatExample *ex = &prompts[idx[b]];
@@ -2600,6 +2548,8 @@ long rlhf_generate(Rollouts *r, GPT *policy, KVCache *kv, const ChatExample *pro
     }
     free(seq);
     free(lp);
+    r->sampled = sampled;
+    r->gen_seconds = now_seconds() - t0;
     return sampled;
 }
 
@@ -2616,7 +2566,7 @@ float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, in
         size_t off = (size_t)s * T, N = (size_t)m * T;
         const int *tokens = r->tokens + off, *targets = r->targets + off;
         gpt_forward(policy, tokens, targets, m, T);
-        for (size_t i = 0; i < N; i++) { r->logp[off + i] = -policy->losses[i]; }
+        gpt_logprobs(policy, r->logp + off);
         int V = policy->config.vocab_size;
         for (size_t i = 0; i < N; i++) { // H = -sum p log p over the vocabulary, at response positions
             if (targets[i] < 0) { continue; }
@@ -2625,7 +2575,7 @@ float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, in
             count++;
         }
         gpt_forward(ref, tokens, targets, m, T);
-        for (size_t i = 0; i < N; i++) { r->ref_logp[off + i] = -ref->losses[i]; }
+        gpt_logprobs(ref, r->ref_logp + off);
         gpt_forward(value, tokens, NULL, m, T);
         memcpy(r->values + off, value->acts.values, N * sizeof(float));
         gpt_forward(reward, tokens, NULL, m, T);
@@ -2659,20 +2609,22 @@ float rlhf_advantages(Rollouts *r, float beta, float end_penalty, float reward_c
 }
 
 // what one PPO batch did, summed over its minibatch updates
-typedef struct {
+struct PPOStats {
     double policy_loss, value_loss, clip_frac, approx_kl;
+    double seconds; // the time the updates took
     int updates;
-} PPOStats;
+};
 
 // One PPO update of the policy and the value model on rows [s, s+m) of the rollouts.
 void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config *sched, int step, float *scratch,
                 float *dscratch, PPOStats *st) {
+    double t0 = now_seconds();
     int T = r->T;
     size_t off = (size_t)s * T, N = (size_t)m * T;
     const int *tokens = r->tokens + off, *targets = r->targets + off;
     // the policy: new log-probabilities, the clipped surrogate, its gradient through the model
     gpt_forward(policy, tokens, targets, m, T);
-    for (size_t i = 0; i < N; i++) { scratch[i] = -policy->losses[i]; } // logp under the current weights
+    gpt_logprobs(policy, scratch); // under the current weights
     const float *logp_old = r->logp + off, *adv = r->advantages + off;
     float policy_loss = ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
     st->policy_loss += policy_loss;
@@ -2684,9 +2636,8 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
         st->approx_kl += ((ratio - 1.0) - log_ratio) / n; // Schulman's k3 estimator of KL(old || new), >= 0
     }
     ppo_policy_loss_backward(dscratch, scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
-    for (size_t i = 0; i < N; i++) { dscratch[i] = -dscratch[i]; } // the model's losses are -logp
     gpt_zero_grad(policy);
-    gpt_backward_weighted(policy, dscratch);
+    gpt_backward_logprobs(policy, dscratch);
     float lr;
     optimizer_step(policy, sched, step, policy_loss, &lr);
     // the value model: the clipped regression onto the returns
@@ -2699,6 +2650,7 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     gpt_backward_values(value, dscratch);
     optimizer_step(value, sched, step, value_loss, &lr);
     st->updates++;
+    st->seconds += now_seconds() - t0;
 }
 
 // The adaptive KL controller: after a batch of n rollouts whose KL to the reference
@@ -2750,146 +2702,68 @@ static void rlhf_evaluate(GPT *policy, GPT *reward, const Tokenizer *tok, const 
 }
 
 void stage_rlhf(const Config *cfg, StageResult *res) {
-    if (cfg->steps < 1) { FAIL("rlhf -n %d: it needs at least one iteration (to answer prompts with a checkpoint: sft -n 0 -c)", cfg->steps); }
-    GPT policy, ref, value, reward;
+    GPT policy, ref, value, reward; // trained, frozen SFT, trained critic, frozen reward model
     TrainState state, value_state;
     Tokenizer tok;
-    char path[4096], reward_path[4096], own[4096];
-    // with --resume, the policy and the critic continue from <out>/rlhf.bin and <out>/value.bin;
-    // the reference is always the SFT model of -c
-    const char *start = cfg->resume ? resume_path(cfg, "rlhf.bin", own, sizeof(own)) : cfg->init_path;
-    stage_begin(cfg, start, &policy, &state, &tok, cfg->resume ? 1 << KIND_RLHF : 1 << KIND_SFT);
-    if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
-    else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
-    load_weights(&reward, reward_path, 1 << KIND_REWARD);
-    load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
-    if (cfg->resume) {
-        // the critic of the same save: value.bin, or, if the save stopped between its two
-        // renames, the whole new version still under value.bin.tmp (which it then completes)
-        char tmp[4096 + 8];
-        out_path(path, sizeof(path), cfg, "value.bin");
-        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-        value_state.step = -1;
-        if (access(path, F_OK) == 0) { checkpoint_load(path, &value, 1 << KIND_VALUE, &value_state); }
-        if (value_state.step != state.step && access(tmp, F_OK) == 0) {
-            if (value_state.step >= 0) { gpt_free(&value); }
-            checkpoint_load(tmp, &value, 1 << KIND_VALUE, &value_state);
-            if (value_state.step == state.step) { checkpoint_commit(path); }
-        }
-        if (value_state.step != state.step) {
-            FAIL("--resume: no critic (value.bin) from the save of %s at iteration %d: the two must come from one save",
-                 start, state.step);
-        }
-    } else { // a new stage: the critic starts as the reward model, with a fresh optimizer
-        state = (TrainState){.kind = KIND_RLHF, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA),
-                             .sample_rng = rng_stream(cfg->seed, RNG_SAMPLE), .beta = cfg->kl_coef};
-        model_free(policy.m_memory); model_free(policy.v_memory);
-        policy.m_memory = policy.v_memory = NULL;
-        load_weights(&value, reward_path, 1 << KIND_REWARD);
-        value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
-    }
-    GPTConfig pc = policy.config, rc = reward.config;
-    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
-        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
-             reward_path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
-    }
-    int maxT = pc.max_seq_len, B = cfg->batch_size, M = cfg->minibatch < B ? cfg->minibatch : B;
-    if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
-    int n_prompts;
+    rlhf_open(cfg, &policy, &ref, &value, &reward, &state, &value_state, &tok);
+    int maxT = policy.config.max_seq_len, B = cfg->batch_size, M = cfg->minibatch < B ? cfg->minibatch : B;
+    int n_prompts, chunks = (B + M - 1) / M;
     ChatExample *prompts = load_prompts(cfg->train_path, &tok, maxT - cfg->gen_len, &n_prompts);
     printf("rlhf: %d iterations of %d rollouts (up to %d tokens each), %d PPO epochs of minibatches of %d, beta %g%s\n",
            cfg->steps, B, cfg->gen_len, cfg->ppo_epochs, M, cfg->kl_coef, cfg->kl_target > 0 ? " (adaptive)" : "");
-
     Rollouts r;
     rollouts_init(&r, B, maxT);
     KVCache kv;
-    kvcache_init(&kv, pc);
-    int *idx = mallocCheck((size_t)B * sizeof(int));
-    int chunks = (B + M - 1) / M, *order = mallocCheck((size_t)chunks * sizeof(int));
-    float *scratch = mallocCheck((size_t)M * maxT * sizeof(float)), *dscratch = mallocCheck((size_t)M * maxT * sizeof(float));
+    kvcache_init(&kv, policy.config);
+    int *idx = mallocCheck((size_t)B * sizeof(int)), *order = mallocCheck((size_t)chunks * sizeof(int));
+    float *logp = mallocCheck((size_t)M * maxT * sizeof(float)), *dscratch = mallocCheck((size_t)M * maxT * sizeof(float));
     Config sched = *cfg; // the learning-rate schedule runs over every minibatch update
     sched.steps = cfg->steps * cfg->ppo_epochs * chunks;
-    uint64_t sample_rng = state.sample_rng;
     float beta = state.beta;
-    out_path(path, sizeof(path), cfg, "rlhf.jsonl");
-    FILE *log = open_log(path, state.step);
-    out_path(path, sizeof(path), cfg, "rlhf_eval.jsonl");
-    FILE *eval_log = open_log(path, state.step - 1); // the evaluation at state.step is done again
-    double t_start = now_seconds(), recent_score = 0.0, recent_kl = 0.0; // means over the last 10 iterations of this run
-    int first_step = state.step, updates = first_step * cfg->ppo_epochs * chunks;
-    int recent = cfg->steps - first_step < 10 ? cfg->steps - first_step : 10;
-    for (int step = first_step; step < cfg->steps; step++) {
-        if (cfg->prompts_path && cfg->eval_every > 0 && step % cfg->eval_every == 0) {
-            rlhf_evaluate(&policy, &reward, &tok, cfg, step, eval_log);
+    double tail[2] = {0.0, 0.0}; // the means of the score and the KL over the last 10 iterations
+    Progress *run = progress_open(cfg, "rlhf.jsonl", state.step);
+    FILE *eval_log = open_log(cfg, "rlhf_eval.jsonl", state.step - 1); // the evaluation at state.step is done again
+    int updates = state.step * cfg->ppo_epochs * chunks;
+    for (int iter = state.step; iter < cfg->steps; iter++) {
+        if (cfg->prompts_path && cfg->eval_every > 0 && iter % cfg->eval_every == 0) {
+            rlhf_evaluate(&policy, &reward, &tok, cfg, iter, eval_log);
         }
-        // 1. rollouts: sample, then score with all four models
-        double t0 = now_seconds();
+        // 1. rollouts: the policy answers B prompts drawn at random, then the four models
+        //    read every response token: log-probabilities, reference log-probabilities,
+        //    values, and the reward model's score at the end
         for (int b = 0; b < B; b++) { idx[b] = (int)(random_u64(&state.data_rng) % (uint64_t)n_prompts); }
-        long sampled = rlhf_generate(&r, &policy, &kv, prompts, idx, cfg->gen_len, &sample_rng);
-        double t_gen = now_seconds() - t0;
+        rlhf_generate(&r, &policy, &kv, prompts, idx, cfg->gen_len, &state.sample_rng);
         float entropy = rlhf_score(&r, &policy, &ref, &value, &reward, M);
+        // 2. rewards per token (the score at the end, -beta * KL at every token), and
+        //    advantages by GAE
         float kl = rlhf_advantages(&r, beta, cfg->end_penalty, cfg->reward_clip);
-        // 2. PPO: epochs over the minibatches, in a new order each epoch
-        double t1 = now_seconds();
+        // 3. PPO: epochs over the rollouts, in minibatches of M, in a new order each epoch
         PPOStats st = {0};
         for (int e = 0; e < cfg->ppo_epochs; e++) {
-            for (int c = 0; c < chunks; c++) { order[c] = c; }
-            for (int c = chunks - 1; c > 0; c--) { // Fisher-Yates
-                int j = (int)(random_u64(&state.data_rng) % (uint64_t)(c + 1)), tmp = order[c];
-                order[c] = order[j]; order[j] = tmp;
-            }
+            shuffle(order, chunks, &state.data_rng);
             for (int c = 0; c < chunks; c++) {
                 int s = order[c] * M, m = B - s < M ? B - s : M;
-                ppo_update(&r, s, m, &policy, &value, &sched, updates++, scratch, dscratch, &st);
+                ppo_update(&r, s, m, &policy, &value, &sched, updates++, logp, dscratch, &st);
             }
         }
-        double t_train = now_seconds() - t1;
-        // 3. the log, and the adaptive KL controller (Ziegler et al. 2019, section 2.2)
-        double score = 0.0, length = 0.0, ended = 0.0;
-        for (int b = 0; b < B; b++) { score += r.scores[b] / B; length += (double)(r.len[b] - r.prompt_len[b]) / B; ended += (double)r.ended[b] / B; }
-        int U = st.updates;
-        printf("rlhf iter %3d/%d | score %+.3f | kl %.3f | beta %.4f | pg %+.4f | vf %.4f | clip %.3f | approx_kl %.4f | "
-               "entropy %.3f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", step + 1, cfg->steps, score, kl,
-               beta, st.policy_loss / U, st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended,
-               sampled / t_gen, (double)cfg->ppo_epochs * B * r.T / t_train);
-        fprintf(log, "{\"step\": %d, \"score\": %.6f, \"kl\": %.6f, \"beta\": %.6f, \"policy_loss\": %.6f, \"value_loss\": %.6f, "
-                "\"clip_frac\": %.6f, \"approx_kl\": %.6f, \"entropy\": %.6f, \"response_len\": %.3f, \"ended\": %.4f, "
-                "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", step + 1, score, kl, beta, st.policy_loss / U,
-                st.value_loss / U, st.clip_frac / U, st.approx_kl / U, entropy, length, ended, sampled / t_gen,
-                (double)cfg->ppo_epochs * B * r.T / t_train);
-        fflush(log);
-        if (step >= cfg->steps - recent) {
-            recent_score += score / recent;
-            recent_kl += kl / recent;
-        }
+        log_rlhf_iteration(run, cfg, iter, &r, &st, kl, beta, entropy, tail);
+        // 4. the adaptive KL controller (Ziegler et al. 2019, section 2.2)
         if (cfg->kl_target > 0.0f) { beta = kl_controller(beta, kl, cfg->kl_target, B, cfg->kl_horizon); }
-        state.step = value_state.step = step + 1;
-        state.sample_rng = sample_rng;
+        state.step = value_state.step = iter + 1;
         state.beta = beta;
-        if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
-            // the two models are one save: both are written in full before either is renamed, so a
-            // stop between the renames leaves value.bin's new version whole under value.bin.tmp
-            char value_path[4096];
-            out_path(path, sizeof(path), cfg, "rlhf.bin");
-            out_path(value_path, sizeof(value_path), cfg, "value.bin");
-            checkpoint_write(path, &policy, &state, 1);
-            checkpoint_write(value_path, &value, &value_state, 1);
-            checkpoint_commit(path);
-            checkpoint_commit(value_path);
-        }
+        rlhf_save(cfg, iter, &policy, &state, &value, &value_state);
     }
-    fcloseCheck(log);
-    printf("rlhf: %d iterations in %.1f s -> %s/rlhf.bin\n", cfg->steps - first_step, now_seconds() - t_start, cfg->out_dir);
-    snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", cfg->steps - first_step, B,
+    int iterations = progress_close(run, cfg, "rlhf", "rlhf.bin");
+    snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", iterations, B,
              cfg->train_path);
-    snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", recent_score, recent_kl);
+    snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", tail[0], tail[1]);
     if (cfg->prompts_path) {
         rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log);
         snprintf(res->answers, sizeof(res->answers), "answers_rlhf.jsonl");
     }
     fcloseCheck(eval_log);
     for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
-    free(prompts); free(idx); free(order); free(scratch); free(dscratch);
+    free(prompts); free(idx); free(order); free(logp); free(dscratch);
     kvcache_free(&kv);
     rollouts_free(&r);
     gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
@@ -2951,6 +2825,79 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
     return (float)score;
 }
 
+// A stage's answers to the prompts of -q, greedy by default (-r 0), in <out>/<name>,
+// for ./world summary to grade (the name goes into the stage's record).
+static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res) {
+    if (!cfg->prompts_path) { return; }
+    char path[4096];
+    out_path(path, sizeof(path), cfg, name);
+    uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    answer_prompts(model, tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
+    snprintf(res->answers, sizeof(res->answers), "%s", name);
+}
+
+// The model of -c, of one of want_kinds, with its tokenizer: -z, else the tokenizer.bin
+// beside the checkpoint. For the commands that use a model without training it.
+static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer *tok) {
+    if (!cfg->init_path) { FAIL("give the checkpoint to use with -c, e.g. -c out/sft.bin"); }
+    if (!cfg->output_path) { FAIL("give the file to write with -O, e.g. -O my_answers.jsonl"); }
+    TrainState state;
+    checkpoint_load(cfg->init_path, model, want_kinds, &state);
+    char path[4096];
+    const char *slash = strrchr(cfg->init_path, '/');
+    if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
+    else if (slash) { snprintf(path, sizeof(path), "%.*s/tokenizer.bin", (int)(slash - cfg->init_path), cfg->init_path); }
+    else { snprintf(path, sizeof(path), "tokenizer.bin"); }
+    Config with_tok = *cfg;
+    with_tok.tokenizer_path = path;
+    load_tokenizer_for(tok, &with_tok, model, cfg->init_path);
+    printf("model: %s (%s), %.2fM parameters, context %d; tokenizer %s\n", cfg->init_path, kind_name(state.kind),
+           model->num_parameters / 1e6, model->config.max_seq_len, path);
+}
+
+// ./train answer: a language model (-c: base, SFT or RLHF) answers every prompt of -q
+// through the chat template, greedy unless -r says otherwise, and the answers go to
+// the file that -O names, as {"prompt", "response"} lines (the input of ./world score).
+// It writes nothing else.
+void command_answer(const Config *cfg) {
+    GPT model;
+    Tokenizer tok;
+    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok);
+    uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    answer_prompts(&model, &tok, cfg->prompts_path, cfg->output_path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
+// ./train score: a reward model (-c) scores both answers of every pair of -j
+// ({"prompt", "chosen", "rejected"}), prints its accuracy and margin on them, and
+// writes one line per pair kept to the file that -O names: {"record": n, the pair's
+// place in -j from 1, "chosen": r, "rejected": r}. It writes nothing else.
+void command_score(const Config *cfg) {
+    GPT model;
+    Tokenizer tok;
+    open_model(cfg, 1 << KIND_REWARD, &model, &tok);
+    int maxT = model.config.max_seq_len, B = cfg->batch_size;
+    ChatData pairs;
+    chat_data_load(&pairs, cfg->val_path, &tok, 1, maxT);
+    printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->val_path, pairs.count / 2, pairs.cut, pairs.dropped);
+    int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
+    float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *scores = mallocCheck((size_t)pairs.count * sizeof(float));
+    RewardStats st = reward_evaluate(&model, &pairs, B, inputs, ends, rewards, scores);
+    print_reward_stats("reward model", &st, pairs.count / 2);
+    FILE *f = fopenCheck(cfg->output_path, "wb");
+    for (int i = 0; i < pairs.count / 2; i++) {
+        fprintf(f, "{\"record\": %d, \"chosen\": %.6f, \"rejected\": %.6f}\n", pairs.examples[2 * i].record, scores[2 * i],
+                scores[2 * i + 1]);
+    }
+    fcloseCheck(f);
+    printf("scores: %d pairs -> %s\n", pairs.count / 2, cfg->output_path);
+    free(inputs); free(ends); free(rewards); free(scores);
+    chat_data_free(&pairs);
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
 // ./train sample: text from any language-model checkpoint (-c), continuing -p
 void command_sample(const Config *cfg) {
     GPT model;
@@ -2988,6 +2935,8 @@ int main(int argc, char **argv) {
     double t0 = now_seconds();
     if (!strcmp(command, "sample")) { command_sample(&cfg); }
     else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
+    else if (!strcmp(command, "answer")) { print_config(command, &cfg); command_answer(&cfg); }
+    else if (!strcmp(command, "score")) { print_config(command, &cfg); command_score(&cfg); }
     else {
         print_config(command, &cfg);
         if (!strcmp(command, "pretrain")) { stage_pretrain(&cfg, &res); }
@@ -3995,6 +3944,148 @@ static void load_weights(GPT *model, const char *path, int want_kinds) {
     model->m_memory = model->v_memory = NULL;
 }
 
+// Pretraining's start: the output directory, the tokenizer (-z, <out>/tokenizer.bin, or
+// one trained on the text), the training and validation text as tokens, and the model:
+// new, from the flags, or continued from a base checkpoint (-c, or --resume).
+static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model,
+                          TrainState *state) {
+    make_out_dir(cfg);
+    load_or_train_tokenizer(tok, cfg);
+    size_t n_train, n_val;
+    int *train_tokens = encode_file(tok, cfg->train_path, &n_train);
+    int *val_tokens = encode_file(tok, cfg->val_path, &n_val);
+    printf("data: %s %zu tokens, %s %zu tokens\n", cfg->train_path, n_train, cfg->val_path, n_val);
+    const char *paths[2] = {cfg->train_path, cfg->val_path};
+    size_t counts[2] = {n_train, n_val};
+    for (int i = 0; i < 2; i++) {
+        if (counts[i] < (size_t)cfg->seq_len + 1) {
+            FAIL("%s has %zu tokens, fewer than one sequence of %d + 1: use a longer text or a smaller -t", paths[i], counts[i],
+                 cfg->seq_len);
+        }
+    }
+    *state = (TrainState){.kind = KIND_BASE, .step = 0};
+    dataloader_init(train, train_tokens, n_train, cfg->batch_size, cfg->seq_len, cfg->seed);
+    dataloader_init(val, val_tokens, n_val, cfg->batch_size, cfg->seq_len, cfg->seed);
+    char own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "base.bin", own, sizeof(own)) : cfg->init_path;
+    if (start) {
+        checkpoint_load(start, model, 1 << KIND_BASE, state);
+        train->rng = state->data_rng;
+        printf("continuing %s from step %d\n", start, state->step);
+    } else {
+        GPTConfig gc = {.max_seq_len = cfg->seq_len, .vocab_size = tok->vocab_size, .num_layers = cfg->num_layers,
+                        .num_heads = cfg->num_heads, .channels = cfg->channels};
+        gpt_build(model, gc);
+        gpt_init(model, cfg->seed);
+    }
+    if (model->config.vocab_size != tok->vocab_size) {
+        FAIL("the model has a vocabulary of %d but the tokenizer has %d: use the tokenizer it was trained with (-z)",
+             model->config.vocab_size, tok->vocab_size);
+    }
+    if (cfg->seq_len > model->config.max_seq_len) { FAIL("-t %d exceeds the checkpoint's context of %d", cfg->seq_len, model->config.max_seq_len); }
+    printf("model: L=%d C=%d NH=%d V=%d T=%d, %.2fM parameters\n", model->config.num_layers, model->config.channels,
+           model->config.num_heads, model->config.vocab_size, model->config.max_seq_len, model->num_parameters / 1e6);
+}
+
+static void pretrain_close(Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model) {
+    free((void *)train->tokens);
+    free((void *)val->tokens);
+    dataloader_free(train);
+    dataloader_free(val);
+    gpt_free(model);
+    tokenizer_free(tok);
+}
+
+// The opening of SFT or reward modeling (the stage whose checkpoints are of kind
+// `own`): the checkpoint it starts from (-c, or with --resume its own last one, of
+// one of want_kinds), that checkpoint's tokenizer, and a check that -n leaves steps
+// to train.
+static void stage_open(const Config *cfg, int own, int want_kinds, GPT *model, TrainState *state, Tokenizer *tok) {
+    char own_path[4096], name[64];
+    snprintf(name, sizeof(name), "%s.bin", KIND_FILES[own]);
+    const char *start = cfg->resume ? resume_path(cfg, name, own_path, sizeof(own_path)) : cfg->init_path;
+    stage_begin(cfg, start, model, state, tok, want_kinds);
+    int done = state->kind == own ? state->step : 0;
+    if (cfg->steps <= done) {
+        FAIL("%s -n %d leaves nothing to train (%s has done %d of its steps): give a larger -n. To answer prompts with "
+             "a checkpoint as it is: ./train answer -c CHECKPOINT -O FILE; to score pairs with a reward model: ./train "
+             "score -c CHECKPOINT -O FILE", own == KIND_SFT ? "sft" : "rm", cfg->steps, start, done);
+    }
+}
+
+// A stage that starts from an earlier stage's checkpoint counts its own steps from 0,
+// draws its own data order, and starts a new optimizer.
+static void stage_fresh_start(GPT *model, TrainState *state, int kind, const Config *cfg) {
+    *state = (TrainState){.kind = kind, .step = 0, .data_rng = rng_stream(cfg->seed, RNG_DATA)};
+    model_free(model->m_memory);
+    model_free(model->v_memory);
+    model->m_memory = model->v_memory = NULL;
+}
+
+// RLHF's four models: the policy (from the SFT model of -c, or with --resume from
+// <out>/rlhf.bin), the reference (the SFT model of -c, always), the reward model (-R or
+// <out>/reward.bin) and the critic (a copy of the reward model, or with --resume
+// <out>/value.bin of the same save).
+static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT *reward, TrainState *state,
+                      TrainState *value_state, Tokenizer *tok) {
+    if (cfg->steps < 1) {
+        FAIL("rlhf -n %d: it needs at least one iteration (to answer prompts with a checkpoint: ./train answer -c CHECKPOINT "
+             "-O FILE)", cfg->steps);
+    }
+    char path[4096], reward_path[4096], own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "rlhf.bin", own, sizeof(own)) : cfg->init_path;
+    stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << KIND_RLHF : 1 << KIND_SFT);
+    if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
+    else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
+    load_weights(reward, reward_path, 1 << KIND_REWARD);
+    load_weights(ref, cfg->init_path, 1 << KIND_SFT);
+    if (cfg->resume) {
+        // the critic of the same save: value.bin, or, if the save stopped between its two
+        // renames, the whole new version still under value.bin.tmp (which it then completes)
+        char tmp[4096 + 8];
+        out_path(path, sizeof(path), cfg, "value.bin");
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        value_state->step = -1;
+        if (access(path, F_OK) == 0) { checkpoint_load(path, value, 1 << KIND_VALUE, value_state); }
+        if (value_state->step != state->step && access(tmp, F_OK) == 0) {
+            if (value_state->step >= 0) { gpt_free(value); }
+            checkpoint_load(tmp, value, 1 << KIND_VALUE, value_state);
+            if (value_state->step == state->step) { checkpoint_commit(path); }
+        }
+        if (value_state->step != state->step) {
+            FAIL("--resume: no critic (value.bin) from the save of %s at iteration %d: the two must come from one save",
+                 start, state->step);
+        }
+    } else { // a new stage: the critic starts as the reward model, with a fresh optimizer
+        stage_fresh_start(policy, state, KIND_RLHF, cfg);
+        state->sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
+        state->beta = cfg->kl_coef;
+        load_weights(value, reward_path, 1 << KIND_REWARD);
+        *value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
+    }
+    GPTConfig pc = policy->config, rc = reward->config;
+    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
+        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
+             reward_path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
+    }
+    if (cfg->gen_len >= pc.max_seq_len - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, pc.max_seq_len); }
+}
+
+// After iteration `iter`, every -S iterations and after the last: the policy and the
+// critic as one save. Both are written in full before either is renamed, so a stop
+// between the renames leaves value.bin's new version whole under value.bin.tmp.
+static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const TrainState *state, const GPT *value,
+                      const TrainState *value_state) {
+    if (!((cfg->save_every > 0 && (iter + 1) % cfg->save_every == 0) || iter + 1 == cfg->steps)) { return; }
+    char path[4096], value_path[4096];
+    out_path(path, sizeof(path), cfg, "rlhf.bin");
+    out_path(value_path, sizeof(value_path), cfg, "value.bin");
+    checkpoint_write(path, policy, state, 1);
+    checkpoint_write(value_path, value, value_state, 1);
+    checkpoint_commit(path);
+    checkpoint_commit(value_path);
+}
+
 // ----------------------------------------------------------------------------
 // Appendix D. logs, curves and stage records
 
@@ -4010,11 +4101,13 @@ static int log_number(const char *line, const char *key, double *value) {
     return end != p + strlen(pattern);
 }
 
-// Opens a JSONL log whose lines carry a "step". A run that continues from a
-// checkpoint at `step` keeps the lines of steps up to `step` and drops any that a
+// Opens <out>/<name>, a JSONL log whose lines carry a "step". A run that continues from
+// a checkpoint at `step` keeps the lines of steps up to `step` and drops any that a
 // stopped run wrote after that checkpoint, so none appears twice; `step` < 0 begins a
 // new file.
-static FILE *open_log(const char *path, int step) {
+static FILE *open_log(const Config *cfg, const char *name, int step) {
+    char path[4096];
+    out_path(path, sizeof(path), cfg, name);
     if (step < 0 || access(path, F_OK) != 0) { return fopenCheck(path, "wb"); }
     size_t n, keep = 0;
     char *old = read_whole_file(path, &n);
@@ -4033,16 +4126,111 @@ static FILE *open_log(const char *path, int step) {
     return f;
 }
 
-// After an optimizer step: ends its line of metrics, and saves the checkpoint
+// A stage's progress: the log of its metrics, one JSON line per step, and its clock.
+struct Progress {
+    FILE *log;
+    double t_start, t_step; // when the stage's loop began; when the current step began
+    int first_step;         // where this run began (a resumed run: the checkpoint's step)
+    char prefix[16];        // of the terminal lines: "pretrain ", "sft "
+};
+
+static Progress *progress_open(const Config *cfg, const char *log_name, int first_step) {
+    Progress *p = mallocCheck(sizeof(Progress));
+    p->log = open_log(cfg, log_name, first_step);
+    p->t_start = p->t_step = now_seconds();
+    p->first_step = first_step;
+    snprintf(p->prefix, sizeof(p->prefix), "%.*s ", (int)strcspn(log_name, "."), log_name);
+    return p;
+}
+
+// Closes the log and says what the run did; returns the steps it took.
+static int progress_close(Progress *p, const Config *cfg, const char *stage, const char *checkpoint) {
+    int steps = cfg->steps - p->first_step;
+    printf("%s: %d %s in %.1f s -> %s/%s\n", stage, steps, strcmp(stage, "rlhf") ? "steps" : "iterations",
+           now_seconds() - p->t_start, cfg->out_dir, checkpoint);
+    fcloseCheck(p->log);
+    free(p);
+    return steps;
+}
+
+// An optimizer step of pretraining or SFT, on the terminal and in the log (whose line
+// finish_step ends): the loss, the learning rate, the gradient norm before clipping,
+// the tokens a second, and the time left.
+static void log_step(Progress *p, const Config *cfg, int step, float loss, float lr, float norm, double tokens) {
+    double now = now_seconds(), dt = now - p->t_step;
+    double eta = (now - p->t_start) / (step + 1 - p->first_step) * (cfg->steps - step - 1);
+    printf("%sstep %4d/%d | loss %.4f | lr %.2e | norm %6.3f | %6.0f tok/s | eta %.0fs\n", p->prefix, step + 1,
+           cfg->steps, loss, lr, norm, tokens / dt, eta);
+    fprintf(p->log, "{\"step\": %d, \"train_loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f", step + 1,
+            loss, lr, norm, tokens / dt);
+}
+
+// a validation loss, after its step's line
+static void log_val_loss(Progress *p, const char *label, float val_loss) {
+    printf("%s %.4f\n", label, val_loss);
+    fprintf(p->log, ", \"val_loss\": %.6f", val_loss);
+}
+
+static void log_reward_step(Progress *p, const Config *cfg, int step, float loss, float acc, float lr, float norm) {
+    printf("rm step %4d/%d | loss %.4f | accuracy %.3f | lr %.2e | norm %6.3f\n", step + 1, cfg->steps, loss, acc, lr, norm);
+    fprintf(p->log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"lr\": %.6e, \"grad_norm\": %.6f",
+            step + 1, loss, acc, lr, norm);
+}
+
+static void log_reward_eval(Progress *p, const RewardStats *st, int pairs) {
+    print_reward_stats("val", st, pairs);
+    fprintf(p->log, ", \"val_accuracy\": %.4f, \"val_margin\": %.4f, \"val_loss\": %.6f", st->accuracy, st->margin, st->loss);
+}
+
+// An RLHF iteration's line, on the terminal and in the log. tail[0] and tail[1] gather
+// the means of the score and the KL over the run's last 10 iterations.
+static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
+                               float beta, float entropy, double tail[2]) {
+    int B = r->B, U = st->updates;
+    double score = 0.0, length = 0.0, ended = 0.0;
+    for (int b = 0; b < B; b++) {
+        score += r->scores[b] / B;
+        length += (double)(r->len[b] - r->prompt_len[b]) / B;
+        ended += (double)r->ended[b] / B;
+    }
+    double gen_rate = r->sampled / r->gen_seconds, train_rate = (double)cfg->ppo_epochs * B * r->T / st->seconds;
+    printf("rlhf iter %3d/%d | score %+.3f | kl %.3f | beta %.4f | pg %+.4f | vf %.4f | clip %.3f | approx_kl %.4f | "
+           "entropy %.3f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", iter + 1, cfg->steps, score, kl,
+           beta, st->policy_loss / U, st->value_loss / U, st->clip_frac / U, st->approx_kl / U, entropy, length, ended,
+           gen_rate, train_rate);
+    fprintf(p->log, "{\"step\": %d, \"score\": %.6f, \"kl\": %.6f, \"beta\": %.6f, \"policy_loss\": %.6f, \"value_loss\": %.6f, "
+            "\"clip_frac\": %.6f, \"approx_kl\": %.6f, \"entropy\": %.6f, \"response_len\": %.3f, \"ended\": %.4f, "
+            "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", iter + 1, score, kl, beta, st->policy_loss / U,
+            st->value_loss / U, st->clip_frac / U, st->approx_kl / U, entropy, length, ended, gen_rate, train_rate);
+    fflush(p->log);
+    int recent = cfg->steps - p->first_step < 10 ? cfg->steps - p->first_step : 10;
+    if (iter >= cfg->steps - recent) {
+        tail[0] += score / recent;
+        tail[1] += kl / recent;
+    }
+}
+
+// After an optimizer step: ends its line of the log, and saves the checkpoint
 // <out>/<name> every -S steps and after the last step.
-static void finish_step(GPT *model, TrainState *state, const Config *cfg, int step, FILE *log, const char *name) {
-    fprintf(log, "}\n");
-    fflush(log);
+static void finish_step(Progress *p, GPT *model, TrainState *state, const Config *cfg, int step, const char *name) {
+    fprintf(p->log, "}\n");
+    fflush(p->log);
     state->step = step + 1;
     if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
         char path[4096];
         out_path(path, sizeof(path), cfg, name);
         checkpoint_save(path, model, state, 1);
+    }
+    p->t_step = now_seconds();
+}
+
+// the examples or pairs kept from the training and validation files
+static void print_chat_data(const Config *cfg, const ChatData *train, const ChatData *val) {
+    const ChatData *d[2] = {train, val};
+    const char *paths[2] = {cfg->train_path, cfg->val_path};
+    for (int i = 0; i < 2; i++) {
+        printf("data: %s %d %s (%d cut, %d dropped)\n", paths[i], d[i]->count / d[i]->per_record,
+               d[i]->per_record == 2 ? "pairs" : "examples", d[i]->cut, d[i]->dropped);
     }
 }
 
@@ -4290,9 +4478,10 @@ static int config_resolve(Config *c, const char *command) {
     for (size_t i = 0; i < sizeof(STAGE_DEFAULTS) / sizeof(STAGE_DEFAULTS[0]); i++) {
         const StageDefaults *d = &STAGE_DEFAULTS[i];
         if (strcmp(d->command, command) != 0) { continue; }
+        // a stage answers the world's held-out prompts when it trains on the world's data
+        if (!c->prompts_path && (!c->train_path || !d->train)) { c->prompts_path = d->prompts; }
         if (!c->train_path) { c->train_path = d->train; }
         if (!c->val_path) { c->val_path = d->val; }
-        if (!c->prompts_path) { c->prompts_path = d->prompts; }
         if (!c->init_path && d->init) { snprintf(init, sizeof(init), "%s/%s", c->out_dir, d->init); c->init_path = init; }
         if (c->batch_size < 0) { c->batch_size = d->batch; }
         if (c->steps < 0) { c->steps = d->steps; }
@@ -4314,8 +4503,9 @@ static void error_usage(void) {
         "  pretrain   stage 1: train a tokenizer (if needed) and a base model on plain text -> base.bin\n"
         "  sft        stage 2: fine-tune base.bin on prompt/completion JSONL -> sft.bin, then answer the -q prompts\n"
         "  rm         stage 3: train a reward model from sft.bin on chosen/rejected JSONL -> reward.bin\n"
-        "             (sft and rm with -n 0 train nothing: sft answers -q with -c, rm scores -j with -c)\n"
         "  rlhf       stage 4: PPO on sft.bin against reward.bin, on prompts JSONL -> rlhf.bin, then answer -q\n"
+        "  answer     a language model (-c) answers the prompts of -q -> the file -O names\n"
+        "  score      a reward model (-c) scores the pairs of -j: accuracy, margin -> the file -O names\n"
         "  sample     generate text from a language-model checkpoint (-c)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
@@ -4323,7 +4513,8 @@ static void error_usage(void) {
         "  -j <file>  validation data                                   (stage: data/world/...)\n"
         "  -o <dir>   output directory                                  (%s)\n"
         "  -c <file>  checkpoint to start from                          (stage: <out>/base.bin, <out>/sft.bin)\n"
-        "  -q <file>  prompts (JSONL) for sft and rlhf to answer        (data/world/eval_prompts.jsonl)\n"
+        "  -q <file>  prompts (JSONL) to answer                         (with the world's data: its eval prompts)\n"
+        "  -O <file>  the file that answer and score write              (none: they need one)\n"
         "  -z <file>  tokenizer                                         (<out>/tokenizer.bin, trained if missing)\n"
         "  -V <int>   vocabulary size for a new tokenizer               (%d)\n"
         "  -L <int>   layers                                            (%d)\n"
@@ -4398,6 +4589,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'c': c->init_path = v; break;
         case 'q': c->prompts_path = v; break;
         case 'z': c->tokenizer_path = v; break;
+        case 'O': c->output_path = v; break;
         case 'V': c->vocab_size = (int)flag_int(flag, v, FIRST_MERGE, 1 << 20); break;
         case 'L': c->num_layers = (int)flag_int(flag, v, 1, 1024); break;
         case 'C': c->channels = (int)flag_int(flag, v, 1, 1 << 16); break;
@@ -4578,6 +4770,16 @@ static double random_normal(uint64_t *state) {
     double u1 = ((double)(random_u64(state) >> 11) + 1.0) / 9007199254740993.0; // (0, 1]
     double u2 = (double)(random_u64(state) >> 11) / 9007199254740992.0;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+// x = 0, 1, ..., n-1 in a random order (Fisher-Yates)
+static void shuffle(int *x, int n, uint64_t *rng) {
+    for (int i = 0; i < n; i++) { x[i] = i; }
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(random_u64(rng) % (uint64_t)(i + 1)), tmp = x[i];
+        x[i] = x[j];
+        x[j] = tmp;
+    }
 }
 
 static double now_seconds(void) {

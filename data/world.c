@@ -1066,11 +1066,10 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
     JsonlRecords rec;
     if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
-    char **row[4] = {NULL, NULL, NULL, NULL}, **base_answers = NULL;
+    char **row[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < rec.count; i++) {
         char **v = rec.values + (size_t)i * ST_KEYS;
         for (int k = 0; k < 4; k++) { if (!strcmp(v[ST_STAGE], STAGES[k]) && v[ST_TRAINED][0]) { row[k] = v; } }
-        if (!strcmp(v[ST_STAGE], "sft") && !v[ST_TRAINED][0] && !strcmp(v[ST_ANSWERS], "answers_base.jsonl")) { base_answers = v; }
     }
     snprintf(path, sizeof(path), "%s/summary.json", out_dir);
     FILE *json = fopenCheck(path, "wb");
@@ -1085,7 +1084,6 @@ void summary(const World *w, const char *out_dir, FILE *table) {
         char **v = row[k], metric[512];
         double seconds = atof(v[ST_SECONDS]);
         const char *answers = v[ST_ANSWERS];
-        if (k == 0 && base_answers) { seconds += atof(base_answers[ST_SECONDS]); answers = base_answers[ST_ANSWERS]; }
         snprintf(metric, sizeof(metric), "%s", v[ST_METRIC]);
         double ceiling = -1.0;
         if (k == 2 && v[ST_VAL][0]) {

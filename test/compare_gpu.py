@@ -145,7 +145,7 @@ def compare_stages(cpu_prog, gpu_prog, root):
     prompts = first_lines("eval_prompts.jsonl", 20)
     sft_val, pref_val = first_lines("sft_val.jsonl", 100), first_lines("pref_val.jsonl", 100)
     stages = [
-        ("pretrain", small + ["-n", "8", "-b", "8", "-e", "4", "-x", "2"], 3e-3),
+        ("pretrain", small + ["-n", "8", "-b", "8", "-e", "4", "-x", "2", "-q", prompts], 3e-3),
         ("sft", ["-n", "6", "-b", "8", "-e", "6", "-q", prompts, "-j", sft_val], 1e-3),
         ("rm", ["-n", "6", "-b", "4", "-e", "6", "-j", pref_val], 1e-3),
         ("rlhf", ["-n", "2", "-b", "8", "-M", "4", "-m", "24", "-q", prompts], 1e-4),
@@ -153,7 +153,7 @@ def compare_stages(cpu_prog, gpu_prog, root):
     # one tokenizer for both (its code is train.c's in both builds)
     for name, path in dirs.items():
         os.makedirs(path)
-    run(cpu_prog, ["pretrain", "-n", "0", "-V", "512"], dirs["cpu"])
+    run(cpu_prog, ["pretrain", "-n", "0", "-V", "512", "-q", prompts], dirs["cpu"])
     shutil.copy(os.path.join(dirs["cpu"], "tokenizer.bin"), dirs["gpu"])
     for stage, args, lr in stages:
         args = args + ["-l", str(lr)]  # the learning rate that compare_params's tolerance assumes
@@ -190,9 +190,10 @@ def compare_stages(cpu_prog, gpu_prog, root):
         out = os.path.join(root, f"{reader}_reads_{writer}")
         os.makedirs(out)
         shutil.copy(os.path.join(dirs["cpu"], "tokenizer.bin"), out)
-        run(prog, ["sft", "-n", "0", "-c", os.path.join(dirs[writer], "sft.bin"), "-q", prompts], out)
+        run(prog, ["answer", "-c", os.path.join(dirs[writer], "sft.bin"), "-z", os.path.join(out, "tokenizer.bin"), "-q",
+                   prompts, "-O", os.path.join(out, "answers.jsonl")], out)
         theirs = jsonl(os.path.join(dirs[writer], "answers_sft.jsonl"))
-        ours = jsonl(os.path.join(out, "answers_sft.jsonl"))
+        ours = jsonl(os.path.join(out, "answers.jsonl"))
         same = sum(a["response"] == b["response"] for a, b in zip(theirs, ours))
         # greedy decoding flips only where the two best logits are within rounding
         check(len(ours) == len(theirs) and same >= len(theirs) - 1,

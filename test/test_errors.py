@@ -111,43 +111,64 @@ def main():
                  "empty.jsonl", "no")
     # a prompt longer than the context is cut from the left (doc/chat.md), and counted
     long_prompt = write(os.path.join(d, "long.jsonl"), '{"prompt": "%s"}\n' % ("word " * 200))
-    res = subprocess.run([train, "sft", "-n", "0", "-o", "out", "-q", long_prompt, "-m", "2"], cwd=d, text=True,
+    res = subprocess.run([train, "answer", "-c", "out/sft.bin", "-O", "ans.jsonl", "-q", long_prompt, "-m", "2"], cwd=d, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     check(res.returncode == 0 and "1 cut from the left" in res.stdout, "a prompt longer than the context is cut and counted",
           f"exit {res.returncode}, " + ([l for l in res.stdout.splitlines() if l.startswith("answers:")] or ["no answers line"])[0])
     expect_error("RLHF with no room for a prompt", ["rlhf", "-n", "1", "-o", "out", "-i", long_prompt, "-b", "2",
                  "-M", "2", "-q", sft, "-m", "16"], d, "-m 16", "context")
 
+    # the stages always train; answering and scoring are commands of their own, which
+    # write only the file -O names
+    expect_error("sft -n 0 trains nothing", ["sft", "-n", "0", "-o", "out", "-i", sft, "-j", sft, "-q", sft], d,
+                 "nothing to train", "./train answer")
+    expect_error("rm -n 0 trains nothing", ["rm", "-n", "0", "-o", "out", "-i", pref, "-j", pref], d,
+                 "nothing to train", "./train score")
+    expect_error("answer without -O", ["answer", "-c", "out/sft.bin", "-q", sft], d, "-O")
+    expect_error("answer without -c", ["answer", "-O", "ans.jsonl", "-q", sft], d, "-c")
+    expect_error("score given a language model", ["score", "-c", "out/sft.bin", "-j", pref, "-O", "s.jsonl"], d,
+                 "sft.bin", "reward")
+    before = {f: open(os.path.join(d, "out", f), "rb").read() for f in sorted(os.listdir(os.path.join(d, "out")))}
+    rc_a, err_a = run(["answer", "-c", "out/sft.bin", "-q", sft, "-O", "mine.jsonl", "-m", "4"], d)
+    rc_s, err_s = run(["score", "-c", "out/reward.bin", "-j", pref, "-O", "scores.jsonl", "-b", "3"], d)
+    after = {f: open(os.path.join(d, "out", f), "rb").read() for f in sorted(os.listdir(os.path.join(d, "out")))}
+    answers = open(os.path.join(d, "mine.jsonl"), "rb").read().splitlines() if rc_a == 0 else []
+    scores = open(os.path.join(d, "scores.jsonl")).read().splitlines() if rc_s == 0 else []
+    check(rc_a == 0 and rc_s == 0 and len(answers) == 8 and len(scores) == 8 and '"record": 8,' in scores[-1]
+          and before == after, "answer and score write the file -O names and leave the output directory as it was",
+          f"exits {rc_a} {rc_s}, {len(answers)} answers, {len(scores)} scores, "
+          f"{sum(before.get(f) != after.get(f) for f in set(before) | set(after))} files of out/ changed")
+
     # checkpoints
     def broken(name, data):
         return write(os.path.join(d, name), data)
     bad_magic = broken("magic.bin", b"XXXX" + good[4:])
-    expect_error("checkpoint: wrong magic", ["sft", "-n", "0", "-o", "out", "-c", bad_magic, "-q", sft], d,
+    expect_error("checkpoint: wrong magic", ["answer", "-O", "ans.jsonl", "-c", bad_magic, "-q", sft], d,
                  "magic.bin", "magic")
     bad_version = broken("version.bin", good[:4] + struct.pack("<i", 99) + good[8:])
-    expect_error("checkpoint: wrong version", ["sft", "-n", "0", "-o", "out", "-c", bad_version, "-q", sft], d,
+    expect_error("checkpoint: wrong version", ["answer", "-O", "ans.jsonl", "-c", bad_version, "-q", sft], d,
                  "version.bin", "version 99")
-    expect_error("checkpoint: truncated", ["sft", "-n", "0", "-o", "out", "-c", broken("trunc.bin", good[:len(good) // 2]),
+    expect_error("checkpoint: truncated", ["answer", "-O", "ans.jsonl", "-c", broken("trunc.bin", good[:len(good) // 2]),
                  "-q", sft], d, "trunc.bin", "truncated")
-    expect_error("checkpoint: header only", ["sft", "-n", "0", "-o", "out", "-c", broken("head.bin", good[:1024]), "-q",
+    expect_error("checkpoint: header only", ["answer", "-O", "ans.jsonl", "-c", broken("head.bin", good[:1024]), "-q",
                  sft], d, "head.bin", "truncated")
-    expect_error("checkpoint: empty file", ["sft", "-n", "0", "-o", "out", "-c", broken("zero.bin", b""), "-q", sft], d,
+    expect_error("checkpoint: empty file", ["answer", "-O", "ans.jsonl", "-c", broken("zero.bin", b""), "-q", sft], d,
                  "zero.bin", "truncated")
-    expect_error("checkpoint: longer than its header says", ["sft", "-n", "0", "-o", "out", "-c",
+    expect_error("checkpoint: longer than its header says", ["answer", "-O", "ans.jsonl", "-c",
                  broken("long.bin", good + b"\0" * 8), "-q", sft], d, "long.bin", "longer")
     huge = bytearray(good)
     struct.pack_into("<i", huge, 4 * 7, 1 << 30)  # channels
-    expect_error("checkpoint: absurd sizes in the header", ["sft", "-n", "0", "-o", "out", "-c", broken("huge.bin", bytes(huge)),
+    expect_error("checkpoint: absurd sizes in the header", ["answer", "-O", "ans.jsonl", "-c", broken("huge.bin", bytes(huge)),
                  "-q", sft], d, "huge.bin")
     neg = bytearray(good)
     struct.pack_into("<i", neg, 4 * 5, -5)  # layers
-    expect_error("checkpoint: negative size in the header", ["sft", "-n", "0", "-o", "out", "-c", broken("neg.bin", bytes(neg)),
+    expect_error("checkpoint: negative size in the header", ["answer", "-O", "ans.jsonl", "-c", broken("neg.bin", bytes(neg)),
                  "-q", sft], d, "neg.bin", "bad model config")
-    expect_error("checkpoint: a reward model where a policy is expected", ["sft", "-n", "0", "-o", "out", "-c",
+    expect_error("checkpoint: a reward model where a policy is expected", ["answer", "-O", "ans.jsonl", "-c",
                  "out/reward.bin", "-q", sft], d, "reward.bin", "reward", "needed")
     expect_error("checkpoint: a policy where a reward model is expected", ["rlhf", "-n", "1", "-o", "out", "-R",
                  "out/sft.bin", "-i", sft], d, "sft.bin", "reward")
-    expect_error("checkpoint: a text file", ["sft", "-n", "0", "-o", "out", "-c", "text.txt", "-q", sft], d,
+    expect_error("checkpoint: a text file", ["answer", "-O", "ans.jsonl", "-c", "text.txt", "-q", sft], d,
                  "text.txt", "magic")
 
     # tokenizers
@@ -156,15 +177,15 @@ def main():
     other = tempfile.mkdtemp(dir=d)
     run(["pretrain", "-n", "0", "-o", other, "-V", "280", "-L", "1", "-C", "16", "-H", "2", "-t", "16", "-i", "text.txt",
          "-j", "text.txt"], d)
-    expect_error("tokenizer whose vocabulary does not match the model", ["sft", "-n", "0", "-o", "out", "-z",
+    expect_error("tokenizer whose vocabulary does not match the model", ["answer", "-O", "ans.jsonl", "-c", "out/sft.bin", "-z",
                  os.path.join(other, "tokenizer.bin"), "-q", sft], d, "tokenizer.bin", "280", "300")
-    expect_error("tokenizer: wrong magic", ["sft", "-n", "0", "-o", "out", "-z", broken("tm.bin", b"\0" * len(tok)),
+    expect_error("tokenizer: wrong magic", ["answer", "-O", "ans.jsonl", "-c", "out/sft.bin", "-z", broken("tm.bin", b"\0" * len(tok)),
                  "-q", sft], d, "tm.bin", "magic")
-    expect_error("tokenizer: truncated", ["sft", "-n", "0", "-o", "out", "-z", broken("tt.bin", tok[:len(tok) - 6]),
+    expect_error("tokenizer: truncated", ["answer", "-O", "ans.jsonl", "-c", "out/sft.bin", "-z", broken("tt.bin", tok[:len(tok) - 6]),
                  "-q", sft], d, "tt.bin", "truncated")
     bad_merge = bytearray(tok)
     struct.pack_into("<i", bad_merge, 20, 100000)  # the first merge names a token that does not exist
-    expect_error("tokenizer: a merge of tokens that do not exist yet", ["sft", "-n", "0", "-o", "out", "-z",
+    expect_error("tokenizer: a merge of tokens that do not exist yet", ["answer", "-O", "ans.jsonl", "-c", "out/sft.bin", "-z",
                  broken("tmerge.bin", bytes(bad_merge)), "-q", sft], d, "tmerge.bin", "merge")
 
     # flags and configs
