@@ -1,14 +1,14 @@
 /*
 train.cu: train.c's GPT, run on an NVIDIA GPU.
 
-This file holds only what runs on the GPU: a kernel for each layer's forward and
-backward, the optimizer's loops, and the model's memory. Everything else (tokenizer,
-JSONL readers, batches, gpt_forward and gpt_backward, the four stages, checkpoints,
-flags, main) is train.c itself, compiled with TRAIN_GPU defined and linked with this
-file: in that build the functions train.c marks REPLACED_ON_GPU are weak symbols, and
-the linker takes the ones below instead. So the flags, defaults, seed, log lines and
-checkpoints are the same in both builds by construction, and a checkpoint written by
-one loads in the other.
+This file holds only what runs on the GPU: a kernel for each pass of each layer, the
+optimizer's loops, the model's memory and the matrix products. Everything else
+(tokenizer, JSONL readers, batches, gpt_forward and gpt_backward, the four stages,
+checkpoints, flags, main) is train.c itself, compiled with TRAIN_GPU defined and
+linked with this file: in that build the functions train.c marks REPLACED_ON_GPU are
+weak symbols, and the linker takes the ones below instead. So the flags, defaults,
+seed, log lines and checkpoints are the same in both builds by construction, and a
+checkpoint written by one loads in the other.
 
 Build and run (the Makefile does this):
     make run-gpu       the four stages on the GPU, with the same summary table as run-cpu
@@ -16,11 +16,40 @@ Build and run (the Makefile does this):
     make test-gpu-emu  the same tests with no GPU: this file built as C++ against
                        test/gpu_emu/, which runs the kernels on the CPU (doc/gpu.md)
 
-Each kernel sits directly above its launcher. The launcher has the name and arguments
-of the C function it replaces; the kernel adds _kernel. First kernels are direct
-ports: the outer loops of the C function become the thread index and the inner loops
-stay as they are, in the same order, so most results match the CPU's to the last bit
-or nearly.
+Read it beside train.c. Each kernel sits directly above its launcher, and the launcher
+has the name and arguments of the C function it replaces; a kernel adds _kernel (and
+the pass, where a function has several). The kernels are ports of the C loops: the
+outer loops become the thread index, a comment above each kernel says which, and the
+inner loops and statements are train.c's, line for line, with its names and its
+comments on the passes. Where a function calls matmul, the launcher calls it too: the
+same matmul(c, a, b, M, N, K, flags), computed on the device (appendix A).
+python3 test/gpu/pairs.py prints each C function beside its kernels, with the share of
+its lines that the kernels repeat word for word.
+
+Sections, train.c's (search for the banner titles); those marked * hold GPU code, the
+others are train.c's, on the host:
+   1. layers: forward and backward of each building block *
+   2. losses for the later stages
+   3. the model: GPT-2 parameters, activations, forward, backward * (the model's memory)
+   4. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows *
+   5. sampling: temperature and top-k, generation with a KV cache
+   6. the tokenizer: bytes <-> token ids (byte-level BPE)
+   7. data: text -> batches of token ids
+   8. settings: every flag, and each stage's defaults
+   9. stage 1: pretraining
+  10. stage 2: supervised fine-tuning
+  11. stage 3: reward modeling
+  12. stage 4: RLHF with PPO
+  13. other commands: answer, score, sample
+  14. main
+  Appendix A. the matmul engine * (cuBLAS, or the tiled kernel)
+  Appendix B. JSON and UTF-8
+  Appendix C. files, checkpoints and the tokenizer's file format
+  Appendix D. logs, curves and stage records
+  Appendix E. bench
+  Appendix F. the command line
+  Appendix G. utilities: checked calls, RNG, timer, threads * (checked CUDA calls)
+Notation and references: train.c's.
 
 Differences from train.c (each place is marked "differs from train.c:"):
   - memory: the models and the KV cache live in CUDA managed memory, which the CPU
@@ -28,19 +57,27 @@ Differences from train.c (each place is marked "differs from train.c:"):
     as it always does; pages move between the two on demand.
   - every launcher waits for its kernel (cudaDeviceSynchronize) before returning, so
     the C code after it may read the result. Simple, and it gives up overlap.
-  - matrix multiplies go through cuBLAS by default (TRAIN_GEMM=tiled picks the
-    readable tiled kernel, which is always compiled and tested): sums run in another
-    order than train.c's, so results agree to rounding, not to the bit.
-  - attention: train.c computes it as matrix products in blocks of rows (through its
-    gemm engine); the kernels here are direct ports of its definition as loops, one
-    thread per query row, and backward is split into two kernels, one over queries and
-    one over keys, so that every gradient element has a single writer (no atomicAdd).
-    The sums run in another order, so results agree to rounding.
-  - exp, log, sqrt, tanh: CUDA's single-precision functions, within 2 ulp of libm's.
+  - matmul: cuBLAS by default (TRAIN_GEMM=tiled picks the readable tiled kernel, which
+    is always compiled and tested). cuBLAS sums in an order of its own, so products
+    agree with train.c's to rounding, not to the bit. The causal flags, promises that
+    let train.c's engine skip work, are not used: the whole product is computed.
+  - attention: where train.c loops over the heads (each (b,h), or each h with the KV
+    cache) and calls matmul for each, one batched matmul does them all, and each pass
+    between the products is one launch over all the heads.
+  - where train.c's loop over rows is a sum into shared gradients (encoder backward,
+    and the dweight, dbias sums of layernorm and matmul backward), a thread takes one
+    channel and walks the rows in train.c's order, so each gradient element has one
+    writer and no atomicAdd is needed. train.c's strips of 64 channels (COLS, for the
+    CPU's cache lines) and blocks of 64 elements (GELU_BLOCK, for its vector exp) are
+    1 here: neighbouring threads then read neighbouring floats.
+  - exp, log, sqrt: CUDA's single-precision functions, within 2 ulp of libm's.
 */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <float.h>
+// exp, log and sqrt of a float are the float versions, as under train.c's tgmath.h
+// differs from train.c: on the device they are CUDA's, within 2 ulp of libm's
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,30 +91,579 @@ Differences from train.c (each place is marked "differs from train.c:"):
 #define GPU(name) name
 #endif
 
-// ----------------------------------------------------------------------------
-// 1. utilities: checked CUDA calls, managed memory
-
-static void cuda_check(cudaError_t err, const char *file, int line) {
-    if (err != cudaSuccess) {
-        fprintf(stderr, "error (%s:%d): CUDA: %s. Is a GPU there (nvidia-smi)? Was train.cu built for its "
-                        "architecture (make run-gpu GPU_ARCH=...)?\n", file, line, cudaGetErrorString(err));
-        exit(EXIT_FAILURE);
-    }
-}
+// Appendix G, utilities: checked CUDA and cuBLAS calls (each names the caller's file
+// and line, and what to try), and the number of blocks of a launch
+static void cuda_check(cudaError_t err, const char *file, int line);
+static void cublas_check(cublasStatus_t status, const char *file, int line);
+static int blocks_for(size_t n, int threads);
 #define cudaCheck(err) cuda_check(err, __FILE__, __LINE__)
-
+#define cublasCheck(status) cublas_check(status, __FILE__, __LINE__)
 // Every launcher ends here: a failed launch is reported at once, and the kernel has
 // finished when the launcher returns.
 // differs from train.c: the C loops are done when they return; a kernel runs on its own
 // until waited for.
 #define kernelCheck() do { cudaCheck(cudaGetLastError()); cudaCheck(cudaDeviceSynchronize()); } while (0)
 
-// blocks of `threads` threads that cover n elements. CUDA refuses a grid of 0 blocks
-// ("invalid configuration argument") where train.c's loop over nothing does nothing,
-// so the launchers of a size that can be 0 (AdamW on a tensor of the head a model
-// does not have, which holds no parameters) return before they launch.
-static int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }
+// Appendix A, the matmul engine: train.c's matmul(c, a, b, M, N, K, flags), c (M,N) (+)=
+// op(a) (M,K) . op(b) (K,N), with train.c's flags, on the device; matmul_batched does
+// `batch` such products at once, product n at c + n*stride_c, a + n*stride_a, b + n*stride_b
+enum { TRANSPOSE_A = 1, TRANSPOSE_B = 2, ACCUMULATE = 4, CAUSAL_OUT = 8, CAUSAL_A = 16 };
+static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags);
+static void matmul_batched(float *c, const float *a, const float *b, int M, int N, int K, int flags, int batch,
+                           size_t stride_c, size_t stride_a, size_t stride_b);
 
+// ----------------------------------------------------------------------------
+// 1. layers: forward and backward of each building block
+
+// encoder: token embedding plus position embedding
+//   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
+// out (B,T,C), inp (B,T) token ids, wte (V,C), wpe (maxT,C)
+// one thread per (b,t) row: the loops over b and t become the thread index; the loop over C stays inside
+__global__ void encoder_forward_kernel(float *out, const int *inp, const float *wte, const float *wpe, int T, int C) {
+    int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    float *out_bt = out + ((size_t)b * T + t) * C;
+    const float *wte_ix = wte + (size_t)inp[b * T + t] * C, *wpe_t = wpe + (size_t)t * C;
+    for (int i = 0; i < C; i++) { out_bt[i] = wte_ix[i] + wpe_t[i]; }
+}
+
+extern "C" void GPU(encoder_forward)(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    encoder_forward_kernel<<<dim3(blocks_for(T, 64), B), 64>>>(out, inp, wte, wpe, T, C);
+    kernelCheck();
+}
+
+// in the forward pass out = wte[ix] + wpe[t], so both receive dout unchanged.
+// one thread per channel i; the loops over b and t stay inside, in train.c's order
+// differs from train.c: the inner loop becomes the thread index, not the outer ones. Two
+// positions may share a token, so threads over (b,t) would add into one row of dwte at
+// once; a thread per channel is its elements' only writer, adding in train.c's order.
+__global__ void encoder_backward_kernel(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= C) { return; }
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *dout_bt = dout + ((size_t)b * T + t) * C;
+            float *dwte_ix = dwte + (size_t)inp[b * T + t] * C, *dwpe_t = dwpe + (size_t)t * C;
+            dwte_ix[i] += dout_bt[i];
+            dwpe_t[i] += dout_bt[i];
+        }
+    }
+}
+
+extern "C" void GPU(encoder_backward)(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    encoder_backward_kernel<<<blocks_for(C, 64), 64>>>(dwte, dwpe, dout, inp, B, T, C);
+    kernelCheck();
+}
+
+// layernorm: normalize each row to zero mean and unit variance, then scale and shift
+//   mean = sum(x)/C   var = sum((x-mean)^2)/C   rstd = 1/sqrt(var + 1e-5)
+//   out = (x - mean) * rstd * weight + bias
+// out, inp (B,T,C); mean, rstd (B,T) saved for backward; weight, bias (C)
+// one thread per (b,t) row: the loop over bt becomes the thread index; the loops over C stay inside
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                         const float *bias, int B, int T, int C) {
+    int bt = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bt >= B * T) { return; }
+    const float *x = inp + (size_t)bt * C;
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) { m += x[i]; }
+    m = m / C;
+    float v = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float xshift = x[i] - m;
+        v += xshift * xshift;
+    }
+    float s = 1.0f / sqrt(v / C + 1e-5f);
+    float *out_bt = out + (size_t)bt * C;
+    for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[i] - m)) * weight[i] + bias[i]; }
+    mean[bt] = m;
+    rstd[bt] = s;
+}
+
+extern "C" void GPU(layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                       const float *bias, int B, int T, int C) {
+    layernorm_forward_kernel<<<blocks_for((size_t)B * T, 64), 64>>>(out, mean, rstd, inp, weight, bias, B, T, C);
+    kernelCheck();
+}
+
+// in the forward pass out = norm * weight + bias, with norm = (x - mean) * rstd, so
+//   dbias += dout, dweight += dout * norm, and with dnorm = dout * weight:
+//   dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
+// pass 1: dinp, one row (b,t) at a time
+// one thread per (b,t) row: the loop over bt becomes the thread index; the loops over C stay inside
+__global__ void layernorm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
+                                               const float *mean, const float *rstd, int B, int T, int C) {
+    int bt = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bt >= B * T) { return; }
+    const float *dout_bt = dout + (size_t)bt * C, *x = inp + (size_t)bt * C;
+    float *dinp_bt = dinp + (size_t)bt * C;
+    float m = mean[bt], s = rstd[bt];
+    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float norm = (x[i] - m) * s, dnorm = weight[i] * dout_bt[i];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean /= C;
+    dnorm_norm_mean /= C;
+    for (int i = 0; i < C; i++) {
+        float norm = (x[i] - m) * s, dnorm = weight[i] * dout_bt[i];
+        dinp_bt[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+    }
+}
+
+// differs from train.c: strips of COLS = 1 channel (train.c's are 64, so that a CPU
+// thread reads whole cache lines of each row); here neighbouring threads read
+// neighbouring channels, and a warp reads 32 of a row at once
+enum { COLS = 1 };
+
+// pass 2: dweight and dbias, sums over the rows (b,t) in order
+// one thread per strip of COLS channels: the loop over i0 becomes the thread index; the
+// loops over the rows and the strip stay inside
+__global__ void layernorm_backward_dweight_kernel(float *dweight, float *dbias, const float *dout, const float *inp,
+                                                  const float *mean, const float *rstd, int B, int T, int C) {
+    int i0 = (blockIdx.x * blockDim.x + threadIdx.x) * COLS;
+    if (i0 >= C) { return; }
+    int n = C - i0 < COLS ? C - i0 : COLS;
+    float dw[COLS] = {0}, db[COLS] = {0};
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *d = dout + (size_t)bt * C + i0, *x = inp + (size_t)bt * C + i0;
+        for (int i = 0; i < n; i++) {
+            db[i] += d[i];
+            dw[i] += d[i] * (x[i] - mean[bt]) * rstd[bt];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        dweight[i0 + i] += dw[i];
+        dbias[i0 + i] += db[i];
+    }
+}
+
+extern "C" void GPU(layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                        const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
+    // pass 1: dinp, one row (b,t) at a time
+    layernorm_backward_dinp_kernel<<<blocks_for((size_t)B * T, 64), 64>>>(dinp, dout, inp, weight, mean, rstd, B, T, C);
+    kernelCheck();
+    // pass 2: dweight and dbias, sums over the rows (b,t) in order
+    layernorm_backward_dweight_kernel<<<blocks_for((C + COLS - 1) / COLS, 64), 64>>>(dweight, dbias, dout, inp, mean,
+                                                                                     rstd, B, T, C);
+    kernelCheck();
+}
+
+// matmul_reference, the loops that define matmul: train.c's, on the host (the tests hold
+// this file's matmul, appendix A, to it)
+
+// matmul_forward: a linear layer
+//   out[b,t,o] = bias[o] + sum_i inp[b,t,i] * weight[o,i]
+// out (B,T,OC), inp (B,T,C), weight (OC,C), bias (OC) or NULL
+// the bias: one thread per row bt: the loop over bt becomes the thread index; the loop over OC stays inside
+__global__ void matmul_forward_bias_kernel(float *out, const float *bias, int BT, int OC) {
+    int bt = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bt >= BT) { return; }
+    for (int o = 0; o < OC; o++) { out[(size_t)bt * OC + o] += bias[o]; }
+}
+
+extern "C" void GPU(matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int B, int T,
+                                    int C, int OC) {
+    int BT = B * T;
+    // out (BT,OC) = inp (BT,C) . weight^T (C,OC)
+    matmul(out, inp, weight, BT, OC, C, TRANSPOSE_B);
+    if (bias) {
+        matmul_forward_bias_kernel<<<blocks_for(BT, 64), 64>>>(out, bias, BT, OC);
+        kernelCheck();
+    }
+}
+
+// in the forward pass out = inp . weight^T + bias, so
+//   dinp += dout . weight        (BT,OC) . (OC,C)
+//   dweight += dout^T . inp      (OC,BT) . (BT,C)
+//   dbias += sum over (b,t) of dout
+// dbias: one thread per strip of COLS channels (1 here, see COLS above): the loop over o0
+// becomes the thread index; the loops over the rows and the strip stay inside
+__global__ void matmul_backward_bias_kernel(float *dbias, const float *dout, int BT, int OC) {
+    int o0 = (blockIdx.x * blockDim.x + threadIdx.x) * COLS;
+    if (o0 >= OC) { return; }
+    int n = OC - o0 < COLS ? OC - o0 : COLS;
+    float sum[COLS] = {0};
+    for (int bt = 0; bt < BT; bt++) {
+        for (int o = 0; o < n; o++) { sum[o] += dout[(size_t)bt * OC + o0 + o]; }
+    }
+    for (int o = 0; o < n; o++) { dbias[o0 + o] += sum[o]; }
+}
+
+extern "C" void GPU(matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const float *weight, int B, int T, int C, int OC) {
+    int BT = B * T;
+    matmul(dinp, dout, weight, BT, C, OC, ACCUMULATE);
+    matmul(dweight, dout, inp, OC, C, BT, TRANSPOSE_A | ACCUMULATE);
+    if (dbias) {
+        matmul_backward_bias_kernel<<<blocks_for((OC + COLS - 1) / COLS, 64), 64>>>(dbias, dout, BT, OC);
+        kernelCheck();
+    }
+}
+
+// attention: causal multi-head self-attention. With q, k, v the (T,HS) rows of head h
+// in sequence b,
+//   att = softmax(q k^T / sqrt(HS)), each row t over t2 <= t only (0 where t2 > t)
+//   y = att v
+// and out[b,t] holds the y of every head side by side.
+// inp (B,T,3C): q, k, v side by side, head h at channels h*HS .. h*HS+HS-1 of each;
+// out (B,T,C); heads (4,B,NH,T,HS): q, k, v and y split into heads, each (b,h) a
+// contiguous (T,HS) block (saved for backward); att (B,NH,T,T) the probabilities
+// (saved for backward). Ref: Vaswani et al. 2017, arXiv:1706.03762
+// Five passes, as in train.c: three kernels and two calls of matmul_batched.
+
+// pass 1: split into heads, q[b,h,t,i] = inp[b,t,h*HS+i] (k and v: C and 2C further on)
+// one thread per (b,t): the loops over b and t become the thread index; the loops over h and i stay inside
+__global__ void attention_forward_split_kernel(float *q, float *k, float *v, const float *inp, int T, int C, int NH) {
+    int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    const float *inp_bt = inp + ((size_t)b * T + t) * 3 * C;
+    for (int h = 0; h < NH; h++) {
+        size_t row = (((size_t)b * NH + h) * T + t) * HS;
+        for (int i = 0; i < HS; i++) {
+            q[row + i] = inp_bt[h * HS + i];
+            k[row + i] = inp_bt[C + h * HS + i];
+            v[row + i] = inp_bt[2 * C + h * HS + i];
+        }
+    }
+}
+
+// pass 3: each row t, scaled by 1/sqrt(HS), through a softmax over t2 <= t
+// one thread per row (b,h,t): the loops over b, h and t become the thread index; the loops over t2 stay inside
+__global__ void attention_forward_softmax_kernel(float *att, int T, int C, int NH) {
+    int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    float scale = 1.0f / sqrt((float)HS);
+    size_t bh = (size_t)b * NH + h;
+    float *att_bh = att + bh * T * T;
+    float *row = att_bh + (size_t)t * T;
+    float maxval = -FLT_MAX, sum = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; }
+    for (int t2 = 0; t2 <= t; t2++) { maxval = row[t2] > maxval ? row[t2] : maxval; }
+    for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); }
+    for (int t2 = 0; t2 <= t; t2++) { sum += row[t2]; }
+    for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
+    for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; } // the future
+}
+
+// pass 5: merge the heads, out[b,t,h*HS+i] = y[b,h,t,i]
+// one thread per (b,t): the loops over b and t become the thread index; the loops over h and i stay inside
+__global__ void attention_forward_merge_kernel(float *out, const float *y, int T, int C, int NH) {
+    int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    float *out_bt = out + ((size_t)b * T + t) * C;
+    for (int h = 0; h < NH; h++) {
+        const float *y_bht = y + (((size_t)b * NH + h) * T + t) * HS;
+        for (int i = 0; i < HS; i++) { out_bt[h * HS + i] = y_bht[i]; }
+    }
+}
+
+extern "C" void GPU(attention_forward)(float *out, float *heads, float *att, const float *inp, int B, int T, int C,
+                                       int NH) {
+    int HS = C / NH;
+    size_t BTC = (size_t)B * T * C;
+    float *q = heads, *k = heads + BTC, *v = heads + 2 * BTC, *y = heads + 3 * BTC;
+    dim3 threads_bt(blocks_for(T, 64), B), threads_bht(blocks_for(T, 64), NH, B);
+    // from one (b,h) to the next: a (T,T) block of att, a (T,HS) block of q, k, v and y
+    size_t TT = (size_t)T * T, THS = (size_t)T * HS;
+    // pass 1: split into heads, q[b,h,t,i] = inp[b,t,h*HS+i] (k and v: C and 2C further on)
+    attention_forward_split_kernel<<<threads_bt, 64>>>(q, k, v, inp, T, C, NH);
+    kernelCheck();
+    // differs from train.c: there a loop over (b,h) calls matmul for each pass 2 and 4 and
+    // runs pass 3 between them; here each pass is one launch over all (b,h)
+    // pass 2: the scores q k^T (T,T), wanted only where t2 <= t
+    matmul_batched(att, q, k, T, T, HS, TRANSPOSE_B | CAUSAL_OUT, B * NH, TT, THS, THS);
+    // pass 3: each row t, scaled by 1/sqrt(HS), through a softmax over t2 <= t
+    attention_forward_softmax_kernel<<<threads_bht, 64>>>(att, T, C, NH);
+    kernelCheck();
+    // pass 4: y (T,HS) = att v, where att is zero above the diagonal
+    matmul_batched(y, att, v, T, HS, T, CAUSAL_A, B * NH, THS, TT, THS);
+    // pass 5: merge the heads, out[b,t,h*HS+i] = y[b,h,t,i]
+    attention_forward_merge_kernel<<<threads_bt, 64>>>(out, y, T, C, NH);
+    kernelCheck();
+}
+
+// Backward through the five passes above, in reverse. dheads (4,B,NH,T,HS) receives
+// dq, dk, dv and dy (zeroed by the caller, as every gradient); datt (B,NH,T,T) is
+// scratch that ends up holding the gradient of the scores.
+
+// pass 5 merged the heads, so dy[b,h,t,i] += dout[b,t,h*HS+i]
+// one thread per (b,t): the loops over b and t become the thread index; the loops over h and i stay inside
+__global__ void attention_backward_split_kernel(float *dy, const float *dout, int T, int C, int NH) {
+    int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    const float *dout_bt = dout + ((size_t)b * T + t) * C;
+    for (int h = 0; h < NH; h++) {
+        float *dy_bht = dy + (((size_t)b * NH + h) * T + t) * HS;
+        for (int i = 0; i < HS; i++) { dy_bht[i] += dout_bt[h * HS + i]; }
+    }
+}
+
+// pass 3 was att = softmax(scale * scores) along each row, so with the scale folded in
+//   dscores[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3]),  0 above the diagonal
+// one thread per row (b,h,t): the loops over b, h and t become the thread index; the loops over t2 stay inside
+__global__ void attention_backward_softmax_kernel(float *datt, const float *att, int T, int C, int NH) {
+    int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    float scale = 1.0f / sqrt((float)HS);
+    size_t bh = (size_t)b * NH + h;
+    const float *att_bh = att + bh * T * T;
+    float *datt_bh = datt + bh * T * T;
+    const float *att_row = att_bh + (size_t)t * T;
+    float *row = datt_bh + (size_t)t * T, weighted = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) { weighted += att_row[t2] * row[t2]; }
+    for (int t2 = 0; t2 <= t; t2++) { row[t2] = scale * att_row[t2] * (row[t2] - weighted); }
+    for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; }
+}
+
+// pass 1 split inp into heads, so dinp[b,t,h*HS+i] += dq[b,h,t,i] (dk and dv: C and 2C further on)
+// one thread per (b,t): the loops over b and t become the thread index; the loops over h and i stay inside
+__global__ void attention_backward_merge_kernel(float *dinp, const float *dq, const float *dk, const float *dv, int T,
+                                                int C, int NH) {
+    int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) { return; }
+    int HS = C / NH;
+    float *dinp_bt = dinp + ((size_t)b * T + t) * 3 * C;
+    for (int h = 0; h < NH; h++) {
+        size_t row = (((size_t)b * NH + h) * T + t) * HS;
+        for (int i = 0; i < HS; i++) {
+            dinp_bt[h * HS + i] += dq[row + i];
+            dinp_bt[C + h * HS + i] += dk[row + i];
+            dinp_bt[2 * C + h * HS + i] += dv[row + i];
+        }
+    }
+}
+
+extern "C" void GPU(attention_backward)(float *dinp, float *dheads, float *datt, const float *dout, const float *heads,
+                                        const float *att, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    size_t BTC = (size_t)B * T * C;
+    const float *q = heads, *k = heads + BTC, *v = heads + 2 * BTC;
+    float *dq = dheads, *dk = dheads + BTC, *dv = dheads + 2 * BTC, *dy = dheads + 3 * BTC;
+    dim3 threads_bt(blocks_for(T, 64), B), threads_bht(blocks_for(T, 64), NH, B);
+    // from one (b,h) to the next: a (T,T) block of att and datt, a (T,HS) block of the heads
+    size_t TT = (size_t)T * T, THS = (size_t)T * HS;
+    // pass 5 merged the heads, so dy[b,h,t,i] += dout[b,t,h*HS+i]
+    attention_backward_split_kernel<<<threads_bt, 64>>>(dy, dout, T, C, NH);
+    kernelCheck();
+    // differs from train.c: there a loop over (b,h) runs the three passes below for each;
+    // here each product and the softmax are one launch over all (b,h)
+    // pass 4 was y = att v, so
+    //   datt = dy v^T    (T,HS) . (HS,T), wanted only where t2 <= t
+    //   dv += att^T dy   (T,T) . (T,HS)
+    matmul_batched(datt, dy, v, T, T, HS, TRANSPOSE_B | CAUSAL_OUT, B * NH, TT, THS, THS);
+    matmul_batched(dv, att, dy, T, HS, T, TRANSPOSE_A | CAUSAL_A | ACCUMULATE, B * NH, THS, TT, THS);
+    // pass 3 was att = softmax(scale * scores) along each row, so with the scale folded in
+    //   dscores[t2] = scale * att[t2] * (datt[t2] - sum_t3 att[t3] * datt[t3]),  0 above the diagonal
+    attention_backward_softmax_kernel<<<threads_bht, 64>>>(datt, att, T, C, NH);
+    kernelCheck();
+    // pass 2 was scores = q k^T, so
+    //   dq += dscores k     (T,T) . (T,HS)
+    //   dk += dscores^T q   (T,T) . (T,HS)
+    matmul_batched(dq, datt, k, T, HS, T, CAUSAL_A | ACCUMULATE, B * NH, THS, TT, THS);
+    matmul_batched(dk, datt, q, T, HS, T, TRANSPOSE_A | CAUSAL_A | ACCUMULATE, B * NH, THS, TT, THS);
+    // pass 1 split inp into heads, so dinp[b,t,h*HS+i] += dq[b,h,t,i] (dk and dv: C and 2C further on)
+    attention_backward_merge_kernel<<<threads_bt, 64>>>(dinp, dq, dk, dv, T, C, NH);
+    kernelCheck();
+}
+
+// attention of one new token at position pos against the KV cache (generation): the
+// five passes of attention_forward for the last query row only, with the keys and
+// values of positions 0..pos-1 kept in the cache from earlier tokens. For each head h,
+//   att = softmax(q k^T / sqrt(HS)) over t2 <= pos,   out[h*HS ..] = att v
+// out (C); att (NH, pos+1) scratch; k_cache, v_cache (NH, maxT, HS) this layer's keys
+// and values, head by head; qkv (3C) of this token
+
+// pass 1: this token's key and value join the cache, at row pos of head h
+// one thread per head h: the loop over h becomes the thread index; the loop over i stays inside
+__global__ void attention_forward_cached_store_kernel(float *k_cache, float *v_cache, const float *qkv, int pos,
+                                                      int maxT, int C, int NH) {
+    int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= NH) { return; }
+    int HS = C / NH;
+    float *k = k_cache + (size_t)h * maxT * HS, *v = v_cache + (size_t)h * maxT * HS;
+    for (int i = 0; i < HS; i++) {
+        k[(size_t)pos * HS + i] = qkv[C + h * HS + i];
+        v[(size_t)pos * HS + i] = qkv[2 * C + h * HS + i];
+    }
+}
+
+// pass 3: scaled by 1/sqrt(HS), through a softmax
+// one thread per head h: the loop over h becomes the thread index; the loops over t2 stay inside
+__global__ void attention_forward_cached_softmax_kernel(float *att, int pos, int C, int NH) {
+    int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= NH) { return; }
+    int HS = C / NH;
+    float scale = 1.0f / sqrt((float)HS);
+    float *att_h = att + (size_t)h * (pos + 1);
+    float maxval = -FLT_MAX, sum = 0.0f;
+    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] *= scale; }
+    for (int t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
+    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); }
+    for (int t2 = 0; t2 <= pos; t2++) { sum += att_h[t2]; }
+    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] /= sum; }
+}
+
+extern "C" void GPU(attention_forward_cached)(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
+                                              int pos, int maxT, int C, int NH) {
+    int HS = C / NH;
+    // differs from train.c: there a loop over h runs the four passes for each head; here
+    // each pass is one launch over all heads. From one head to the next: q moves HS
+    // floats, k and v a (maxT,HS) block, att_h pos+1 scores, and out HS floats.
+    // pass 1: this token's key and value join the cache, at row pos of head h
+    attention_forward_cached_store_kernel<<<blocks_for(NH, 32), 32>>>(k_cache, v_cache, qkv, pos, maxT, C, NH);
+    kernelCheck();
+    // pass 2: the scores q k^T (1, pos+1)
+    matmul_batched(att, qkv, k_cache, 1, pos + 1, HS, TRANSPOSE_B, NH, (size_t)pos + 1, HS, (size_t)maxT * HS);
+    // pass 3: scaled by 1/sqrt(HS), through a softmax
+    attention_forward_cached_softmax_kernel<<<blocks_for(NH, 32), 32>>>(att, pos, C, NH);
+    kernelCheck();
+    // pass 4: out for head h (1, HS) = att v
+    matmul_batched(out, att, v_cache, 1, HS, pos + 1, 0, NH, HS, (size_t)pos + 1, (size_t)maxT * HS);
+}
+
+// gelu, the tanh approximation used by GPT-2 (Ref: GELU)
+//   out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+// out, inp (N,)
+#define GELU_SCALE 0.7978845608028654f // sqrt(2/pi)
+
+// tanh u = 1 - 2 / (e^(2u) + 1), as in train.c
+__device__ float fast_tanh(float u) { return 1.0f - 2.0f / (exp(2.0f * u) + 1.0f); }
+
+// differs from train.c: blocks of GELU_BLOCK = 1 element (train.c's are 64, so that which
+// elements get the vector exp does not depend on the thread count; here every exp is the
+// same function)
+#define GELU_BLOCK 1
+
+// one thread per block of GELU_BLOCK elements: the loop over i0 becomes the thread index; the loop over i stays inside
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
+    size_t i0 = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * GELU_BLOCK;
+    if (i0 >= N) { return; }
+    size_t i1 = i0 + GELU_BLOCK < N ? i0 + GELU_BLOCK : N;
+    for (size_t i = i0; i < i1; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+extern "C" void GPU(gelu_forward)(float *out, const float *inp, size_t N) {
+    if (N == 0) { return; }
+    gelu_forward_kernel<<<blocks_for((N + GELU_BLOCK - 1) / GELU_BLOCK, 256), 256>>>(out, inp, N);
+    kernelCheck();
+}
+
+// with u = sqrt(2/pi) (x + 0.044715 x^3), out = 0.5 x (1 + tanh u), so
+//   dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+// one thread per block of GELU_BLOCK elements: the loop over i0 becomes the thread index; the loop over i stays inside
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t N) {
+    size_t i0 = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * GELU_BLOCK;
+    if (i0 >= N) { return; }
+    size_t i1 = i0 + GELU_BLOCK < N ? i0 + GELU_BLOCK : N;
+    for (size_t i = i0; i < i1; i++) {
+        float x = inp[i];
+        float th = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float sech2 = 1.0f - th * th;
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += grad * dout[i];
+    }
+}
+
+extern "C" void GPU(gelu_backward)(float *dinp, const float *inp, const float *dout, size_t N) {
+    if (N == 0) { return; }
+    gelu_backward_kernel<<<blocks_for((N + GELU_BLOCK - 1) / GELU_BLOCK, 256), 256>>>(dinp, inp, dout, N);
+    kernelCheck();
+}
+
+// residual: out = inp1 + inp2, all (N,); backward passes dout to both
+// one thread per element: the loop over i becomes the thread index
+__global__ void residual_forward_kernel(float *out, const float *inp1, const float *inp2, size_t N) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) { return; }
+    out[i] = inp1[i] + inp2[i];
+}
+
+extern "C" void GPU(residual_forward)(float *out, const float *inp1, const float *inp2, size_t N) {
+    if (N == 0) { return; }
+    residual_forward_kernel<<<blocks_for(N, 256), 256>>>(out, inp1, inp2, N);
+    kernelCheck();
+}
+
+// one thread per element: the loop over i becomes the thread index
+__global__ void residual_backward_kernel(float *dinp1, float *dinp2, const float *dout, size_t N) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) { return; }
+    dinp1[i] += dout[i];
+    dinp2[i] += dout[i];
+}
+
+extern "C" void GPU(residual_backward)(float *dinp1, float *dinp2, const float *dout, size_t N) {
+    if (N == 0) { return; }
+    residual_backward_kernel<<<blocks_for(N, 256), 256>>>(dinp1, dinp2, dout, N);
+    kernelCheck();
+}
+
+// softmax and cross-entropy, fused
+//   probs = softmax(logits)   losses[b,t] = -log probs[b,t,targets[b,t]]
+// A target < 0 marks a position that takes no loss (its loss is 0): SFT uses this
+// to leave prompt and padding tokens out. probs, logits (B,T,V); losses, targets (B,T)
+// one thread per (b,t) row: the loop over bt becomes the thread index; the loops over V stay inside
+__global__ void crossentropy_softmax_forward_kernel(float *losses, float *probs, const float *logits, const int *targets,
+                                                    int B, int T, int V) {
+    int bt = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bt >= B * T) { return; }
+    const float *logits_bt = logits + (size_t)bt * V;
+    float *probs_bt = probs + (size_t)bt * V;
+    float maxval = -FLT_MAX, sum = 0.0f;
+    for (int i = 0; i < V; i++) { maxval = logits_bt[i] > maxval ? logits_bt[i] : maxval; }
+    for (int i = 0; i < V; i++) { probs_bt[i] = exp(logits_bt[i] - maxval); }
+    for (int i = 0; i < V; i++) { sum += probs_bt[i]; }
+    for (int i = 0; i < V; i++) { probs_bt[i] /= sum; }
+    losses[bt] = targets[bt] >= 0 ? -log(probs_bt[targets[bt]]) : 0.0f;
+}
+
+extern "C" void GPU(crossentropy_softmax_forward)(float *losses, float *probs, const float *logits, const int *targets,
+                                                  int B, int T, int V) {
+    crossentropy_softmax_forward_kernel<<<blocks_for((size_t)B * T, 64), 64>>>(losses, probs, logits, targets, B, T, V);
+    kernelCheck();
+}
+
+// with loss = -log softmax(logits)[target], dloss/dlogits[i] = probs[i] - (i == target)
+// dlosses (B,T): the weight of each position's loss in the total (0 where target < 0)
+// one thread per (b,t) row: the loop over bt becomes the thread index; the loop over V stays inside
+__global__ void crossentropy_softmax_backward_kernel(float *dlogits, const float *dlosses, const float *probs,
+                                                     const int *targets, int B, int T, int V) {
+    int bt = blockIdx.x * blockDim.x + threadIdx.x;
+    if (bt >= B * T) { return; }
+    if (targets[bt] < 0) { return; }
+    float *dlogits_bt = dlogits + (size_t)bt * V;
+    const float *probs_bt = probs + (size_t)bt * V;
+    float d = dlosses[bt];
+    for (int i = 0; i < V; i++) { dlogits_bt[i] += (probs_bt[i] - (i == targets[bt] ? 1.0f : 0.0f)) * d; }
+}
+
+extern "C" void GPU(crossentropy_softmax_backward)(float *dlogits, const float *dlosses, const float *probs,
+                                                   const int *targets, int B, int T, int V) {
+    crossentropy_softmax_backward_kernel<<<blocks_for((size_t)B * T, 64), 64>>>(dlogits, dlosses, probs, targets, B, T,
+                                                                                 V);
+    kernelCheck();
+}
+
+// ----------------------------------------------------------------------------
+// 2. losses for the later stages: train.c's, on the host (they touch a few numbers per
+//    sequence; the model's big tensors stay with the layers above)
+
+// ----------------------------------------------------------------------------
+// 3. the model: GPT-2 parameters, activations, forward, backward
+// train.c's gpt_forward and gpt_backward call the launchers above; here, only the
+// memory their tensors live in.
+
+// Memory of the models and the KV cache, zeroed: all that the layers read and write.
 // differs from train.c: managed memory, which the host code of train.c reads and
 // writes as plain memory, and kernels use directly
 extern "C" void *GPU(model_calloc)(size_t n, size_t size) {
@@ -98,538 +684,29 @@ extern "C" void GPU(model_free)(void *p) {
     if (p) { cudaCheck(cudaFree(p)); }
 }
 
+// x = 0, x (n,)
 extern "C" void GPU(zero_floats)(float *x, size_t n) {
     cudaCheck(cudaMemset(x, 0, n * sizeof(float)));
     cudaCheck(cudaDeviceSynchronize());
 }
 
 // ----------------------------------------------------------------------------
-// 2. the tokenizer: train.c's, on the host
-// 3. data: train.c's, on the host
+// 4. the optimizer: AdamW, learning-rate schedule, gradient clipping, frozen embedding rows
+// lr_schedule, gpt_clip_grad_norm and the frozen rows are train.c's, on the host; the
+// loops over all parameters are here.
 
-// ----------------------------------------------------------------------------
-// 4. layers: forward and backward of each building block
+// sum of x[i]^2 over x (n,), in double. It runs over fixed chunks, added in order:
+// the same bits for any number of threads. Within a chunk, LANES interleaved partial sums.
+// (train.c's enum, shared here by the kernel and its launcher)
+enum { CHUNK = 1 << 16, LANES = 16 };
 
-// The matrix multiply engine, as in train.c:
-//     c (M,N) = c * accumulate + a (M,K) . b (K,N)
-// element (i,k) of a is a[i*a_rs + k*a_cs], element (k,j) of b is b[k*b_rs + j*b_cs],
-// c is row-major with rows ldc apart.
-
-// The readable path: c is cut into TILE x TILE tiles, one thread block per tile and
-// one thread per element of c. The k loop of the plain math (c[i][j] += a[i][k] b[k][j])
-// runs in steps of TILE: each step, the block copies a TILE x TILE piece of a and of b
-// into shared memory (each thread one element of each), and every thread then reads
-// TILE values of a's row and b's column from there instead of from global memory.
-#define TILE 16
-__global__ void gemm_tiled_kernel(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b,
-                                  size_t b_rs, size_t b_cs, int M, int N, int K, int accumulate) {
-    __shared__ float a_tile[TILE][TILE], b_tile[TILE][TILE];
-    int i = blockIdx.y * TILE + threadIdx.y, j = blockIdx.x * TILE + threadIdx.x;
-    float sum = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += TILE) {
-        int ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
-        a_tile[threadIdx.y][threadIdx.x] = (i < M && ka < K) ? a[(size_t)i * a_rs + (size_t)ka * a_cs] : 0.0f;
-        b_tile[threadIdx.y][threadIdx.x] = (kb < K && j < N) ? b[(size_t)kb * b_rs + (size_t)j * b_cs] : 0.0f;
-        __syncthreads();
-        for (int k = 0; k < TILE; k++) { sum += a_tile[threadIdx.y][k] * b_tile[k][threadIdx.x]; }
-        __syncthreads(); // the tiles are overwritten next step
-    }
-    if (i < M && j < N) {
-        float *cij = c + (size_t)i * ldc + j;
-        *cij = accumulate ? *cij + sum : sum;
-    }
-}
-
-static cublasHandle_t cublas_handle = NULL;
-static int gemm_tiled = -1; // 1: the tiled kernel; 0: cuBLAS; -1: not decided yet (TRAIN_GEMM)
-
-static void cublas_check(cublasStatus_t status, const char *file, int line) {
-    if (status != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "error (%s:%d): cuBLAS status %d\n", file, line, (int)status);
-        exit(EXIT_FAILURE);
-    }
-}
-#define cublasCheck(status) cublas_check(status, __FILE__, __LINE__)
-
-static void gpu_free(void) {
-    if (cublas_handle) { cublasCheck(cublasDestroy(cublas_handle)); cublas_handle = NULL; }
-}
-
-// picks the path on first use (TRAIN_GEMM=tiled for the tiled kernel) and sets up cuBLAS
-static void gemm_init(void) {
-    if (gemm_tiled < 0) {
-        const char *choice = getenv("TRAIN_GEMM");
-        gemm_tiled = choice != NULL && !strcmp(choice, "tiled");
-    }
-    if (!gemm_tiled && cublas_handle == NULL) {
-        cublasCheck(cublasCreate(&cublas_handle));
-        // plain fp32 (no TF32 tensor cores), as train.c computes
-        cublasCheck(cublasSetMathMode(cublas_handle, CUBLAS_DEFAULT_MATH));
-        atexit(gpu_free);
-    }
-}
-
-// One of the two strides of an operand is 1 in every call the model makes, and that
-// says whether cuBLAS reads it as stored ('N') or transposed ('T'), with the other
-// stride as its leading dimension, which cuBLAS wants at least as large as the rows
-// it stores (rows_n or rows_t). Returns 0 when neither reading works.
-static int cublas_layout(size_t unit_for_n, size_t other, int rows_n, int rows_t, cublasOperation_t *op, size_t *ld) {
-    if (unit_for_n == 1 && other >= (size_t)rows_n) { *op = CUBLAS_OP_N; *ld = other; return 1; }
-    if (other == 1 && unit_for_n >= (size_t)rows_t) { *op = CUBLAS_OP_T; *ld = unit_for_n; return 1; }
-    return 0;
-}
-
-// cuBLAS is column-major. A row-major c (M,N) is, read column-major, c^T (N,M), and
-//   c^T = b^T (N,K) . a^T (K,M)
-// so cuBLAS gets m = N, n = M, k = K, its first operand is b and its second is a.
-// Read column-major, b^T's element (j,k) = b[j*b_cs + k*b_rs]: with b_cs = 1 that is b
-// as stored with leading dimension b_rs ('N'); with b_rs = 1 it is the transpose of a
-// (K,N) column-major matrix with leading dimension b_cs ('T'). The same for a^T.
-static void gemm(float *c, size_t ldc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
-                 size_t b_cs, int M, int N, int K, int accumulate) {
-    if (M <= 0 || N <= 0) { return; }
-    gemm_init();
-    cublasOperation_t op_b, op_a;
-    size_t ld_b, ld_a;
-    // b^T is stored N x K ('N') or K x N ('T'); a^T is stored K x M ('N') or M x K ('T')
-    int fits = cublas_layout(b_cs, b_rs, N, K, &op_b, &ld_b) && cublas_layout(a_cs, a_rs, K, M, &op_a, &ld_a);
-    if (!gemm_tiled && fits && K > 0) {
-        float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-        cublasCheck(cublasSgemm(cublas_handle, op_b, op_a, N, M, K, &alpha, b, (int)ld_b, a, (int)ld_a, &beta, c, (int)ldc));
-        kernelCheck();
-        return;
-    }
-    dim3 grid(blocks_for(N, TILE), blocks_for(M, TILE)), block(TILE, TILE);
-    gemm_tiled_kernel<<<grid, block>>>(c, ldc, a, a_rs, a_cs, b, b_rs, b_cs, M, N, K, accumulate);
-    kernelCheck();
-}
-
-// encoder: out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
-// one thread per element (bt, i): train.c's three loops become the thread index
-__global__ void encoder_forward_kernel(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T * C) { return; }
-    size_t bt = idx / C;
-    int i = (int)(idx % C), t = (int)(bt % T);
-    out[idx] = wte[(size_t)inp[bt] * C + i] + wpe[(size_t)t * C + i];
-}
-
-extern "C" void GPU(encoder_forward)(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
-    size_t n = (size_t)B * T * C;
-    encoder_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, wte, wpe, B, T, C);
-    kernelCheck();
-}
-
-// dwte[inp[b,t]] += dout[b,t] and dwpe[t] += dout[b,t]. Two positions may share a
-// token, so one thread per channel i walks all positions in train.c's order: each
-// element has one writer and the same sum order as the C loop.
-__global__ void encoder_backward_kernel(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= C) { return; }
-    for (size_t bt = 0; bt < (size_t)B * T; bt++) {
-        float d = dout[bt * C + i];
-        dwte[(size_t)inp[bt] * C + i] += d;
-        dwpe[(bt % T) * C + i] += d;
-    }
-}
-
-extern "C" void GPU(encoder_backward)(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
-    encoder_backward_kernel<<<blocks_for(C, 128), 128>>>(dwte, dwpe, dout, inp, B, T, C);
-    kernelCheck();
-}
-
-// layernorm: out = (x - mean) * rstd * weight + bias, per row of C
-// one thread per row (b,t); the loops over C stay inside, as in train.c
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                                         const float *bias, int N, int C) {
-    int bt = blockIdx.x * blockDim.x + threadIdx.x;
-    if (bt >= N) { return; }
-    const float *x = inp + (size_t)bt * C;
-    float *out_bt = out + (size_t)bt * C;
-    float m = 0.0f;
-    for (int i = 0; i < C; i++) { m += x[i]; }
-    m /= C;
-    float v = 0.0f;
-    for (int i = 0; i < C; i++) { float xshift = x[i] - m; v += xshift * xshift; }
-    v /= C;
-    float s = 1.0f / sqrtf(v + 1e-5f);
-    for (int i = 0; i < C; i++) { out_bt[i] = (s * (x[i] - m)) * weight[i] + bias[i]; }
-    mean[bt] = m;
-    rstd[bt] = s;
-}
-
-extern "C" void GPU(layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                                       const float *bias, int B, int T, int C) {
-    layernorm_forward_kernel<<<blocks_for((size_t)B * T, 128), 128>>>(out, mean, rstd, inp, weight, bias, B * T, C);
-    kernelCheck();
-}
-
-// pass 1 of train.c's layernorm_backward: dinp, one thread per row
-//   dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),  dnorm = dout * weight
-__global__ void layernorm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
-                                               const float *mean, const float *rstd, int N, int C) {
-    int bt = blockIdx.x * blockDim.x + threadIdx.x;
-    if (bt >= N) { return; }
-    const float *dout_bt = dout + (size_t)bt * C, *x = inp + (size_t)bt * C;
-    float *dinp_bt = dinp + (size_t)bt * C;
-    float m = mean[bt], s = rstd[bt];
-    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-    for (int i = 0; i < C; i++) {
-        float norm = (x[i] - m) * s, dnorm = weight[i] * dout_bt[i];
-        dnorm_mean += dnorm;
-        dnorm_norm_mean += dnorm * norm;
-    }
-    dnorm_mean /= C;
-    dnorm_norm_mean /= C;
-    for (int i = 0; i < C; i++) {
-        float norm = (x[i] - m) * s, dnorm = weight[i] * dout_bt[i];
-        dinp_bt[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
-    }
-}
-
-// pass 2: dweight += sum over rows of dout * norm, dbias += sum of dout; one thread per
-// channel, the sum over rows in train.c's order
-__global__ void layernorm_backward_dweight_kernel(float *dweight, float *dbias, const float *dout, const float *inp,
-                                                  const float *mean, const float *rstd, int N, int C) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= C) { return; }
-    float dw = 0.0f, db = 0.0f;
-    for (int bt = 0; bt < N; bt++) {
-        float d = dout[(size_t)bt * C + i];
-        db += d;
-        dw += d * (inp[(size_t)bt * C + i] - mean[bt]) * rstd[bt];
-    }
-    dweight[i] += dw;
-    dbias[i] += db;
-}
-
-extern "C" void GPU(layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                        const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
-    int N = B * T;
-    layernorm_backward_dinp_kernel<<<blocks_for(N, 128), 128>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-    kernelCheck();
-    layernorm_backward_dweight_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
-    kernelCheck();
-}
-
-// out[bt,o] += bias[o], one thread per element
-__global__ void add_bias_kernel(float *out, const float *bias, int BT, int OC) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx < (size_t)BT * OC) { out[idx] += bias[idx % OC]; }
-}
-
-// matmul: out (BT,OC) = inp (BT,C) . weight^T + bias, weight (OC,C)
-// (train.c's path for a few rows is not needed here: the GPU gemm takes any shape)
-extern "C" void GPU(matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int B, int T,
-                                    int C, int OC) {
-    int BT = B * T;
-    // b[k][j] = weight[j*C + k]: the transpose is in the strides
-    gemm(out, (size_t)OC, inp, (size_t)C, 1, weight, 1, (size_t)C, BT, OC, C, 0);
-    if (bias) {
-        add_bias_kernel<<<blocks_for((size_t)BT * OC, 256), 256>>>(out, bias, BT, OC);
-        kernelCheck();
-    }
-}
-
-// dbias[o] += sum over rows of dout[bt,o]: one thread per output channel, rows in order
-__global__ void matmul_backward_bias_kernel(float *dbias, const float *dout, int BT, int OC) {
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= OC) { return; }
-    float sum = 0.0f;
-    for (int bt = 0; bt < BT; bt++) { sum += dout[(size_t)bt * OC + o]; }
-    dbias[o] += sum;
-}
-
-// dinp += dout . weight, dweight += dout^T . inp, dbias += column sums of dout
-extern "C" void GPU(matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                     const float *weight, int B, int T, int C, int OC) {
-    int BT = B * T;
-    gemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, BT, C, OC, 1);
-    gemm(dweight, (size_t)C, dout, 1, (size_t)OC, inp, (size_t)C, 1, OC, C, BT, 1);
-    if (dbias) {
-        matmul_backward_bias_kernel<<<blocks_for(OC, 128), 128>>>(dbias, dout, BT, OC);
-        kernelCheck();
-    }
-}
-
-// attention: for each head, att[t,t2] = softmax over t2 <= t of q[t].k[t2] / sqrt(HS),
-// out[t] = sum_t2 att[t,t2] v[t2]. One thread per (b, h, t), running the three passes
-// of train.c's attention for one query row as loops.
-// differs from train.c: there the passes are matrix products over blocks of rows.
-__global__ void attention_forward_kernel(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) { return; }
-    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / T / NH);
-    int HS = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)HS);
-    const float *q = inp + ((size_t)b * T + t) * C3 + h * HS;
-    float *att_bth = att + (((size_t)b * NH + h) * T + t) * T;
-    // pass 1: scores and their maximum
-    float maxval = -FLT_MAX;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
-        float dot = 0.0f;
-        for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
-        dot *= scale;
-        att_bth[t2] = dot;
-        if (dot > maxval) { maxval = dot; }
-    }
-    // pass 2: exponentiate and normalize; future positions get 0
-    float sum = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) { att_bth[t2] = expf(att_bth[t2] - maxval); sum += att_bth[t2]; }
-    for (int t2 = 0; t2 <= t; t2++) { att_bth[t2] /= sum; }
-    for (int t2 = t + 1; t2 < T; t2++) { att_bth[t2] = 0.0f; }
-    // pass 3: the weighted sum of the values
-    float *out_bth = out + ((size_t)b * T + t) * C + h * HS;
-    for (int i = 0; i < HS; i++) { out_bth[i] = 0.0f; }
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-        for (int i = 0; i < HS; i++) { out_bth[i] += att_bth[t2] * v[i]; }
-    }
-}
-
-extern "C" void GPU(attention_forward)(float *out, float *att, const float *inp, int B, int T, int C, int NH) {
-    size_t n = (size_t)B * NH * T;
-    attention_forward_kernel<<<blocks_for(n, 64), 64>>>(out, att, inp, B, T, C, NH);
-    kernelCheck();
-}
-
-// Attention backward, part 1: one thread per query row (b, h, t).
-//   datt[t,t2] = dout[t] . v[t2], then through the softmax:
-//   dscores[t2] = att[t2] * (datt[t2] - sum_t3 att[t3] datt[t3])   (left in datt)
-//   dq[t] += scale * sum_t2 dscores[t2] k[t2]
-// differs from train.c: there one thread owns a whole (b,h) and does the passes as
-// matrix products; here the sums into dk and dv, which rows share, wait for part 2.
-__global__ void attention_backward_query_kernel(float *dinp, float *datt, const float *dout, const float *inp,
-                                                const float *att, int B, int T, int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) { return; }
-    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / T / NH);
-    int HS = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)HS);
-    const float *att_bth = att + (((size_t)b * NH + h) * T + t) * T;
-    float *datt_bth = datt + (((size_t)b * NH + h) * T + t) * T;
-    const float *dout_bth = dout + ((size_t)b * T + t) * C + h * HS;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = inp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-        float dot = 0.0f;
-        for (int i = 0; i < HS; i++) { dot += dout_bth[i] * v[i]; }
-        datt_bth[t2] = dot;
-    }
-    float weighted = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) { weighted += att_bth[t2] * datt_bth[t2]; }
-    for (int t2 = 0; t2 <= t; t2++) { datt_bth[t2] = att_bth[t2] * (datt_bth[t2] - weighted); }
-    float *dq = dinp + ((size_t)b * T + t) * C3 + h * HS;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = inp + ((size_t)b * T + t2) * C3 + C + h * HS;
-        float ds = datt_bth[t2] * scale;
-        for (int i = 0; i < HS; i++) { dq[i] += ds * k[i]; }
-    }
-}
-
-// Attention backward, part 2: one thread per key row (b, h, t2), summing over the
-// queries t >= t2 that saw it, in increasing t:
-//   dv[t2] += sum_t att[t,t2] dout[t]      dk[t2] += scale * sum_t dscores[t,t2] q[t]
-__global__ void attention_backward_key_kernel(float *dinp, const float *datt, const float *dout, const float *inp,
-                                              const float *att, int B, int T, int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) { return; }
-    int t2 = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / T / NH);
-    int HS = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)HS);
-    float *dk = dinp + ((size_t)b * T + t2) * C3 + C + h * HS;
-    float *dv = dinp + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
-    for (int t = t2; t < T; t++) {
-        size_t row = ((size_t)b * NH + h) * T + t;
-        float a = att[row * T + t2], ds = datt[row * T + t2] * scale;
-        const float *dout_bth = dout + ((size_t)b * T + t) * C + h * HS;
-        const float *q = inp + ((size_t)b * T + t) * C3 + h * HS;
-        for (int i = 0; i < HS; i++) {
-            dv[i] += a * dout_bth[i];
-            dk[i] += ds * q[i];
-        }
-    }
-}
-
-extern "C" void GPU(attention_backward)(float *dinp, float *datt, const float *dout, const float *inp, const float *att,
-                                        int B, int T, int C, int NH) {
-    size_t n = (size_t)B * NH * T;
-    attention_backward_query_kernel<<<blocks_for(n, 64), 64>>>(dinp, datt, dout, inp, att, B, T, C, NH);
-    kernelCheck();
-    attention_backward_key_kernel<<<blocks_for(n, 64), 64>>>(dinp, datt, dout, inp, att, B, T, C, NH);
-    kernelCheck();
-}
-
-// attention of one new token against the KV cache: one thread per head h, running
-// train.c's loop body for that head (the token's key and value are stored first, each
-// thread its own head's slice, and each thread reads only its own head's slice)
-__global__ void attention_forward_cached_kernel(float *out, float *att, float *k_cache, float *v_cache,
-                                                const float *qkv, int pos, int C, int NH) {
-    int h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= NH) { return; }
-    int HS = C / NH;
-    float scale = 1.0f / sqrtf((float)HS);
-    for (int i = 0; i < HS; i++) {
-        k_cache[(size_t)pos * C + h * HS + i] = qkv[C + h * HS + i];
-        v_cache[(size_t)pos * C + h * HS + i] = qkv[2 * C + h * HS + i];
-    }
-    const float *q = qkv + h * HS;
-    float *att_h = att + (size_t)h * (pos + 1);
-    float maxval = -FLT_MAX, sum = 0.0f;
-    for (int t2 = 0; t2 <= pos; t2++) {
-        const float *k = k_cache + (size_t)t2 * C + h * HS;
-        float dot = 0.0f;
-        for (int i = 0; i < HS; i++) { dot += q[i] * k[i]; }
-        att_h[t2] = dot * scale;
-        if (att_h[t2] > maxval) { maxval = att_h[t2]; }
-    }
-    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = expf(att_h[t2] - maxval); sum += att_h[t2]; }
-    float *out_h = out + h * HS;
-    for (int i = 0; i < HS; i++) { out_h[i] = 0.0f; }
-    for (int t2 = 0; t2 <= pos; t2++) {
-        const float *v = v_cache + (size_t)t2 * C + h * HS;
-        float w = att_h[t2] / sum;
-        for (int i = 0; i < HS; i++) { out_h[i] += w * v[i]; }
-    }
-}
-
-extern "C" void GPU(attention_forward_cached)(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,
-                                              int pos, int C, int NH) {
-    attention_forward_cached_kernel<<<1, NH>>>(out, att, k_cache, v_cache, qkv, pos, C, NH);
-    kernelCheck();
-}
-
-// gelu (tanh approximation), tanh u written 1 - 2 / (e^(2u) + 1) as in train.c
-#define GELU_SCALE 0.7978845608028654f // sqrt(2/pi)
-__device__ float fast_tanh(float u) { return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f); }
-
-// one thread per element, for the four elementwise layers below
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x)));
-}
-
-extern "C" void GPU(gelu_forward)(float *out, const float *inp, size_t N) {
-    if (N == 0) { return; }
-    gelu_forward_kernel<<<blocks_for(N, 256), 256>>>(out, inp, N);
-    kernelCheck();
-}
-
-// dout/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    float x = inp[i];
-    float th = fast_tanh(GELU_SCALE * (x + 0.044715f * x * x * x));
-    float sech2 = 1.0f - th * th;
-    float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] += grad * dout[i];
-}
-
-extern "C" void GPU(gelu_backward)(float *dinp, const float *inp, const float *dout, size_t N) {
-    if (N == 0) { return; }
-    gelu_backward_kernel<<<blocks_for(N, 256), 256>>>(dinp, inp, dout, N);
-    kernelCheck();
-}
-
-__global__ void residual_forward_kernel(float *out, const float *inp1, const float *inp2, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < N) { out[i] = inp1[i] + inp2[i]; }
-}
-
-extern "C" void GPU(residual_forward)(float *out, const float *inp1, const float *inp2, size_t N) {
-    if (N == 0) { return; }
-    residual_forward_kernel<<<blocks_for(N, 256), 256>>>(out, inp1, inp2, N);
-    kernelCheck();
-}
-
-__global__ void residual_backward_kernel(float *dinp1, float *dinp2, const float *dout, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    dinp1[i] += dout[i];
-    dinp2[i] += dout[i];
-}
-
-extern "C" void GPU(residual_backward)(float *dinp1, float *dinp2, const float *dout, size_t N) {
-    if (N == 0) { return; }
-    residual_backward_kernel<<<blocks_for(N, 256), 256>>>(dinp1, dinp2, dout, N);
-    kernelCheck();
-}
-
-// softmax and cross-entropy: probs = softmax(logits), losses = -log probs[target]
-// (0 where target < 0); one thread per row (b,t), train.c's loops over V inside
-__global__ void crossentropy_softmax_forward_kernel(float *losses, float *probs, const float *logits, const int *targets,
-                                                    int N, int V) {
-    int bt = blockIdx.x * blockDim.x + threadIdx.x;
-    if (bt >= N) { return; }
-    const float *logits_bt = logits + (size_t)bt * V;
-    float *probs_bt = probs + (size_t)bt * V;
-    float maxval = -FLT_MAX;
-    for (int i = 0; i < V; i++) { if (logits_bt[i] > maxval) { maxval = logits_bt[i]; } }
-    float sum = 0.0f;
-    for (int i = 0; i < V; i++) { probs_bt[i] = expf(logits_bt[i] - maxval); sum += probs_bt[i]; }
-    for (int i = 0; i < V; i++) { probs_bt[i] /= sum; }
-    losses[bt] = targets[bt] >= 0 ? -logf(probs_bt[targets[bt]]) : 0.0f;
-}
-
-extern "C" void GPU(crossentropy_softmax_forward)(float *losses, float *probs, const float *logits, const int *targets,
-                                                  int B, int T, int V) {
-    crossentropy_softmax_forward_kernel<<<blocks_for((size_t)B * T, 64), 64>>>(losses, probs, logits, targets, B * T, V);
-    kernelCheck();
-}
-
-// dlogits[bt,i] += (probs[bt,i] - (i == target)) * dlosses[bt], rows with a target only;
-// one thread per element
-__global__ void crossentropy_softmax_backward_kernel(float *dlogits, const float *dlosses, const float *probs,
-                                                     const int *targets, int N, int V) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)N * V) { return; }
-    size_t bt = idx / V;
-    int i = (int)(idx % V);
-    if (targets[bt] < 0) { return; }
-    dlogits[idx] += (probs[idx] - (i == targets[bt] ? 1.0f : 0.0f)) * dlosses[bt];
-}
-
-extern "C" void GPU(crossentropy_softmax_backward)(float *dlogits, const float *dlosses, const float *probs,
-                                                   const int *targets, int B, int T, int V) {
-    size_t n = (size_t)B * T * V;
-    crossentropy_softmax_backward_kernel<<<blocks_for(n, 256), 256>>>(dlogits, dlosses, probs, targets, B * T, V);
-    kernelCheck();
-}
-
-// ----------------------------------------------------------------------------
-// 5. losses for the later stages: train.c's, on the host (they touch a few numbers
-//    per sequence; the model's big tensors stay with the layers above)
-// 6. the model: train.c's gpt_forward and gpt_backward call the launchers above
-
-// what runs the layers, for the config table
-extern "C" const char *GPU(device_name)(void) {
-    static char name[320];
-    int device;
-    cudaDeviceProp prop;
-    cudaCheck(cudaGetDevice(&device));
-    cudaCheck(cudaGetDeviceProperties(&prop, device));
-    gemm_init();
-    snprintf(name, sizeof(name), "%s (sm_%d%d), %s", prop.name, prop.major, prop.minor,
-             gemm_tiled ? "tiled matmul" : "cuBLAS matmul");
-    return name;
-}
-
-// ----------------------------------------------------------------------------
-// 7. the optimizer: AdamW, learning-rate schedule, gradient clipping
-
-// sum of x[i]^2 in double over fixed chunks of CHUNK elements, one thread per chunk,
-// each with LANES interleaved partial sums; the host adds the chunks in order. Every
-// addition is train.c's, in train.c's order, so the result has train.c's bits
-#define CHUNK (1 << 16)
-#define LANES 16
-__global__ void sum_of_squares_kernel(double *partial, const float *x, size_t n) {
+// one thread per chunk: the loop over c becomes the thread index; the loops within a chunk
+// stay inside. Every addition is train.c's, in train.c's order, so the result has its bits.
+__global__ void sum_of_squares_kernel(double *partial, const float *x, size_t n, size_t chunks) {
     size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c * CHUNK >= n) { return; }
-    size_t i = c * CHUNK, end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+    if (c >= chunks) { return; }
     double lane[LANES] = {0}, sum = 0.0;
+    size_t i = c * CHUNK, end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
     for (; i + LANES <= end; i += LANES) {
         for (int j = 0; j < LANES; j++) { lane[j] += (double)x[i + j] * x[i + j]; }
     }
@@ -642,7 +719,7 @@ extern "C" double GPU(sum_of_squares)(const float *x, size_t n) {
     if (n == 0) { return 0.0; }
     size_t chunks = (n + CHUNK - 1) / CHUNK;
     double *partial = (double *)GPU(model_calloc)(chunks, sizeof(double));
-    sum_of_squares_kernel<<<blocks_for(chunks, 32), 32>>>(partial, x, n);
+    sum_of_squares_kernel<<<blocks_for(chunks, 32), 32>>>(partial, x, n, chunks);
     kernelCheck();
     double total = 0.0;
     for (size_t c = 0; c < chunks; c++) { total += partial[c]; }
@@ -650,9 +727,12 @@ extern "C" double GPU(sum_of_squares)(const float *x, size_t n) {
     return total;
 }
 
+// x = x * coef, x (n,)
+// one thread per element: the loop over i becomes the thread index
 __global__ void scale_floats_kernel(float *x, float coef, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { x[i] *= coef; }
+    if (i >= n) { return; }
+    x[i] *= coef;
 }
 
 extern "C" void GPU(scale_floats)(float *x, float coef, size_t n) {
@@ -661,8 +741,12 @@ extern "C" void GPU(scale_floats)(float *x, float coef, size_t n) {
     kernelCheck();
 }
 
-// AdamW on one tensor, one thread per parameter; the bias corrections come from the
-// host, computed as train.c computes them
+// AdamW on one tensor, step t (1-based), in the order torch.optim.AdamW computes it:
+//   p = p * (1 - lr * decay)                      decoupled weight decay
+//   m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// p, m, v, g (n,): parameters, the two moments, gradients
+// one thread per parameter: the loop over i becomes the thread index
 __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, float lr, float beta1, float beta2, float eps,
                              float decay, float bias_correction1, float bias_correction2_sqrt, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -684,6 +768,165 @@ extern "C" void GPU(adamw_tensor)(float *p, float *m, float *v, const float *g, 
 }
 
 // ----------------------------------------------------------------------------
-// 8. sampling, 9. checkpoints, 10-13. the four stages, 14. sample and bench,
-// 15. command line and main: train.c's, on the host, reading and writing the models'
-// managed memory
+// 5. sampling: temperature and top-k, generation with a KV cache: train.c's, on the host
+//    (the KV cache is model memory, section 3; its attention is attention_forward_cached)
+// 6. the tokenizer: bytes <-> token ids (byte-level BPE): train.c's, on the host
+// 7. data: text -> batches of token ids: train.c's, on the host
+// 8. settings: every flag, and each stage's defaults: train.c's, on the host
+// 9. stage 1: pretraining: train.c's, on the host
+// 10. stage 2: supervised fine-tuning: train.c's, on the host
+// 11. stage 3: reward modeling: train.c's, on the host
+// 12. stage 4: RLHF with PPO: train.c's, on the host
+// 13. other commands: answer, score, sample: train.c's, on the host
+// 14. main: train.c's, on the host
+
+// ----------------------------------------------------------------------------
+// Appendix A. the matmul engine
+
+// matmul(c, a, b, M, N, K, flags), as train.c defines it (matmul_reference):
+//   c (M,N) = op(a) (M,K) . op(b) (K,N),   c[i][j] = sum_k op(a)[i][k] op(b)[k][j]
+// op(a) is a (M,K), or with TRANSPOSE_A the transpose of a stored (K,M); op(b) is b
+// (K,N), or with TRANSPOSE_B the transpose of b stored (N,K); with ACCUMULATE the
+// product is added to c. All row-major. matmul_batched computes `batch` of them at
+// once, product n at c + n*stride_c from a + n*stride_a and b + n*stride_b.
+// differs from train.c: two paths compute it, cuBLAS (the default) and a tiled kernel
+// (TRAIN_GEMM=tiled). cuBLAS sums in an order of its own, and neither follows train.c's
+// engine everywhere, so results agree with train.c's to rounding. CAUSAL_OUT and CAUSAL_A, promises that let train.c's engine skip
+// work, are not used: the whole product is computed (where c is not wanted, the caller
+// overwrites it; where a is zero, its products add zeros).
+
+// The readable path (TRAIN_GEMM=tiled): matmul_reference's loops over i and j become the
+// thread index, one thread per element of c and one block of TILE x TILE threads per
+// tile of c (and blockIdx.z the product of a batch). Its loop over k runs in steps of
+// TILE: each step, the block copies a TILE x TILE piece of op(a) and of op(b) into shared
+// memory (each thread one element of each, read as matmul_reference reads it), and every
+// thread then reads TILE values of a's row and b's column from there instead of from
+// global memory. The sum runs over k in order, as in matmul_reference.
+#define TILE 16
+__global__ void matmul_tiled_kernel(float *c, const float *a, const float *b, int M, int N, int K, int flags,
+                                    size_t stride_c, size_t stride_a, size_t stride_b) {
+    __shared__ float a_tile[TILE][TILE], b_tile[TILE][TILE];
+    int i = blockIdx.y * TILE + threadIdx.y, j = blockIdx.x * TILE + threadIdx.x;
+    c += blockIdx.z * stride_c, a += blockIdx.z * stride_a, b += blockIdx.z * stride_b;
+    float sum = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += TILE) {
+        // this thread's element of each tile, op(a)[i][k] and op(b)[k][j] read as
+        // matmul_reference reads them (0 past the edges, where it adds nothing)
+        int k = k0 + threadIdx.x;
+        a_tile[threadIdx.y][threadIdx.x] =
+            i >= M || k >= K ? 0.0f : flags & TRANSPOSE_A ? a[(size_t)k * M + i] : a[(size_t)i * K + k];
+        k = k0 + threadIdx.y;
+        b_tile[threadIdx.y][threadIdx.x] =
+            k >= K || j >= N ? 0.0f : flags & TRANSPOSE_B ? b[(size_t)j * K + k] : b[(size_t)k * N + j];
+        __syncthreads();
+        for (int kk = 0; kk < TILE; kk++) { sum += a_tile[threadIdx.y][kk] * b_tile[kk][threadIdx.x]; }
+        __syncthreads(); // the tiles are overwritten next step
+    }
+    if (i < M && j < N) {
+        float *c_ij = c + (size_t)i * N + j;
+        *c_ij = flags & ACCUMULATE ? *c_ij + sum : sum;
+    }
+}
+
+static cublasHandle_t cublas_handle = NULL;
+static int matmul_tiled = -1; // 1: the tiled kernel; 0: cuBLAS; -1: not decided yet (TRAIN_GEMM)
+
+static void matmul_free(void) {
+    if (cublas_handle) { cublasCheck(cublasDestroy(cublas_handle)); cublas_handle = NULL; }
+}
+
+// picks the path on first use (TRAIN_GEMM=tiled for the tiled kernel) and sets up cuBLAS
+static void matmul_init(void) {
+    if (matmul_tiled < 0) {
+        const char *choice = getenv("TRAIN_GEMM");
+        matmul_tiled = choice != NULL && !strcmp(choice, "tiled");
+    }
+    if (!matmul_tiled && cublas_handle == NULL) {
+        cublasCheck(cublasCreate(&cublas_handle));
+        // plain fp32 (no TF32 tensor cores), as train.c computes
+        cublasCheck(cublasSetMathMode(cublas_handle, CUBLAS_DEFAULT_MATH));
+        atexit(matmul_free);
+    }
+}
+
+// The cuBLAS path. cuBLAS is column-major: a row-major array (R,S) is, read column-major,
+// its transpose (S,R), with leading dimension S. So row-major c (M,N) is column-major
+// c^T (N,M), ldc = N, and since c = op(a) op(b),
+//   c^T (N,M) = op(b)^T (N,K) . op(a)^T (K,M)
+// cuBLAS computes C (m,n) = opA(A) (m,k) . opB(B) (k,n) with m = N, n = M, k = K, A = b, B = a:
+//   b, plain: stored row-major (K,N) = column-major (N,K), ld N: that is op(b)^T as it
+//      stands, opA = 'N', lda = N
+//   b, TRANSPOSE_B: stored row-major (N,K) = column-major (K,N), ld K: that is op(b),
+//      whose transpose is wanted, opA = 'T', lda = K
+//   a, plain: stored row-major (M,K) = column-major (K,M), ld K: op(a)^T, opB = 'N', ldb = K
+//   a, TRANSPOSE_A: stored row-major (K,M) = column-major (M,K), ld M: op(a), opB = 'T', ldb = M
+// ACCUMULATE is beta = 1 (c += ...), else beta = 0 (c is not read). The batch strides
+// pass through unchanged: they count floats, whatever the layout.
+static void matmul_batched(float *c, const float *a, const float *b, int M, int N, int K, int flags, int batch,
+                           size_t stride_c, size_t stride_a, size_t stride_b) {
+    if (M <= 0 || N <= 0 || batch <= 0) { return; }
+    matmul_init();
+    int ta = (flags & TRANSPOSE_A) != 0, tb = (flags & TRANSPOSE_B) != 0;
+    if (!matmul_tiled && K > 0) { // (K = 0, an empty sum, goes to the tiled kernel, which writes c = 0)
+        float alpha = 1.0f, beta = flags & ACCUMULATE ? 1.0f : 0.0f;
+        cublasCheck(cublasSgemmStridedBatched(cublas_handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                              N, M, K, &alpha, b, tb ? K : N, (long long)stride_b, a, ta ? M : K,
+                                              (long long)stride_a, &beta, c, N, (long long)stride_c, batch));
+        kernelCheck();
+        return;
+    }
+    dim3 grid(blocks_for(N, TILE), blocks_for(M, TILE), batch), block(TILE, TILE);
+    matmul_tiled_kernel<<<grid, block>>>(c, a, b, M, N, K, flags, stride_c, stride_a, stride_b);
+    kernelCheck();
+}
+
+static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags) {
+    matmul_batched(c, a, b, M, N, K, flags, 1, 0, 0, 0);
+}
+
+// what runs the layers, for the config table
+extern "C" const char *GPU(device_name)(void) {
+    static char name[320];
+    int device;
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDevice(&device));
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
+    matmul_init();
+    snprintf(name, sizeof(name), "%s (sm_%d%d), %s", prop.name, prop.major, prop.minor,
+             matmul_tiled ? "tiled matmul" : "cuBLAS matmul");
+    return name;
+}
+
+// ----------------------------------------------------------------------------
+// Appendix B. JSON and UTF-8: train.c's, on the host
+// Appendix C. files, checkpoints and the tokenizer's file format: train.c's, on the host
+//    (checkpoints read and write the models' managed memory)
+// Appendix D. logs, curves and stage records: train.c's, on the host
+// Appendix E. bench: train.c's, on the host (it times the launchers above)
+// Appendix F. the command line: train.c's, on the host
+
+// ----------------------------------------------------------------------------
+// Appendix G. utilities: checked calls, RNG, timer, threads
+// train.c's checked libc calls, RNG, timer and threads run on the host; here, the checked
+// CUDA and cuBLAS calls and the size of a launch.
+
+static void cuda_check(cudaError_t err, const char *file, int line) {
+    if (err != cudaSuccess) {
+        fprintf(stderr, "error (%s:%d): CUDA: %s. Is a GPU there (nvidia-smi)? Was train.cu built for its "
+                        "architecture (make run-gpu GPU_ARCH=...)?\n", file, line, cudaGetErrorString(err));
+        exit(EXIT_FAILURE);
+    }
+}
+
+static void cublas_check(cublasStatus_t status, const char *file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "error (%s:%d): cuBLAS status %d\n", file, line, (int)status);
+        exit(EXIT_FAILURE);
+    }
+}
+
+// blocks of `threads` threads that cover n elements. CUDA refuses a grid of 0 blocks
+// ("invalid configuration argument") where train.c's loop over nothing does nothing,
+// so the launchers of a size that can be 0 (AdamW on a tensor of the head a model
+// does not have, which holds no parameters) return before they launch.
+static int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }

@@ -234,6 +234,69 @@ static void test_sgemm(void) {
     check(cublasDestroy(handle) == CUBLAS_STATUS_SUCCESS, "cublasDestroy", "");
 }
 
+// cublasSgemmStridedBatched: batch products, the p-th at A + p*strideA, B + p*strideB and
+// C + p*strideC. Strides with gaps between the products (so a stride mistaken for a size
+// shows), B shared by all (stride 0), every pair of transposes, beta 0 over NaN and beta 1.
+static void test_sgemm_strided_batched(void) {
+    cublasHandle_t handle;
+    cublasCreate(&handle);
+    int m = 5, n = 6, k = 7, batch = 3, lda = 9, ldb = 8, ldc = 6;
+    long long strideA = 9 * 9 + 4, strideC = 6 * 6 + 3; // each product's part, and a gap
+    float *A = managed<float>(strideA * batch), *B = managed<float>(8 * 8), *C = managed<float>(strideC * batch);
+    float *C0 = managed<float>(strideC * batch);
+    for (long long i = 0; i < strideA * batch; i++) { A[i] = (float)((i * 29) % 9) - 4.0f; }
+    for (int i = 0; i < 8 * 8; i++) { B[i] = (float)((i * 17) % 5) - 2.0f; }
+    for (long long i = 0; i < strideC * batch; i++) { C0[i] = (float)(i % 7); }
+    for (int ta = 0; ta < 2; ta++) {
+        for (int tb = 0; tb < 2; tb++) {
+            for (int accumulate = 0; accumulate < 2; accumulate++) {
+                for (long long i = 0; i < strideC * batch; i++) { C[i] = accumulate ? C0[i] : NAN; }
+                float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+                cublasStatus_t st = cublasSgemmStridedBatched(handle, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                                              tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, A, lda,
+                                                              strideA, B, ldb, 0, &beta, C, ldc, strideC, batch);
+                cudaCheck(cudaDeviceSynchronize());
+                int wrong = 0, gap_touched = 0; // small integers again: exact in any order
+                for (int p = 0; p < batch; p++) {
+                    const float *Ap = A + p * strideA;
+                    for (int j = 0; j < n; j++) {
+                        for (int i = 0; i < m; i++) {
+                            double sum = 0.0;
+                            for (int l = 0; l < k; l++) {
+                                double a = ta ? Ap[l + i * lda] : Ap[i + l * lda], b = tb ? B[j + l * ldb] : B[l + j * ldb];
+                                sum += a * b;
+                            }
+                            long long at = p * strideC + i + (long long)j * ldc;
+                            wrong += C[at] != (float)(sum + (accumulate ? C0[at] : 0.0));
+                        }
+                    }
+                    // rows m..ldc-1 of each column, and the gap after the product, are not C's
+                    for (long long i = p * strideC; i < (p + 1) * strideC; i++) {
+                        long long r = i - p * strideC;
+                        if (r % ldc >= m || r >= (long long)n * ldc) { gap_touched += accumulate ? C[i] != C0[i] : !isnan(C[i]); }
+                    }
+                }
+                char name[128];
+                snprintf(name, sizeof(name), "cublasSgemmStridedBatched op(A)=%c op(B)=%c, beta=%g: 3 products, B shared",
+                         ta ? 'T' : 'N', tb ? 'T' : 'N', beta);
+                check(st == CUBLAS_STATUS_SUCCESS && wrong == 0 && gap_touched == 0, name,
+                      "status %d, %d of %d wrong, %d outside the products touched", (int)st, wrong, batch * m * n,
+                      gap_touched);
+            }
+        }
+    }
+    float one = 1.0f, zero = 0.0f;
+    cublasStatus_t negative = cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, A, lda, strideA,
+                                                        B, ldb, 0, &zero, C, ldc, strideC, -1);
+    check(negative == CUBLAS_STATUS_INVALID_VALUE, "cublasSgemmStridedBatched refuses batchCount < 0", "status %d",
+          (int)negative);
+    cudaCheck(cudaFree(A));
+    cudaCheck(cudaFree(B));
+    cudaCheck(cudaFree(C));
+    cudaCheck(cudaFree(C0));
+    cublasDestroy(handle);
+}
+
 #ifdef GPU_EMU
 // ----------------------------------------------------------------------------
 // what only the emulator promises
@@ -309,6 +372,10 @@ static void run_fault(const char *name) {
     } else if (!strcmp(name, "sgemm_past_end")) {
         cublasCreate(&handle);
         cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, x, 9, x, 8, &zero, x, 8); // reads 9*7+8 = 71 > 64
+    } else if (!strcmp(name, "batched_past_end")) {
+        cublasCreate(&handle);
+        // two 4 x 4 products of C, 50 floats apart: the second covers x[50..65], past x's 64
+        cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, x, 4, 0, x, 4, 0, &zero, x, 4, 50, 2);
     }
     cudaError_t sync = cudaDeviceSynchronize();
     void *p;
@@ -324,6 +391,7 @@ static void test_faults(const char *self) {
         {"host", cudaErrorIllegalAddress, "a kernel given a host array"},
         {"sgemm_host", cudaErrorIllegalAddress, "cublasSgemm given a host array"},
         {"sgemm_past_end", cudaErrorIllegalAddress, "cublasSgemm reading past the end of an allocation"},
+        {"batched_past_end", cudaErrorIllegalAddress, "cublasSgemmStridedBatched writing its second product past the end"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char cmd[512], line[64] = "";
@@ -352,6 +420,7 @@ int main(int argc, char **argv) {
     test_barriers();
     test_memory_calls();
     test_sgemm();
+    test_sgemm_strided_batched();
 #ifdef GPU_EMU
     test_emulator();
     test_faults(argv[0]);

@@ -20,11 +20,12 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int C, int OC);
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int B, int T, int C, int OC);
-void attention_forward(float *out, float *att, const float *inp, int B, int T, int C, int NH);
-void attention_backward(float *dinp, float *datt, const float *dout, const float *inp, const float *att, int B, int T,
-                        int C, int NH);
-void attention_forward_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv, int pos, int C,
-                              int NH);
+void matmul_reference(float *c, const float *a, const float *b, int M, int N, int K, int flags);
+void attention_forward(float *out, float *heads, float *att, const float *inp, int B, int T, int C, int NH);
+void attention_backward(float *dinp, float *dheads, float *datt, const float *dout, const float *heads,
+                        const float *att, int B, int T, int C, int NH);
+void attention_forward_cached(float *out, float *att, float *k_cache, float *v_cache, const float *qkv, int pos,
+                              int maxT, int C, int NH);
 void gelu_forward(float *out, const float *inp, size_t N);
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
 void residual_forward(float *out, const float *inp1, const float *inp2, size_t N);
@@ -127,13 +128,57 @@ static void test_compare(void) {
 }
 
 // ----------------------------------------------------------------------------
-// 4. layers
+// 1. layers, and appendix A, the matmul engine
 
-static void test_gemm(void) {
+// matmul on the device (appendix A of train.cu) against matmul_reference, the loops that
+// define it in train.c: every combination of the transposes and ACCUMULATE, at a shape
+// that does not fit the 16 x 16 tiles, as a batch of 3 products with gaps between them
+// (a stride mistaken for a size would show), on both paths
+static void test_matmul(void) {
+    int M = 19, N = 37, K = 45, batch = 3;
+    size_t stride_c = (size_t)M * N + 5, stride_a = (size_t)M * K + 7, stride_b = (size_t)K * N + 3;
+    float *a = random_floats(stride_a * batch, 1.0f), *b = random_floats(stride_b * batch, 1.0f);
+    float *c0 = random_floats(stride_c * batch, 1.0f), *c_cpu = floats(stride_c * batch), *c_gpu = floats(stride_c * batch);
+    for (int path = 0; path < 2; path++) {
+        matmul_tiled = path; // 0: cuBLAS, 1: the tiled kernel
+        for (int flags = 0; flags < 8; flags++) { // TRANSPOSE_A, TRANSPOSE_B and ACCUMULATE: bits 0, 1 and 2
+            // without ACCUMULATE, c is only written: NaN, also in the gaps, which must stay NaN
+            for (size_t i = 0; i < stride_c * batch; i++) { c_cpu[i] = c_gpu[i] = flags & ACCUMULATE ? c0[i] : NAN; }
+            for (int n = 0; n < batch; n++) {
+                matmul_reference(c_cpu + n * stride_c, a + n * stride_a, b + n * stride_b, M, N, K, flags);
+            }
+            matmul_batched(c_gpu, a, b, M, N, K, flags, batch, stride_c, stride_a, stride_b);
+            Agreement worst = {0, 0.0, 0.0};
+            size_t gaps_written = 0;
+            for (int n = 0; n < batch; n++) {
+                Agreement g = agreement(c_gpu + n * stride_c, c_cpu + n * stride_c, (size_t)M * N, SUMS_ATOL, SUMS_RTOL);
+                worst.outside += g.outside;
+                if (isnan(g.worst) || g.worst > worst.worst) { worst.worst = g.worst, worst.diff = g.diff; }
+                for (size_t i = (size_t)M * N; i < stride_c; i++) {
+                    size_t at = n * stride_c + i;
+                    gaps_written += flags & ACCUMULATE ? c_gpu[at] != c0[at] : !isnan(c_gpu[at]);
+                }
+            }
+            char name[160];
+            snprintf(name, sizeof(name), "matmul (%s)%s%s%s, 3 products of M=%d N=%d K=%d against matmul_reference",
+                     path ? "tiled" : "cuBLAS", flags & TRANSPOSE_A ? " TRANSPOSE_A" : "",
+                     flags & TRANSPOSE_B ? " TRANSPOSE_B" : "", flags & ACCUMULATE ? " ACCUMULATE" : "", M, N, K);
+            // sums over K terms in another order (cuBLAS; the tiled kernel keeps the order)
+            check(worst.outside == 0 && gaps_written == 0, name,
+                  "max |diff| %.2e, %.2f of the tolerance, %zu outside it, %zu values between the products written",
+                  worst.diff, worst.worst, worst.outside, gaps_written);
+        }
+    }
+    float *all[] = {a, b, c0, c_cpu, c_gpu};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) { model_free_gpu(all[i]); }
+    matmul_tiled = -1;
+}
+
+static void test_linear(void) {
     // shapes not a multiple of the 16 x 16 tiles, and the scalar head's single column
     int shapes[][4] = {{4, 33, 70, 45}, {2, 64, 128, 384}, {1, 1, 128, 1024}, {3, 17, 128, 1}};
     for (int path = 0; path < 2; path++) {
-        gemm_tiled = path; // 0: cuBLAS, 1: the tiled kernel
+        matmul_tiled = path; // 0: cuBLAS, 1: the tiled kernel
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], OC = shapes[s][3];
             size_t BT = (size_t)B * T;
@@ -162,8 +207,8 @@ static void test_gemm(void) {
             for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) { model_free_gpu(all[i]); }
         }
     }
-    gemm_tiled = -1;
-    gpu_free();
+    matmul_tiled = -1;
+    matmul_free();
 }
 
 static void test_layers(void) {
@@ -206,38 +251,60 @@ static void test_layers(void) {
     compare("layernorm_backward dweight", dw_gpu, dw_cpu, C, SUMS_ATOL, SUMS_RTOL);
     compare("layernorm_backward dbias", db_gpu, db_cpu, C, SUMS_ATOL, SUMS_RTOL);
 
-    // attention
+    // attention. Its scores q k^T and its y = att v are products (cuBLAS, or the tiled
+    // kernel): att, y and out get the tolerance of sums in another order, and so does
+    // everything downstream of them in the backward pass
     size_t att_n = (size_t)B * NH * T * T;
+    int HS = C / NH;
     float *qkv = random_floats(BT * 3 * C, 1.0f);
     float *atty_cpu = floats(BTC), *atty_gpu = unwritten(BTC), *att_cpu = floats(att_n), *att_gpu = unwritten(att_n);
-    attention_forward(atty_cpu, att_cpu, qkv, B, T, C, NH);
-    attention_forward_gpu(atty_gpu, att_gpu, qkv, B, T, C, NH);
-    compare("attention_forward out", atty_gpu, atty_cpu, BTC, ULPS_ATOL, ULPS_RTOL);
-    compare("attention_forward att (zero above the diagonal)", att_gpu, att_cpu, att_n, ULPS_ATOL, ULPS_RTOL);
+    float *heads_cpu = floats(4 * BTC), *heads_gpu = unwritten(4 * BTC);
+    attention_forward(atty_cpu, heads_cpu, att_cpu, qkv, B, T, C, NH);
+    attention_forward_gpu(atty_gpu, heads_gpu, att_gpu, qkv, B, T, C, NH);
+    compare("attention_forward q, k, v split into heads (copies: exact)", heads_gpu, heads_cpu, 3 * BTC, 0.0f, 0.0f);
+    compare("attention_forward att (zero above the diagonal)", att_gpu, att_cpu, att_n, SUMS_ATOL, SUMS_RTOL);
+    compare("attention_forward y, split into heads", heads_gpu + 3 * BTC, heads_cpu + 3 * BTC, BTC, SUMS_ATOL, SUMS_RTOL);
+    compare("attention_forward out", atty_gpu, atty_cpu, BTC, SUMS_ATOL, SUMS_RTOL);
+    // backward adds into dinp and dheads: both start with values (a kernel that wrote
+    // instead of adding would fail); datt is scratch that it only writes
     float *dqkv_cpu = random_floats(BT * 3 * C, 1.0f), *dqkv_gpu = copy_of(dqkv_cpu, BT * 3 * C);
+    float *dheads_cpu = random_floats(4 * BTC, 1.0f), *dheads_gpu = copy_of(dheads_cpu, 4 * BTC);
     float *datt_cpu = floats(att_n), *datt_gpu = unwritten(att_n);
-    attention_backward(dqkv_cpu, datt_cpu, dout, qkv, att_cpu, B, T, C, NH);
-    attention_backward_gpu(dqkv_gpu, datt_gpu, dout, qkv, att_cpu, B, T, C, NH);
-    // sums over up to T keys, in train.c's order but with FMA in different places
-    compare("attention_backward dq, dk, dv", dqkv_gpu, dqkv_cpu, BT * 3 * C, SUMS_ATOL, SUMS_RTOL);
+    attention_backward(dqkv_cpu, dheads_cpu, datt_cpu, dout, heads_cpu, att_cpu, B, T, C, NH);
+    attention_backward_gpu(dqkv_gpu, dheads_gpu, datt_gpu, dout, heads_cpu, att_cpu, B, T, C, NH);
+    compare("attention_backward dy (dout split into heads, added: exact)", dheads_gpu + 3 * BTC, dheads_cpu + 3 * BTC, BTC,
+            0.0f, 0.0f);
+    compare("attention_backward datt: the scores' gradient, zero above the diagonal", datt_gpu, datt_cpu, att_n, SUMS_ATOL,
+            SUMS_RTOL);
+    compare("attention_backward dq, dk, dv in heads", dheads_gpu, dheads_cpu, 3 * BTC, SUMS_ATOL, SUMS_RTOL);
+    compare("attention_backward dinp (dq, dk, dv merged)", dqkv_gpu, dqkv_cpu, BT * 3 * C, SUMS_ATOL, SUMS_RTOL);
 
-    // the cached step, at every position of one sequence, against the same C function
-    float *kc_cpu = floats((size_t)maxT * C), *vc_cpu = floats((size_t)maxT * C);
-    float *kc_gpu = unwritten((size_t)maxT * C), *vc_gpu = unwritten((size_t)maxT * C);
+    // the cached step, at every position of one sequence, against the same C function;
+    // the caches are (NH, maxT, HS), and positions T..maxT-1 of each head stay unwritten
+    size_t cache_n = (size_t)NH * maxT * HS;
+    float *kc_cpu = floats(cache_n), *vc_cpu = floats(cache_n), *kc_gpu = unwritten(cache_n), *vc_gpu = unwritten(cache_n);
     float *out_cpu = floats(C), *out_gpu = unwritten(C), *sc_cpu = floats((size_t)NH * maxT), *sc_gpu = unwritten((size_t)NH * maxT);
     size_t outside = 0;
     double worst = 0.0;
     for (int pos = 0; pos < T; pos++) {
         const float *qkv_t = qkv + (size_t)pos * 3 * C;
-        attention_forward_cached(out_cpu, sc_cpu, kc_cpu, vc_cpu, qkv_t, pos, C, NH);
-        attention_forward_cached_gpu(out_gpu, sc_gpu, kc_gpu, vc_gpu, qkv_t, pos, C, NH);
-        Agreement a = agreement(out_gpu, out_cpu, C, ULPS_ATOL, ULPS_RTOL);
+        attention_forward_cached(out_cpu, sc_cpu, kc_cpu, vc_cpu, qkv_t, pos, maxT, C, NH);
+        attention_forward_cached_gpu(out_gpu, sc_gpu, kc_gpu, vc_gpu, qkv_t, pos, maxT, C, NH);
+        // q k^T and att v are products here too
+        Agreement a = agreement(out_gpu, out_cpu, C, SUMS_ATOL, SUMS_RTOL);
         outside += a.outside;
         if (isnan(a.worst) || a.worst > worst) { worst = a.worst; }
     }
     check(outside == 0, "attention_forward_cached, positions 0..T-1 of one sequence", "%.2f of the tolerance, %zu outside it",
           worst, outside);
-    compare("attention_forward_cached fills the key cache", kc_gpu, kc_cpu, (size_t)T * C, 0.0f, 0.0f);
+    size_t cache_outside = 0;
+    for (int h = 0; h < NH; h++) {
+        size_t head = (size_t)h * maxT * HS, n = (size_t)T * HS; // rows 0..T-1 of head h
+        cache_outside += agreement(kc_gpu + head, kc_cpu + head, n, 0.0f, 0.0f).outside;
+        cache_outside += agreement(vc_gpu + head, vc_cpu + head, n, 0.0f, 0.0f).outside;
+    }
+    check(cache_outside == 0, "attention_forward_cached fills the key and value caches, head by head (exact)",
+          "%zu values outside", cache_outside);
 
     // gelu and residual, elementwise
     float *g_cpu = floats(BTC), *g_gpu = unwritten(BTC);
@@ -276,7 +343,8 @@ static void test_layers(void) {
 
     float *all[] = {wte, wpe, enc_cpu, enc_gpu, dout, dwte_cpu, dwpe_cpu, dwte_gpu, dwpe_gpu, x, w, bias, ln_cpu, ln_gpu,
                     mean_cpu, mean_gpu, rstd_cpu, rstd_gpu, dx_cpu, dw_cpu, db_cpu, dx_gpu, dw_gpu, db_gpu, qkv, atty_cpu,
-                    atty_gpu, att_cpu, att_gpu, dqkv_cpu, dqkv_gpu, datt_cpu, datt_gpu, kc_cpu, vc_cpu, kc_gpu, vc_gpu,
+                    atty_gpu, att_cpu, att_gpu, heads_cpu, heads_gpu, dqkv_cpu, dqkv_gpu, dheads_cpu, dheads_gpu,
+                    datt_cpu, datt_gpu, kc_cpu, vc_cpu, kc_gpu, vc_gpu,
                     out_cpu, out_gpu, sc_cpu, sc_gpu, g_cpu, g_gpu, xg, dg_cpu, dg_gpu, d1_gpu, d2_cpu, d2_gpu, logits,
                     losses_cpu, losses_gpu, probs_cpu, probs_gpu, dlosses, dlogits_cpu, dlogits_gpu};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) { model_free_gpu(all[i]); }
@@ -285,7 +353,7 @@ static void test_layers(void) {
 }
 
 // ----------------------------------------------------------------------------
-// 7. the optimizer
+// 4. the optimizer
 
 static void test_optimizer(void) {
     size_t n = 300000; // more than four chunks of the sum of squares, the last one partial
@@ -333,7 +401,8 @@ static void test_empty(void) {
 int main(void) {
     printf("device: %s\n", device_name_gpu());
     test_compare();
-    test_gemm();
+    test_matmul();
+    test_linear();
     test_layers();
     test_optimizer();
     test_empty();
