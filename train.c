@@ -114,6 +114,7 @@ static void matmul(float *c, const float *a, const float *b, int M, int N, int K
 // the streams of the RNG (appendix G), one per purpose, all derived from the seed (-s)
 enum { RNG_INIT = 1, RNG_DATA = 2, RNG_SAMPLE = 3 };
 
+// the special tokens of the chat template (section 6): after the 256 bytes, before the merges
 enum { TOKEN_EOT = 256, TOKEN_USER, TOKEN_ASSISTANT, TOKEN_END, NUM_SPECIAL = 4, FIRST_MERGE = 256 + NUM_SPECIAL };
 static const char *SPECIAL_TOKENS[NUM_SPECIAL] = {"<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"};
 
@@ -121,17 +122,18 @@ static const char *SPECIAL_TOKENS[NUM_SPECIAL] = {"<|endoftext|>", "<|user|>", "
 typedef struct GPT GPT;                 // 3. the model
 typedef struct TrainState TrainState;   // 3. the model
 typedef struct Tokenizer Tokenizer;     // 6. the tokenizer
+typedef struct ChatData ChatData;       // 7. data
+typedef struct DataLoader DataLoader;   // 7. data
 typedef struct Config Config;           // 8. settings
 typedef struct StageResult StageResult; // 8. settings
 typedef struct RewardStats RewardStats; // 11. stage 3: reward modeling
 typedef struct Rollouts Rollouts;       // 12. stage 4: RLHF with PPO
 typedef struct PPOStats PPOStats;       // 12. stage 4: RLHF with PPO
-typedef struct ChatData ChatData;       // 7. data
-typedef struct DataLoader DataLoader;   // 7. data
 typedef struct Progress Progress;       // Appendix D
 
-// Str: the growable strings that JSON lines are read into and written from
-// a growable, always NUL-terminated byte string
+// Appendix B's two types, which the data and the stages hold: a growable, always
+// NUL-terminated byte string, which JSON lines are read into and written from, and the
+// records of a JSONL file
 typedef struct {
     char *s;
     size_t len, cap;
@@ -178,7 +180,8 @@ static void str_free(Str *b);
 static const char *str_cstr(const Str *b);
 static void json_write_object(Str *out, const char **keys, const char **values, int n);
 void jsonl_free(JsonlRecords *records);
-const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size);
+const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err,
+                       size_t err_size);
 
 // Appendix C, files: checkpoints, the tokenizer's file, the output directory
 void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
@@ -215,7 +218,8 @@ static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const R
                                float beta, float entropy, double tail[2]);
 static void finish_step(Progress *p, GPT *model, TrainState *state, const Config *cfg, int step, const char *name);
 static void print_chat_data(const Config *cfg, const ChatData *train, const ChatData *val);
-void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len, float temperature, int top_k, uint64_t *rng);
+void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
+                  float temperature, int top_k, uint64_t *rng);
 void plot_stage(const Config *cfg, const char *stage);
 void record_stage(const Config *cfg, const char *stage, const StageResult *res, double seconds);
 static void print_reward_stats(const char *when, const RewardStats *st, int pairs);
@@ -225,7 +229,8 @@ void command_bench(const Config *cfg);
 
 // Section 13, other commands: answering prompts, which the stages do too
 static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
-float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature, int top_k, int max_new, uint64_t *rng, GPT *reward);
+float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
+                     int top_k, int max_new, uint64_t *rng, GPT *reward);
 
 // ----------------------------------------------------------------------------
 // 1. layers: forward and backward of each building block
@@ -2174,7 +2179,9 @@ struct StageResult {
 // Data: plain text (default: data/world/pretrain_train.txt, val pretrain_val.txt).
 // Starts from: random GPT-2 initialization, or a base checkpoint to continue (-c).
 // Writes: <out>/tokenizer.bin (trained on the text unless -z names one), <out>/base.bin
-// (weights, optimizer state, data position), <out>/pretrain.jsonl (metrics).
+// (weights, optimizer state, data position), <out>/pretrain.jsonl (metrics), and the
+// base model's answers to the prompts of -q through the chat template (default, with
+// the world's data: its held-out evaluation prompts) in <out>/answers_base.jsonl.
 // Ref: GPT-2. Simplifications: no dropout; random windows rather than epochs;
 // one text stream rather than documents separated by an end-of-text token.
 
@@ -2254,9 +2261,8 @@ void stage_pretrain(const Config *cfg, StageResult *res) {
 // Data: JSONL {"prompt", "completion"} (default: data/world/sft_{train,val}.jsonl).
 // Starts from: the base checkpoint (<out>/base.bin), with a fresh optimizer.
 // Writes: <out>/sft.bin, <out>/sft.jsonl (metrics), and the answers to the prompts of
-// -q (default: the world's held-out evaluation prompts) in <out>/answers_sft.jsonl.
-// With -n 0 it trains nothing and answers the prompts with the checkpoint as it is
-// (<out>/answers_base.jsonl for a base model).
+// -q (default, with the world's data: its held-out evaluation prompts) in
+// <out>/answers_sft.jsonl. (./train answer answers with any checkpoint, training nothing.)
 // Ref: InstructGPT (arXiv:2203.02155), section 3.5. Simplifications: random examples
 // with replacement rather than epochs; right padding rather than packing; no dropout.
 
@@ -2330,8 +2336,8 @@ void stage_sft(const Config *cfg, StageResult *res) {
 // Data: JSONL {"prompt", "chosen", "rejected"} (default: data/world/pref_{train,val}.jsonl).
 // Starts from: the SFT checkpoint (<out>/sft.bin): its body, with the LM head replaced
 // by a scalar head (Linear C -> 1, starting at 0).
-// Writes: <out>/reward.bin (doc/formats.md), <out>/reward.jsonl (metrics). With -n 0 it
-// trains nothing and scores the validation pairs (-j) with the checkpoint (-c).
+// Writes: <out>/reward.bin (doc/formats.md), <out>/reward.jsonl (metrics). (./train score
+// scores any pairs with a reward model, training nothing.)
 // Ref: InstructGPT (arXiv:2203.02155), section 3.5. Simplifications: one pair per
 // prompt (InstructGPT compares all K-choose-2 pairs of K answers together); no dropout.
 
