@@ -47,8 +47,8 @@ others are train.c's, on the host:
   Appendix C. files, checkpoints and the tokenizer's file format
   Appendix D. logs, curves and stage records
   Appendix E. bench
-  Appendix F. the command line
-  Appendix G. utilities: checked calls, RNG, timer, threads * (checked CUDA calls)
+  Appendix F. the command line: flags, usage, the settings table
+  Appendix G. utilities: checked libc calls, RNG, timer * (checked CUDA calls)
 Notation and references: train.c's.
 
 Differences from train.c (each place is marked "differs from train.c:"):
@@ -903,10 +903,10 @@ extern "C" const char *GPU(device_name)(void) {
 //    (checkpoints read and write the models' managed memory)
 // Appendix D. logs, curves and stage records: train.c's, on the host
 // Appendix E. bench: train.c's, on the host (it times the launchers above)
-// Appendix F. the command line: train.c's, on the host
+// Appendix F. the command line: flags, usage, the settings table: train.c's, on the host
 
 // ----------------------------------------------------------------------------
-// Appendix G. utilities: checked calls, RNG, timer, threads
+// Appendix G. utilities: checked libc calls, RNG, timer
 // train.c's checked libc calls, RNG, timer and threads run on the host; here, the checked
 // CUDA and cuBLAS calls and the size of a launch.
 
