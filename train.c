@@ -161,7 +161,6 @@ static float random_f32(uint64_t *state);
 static double random_normal(uint64_t *state);
 static double now_seconds(void);
 static void shuffle(int *x, int n, uint64_t *rng);
-static int compare_doubles(const void *a, const void *b);
 static double median(double *x, int n);
 #define FAIL(...) fail(__FILE__, __LINE__, __VA_ARGS__)
 #define fopenCheck(path, mode) fopen_check(path, mode, __FILE__, __LINE__)
@@ -217,7 +216,7 @@ static void log_reward_eval(Progress *p, const RewardStats *st, int pairs);
 static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
                                float beta, float entropy, double tail[2]);
 static void finish_step(Progress *p, GPT *model, TrainState *state, const Config *cfg, int step, const char *name);
-static void print_chat_data(const Config *cfg, const ChatData *train, const ChatData *val);
+static void print_chat_data(const char *path, const ChatData *d);
 void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
                   float temperature, int top_k, uint64_t *rng);
 void plot_stage(const Config *cfg, const char *stage);
@@ -409,6 +408,18 @@ REPLACED_ON_GPU void matmul_backward(float *dinp, float *dweight, float *dbias, 
     }
 }
 
+// x (n,) <- softmax(scale * x), in place: the attention probabilities of one query row
+//   x[i] = exp(scale * x[i] - m) / sum_j exp(scale * x[j] - m),   m = max_j scale * x[j] (for stability)
+static void scaled_softmax(float *x, int n, float scale) {
+    float maxval = -FLT_MAX, sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] *= scale; }
+    #pragma omp simd reduction(max : maxval) // (the largest value is the same in any order)
+    for (int i = 0; i < n; i++) { maxval = x[i] > maxval ? x[i] : maxval; }
+    for (int i = 0; i < n; i++) { x[i] = exp(x[i] - maxval); }
+    for (int i = 0; i < n; i++) { sum += x[i]; }
+    for (int i = 0; i < n; i++) { x[i] /= sum; }
+}
+
 // attention: causal multi-head self-attention. With q, k, v the (T,HS) rows of head h
 // in sequence b,
 //   att = softmax(q k^T / sqrt(HS)), each row t over t2 <= t only (0 where t2 > t)
@@ -450,13 +461,7 @@ REPLACED_ON_GPU void attention_forward(float *out, float *heads, float *att, con
             // pass 3: each row t, scaled by 1/sqrt(HS), through a softmax over t2 <= t
             for (int t = 0; t < T; t++) {
                 float *row = att_bh + (size_t)t * T;
-                float maxval = -FLT_MAX, sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; }
-                #pragma omp simd reduction(max : maxval) // (the largest value is the same in any order)
-                for (int t2 = 0; t2 <= t; t2++) { maxval = row[t2] > maxval ? row[t2] : maxval; }
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); }
-                for (int t2 = 0; t2 <= t; t2++) { sum += row[t2]; }
-                for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
+                scaled_softmax(row, t + 1, scale);
                 for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; } // the future
             }
             // pass 4: y (T,HS) = att v, where att is zero above the diagonal
@@ -564,13 +569,7 @@ REPLACED_ON_GPU void attention_forward_cached(float *out, float *att, float *k_c
         // pass 2: the scores q k^T (1, pos+1)
         matmul(att_h, q, k, 1, pos + 1, HS, TRANSPOSE_B);
         // pass 3: scaled by 1/sqrt(HS), through a softmax
-        float maxval = -FLT_MAX, sum = 0.0f;
-        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] *= scale; }
-        #pragma omp simd reduction(max : maxval) // (the largest value is the same in any order)
-        for (int t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
-        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); }
-        for (int t2 = 0; t2 <= pos; t2++) { sum += att_h[t2]; }
-        for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] /= sum; }
+        scaled_softmax(att_h, pos + 1, scale);
         // pass 4: out for head h (1, HS) = att v
         matmul(out + h * HS, att_h, v, 1, HS, pos + 1, 0);
     }
@@ -2293,7 +2292,8 @@ void stage_sft(const Config *cfg, StageResult *res) {
     ChatData train, val;
     chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1); // n - 1 inputs must fit the context
     chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1);
-    print_chat_data(cfg, &train, &val);
+    print_chat_data(cfg->train_path, &train);
+    print_chat_data(cfg->val_path, &val);
     int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
     Progress *run = progress_open(cfg, "sft.jsonl", state.step);
@@ -2400,7 +2400,8 @@ void stage_reward(const Config *cfg, StageResult *res) {
     ChatData train, val;
     chat_data_load(&train, cfg->train_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
     chat_data_load(&val, cfg->val_path, &tok, 1, maxT);
-    print_chat_data(cfg, &train, &val);
+    print_chat_data(cfg->train_path, &train);
+    print_chat_data(cfg->val_path, &val);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
     float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *drewards = mallocCheck((size_t)2 * B * sizeof(float));
@@ -2886,7 +2887,7 @@ void command_score(const Config *cfg) {
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData pairs;
     chat_data_load(&pairs, cfg->val_path, &tok, 1, maxT);
-    printf("data: %s %d pairs (%d cut, %d dropped)\n", cfg->val_path, pairs.count / 2, pairs.cut, pairs.dropped);
+    print_chat_data(cfg->val_path, &pairs);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
     float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *scores = mallocCheck((size_t)pairs.count * sizeof(float));
     RewardStats st = reward_evaluate(&model, &pairs, B, inputs, ends, rewards, scores);
@@ -4230,14 +4231,10 @@ static void finish_step(Progress *p, GPT *model, TrainState *state, const Config
     p->t_step = now_seconds();
 }
 
-// the examples or pairs kept from the training and validation files
-static void print_chat_data(const Config *cfg, const ChatData *train, const ChatData *val) {
-    const ChatData *d[2] = {train, val};
-    const char *paths[2] = {cfg->train_path, cfg->val_path};
-    for (int i = 0; i < 2; i++) {
-        printf("data: %s %d %s (%d cut, %d dropped)\n", paths[i], d[i]->count / d[i]->per_record,
-               d[i]->per_record == 2 ? "pairs" : "examples", d[i]->cut, d[i]->dropped);
-    }
+// the examples or pairs kept from a file, and the counts of the length rule
+static void print_chat_data(const char *path, const ChatData *d) {
+    printf("data: %s %d %s (%d cut, %d dropped)\n", path, d->count / d->per_record, d->per_record == 2 ? "pairs" : "examples",
+           d->cut, d->dropped);
 }
 
 // prints a sample continuing `prompt` (or the first tokens of `fallback`)

@@ -330,6 +330,16 @@ __global__ void attention_forward_split_kernel(float *q, float *k, float *v, con
     }
 }
 
+// x (n,) <- softmax(scale * x), in place: train.c's, run by the calling thread
+__device__ void scaled_softmax(float *x, int n, float scale) {
+    float maxval = -FLT_MAX, sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] *= scale; }
+    for (int i = 0; i < n; i++) { maxval = x[i] > maxval ? x[i] : maxval; }
+    for (int i = 0; i < n; i++) { x[i] = exp(x[i] - maxval); }
+    for (int i = 0; i < n; i++) { sum += x[i]; }
+    for (int i = 0; i < n; i++) { x[i] /= sum; }
+}
+
 // pass 3: each row t, scaled by 1/sqrt(HS), through a softmax over t2 <= t
 // one thread per row (b,h,t): the loops over b, h and t become the thread index; the loops over t2 stay inside
 __global__ void attention_forward_softmax_kernel(float *att, int T, int C, int NH) {
@@ -340,12 +350,7 @@ __global__ void attention_forward_softmax_kernel(float *att, int T, int C, int N
     size_t bh = (size_t)b * NH + h;
     float *att_bh = att + bh * T * T;
     float *row = att_bh + (size_t)t * T;
-    float maxval = -FLT_MAX, sum = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) { row[t2] *= scale; }
-    for (int t2 = 0; t2 <= t; t2++) { maxval = row[t2] > maxval ? row[t2] : maxval; }
-    for (int t2 = 0; t2 <= t; t2++) { row[t2] = exp(row[t2] - maxval); }
-    for (int t2 = 0; t2 <= t; t2++) { sum += row[t2]; }
-    for (int t2 = 0; t2 <= t; t2++) { row[t2] /= sum; }
+    scaled_softmax(row, t + 1, scale);
     for (int t2 = t + 1; t2 < T; t2++) { row[t2] = 0.0f; } // the future
 }
 
@@ -502,12 +507,7 @@ __global__ void attention_forward_cached_softmax_kernel(float *att, int pos, int
     int HS = C / NH;
     float scale = 1.0f / sqrt((float)HS);
     float *att_h = att + (size_t)h * (pos + 1);
-    float maxval = -FLT_MAX, sum = 0.0f;
-    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] *= scale; }
-    for (int t2 = 0; t2 <= pos; t2++) { maxval = att_h[t2] > maxval ? att_h[t2] : maxval; }
-    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] = exp(att_h[t2] - maxval); }
-    for (int t2 = 0; t2 <= pos; t2++) { sum += att_h[t2]; }
-    for (int t2 = 0; t2 <= pos; t2++) { att_h[t2] /= sum; }
+    scaled_softmax(att_h, pos + 1, scale);
 }
 
 extern "C" void GPU(attention_forward_cached)(float *out, float *att, float *k_cache, float *v_cache, const float *qkv,

@@ -45,6 +45,7 @@ PAIRS = [
     ("attention_backward", ["attention_backward_split_kernel", "attention_backward_softmax_kernel",
                             "attention_backward_merge_kernel"]),
     ("attention_forward_cached", ["attention_forward_cached_store_kernel", "attention_forward_cached_softmax_kernel"]),
+    ("scaled_softmax", ["scaled_softmax"]),  # a __device__ function, which both attentions' softmax kernels call
     ("gelu_forward", ["gelu_forward_kernel"]),
     ("gelu_backward", ["gelu_backward_kernel"]),
     ("residual_forward", ["residual_forward_kernel"]),
@@ -140,7 +141,7 @@ def gpu_functions(text, name, kernels):
     runs the passes in train.c's order, then each kernel train.cu holds, in file order."""
     found = []
     for kernel in kernels:
-        f = find_function(text, r"^__global__\s+void\s+" + re.escape(kernel) + r"\(")
+        f = find_function(text, r"^(?:__global__|__device__)\s+void\s+" + re.escape(kernel) + r"\(")
         if f:
             found.append((text.find(f[0]), kernel, f))
     found.sort()
