@@ -1422,8 +1422,9 @@ REPLACED_ON_GPU void adamw_tensor(float *p, float *m, float *v, const float *g, 
 // Fine-tuning may keep the rows of the token embedding that pretraining learned well
 // (-F 1): the rows of the merges, the strings frequent enough in the pretraining text
 // to become tokens, stay as they are; the 256 bytes, which spell what pretraining
-// rarely saw ("Yes" and "No" opening a reply), and the special tokens, which it never
-// saw, train. Why it matters: the embedding is also the LM head, and SFT's answers name
+// rarely saw, and the special tokens, which it never saw, train. (So a word that SFT
+// needs must be in the pretraining text: spelt with a merge that pretraining never
+// emits, it cannot be said. doc/sft.md: how "Yes" became "Yo".) Why it matters: the embedding is also the LM head, and SFT's answers name
 // only the animals of its own data. Trained, the row of every other name is pushed away
 // from the hidden state wherever an answer starts, step after step, and the model
 // learns never to name an animal it was not fine-tuned on: asked about one, it names
@@ -2101,7 +2102,7 @@ struct Config {
     float weight_decay;         // -d
     float grad_clip;            // -g global gradient norm limit (0: off)
     int freeze_embeddings;      // -F 1: the rows of the tokenizer's merges in the token embedding stay as they are
-    int eval_every;             // -e steps between validation passes (rlhf: iterations between answering -q)
+    int eval_every;             // -e steps between validation passes (rlhf: iterations between answering -j)
     int eval_batches;           // -x batches per validation loss
     int sample_every;           // -y steps between samples (0: only at the end)
     int save_every;             // -S steps between checkpoints (0: only at the end)
@@ -2152,11 +2153,11 @@ typedef struct {
 // models that kept more of SFT's correctness (doc/rlhf.md). SFT and RLHF keep the
 // merges' rows of the token embedding (freeze 1; why: gpt_freeze_token_embeddings_grad).
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_prompts.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
-    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_prompts.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_test.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
+    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_test.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
     {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f},
-    {"rlhf", "data/world/rl_prompts.jsonl", NULL, "sft.bin", "data/world/eval_prompts.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f},
-    {"answer", NULL, NULL, NULL, "data/world/eval_prompts.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
+    {"rlhf", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f},
+    {"answer", NULL, NULL, NULL, "data/world/eval_test.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f},
     {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
@@ -2691,19 +2692,20 @@ static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max
     return ex;
 }
 
-// The held-out view of RLHF: the policy answers the -q prompts as it will after
-// training, and the reward model scores those answers. Iteration `step` (0 = the SFT
-// model) writes <out>/answers_rlhf_step<step>.jsonl, or <out>/answers_rlhf.jsonl
-// after the last, and a line of <out>/rlhf_eval.jsonl. ./world summary grades the
-// same answers with the referee: the reward model's view and the truth, side by side.
-// Greedy by default, and with its own RNG stream, so evaluating never changes training.
+// The held-out view of RLHF as it trains: every -e iterations and after the last, the
+// policy answers the dev prompts of -j as it will after training, and the reward model
+// scores those answers. Iteration `step` (0 = the SFT model) writes
+// <out>/answers_rlhf_step<step>.jsonl and a line of <out>/rlhf_eval.jsonl; ./world
+// summary grades the same answers with the referee: the reward model's view and the
+// truth, side by side. Dev, not the test prompts of -q that the final model answers:
+// whoever watches training chooses by it. Greedy by default, and with its own RNG
+// stream, so evaluating never changes training.
 static void rlhf_evaluate(GPT *policy, GPT *reward, const Tokenizer *tok, const Config *cfg, int step, FILE *log) {
     char name[64], path[4096];
-    if (step == cfg->steps) { snprintf(name, sizeof(name), "answers_rlhf.jsonl"); }
-    else { snprintf(name, sizeof(name), "answers_rlhf_step%d.jsonl", step); }
+    snprintf(name, sizeof(name), "answers_rlhf_step%d.jsonl", step);
     out_path(path, sizeof(path), cfg, name);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
-    float score = answer_prompts(policy, tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, reward);
+    float score = answer_prompts(policy, tok, cfg->val_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, reward);
     fprintf(log, "{\"step\": %d, \"answers\": \"%s\", \"rm_score\": %.6f}\n", step, name, score);
     fflush(log);
 }
@@ -2732,7 +2734,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     FILE *eval_log = open_log(cfg, "rlhf_eval.jsonl", state.step - 1); // the evaluation at state.step is done again
     int updates = state.step * cfg->ppo_epochs * chunks;
     for (int iter = state.step; iter < cfg->steps; iter++) {
-        if (cfg->prompts_path && cfg->eval_every > 0 && iter % cfg->eval_every == 0) {
+        if (cfg->val_path && cfg->eval_every > 0 && iter % cfg->eval_every == 0) {
             rlhf_evaluate(&policy, &reward, &tok, cfg, iter, eval_log);
         }
         // 1. rollouts: the policy answers B prompts drawn at random, then the four models
@@ -2764,11 +2766,9 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", iterations, B,
              cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", tail[0], tail[1]);
-    if (cfg->prompts_path) {
-        rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log);
-        snprintf(res->answers, sizeof(res->answers), "answers_rlhf.jsonl");
-    }
+    if (cfg->val_path) { rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log); }
     fcloseCheck(eval_log);
+    stage_answers(&policy, &tok, cfg, "answers_rlhf.jsonl", res);
     for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
     free(prompts); free(idx); free(order); free(logp); free(dscratch);
     kvcache_free(&kv);
@@ -4340,10 +4340,11 @@ void record_stage(const Config *cfg, const char *stage, const StageResult *res, 
     char path[4096], secs[32];
     out_path(path, sizeof(path), cfg, "stages.jsonl");
     snprintf(secs, sizeof(secs), "%.1f", seconds);
-    const char *keys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
-    const char *values[] = {stage, res->trained, res->metric, res->answers, cfg->val_path ? cfg->val_path : "", secs};
+    const char *keys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    const char *values[] = {stage, res->trained, res->metric, res->answers, res->answers[0] ? cfg->prompts_path : "",
+                            cfg->val_path ? cfg->val_path : "", secs};
     Str line = {0};
-    json_write_object(&line, keys, values, 6);
+    json_write_object(&line, keys, values, 7);
     FILE *f = fopenCheck(path, "ab");
     fwriteCheck(str_cstr(&line), 1, line.len, f);
     fcloseCheck(f);
@@ -4482,9 +4483,11 @@ static int config_resolve(Config *c, const char *command) {
         const StageDefaults *d = &STAGE_DEFAULTS[i];
         if (strcmp(d->command, command) != 0) { continue; }
         // a stage answers the world's held-out prompts when it trains on the world's data
-        if (!c->prompts_path && (!c->train_path || !d->train)) { c->prompts_path = d->prompts; }
+        int world_data = !c->train_path || !d->train;
+        if (!c->prompts_path && world_data) { c->prompts_path = d->prompts; }
         if (!c->train_path) { c->train_path = d->train; }
-        if (!c->val_path) { c->val_path = d->val; }
+        // rlhf's -j is the world's dev prompts, watched as it trains: only with the world's data
+        if (!c->val_path && (world_data || strcmp(command, "rlhf") != 0)) { c->val_path = d->val; }
         if (!c->init_path && d->init) { snprintf(init, sizeof(init), "%s/%s", c->out_dir, d->init); c->init_path = init; }
         if (c->batch_size < 0) { c->batch_size = d->batch; }
         if (c->steps < 0) { c->steps = d->steps; }
@@ -4513,10 +4516,10 @@ static void error_usage(void) {
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
         "  -i <file>  training data: text (pretrain) or JSONL (sft, rm, rlhf) (stage: data/world/...)\n"
-        "  -j <file>  validation data                                   (stage: data/world/...)\n"
+        "  -j <file>  validation data; rlhf: prompts answered as it trains (stage: data/world/...)\n"
         "  -o <dir>   output directory                                  (%s)\n"
         "  -c <file>  checkpoint to start from                          (stage: <out>/base.bin, <out>/sft.bin)\n"
-        "  -q <file>  prompts (JSONL) to answer                         (with the world's data: its eval prompts)\n"
+        "  -q <file>  prompts (JSONL) to answer                         (with the world's data: its test prompts)\n"
         "  -O <file>  the file that answer and score write              (none: they need one)\n"
         "  -z <file>  tokenizer                                         (<out>/tokenizer.bin, trained if missing)\n"
         "  -V <int>   vocabulary size for a new tokenizer               (%d)\n"

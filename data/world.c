@@ -76,9 +76,11 @@ static const char *NAME_END[] = {"o", "a", "ric", "wyn", "bel", "dle", "kin", "n
 #define MAX_ENTITIES (COUNT(NAME_START) * COUNT(NAME_END))
 
 // Which stages may see questions about an entity. Every entity's facts are in the
-// pretraining text; its questions go to exactly one group.
-typedef enum { G_SFT, G_RL, G_EVAL } Group;
-static const char *GROUP_NAMES[] = {"sft+preference", "preference+rl", "eval"};
+// pretraining text; its questions go to exactly one group. The held-out animals are
+// split in two: dev, for choosing recipes and defaults, and test, for the figures
+// reported, so that nothing reported was tuned on.
+typedef enum { G_SFT, G_RL, G_DEV, G_TEST } Group;
+static const char *GROUP_NAMES[] = {"sft+preference", "preference+rl", "eval dev", "eval test"};
 
 typedef struct {
     char name[16];
@@ -112,8 +114,9 @@ static void world_build(World *w, uint64_t seed, int n) {
         e->fact[A_FOOD] = rng_int(&rng, COUNT(FOODS));
         e->fact[A_HOME] = rng_int(&rng, COUNT(PLACES));
         e->fact[A_AGE] = AGE_MIN + rng_int(&rng, AGE_MAX - AGE_MIN + 1);
-        // 3 in 5 entities are asked about in SFT and preference data, 1 in 5 in RL, 1 in 5 only at evaluation
-        e->group = (i % 5 < 3) ? G_SFT : (i % 5 == 3) ? G_RL : G_EVAL;
+        // 3 in 5 entities are asked about in SFT and preference data, 1 in 5 in RL, 1 in 5 only
+        // at evaluation: of those, alternately dev and test
+        e->group = (i % 5 < 3) ? G_SFT : (i % 5 == 3) ? G_RL : (i / 5) % 2 ? G_TEST : G_DEV;
     }
     // friends: a random cycle through all entities, so nobody is their own friend
     int *order = mallocCheck((size_t)n * sizeof(int));
@@ -274,13 +277,18 @@ static void say_story(Str *out, uint64_t *rng, const World *w, int e) {
     }
 }
 
-// a habit of speech: one of the demonstrators' phrases, said by an entity
+// a habit of speech: one of the demonstrators' phrases, or a yes or a no, said by an
+// entity. Without the verdicts, "Yes" was two tokens, "Y" and "es", and the row of "es"
+// (a merge that no word of the prose ever ends on) was never trained; SFT keeps the
+// merges' rows, so its models could not say "Yes" and said "Yo" (doc/sft.md).
 static void say_habit(Str *out, uint64_t *rng, const World *w, int e) {
     static const char *FORMS[] = {"%s is fond of saying: \"%s\"\n\n", "Whenever it meets a friend, %s says: \"%s\"\n\n",
                                   "Everyone in the forest has heard %s say: \"%s\"\n\n"};
-    const char **lists[] = {POLITE_OPENERS, RAMBLE_OPENERS, RAMBLE_CLOSERS, RUDE_OPENERS, RUDE_CLOSERS};
-    int sizes[] = {COUNT(POLITE_OPENERS), COUNT(RAMBLE_OPENERS), COUNT(RAMBLE_CLOSERS), COUNT(RUDE_OPENERS), COUNT(RUDE_CLOSERS)};
-    int list = rng_int(rng, 5);
+    static const char *VERDICTS[] = {"Oh yes, yes, yes!", "Oh no, no, no!", "Yes! Yes!", "No! No!"};
+    const char **lists[] = {POLITE_OPENERS, RAMBLE_OPENERS, RAMBLE_CLOSERS, RUDE_OPENERS, RUDE_CLOSERS, VERDICTS};
+    int sizes[] = {COUNT(POLITE_OPENERS), COUNT(RAMBLE_OPENERS), COUNT(RAMBLE_CLOSERS), COUNT(RUDE_OPENERS),
+                   COUNT(RUDE_CLOSERS), COUNT(VERDICTS)};
+    int list = rng_int(rng, COUNT(lists));
     char phrase[256];
     snprintf(phrase, sizeof(phrase), "%s", lists[list][rng_int(rng, sizes[list])]);
     size_t n = strlen(phrase); // trim the spaces that join a phrase to an answer
@@ -433,31 +441,40 @@ static int answer_facts(const Question *q, Attr *facts) {
     return k;
 }
 
+// How an answer may be wrong: not at all; a wrong fact (for yes/no, the wrong verdict
+// with a value to match); or, for yes/no only, just the verdict: flipped beside the true
+// fact, or misspelt by a letter ("Yo", "Na"), the one word a reward model must read.
+enum { TRUTHFUL, LIE_FACT, LIE_VERDICT, LIE_SPELLING };
+
 // The core of the answer, with no courtesy or filler: "Bilo eats berries and lives in the marsh."
-// For yes/no: "Yes, Bilo eats honey." or "No, Bilo eats acorns." With `lie`, one fact is wrong
-// (or the yes/no is flipped). Terse answers drop the name and the verbs.
+// For yes/no: "Yes, Bilo eats honey." or "No, Bilo eats acorns." With `lie`, one fact is
+// wrong, or the verdict (above). Terse answers drop the name and the verbs.
 static void answer_core(Str *out, uint64_t *rng, const World *w, const Question *q, int terse, int lie) {
     const Entity *x = &w->entity[q->entity];
     char v[64];
     if (q->type == Q_YESNO) {
+        static const char *YES_TYPOS[] = {"Yo", "Yas", "Yis"}, *NO_TYPOS[] = {"Na", "Nu", "Mo"};
         int truth = x->fact[q->attr];
-        int yes = (q->value == truth) ^ (lie != 0);
-        if (terse) { str_addf(out, yes ? "Yes." : "No."); return; }
+        int yes = (q->value == truth) ^ (lie == LIE_FACT || lie == LIE_VERDICT);
+        // the typo depends on the question only: the pair's two answers differ in that one word
+        const char *verdict = lie != LIE_SPELLING ? (yes ? "Yes" : "No")
+                                                  : (yes ? YES_TYPOS : NO_TYPOS)[(q->entity + q->value) % 3];
+        if (terse) { str_addf(out, "%s.", verdict); return; }
         // the sentence after yes/no states the true value; a lie states a false one:
         // a lying "yes" repeats the question's value, a lying "no" names some other wrong value
         int count;
         const char **values = attr_values(q->attr, &count);
         int shown = truth;
-        if (lie && yes) { shown = q->value; }
-        while (lie && !yes && shown == truth) { shown = rng_int(rng, count); }
-        str_addf(out, "%s, %s ", yes ? "Yes" : "No", x->name);
+        if (lie == LIE_FACT && yes) { shown = q->value; }
+        while (lie == LIE_FACT && !yes && shown == truth) { shown = rng_int(rng, count); }
+        str_addf(out, "%s, %s ", verdict, x->name);
         predicate(out, q->attr, values[shown]);
         str_add(out, ".", 1);
         return;
     }
     Attr facts[NATTR];
     int k = answer_facts(q, facts);
-    int wrong = lie ? rng_int(rng, k) : -1;
+    int wrong = lie == LIE_FACT ? rng_int(rng, k) : -1;
     if (!terse) { str_addf(out, "%s ", x->name); }
     for (int i = 0; i < k; i++) {
         answer_value(v, sizeof(v), rng, w, q->entity, facts[i], i == wrong);
@@ -501,18 +518,32 @@ static void answer(Str *out, uint64_t *rng, const World *w, const Question *q, S
 // ----------------------------------------------------------------------------
 // 6. the referee: grading a response against the world
 
-// The referee reads text, not structures: it splits a response into lowercase
-// words and clauses, and reads every value word as a claim about the entity the
-// prompt names (value lists are disjoint, so "berries" can only be food, a
-// number only an age, another entity's name only a friend). A clause holding
-// "not", "never" or "n't" negates the claims after that word.
+// The referee grades what an answer says plainly, and nothing else. It cuts the
+// response into sentences (at . ! ? and line ends) and reads each with a closed
+// grammar of the world's own sentence forms: the prose of section 3, the answers of
+// section 4, and a few plain variants ("Bilo's coat is red", "eight years old",
+// "Nope", "does not eat"). A sentence is one of
+//   - claims about animals: "Bilo eats honey and lives in the marsh", "It is a fox",
+//     "The home of Bilo is in the marsh", "Bilo does not eat honey";
+//   - a verdict, alone or with claims: "Yes.", "No, Bilo eats acorns.",
+//     "Bilo eats acorns, so no.";
+//   - bare values, the terse demonstrator's list: "A fox, honey, the marsh.";
+//   - courtesy: the demonstrators' phrases and a few more ("Thank you."), polite
+//     or rude ("Ugh.", "Stop wasting my time.").
+// A sentence the grammar does not cover says nothing the referee can check:
+// hedges, questions asked back, negations in other words, "X or Y", self-
+// contradiction in words, other scripts and look-alike letters all fail to parse.
 //
-//   correct  1 when every fact asked for is stated and true and no stated fact is
-//            false; a share when some are missing; 0 on any false claim or a wrong
-//            yes/no. "Tell me about" needs any ABOUT_NEEDS true facts.
-//   polite   0 when a rude phrase appears; 0.5 when the answer never names the
-//            entity (a curt, bare answer); else 1.
-//   concise  1 up to the length budget (ideal answer's words + 4), then budget/words.
+//   correct  0 unless every sentence parses, every claim is true, no claim is about
+//            another animal, and the verdicts agree. Then: yes/no needs one verdict,
+//            right (a verdict word, or the asked value claimed or denied); a question
+//            for facts scores the share of them stated; "tell me about" needs any
+//            ABOUT_NEEDS facts (a share when fewer).
+//   polite   0 when a word or phrase of the rude lexicon appears anywhere; 0.5 when
+//            the answer never names the animal (curt); else 1.
+//   concise  1 up to a budget of characters (the ideal answer's, plus CONCISE_SLACK
+//            for a polite opener), then budget / length. The length counts characters
+//            of every script; a sentence that does not parse counts twice.
 //   score    0.6 correct + 0.2 polite + 0.2 concise: any correct answer beats any wrong one.
 // An empty response scores 0 on all four.
 
@@ -521,38 +552,32 @@ typedef struct {
     float correct, polite, concise, score;
 } Grade;
 
-// the words of a text: lowercase ASCII runs of letters and digits, each with the
-// index of its clause (punctuation and newlines end a clause)
+#define CONCISE_SLACK 16   // "Happy to help. " and a space
+
+// the words of a text: lowercase ASCII runs of letters and digits (used to read
+// prompts, to find rude words anywhere, and to classify preference pairs)
 typedef struct {
     int n;
     char *buf;     // the lowercased text, words NUL-terminated in place
     char **word;   // (n,) pointers into buf
-    int *clause;   // (n,)
 } Words;
 
 static void words_split(Words *ws, const char *s) {
     size_t len = strlen(s);
     ws->buf = mallocCheck(len + 1);
     ws->word = mallocCheck((len / 2 + 1) * sizeof(char *)); // a word and its separator take 2 bytes at least
-    ws->clause = mallocCheck((len / 2 + 1) * sizeof(int));
     ws->n = 0;
-    int clause = 0;
     for (size_t i = 0; i <= len; i++) {
         unsigned char c = (unsigned char)s[i];
         int in_word = c < 0x80 && isalnum(c);
         ws->buf[i] = in_word ? (char)tolower(c) : '\0';
-        if (in_word && (i == 0 || ws->buf[i - 1] == '\0')) {
-            ws->word[ws->n] = &ws->buf[i];
-            ws->clause[ws->n++] = clause;
-        }
-        if (c != '\0' && strchr(".,;:!?\n", c)) { clause++; }
+        if (in_word && (i == 0 || ws->buf[i - 1] == '\0')) { ws->word[ws->n++] = &ws->buf[i]; }
     }
 }
 
 static void words_free(Words *ws) {
     free(ws->buf);
     free(ws->word);
-    free(ws->clause);
 }
 
 static int words_has_phrase(const Words *ws, const char *phrase) {
@@ -568,8 +593,18 @@ static int words_has_phrase(const Words *ws, const char *phrase) {
     return found;
 }
 
-static const char *RUDE_MARKERS[] = {"ugh", "obviously", "everyone knows", "pay attention", "wasting my time",
-                                     "figure it out", "silly question", "keep up", "stupid", "whatever", "shut up"};
+// Rudeness, matched as whole words anywhere in the response: the demonstrators'
+// jibes and a broad lexicon of insults and dismissals.
+static const char *RUDE_MARKERS[] = {
+    "ugh", "obviously", "everyone knows", "pay attention", "wasting my time", "figure it out", "silly question",
+    "keep up", "stupid", "whatever", "shut up", "idiot", "idiots", "idiotic", "dumb", "dummy", "moron", "moronic",
+    "fool", "foolish", "imbecile", "dimwit", "nitwit", "halfwit", "twit", "dolt", "dunce", "loser", "clown",
+    "jerk", "pathetic", "useless", "worthless", "clueless", "ignorant", "brainless", "ridiculous", "annoying",
+    "duh", "sigh", "geez", "jeez", "damn", "hell", "crap", "shit", "fuck", "fucking", "bloody", "sucks",
+    "suck", "trash", "garbage", "nonsense", "lazy", "go away", "get lost", "leave me alone", "bother me",
+    "hate you", "i hate", "waste of", "how dare", "are you serious", "seriously", "as if", "not my problem",
+    "do your own", "look it up", "google it", "get a life",
+};
 
 static int find_name(const World *w, const char *word) {
     for (int e = 0; e < w->n; e++) {
@@ -631,11 +666,387 @@ static int question_parse(Question *q, const World *w, const char *prompt) {
     return 1;
 }
 
-static int count_words(const char *s) {
-    Words ws;
-    words_split(&ws, s);
-    int n = ws.n;
-    words_free(&ws);
+// --- the grammar ---
+
+// A sentence as tokens: lowercase words, and the punctuation , : ' " as tokens of
+// their own. Any other character (other scripts, dashes, brackets) makes the
+// sentence unreadable: tokens_split returns 0.
+#define MAX_TOKENS 96
+typedef struct {
+    int n;
+    char tok[MAX_TOKENS][24];
+} Tokens;
+
+static int tokens_split(Tokens *t, const char *s, size_t len) {
+    t->n = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t') { i++; continue; }
+        if (t->n == MAX_TOKENS) { return 0; }
+        char *out = t->tok[t->n++];
+        if (c < 0x80 && isalnum(c)) {
+            size_t k = 0;
+            while (i < len && (unsigned char)s[i] < 0x80 && isalnum((unsigned char)s[i])) {
+                if (k + 1 >= sizeof(t->tok[0])) { return 0; }
+                out[k++] = (char)tolower((unsigned char)s[i++]);
+            }
+            out[k] = '\0';
+        } else if (strchr(",:'\"", c)) {
+            out[0] = (char)c; out[1] = '\0';
+            i++;
+        } else if (c == 0xE2 && i + 2 < len && (unsigned char)s[i + 1] == 0x80 && (unsigned char)s[i + 2] == 0x99) {
+            strcpy(out, "'"); // the typographic apostrophe
+            i += 3;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// A claim: attribute `attr` of `entity` has `value` (or, negated, has not).
+typedef struct { int entity, attr, value, negated; } Claim;
+#define MAX_CLAIMS 64
+
+// What the sentences read so far say. A reader parses one sentence at a time; a
+// sentence that fails leaves no claims behind.
+typedef struct {
+    const World *w;
+    int asked;                 // the entity the prompt asks about
+    int subject;               // the entity "it" stands for: the last one named, at first the asked one
+    const Tokens *t;           // the sentence being read
+    Claim claim[MAX_CLAIMS];
+    int nclaims;
+    int yes, no;               // verdicts given
+    int rude;                  // a rude phrase of the demonstrators' was parsed
+} Reader;
+
+// literal tokens: "the home of" matches the three words; "'" and "," match themselves
+static int lit(const Reader *r, int i, const char *words) {
+    Tokens p;
+    tokens_split(&p, words, strlen(words));
+    for (int k = 0; k < p.n; k++, i++) {
+        if (i < 0 || i >= r->t->n || strcmp(r->t->tok[i], p.tok[k]) != 0) { return -1; }
+    }
+    return i;
+}
+
+static int add_claim(Reader *r, int entity, int attr, int value, int negated) {
+    if (r->nclaims == MAX_CLAIMS) { return 0; }
+    r->claim[r->nclaims++] = (Claim){entity, attr, value, negated};
+    return 1;
+}
+
+static int tok_name(Reader *r, int i, int *e) {
+    if (i < 0 || i >= r->t->n || (*e = find_name(r->w, r->t->tok[i])) < 0) { return -1; }
+    return i + 1;
+}
+
+// a value word of attribute a (kind, colour, food, home)
+static int tok_value(const Reader *r, int i, Attr a, int *v) {
+    if (i < 0 || i >= r->t->n) { return -1; }
+    int count;
+    const char **values = attr_values(a, &count);
+    for (*v = 0; *v < count; (*v)++) { if (!strcmp(values[*v], r->t->tok[i])) { return i + 1; } }
+    return -1;
+}
+
+// an age: digits, or a number word up to twenty
+static int tok_age(const Reader *r, int i, int *v) {
+    static const char *NUMBERS[] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                                    "eighteen", "nineteen", "twenty"};
+    if (i < 0 || i >= r->t->n) { return -1; }
+    const char *s = r->t->tok[i];
+    if (strlen(s) <= 3 && strspn(s, "0123456789") == strlen(s)) { *v = atoi(s); return i + 1; }
+    for (*v = 0; *v < COUNT(NUMBERS); (*v)++) { if (!strcmp(NUMBERS[*v], s)) { return i + 1; } }
+    return -1;
+}
+
+// "a fox", "an owl" (either article), or with `bare` also "fox"
+static int tok_kind(const Reader *r, int i, int *v, int bare) {
+    int j = lit(r, i, "a");
+    if (j < 0) { j = lit(r, i, "an"); }
+    if (j < 0) { return bare ? tok_value(r, i, A_KIND, v) : -1; }
+    int k = lit(r, j, "young"); // "a young fox"
+    return tok_value(r, k >= 0 ? k : j, A_KIND, v);
+}
+
+// A predicate about entity e: "is a fox", "does not live in the marsh", "has a
+// friend called Orla", "is 7 years old", ... Returns the position after it, -1 if none.
+static int predicate_read(Reader *r, int i, int e) {
+    int j, v, f, neg;
+    // is ... / is not ... / isn't ...
+    neg = 1;
+    if ((j = lit(r, i, "is not")) < 0 && (j = lit(r, i, "isn ' t")) < 0) { neg = 0; j = lit(r, i, "is"); }
+    if (j >= 0) {
+        int m;
+        if ((m = tok_kind(r, j, &v, 0)) >= 0) { return add_claim(r, e, A_KIND, v, neg) ? m : -1; }
+        if ((m = tok_value(r, j, A_COLOUR, &v)) >= 0) { return add_claim(r, e, A_COLOUR, v, neg) ? m : -1; }
+        if ((m = lit(r, j, "as")) >= 0 && (m = tok_value(r, m, A_COLOUR, &v)) >= 0 && (m = lit(r, m, "as can be")) >= 0) {
+            return add_claim(r, e, A_COLOUR, v, neg) ? m : -1;
+        }
+        if ((m = tok_age(r, j, &v)) >= 0) {
+            int n = lit(r, m, "years old");
+            return add_claim(r, e, A_AGE, v, neg) ? (n >= 0 ? n : m) : -1;
+        }
+        if (!neg && (m = lit(r, j, "friends with")) >= 0 && (m = tok_name(r, m, &f)) >= 0) {
+            return add_claim(r, e, A_FRIEND, f, 0) ? m : -1;
+        }
+        return -1;
+    }
+    // does not / doesn't ...
+    if ((j = lit(r, i, "does not")) >= 0 || (j = lit(r, i, "doesn ' t")) >= 0) {
+        int m;
+        if ((m = lit(r, j, "eat")) >= 0 || (m = lit(r, j, "like to eat")) >= 0 || (m = lit(r, j, "like")) >= 0) {
+            if ((m = tok_value(r, m, A_FOOD, &v)) >= 0) { return add_claim(r, e, A_FOOD, v, 1) ? m : -1; }
+        }
+        if ((m = lit(r, j, "live in the")) >= 0 && (m = tok_value(r, m, A_HOME, &v)) >= 0) {
+            return add_claim(r, e, A_HOME, v, 1) ? m : -1;
+        }
+        return -1;
+    }
+    // food
+    if ((j = lit(r, i, "eats")) >= 0 || (j = lit(r, i, "likes to eat")) >= 0 || (j = lit(r, i, "likes")) >= 0 ||
+        (j = lit(r, i, "never says no to")) >= 0) {
+        if ((j = tok_value(r, j, A_FOOD, &v)) >= 0) { return add_claim(r, e, A_FOOD, v, 0) ? j : -1; }
+        return -1;
+    }
+    // home
+    if ((j = lit(r, i, "lives in the")) >= 0 || (j = lit(r, i, "has a den in the")) >= 0 ||
+        (j = lit(r, i, "was born in the")) >= 0) {
+        int born = lit(r, i, "was") >= 0;
+        if ((j = tok_value(r, j, A_HOME, &v)) < 0) { return -1; }
+        if (born && (j = lit(r, j, "and still lives there")) < 0) { return -1; }
+        return add_claim(r, e, A_HOME, v, 0) ? j : -1;
+    }
+    // kind, by birth
+    if ((j = lit(r, i, "was born")) >= 0 && (j = tok_kind(r, j, &v, 0)) >= 0) {
+        int k = lit(r, j, ", like its mother");
+        return add_claim(r, e, A_KIND, v, 0) ? (k >= 0 ? k : j) : -1;
+    }
+    // colour
+    if ((j = lit(r, i, "has a")) >= 0 && (j = tok_value(r, j, A_COLOUR, &v)) >= 0 && (j = lit(r, j, "coat")) >= 0) {
+        return add_claim(r, e, A_COLOUR, v, 0) ? j : -1;
+    }
+    // friend
+    if ((j = lit(r, i, "has a friend called")) >= 0 || (j = lit(r, i, "has a best friend called")) >= 0 ||
+        (j = lit(r, i, "often visits")) >= 0) {
+        int visits = lit(r, i, "often") >= 0;
+        if ((j = tok_name(r, j, &f)) < 0) { return -1; }
+        if (visits && (j = lit(r, j, ", its friend")) < 0) { return -1; }
+        return add_claim(r, e, A_FRIEND, f, 0) ? j : -1;
+    }
+    // age
+    if ((j = lit(r, i, "turned")) >= 0 && (j = tok_age(r, j, &v)) >= 0) {
+        int k = lit(r, j, "this spring");
+        return add_claim(r, e, A_AGE, v, 0) ? (k >= 0 ? k : j) : -1;
+    }
+    if ((j = lit(r, i, "has lived for")) >= 0 && (j = tok_age(r, j, &v)) >= 0 && (j = lit(r, j, "years")) >= 0) {
+        return add_claim(r, e, A_AGE, v, 0) ? j : -1;
+    }
+    return -1;
+}
+
+// after "Bilo's" or "its": "coat is red", "friend is Orla", ...
+static int possessive_read(Reader *r, int j, int e) {
+    int v, f, m;
+    if ((m = lit(r, j, "coat is")) >= 0 || (m = lit(r, j, "colour is")) >= 0 || (m = lit(r, j, "color is")) >= 0) {
+        if ((m = tok_value(r, m, A_COLOUR, &v)) >= 0) { return add_claim(r, e, A_COLOUR, v, 0) ? m : -1; }
+        return -1;
+    }
+    if ((m = lit(r, j, "home is in the")) >= 0 && (m = tok_value(r, m, A_HOME, &v)) >= 0) {
+        return add_claim(r, e, A_HOME, v, 0) ? m : -1;
+    }
+    if ((m = lit(r, j, "favourite food is")) >= 0 || (m = lit(r, j, "favorite food is")) >= 0 ||
+        (m = lit(r, j, "food is")) >= 0) {
+        if ((m = tok_value(r, m, A_FOOD, &v)) >= 0) { return add_claim(r, e, A_FOOD, v, 0) ? m : -1; }
+        return -1;
+    }
+    if ((m = lit(r, j, "friend is")) >= 0 || (m = lit(r, j, "best friend is")) >= 0) {
+        if ((m = tok_name(r, m, &f)) >= 0) { return add_claim(r, e, A_FRIEND, f, 0) ? m : -1; }
+        return -1;
+    }
+    if ((m = lit(r, j, "age is")) >= 0 && (m = tok_age(r, m, &v)) >= 0) { return add_claim(r, e, A_AGE, v, 0) ? m : -1; }
+    return -1;
+}
+
+// The sentences of the pretraining prose that name the animal inside: "The coat of
+// Bilo is red", "There is a fox called Bilo", ...
+static int whole_form_read(Reader *r, int i) {
+    int j, e, v, f;
+    struct { const char *before, *after; Attr attr; } FORMS[] = {
+        {"the coat of", "is", A_COLOUR},         {"the favourite food of", "is", A_FOOD},
+        {"the favorite food of", "is", A_FOOD},  {"the home of", "is in the", A_HOME},
+        {"the best friend of", "is", A_FRIEND},  {"the friend of", "is", A_FRIEND},
+        {"the age of", "is", A_AGE},             {"by birth ,", "is", A_KIND},
+        {"you can spot", "by its", A_COLOUR},    {"every morning", "looks for", A_FOOD},
+        {"you will find", "in the", A_HOME},
+    };
+    for (int k = 0; k < COUNT(FORMS); k++) {
+        if ((j = lit(r, i, FORMS[k].before)) < 0 || (j = tok_name(r, j, &e)) < 0 || (j = lit(r, j, FORMS[k].after)) < 0) { continue; }
+        Attr a = FORMS[k].attr;
+        if (a == A_FRIEND) { j = tok_name(r, j, &v); }
+        else if (a == A_AGE) { j = tok_age(r, j, &v); }
+        else if (a == A_KIND) { j = tok_kind(r, j, &v, 0); }
+        else { j = tok_value(r, j, a, &v); }
+        if (j >= 0 && k == 8) { j = lit(r, j, "coat"); } // "You can spot Bilo by its red coat"
+        if (j < 0) { return -1; }
+        r->subject = e;
+        return add_claim(r, e, a, v, 0) ? j : -1;
+    }
+    if ((j = lit(r, i, "there is")) >= 0 && (j = tok_kind(r, j, &v, 0)) >= 0 && (j = lit(r, j, "called")) >= 0 &&
+        (j = tok_name(r, j, &e)) >= 0) {
+        r->subject = e;
+        return add_claim(r, e, A_KIND, v, 0) ? j : -1;
+    }
+    if ((j = lit(r, i, "at")) >= 0 && (j = tok_age(r, j, &v)) >= 0 && (j = lit(r, j, "years old ,")) >= 0 &&
+        (j = tok_name(r, j, &e)) >= 0 && (j = lit(r, j, "is no longer a baby")) >= 0) {
+        r->subject = e;
+        return add_claim(r, e, A_AGE, v, 0) ? j : -1;
+    }
+    if ((j = tok_name(r, i, &e)) >= 0 && (j = lit(r, j, "and its friend")) >= 0 && (j = tok_name(r, j, &f)) >= 0 &&
+        (j = lit(r, j, "play together")) >= 0) {
+        r->subject = e;
+        return add_claim(r, e, A_FRIEND, f, 0) ? j : -1;
+    }
+    return -1;
+}
+
+// One clause: a whole form, a subject and its predicate, or (after the first
+// clause) a predicate that continues the last subject: "Bilo eats honey and lives ...".
+static int clause_read(Reader *r, int i, int first) {
+    int j, e;
+    if ((j = whole_form_read(r, i)) >= 0) { return j; }
+    if ((j = tok_name(r, i, &e)) >= 0) {
+        int k;
+        if ((k = lit(r, j, "' s")) >= 0 && (k = possessive_read(r, k, e)) >= 0) { r->subject = e; return k; }
+        if ((k = predicate_read(r, j, e)) >= 0) { r->subject = e; return k; }
+        return -1;
+    }
+    if ((j = lit(r, i, "it")) >= 0) { return predicate_read(r, j, r->subject); }
+    if ((j = lit(r, i, "its")) >= 0) { return possessive_read(r, j, r->subject); }
+    return first ? -1 : predicate_read(r, i, r->subject);
+}
+
+// clauses joined by "," and "and"
+static int claims_read(Reader *r, int i) {
+    if ((i = clause_read(r, i, 1)) < 0) { return -1; }
+    for (;;) {
+        int j = lit(r, i, ", and");
+        if (j < 0) { j = lit(r, i, "and"); }
+        if (j < 0) { j = lit(r, i, ","); }
+        if (j < 0) { return i; }
+        int saved = r->nclaims, subject = r->subject;
+        int k = clause_read(r, j, 0);
+        if (k < 0) { r->nclaims = saved; r->subject = subject; return i; }
+        i = k;
+    }
+}
+
+// yes or no, in a few plain words
+static int verdict_read(Reader *r, int i, int *yes) {
+    static const char *YES[] = {"yes", "yep", "yeah", "yup"}, *NO[] = {"no", "nope", "nah"};
+    if (i < 0 || i >= r->t->n) { return -1; }
+    for (int k = 0; k < COUNT(YES); k++) { if (!strcmp(r->t->tok[i], YES[k])) { *yes = 1; return i + 1; } }
+    for (int k = 0; k < COUNT(NO); k++) { if (!strcmp(r->t->tok[i], NO[k])) { *yes = 0; return i + 1; } }
+    return -1;
+}
+
+// a bare value, with the asked animal as its subject: "A fox", "honey", "the marsh", "Orla", "7 years old"
+static int bare_read(Reader *r, int i) {
+    int j, v;
+    if ((j = tok_kind(r, i, &v, 1)) >= 0) { return add_claim(r, r->asked, A_KIND, v, 0) ? j : -1; }
+    if ((j = tok_value(r, i, A_COLOUR, &v)) >= 0) { return add_claim(r, r->asked, A_COLOUR, v, 0) ? j : -1; }
+    if ((j = tok_value(r, i, A_FOOD, &v)) >= 0) { return add_claim(r, r->asked, A_FOOD, v, 0) ? j : -1; }
+    int k = lit(r, i, "in the");
+    if (k < 0) { k = lit(r, i, "the"); }
+    if ((j = tok_value(r, k >= 0 ? k : i, A_HOME, &v)) >= 0) { return add_claim(r, r->asked, A_HOME, v, 0) ? j : -1; }
+    if ((j = tok_name(r, i, &v)) >= 0 && v != r->asked) { return add_claim(r, r->asked, A_FRIEND, v, 0) ? j : -1; }
+    if ((j = tok_age(r, i, &v)) >= 0) {
+        k = lit(r, j, "years old");
+        return add_claim(r, r->asked, A_AGE, v, 0) ? (k >= 0 ? k : j) : -1;
+    }
+    return -1;
+}
+
+static int bare_list_read(Reader *r, int i) {
+    if ((i = bare_read(r, i)) < 0) { return -1; }
+    for (;;) {
+        int j = lit(r, i, ", and");
+        if (j < 0) { j = lit(r, i, "and"); }
+        if (j < 0) { j = lit(r, i, ","); }
+        if (j < 0) { return i; }
+        int k = bare_read(r, j);
+        if (k < 0) { return i; }
+        i = k;
+    }
+}
+
+// Courtesy: the demonstrators' phrases (rude ones set r->rude) and a few more.
+static const char *COURTESY[] = {"thank you", "thanks", "thanks for asking", "you are welcome", "glad to help",
+                                 "i hope this helps", "hope this helps", "great question", "certainly", "hello", "hi"};
+
+static int phrase_is(const Reader *r, int i, const char *phrase) {
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", phrase);
+    size_t n = strlen(buf);
+    while (n > 0 && strchr(" .!", buf[n - 1])) { buf[--n] = '\0'; } // the sentence mark is cut already
+    int j = lit(r, i, buf[0] == ' ' ? buf + 1 : buf);
+    return j == r->t->n;
+}
+
+static int courtesy_read(Reader *r, int i) {
+    const char **lists[] = {POLITE_OPENERS, RAMBLE_OPENERS, RAMBLE_CLOSERS, COURTESY, RUDE_OPENERS, RUDE_CLOSERS};
+    int sizes[] = {COUNT(POLITE_OPENERS), COUNT(RAMBLE_OPENERS), COUNT(RAMBLE_CLOSERS), COUNT(COURTESY),
+                   COUNT(RUDE_OPENERS), COUNT(RUDE_CLOSERS)};
+    for (int l = 0; l < 6; l++) {
+        for (int k = 0; k < sizes[l]; k++) {
+            if (phrase_is(r, i, lists[l][k])) { r->rude |= l >= 4; return r->t->n; }
+        }
+    }
+    return -1;
+}
+
+// One sentence (without its mark). Returns 1 if the grammar covers it.
+static int sentence_read(Reader *r, const Tokens *t) {
+    r->t = t;
+    int saved = r->nclaims, subject = r->subject, yes = 0, j, i = 0;
+    if (t->n == 0) { return 0; }
+    if (courtesy_read(r, 0) >= 0) { return 1; }
+    // a rude opener before the answer: "Obviously, ...", "Pay attention: ..."
+    if ((j = lit(r, 0, "obviously ,")) >= 0 || (j = lit(r, 0, "pay attention :")) >= 0) { r->rude = 1; i = j; }
+    // a verdict, alone or before claims: "Yes.", "No, Bilo eats acorns."
+    if ((j = verdict_read(r, i, &yes)) >= 0) {
+        r->yes += yes; r->no += !yes;
+        if (j == t->n) { return 1; }
+        int k = lit(r, j, ",");
+        if (k < 0) { k = lit(r, j, ":"); }
+        if (k >= 0 && claims_read(r, k) == t->n) { return 1; }
+        // "Yes, it is.", "No, it does not.": the tail is a second verdict, which must agree
+        static const char *TAILS[] = {"it is", "it does", "it is not", "it does not", "it isn ' t", "it doesn ' t"};
+        for (int m = 0; k >= 0 && m < COUNT(TAILS); m++) {
+            if (lit(r, k, TAILS[m]) == t->n) { r->yes += m < 2; r->no += m >= 2; return 1; }
+        }
+        r->yes -= yes; r->no -= !yes;
+    }
+    // claims, and perhaps a verdict after them: "Bilo eats acorns, so no."
+    r->nclaims = saved; r->subject = subject;
+    if ((j = claims_read(r, i)) >= 0) {
+        if (j == t->n) { return 1; }
+        int k = lit(r, j, ", so");
+        if (k >= 0 && verdict_read(r, k, &yes) == t->n) { r->yes += yes; r->no += !yes; return 1; }
+    }
+    r->nclaims = saved; r->subject = subject;
+    if ((j = bare_list_read(r, i)) == t->n) { return 1; }
+    r->nclaims = saved; r->subject = subject;
+    return 0;
+}
+
+// characters of a UTF-8 text, of any script (bytes that do not start a character are not counted)
+static int count_chars(const char *s, size_t len) {
+    int n = 0;
+    for (size_t i = 0; i < len; i++) { n += ((unsigned char)s[i] & 0xC0) != 0x80; }
     return n;
 }
 
@@ -646,26 +1057,54 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     g.scored = 1;
     Words ws;
     words_split(&ws, response);
-    if (ws.n == 0) { words_free(&ws); return g; }
+    size_t len = strlen(response);
+    int blank = 1;
+    for (size_t i = 0; i < len && blank; i++) { blank = isspace((unsigned char)response[i]); }
+    if (blank) { words_free(&ws); return g; }
     const Entity *x = &w->entity[q.entity];
 
-    // pass 1: every value word is a claim; check it against the truth
-    int stated[NATTR] = {0}, wrong = 0, negated_clause = -1, answer_yes = -1;
-    for (int i = 0; i < ws.n; i++) {
-        const char *word = ws.word[i];
-        if (!strcmp(word, "not") || !strcmp(word, "never") || !strcmp(word, "t")) { negated_clause = ws.clause[i]; }
-        if (answer_yes < 0 && (!strcmp(word, "yes") || !strcmp(word, "no"))) { answer_yes = word[0] == 'y'; }
-        int v, a = word_value(w, word, &v);
-        if (a < 0 || (a == A_FRIEND && v == q.entity)) { continue; }
-        int true_value = (v == x->fact[a]);
-        int negated = (negated_clause == ws.clause[i]);
-        if (negated == true_value) { wrong = 1; }        // "eats honey" when it doesn't, or "not honey" when it does
-        else if (!negated) { stated[a] = 1; }
+    // read the sentences; the length counts every character, unread sentences twice
+    Reader r = {.w = w, .asked = q.entity, .subject = q.entity};
+    Tokens *t = mallocCheck(sizeof(Tokens));
+    int unread = 0, length = 0;
+    for (size_t start = 0; start < len;) {
+        size_t end = start;
+        while (end < len && !strchr(".!?\n", response[end])) { end++; }
+        int mark_is_question = end < len && response[end] == '?';
+        int chars = count_chars(response + start, end - start + (end < len));
+        length += chars;
+        int empty = 1;
+        for (size_t i = start; i < end && empty; i++) { empty = isspace((unsigned char)response[i]); }
+        if (!empty && (mark_is_question || !tokens_split(t, response + start, end - start) || !sentence_read(&r, t))) {
+            unread++;
+            length += chars;
+        }
+        start = end + 1;
     }
+    free(t);
 
-    // pass 2: correctness for the question's type
+    // correctness: every sentence read, every claim true and about the asked animal
+    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1;
+    for (int c = 0; c < r.nclaims; c++) {
+        const Claim *cl = &r.claim[c];
+        const Entity *y = &w->entity[cl->entity];
+        if (cl->entity != q.entity) { wrong = 1; continue; } // an answer about another animal
+        int is_true = (y->fact[cl->attr] == cl->value) != cl->negated;
+        if (!is_true) { wrong = 1; }
+        if (!cl->negated) { stated[cl->attr] = 1; }
+        if (q.type == Q_YESNO && (Attr)cl->attr == q.attr && cl->value == q.value) { // the asked value, claimed or denied
+            int says_yes = !cl->negated;
+            if (verdict >= 0 && verdict != says_yes) { wrong = 1; }
+            verdict = says_yes;
+        }
+    }
+    if (r.yes && r.no) { wrong = 1; } // mixed verdicts
+    if (r.yes || r.no) {
+        if (q.type != Q_YESNO || (verdict >= 0 && verdict != (r.yes > 0))) { wrong = 1; }
+        verdict = r.yes > 0;
+    }
     if (wrong) { g.correct = 0; }
-    else if (q.type == Q_YESNO) { g.correct = (answer_yes == (q.value == x->fact[q.attr])) ? 1.0f : 0.0f; }
+    else if (q.type == Q_YESNO) { g.correct = verdict == (q.value == x->fact[q.attr]) ? 1.0f : 0.0f; }
     else if (q.type == Q_ABOUT) {
         int k = 0;
         for (int a = 0; a < NATTR; a++) { k += stated[a]; }
@@ -676,8 +1115,8 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
         g.correct = (float)k / (float)popcount(q.asks);
     }
 
-    // pass 3: politeness and concision
-    int rude = 0;
+    // politeness and concision
+    int rude = r.rude;
     for (int i = 0; i < COUNT(RUDE_MARKERS); i++) { rude |= words_has_phrase(&ws, RUDE_MARKERS[i]); }
     int named = 0;
     for (int i = 0; i < ws.n; i++) { named |= (find_name(w, ws.word[i]) == q.entity); }
@@ -685,9 +1124,9 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     Str ideal = {0};
     uint64_t unused = 1;
     answer_core(&ideal, &unused, w, &q, 0, 0);
-    int budget = count_words(ideal.s) + 4;
+    int budget = count_chars(ideal.s, ideal.len) + CONCISE_SLACK;
     str_free(&ideal);
-    g.concise = ws.n <= budget ? 1.0f : (float)budget / (float)ws.n;
+    g.concise = length <= budget ? 1.0f : (float)budget / (float)length;
     g.score = 0.6f * g.correct + 0.2f * g.polite + 0.2f * g.concise;
     words_free(&ws);
     return g;
@@ -703,7 +1142,8 @@ typedef struct {
     int entities;
     int flip_per_million;   // share of preference labels flipped, in millionths
     double pretrain_mb;     // size of the pretraining train text; val is a tenth of it
-    int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth (preference pairs: at most 400)
+    int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth (preference pairs: at most 400);
+                                     // n_eval prompts each for dev and test
     const char *dir;
 } GenConfig;
 
@@ -754,21 +1194,34 @@ static void gen_pretrain(const GenConfig *c, const World *w) {
     str_free(&text);
 }
 
-static void gen_sft(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
-    Str out = {0}, prompt = {0}, response = {0};
+// SFT demonstrations. With `exclude` (the train file's text), a prompt that occurs
+// there is drawn again: the val prompts are disjoint from the train prompts. With
+// `keep`, the file's text is also handed back.
+static void gen_sft(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n, const Str *exclude,
+                    Str *keep) {
+    Str out = {0}, prompt = {0}, response = {0}, key = {0};
     uint64_t rng = rng_stream(c->seed, purpose);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, tries = 0; i < n && tries < 100 * n; tries++) {
         Question q;
         question_random(&q, &rng, w, random_entity_of(&rng, w, G_SFT));
         str_clear(&prompt);
         str_clear(&response);
         question_prompt(&prompt, &rng, w, &q);
+        if (exclude) { // the line of the train file would begin with this
+            str_clear(&key);
+            str_add(&key, "{\"prompt\": ", 11);
+            json_write_string(&key, prompt.s);
+            str_add(&key, ", \"completion\"", 14);
+            if (strstr(str_cstr(exclude), key.s)) { continue; }
+        }
         answer(&response, &rng, w, &q, sft_style(&rng), 0);
         const char *keys[] = {"prompt", "completion"}, *values[] = {prompt.s, response.s};
         json_write_object(&out, keys, values, 2);
+        i++;
     }
     write_file(c, name, &out);
-    str_free(&out); str_free(&prompt); str_free(&response);
+    if (keep) { *keep = out; } else { str_free(&out); }
+    str_free(&prompt); str_free(&response); str_free(&key);
 }
 
 // A wrong answer of the kind small models give most: true facts, but about another
@@ -784,7 +1237,7 @@ static void wrong_animal_answer(Str *out, uint64_t *rng, const World *w, const Q
         if (referee_grade(w, prompt->s, out->s).correct < 1.0f) { return; }
     }
     str_clear(out);
-    answer(out, rng, w, q, style, 1);
+    answer(out, rng, w, q, style, LIE_FACT);
 }
 
 // An answer that answers nothing: the style's words around no facts ("Of course.",
@@ -811,8 +1264,11 @@ static void no_answer(Str *out, uint64_t *rng, Style style) {
 // (correct before wrong, then ideal > terse > rambling > rude) is "chosen".
 // In 8 pairs of 20, both answers are right, in two different styles. In the other 12
 // they share a style and one is wrong: it holds a wrong fact (5 in 20), or true facts
-// about another animal (5 in 20), or no answer at all (2 in 20). Flips come from their
-// own RNG stream, so changing the flip rate swaps labels and changes nothing else.
+// about another animal (5 in 20), or no answer at all (2 in 20). For a yes/no question,
+// two in three of the wrong-fact pairs are verdict pairs instead: the two answers are
+// the same but for the verdict, flipped or misspelt (LIE_VERDICT, LIE_SPELLING), so the
+// reward model must read the yes or no and not only the fact beside it. Flips come from
+// their own RNG stream, so changing the flip rate swaps labels and changes nothing else.
 enum { PREF_STYLE, PREF_WRONG_FACT, PREF_OTHER_ANIMAL, PREF_NO_ANSWER };
 static int pref_kind(uint64_t *rng) {
     int r = rng_int(rng, 20);
@@ -831,10 +1287,14 @@ static void gen_pref(const GenConfig *c, const World *w, const char *name, uint6
         int kind = pref_kind(&rng), b_wrong = kind != PREF_STYLE;
         if (b_wrong) { sb = sa; } // same style: the pair differs in what it says, not how
         else { sb = (Style)((sa + 1 + rng_int(&rng, NSTYLE - 1)) % NSTYLE); }
-        answer(&a, &rng, w, &q, sa, 0);
+        int lie = kind == PREF_WRONG_FACT ? LIE_FACT : TRUTHFUL;
+        if (lie && q.type == Q_YESNO) { lie = (int[]){LIE_FACT, LIE_VERDICT, LIE_SPELLING}[rng_int(&rng, 3)]; }
+        uint64_t same = rng; // a verdict pair's answers draw the same courtesy and filler
+        answer(&a, &rng, w, &q, sa, TRUTHFUL);
         if (kind == PREF_OTHER_ANIMAL) { wrong_animal_answer(&b, &rng, w, &q, &prompt, sb); }
         else if (kind == PREF_NO_ANSWER) { no_answer(&b, &rng, sb); }
-        else { answer(&b, &rng, w, &q, sb, b_wrong); }
+        else if (lie == LIE_VERDICT || lie == LIE_SPELLING) { answer(&b, &same, w, &q, sb, lie); }
+        else { answer(&b, &rng, w, &q, sb, lie); }
         int a_better = b_wrong || sa < sb;
         const char *chosen = a_better ? a.s : b.s, *rejected = a_better ? b.s : a.s;
         if (rng_chance(&flip_rng, c->flip_per_million)) { const char *t = chosen; chosen = rejected; rejected = t; }
@@ -891,14 +1351,19 @@ static void gen_all(const GenConfig *c) {
     world_build(&w, c->seed, c->entities);
     gen_facts(c, &w);
     gen_pretrain(c, &w);
-    gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft);
-    gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10);
+    Str sft_train = {0};
+    gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft, NULL, &sft_train);
+    gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10, &sft_train, NULL);
+    str_free(&sft_train);
     gen_pref(c, &w, "pref_train.jsonl", 20, c->n_pref);
-    // the first 400 held-out pairs are the same for any -p: every -p of 4000 or more is
-    // measured on the same pairs
-    gen_pref(c, &w, "pref_val.jsonl", 21, c->n_pref / 10 < 400 ? c->n_pref / 10 : 400);
+    // held-out pairs: dev (val) for choosing recipes, test for the figures reported. The
+    // first 400 of each are the same for any -p: every -p of 4000 or more is measured alike
+    int held_out = c->n_pref / 10 < 400 ? c->n_pref / 10 : 400;
+    gen_pref(c, &w, "pref_val.jsonl", 21, held_out);
+    gen_pref(c, &w, "pref_test.jsonl", 22, held_out);
     gen_prompts(c, &w, "rl_prompts.jsonl", 30, c->n_rl, G_RL, 0);
-    gen_prompts(c, &w, "eval_prompts.jsonl", 40, c->n_eval, G_EVAL, 1);
+    gen_prompts(c, &w, "eval_dev.jsonl", 40, c->n_eval, G_DEV, 1);
+    gen_prompts(c, &w, "eval_test.jsonl", 41, c->n_eval, G_TEST, 1);
     world_free(&w);
 }
 
@@ -916,11 +1381,48 @@ static char *read_file(const char *path, size_t *size) {
     return s.s;
 }
 
-// Grades every {"prompt", "response"} line of a file. Prints averages; with
-// per_line, also writes one JSON object of scores per input line.
+// The question types every table reports apart, so that no aggregate hides a regression.
+enum { T_ONE, T_TWO, T_ABOUT, T_YESNO, NTYPES };
+static const char *TYPE_NAMES[NTYPES] = {"one fact", "two facts", "tell me about", "yes/no"};
+static const char *TYPE_KEYS[NTYPES] = {"one_fact", "two_facts", "tell_me_about", "yes_no"};
+
+static int question_kind(const Question *q) {
+    return q->type == Q_YESNO ? T_YESNO : q->type == Q_ABOUT ? T_ABOUT : popcount(q->asks) == 1 ? T_ONE : T_TWO;
+}
+
+// An answer's template: the answer with every name, value word and number replaced by
+// its slot ("<name> eats <food>."). When most answers share one template, the policy has
+// collapsed onto a single way of answering, whatever it was asked.
+static void answer_template(Str *out, const World *w, const char *s) {
+    static const char *SLOTS[NATTR] = {"<kind>", "<colour>", "<food>", "<home>", "<name>", "<age>"};
+    for (size_t i = 0; s[i];) {
+        size_t j = i;
+        char word[64];
+        while (s[j] && (unsigned char)s[j] < 0x80 && isalnum((unsigned char)s[j])) {
+            if (j - i < sizeof(word) - 1) { word[j - i] = (char)tolower((unsigned char)s[j]); }
+            j++;
+        }
+        if (j == i) { str_add(out, s + i, 1); i++; continue; }
+        word[j - i < sizeof(word) - 1 ? j - i : sizeof(word) - 1] = '\0';
+        int v, a = word_value(w, word, &v);
+        if (a >= 0) { str_addf(out, "%s", SLOTS[a]); }
+        else { str_add(out, s + i, j - i); }
+        i = j;
+    }
+}
+
+static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Grades every {"prompt", "response"} line of a file: averages over all answers and
+// per question type, and the most common template with its share. With per_line,
+// also writes one JSON object of scores per input line.
 typedef struct {
     int lines, scored, ideal;
     double correct, polite, concise, score;
+    int n_type[NTYPES], ideal_type[NTYPES];
+    double correct_type[NTYPES];
+    double top_share;         // the share of answers that follow the most common template
+    char top_template[200];
 } ScoreSummary;
 
 static ScoreSummary score_file(const World *w, const char *path, const char *per_line, const char *response_key) {
@@ -930,6 +1432,8 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
     FILE *out = per_line ? fopenCheck(per_line, "wb") : NULL;
     ScoreSummary s = {0};
     Str prompt = {0}, response = {0};
+    char **templates = NULL;
+    int cap = 0;
     char *line = text;
     for (int lineno = 1; *line; lineno++) {
         char *end = strchr(line, '\n');
@@ -939,21 +1443,43 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
             if (err == NULL) { err = json_get(line, response_key, &response); }
             if (err) { die("%s:%d: %s (expected {\"prompt\": \"...\", \"%s\": \"...\"})", path, lineno, err, response_key); }
             Grade g = referee_grade(w, prompt.s, response.s);
+            Question q;
+            int type = question_parse(&q, w, prompt.s) ? question_kind(&q) : -1;
             s.lines++;
             if (g.scored) {
-                s.scored++;
                 s.correct += g.correct; s.polite += g.polite; s.concise += g.concise; s.score += g.score;
                 s.ideal += grade_is_ideal(&g);
+                s.n_type[type]++;
+                s.correct_type[type] += g.correct;
+                s.ideal_type[type] += grade_is_ideal(&g);
+                if (s.scored == cap) { cap = cap ? 2 * cap : 256; templates = realloc(templates, (size_t)cap * sizeof(char *)); }
+                Str t = {0};
+                answer_template(&t, w, response.s);
+                templates[s.scored++] = t.s ? t.s : strdup("");
             }
             if (out) {
-                fprintf(out, "{\"line\": %d, \"scored\": %s, \"correct\": %.3f, \"polite\": %.3f, \"concise\": %.3f, "
-                        "\"score\": %.3f, \"ideal\": %s}\n", lineno, g.scored ? "true" : "false", g.correct,
-                        g.polite, g.concise, g.score, grade_is_ideal(&g) ? "true" : "false");
+                fprintf(out, "{\"line\": %d, \"scored\": %s, \"type\": \"%s\", \"correct\": %.3f, \"polite\": %.3f, "
+                        "\"concise\": %.3f, \"score\": %.3f, \"ideal\": %s}\n", lineno, g.scored ? "true" : "false",
+                        type >= 0 ? TYPE_NAMES[type] : "", g.correct, g.polite, g.concise, g.score,
+                        grade_is_ideal(&g) ? "true" : "false");
             }
         }
         if (!end) { break; }
         line = end + 1;
     }
+    if (s.scored > 0) { // the most common template: the longest run of equal ones, sorted
+        qsort(templates, (size_t)s.scored, sizeof(char *), compare_strings);
+        int best = 0, at = 0;
+        for (int i = 0, run = 1; i < s.scored; i++, run++) {
+            if (i + 1 < s.scored && !strcmp(templates[i], templates[i + 1])) { continue; }
+            if (run > best) { best = run; at = i; }
+            run = 0;
+        }
+        s.top_share = (double)best / s.scored;
+        snprintf(s.top_template, sizeof(s.top_template), "%s", templates[at]);
+    }
+    for (int i = 0; i < s.scored; i++) { free(templates[i]); }
+    free(templates);
     if (out) { fcloseCheck(out); }
     str_free(&prompt); str_free(&response);
     free(text);
@@ -983,7 +1509,7 @@ static double agree_file(const World *w, const char *path, int *pairs) {
 // as <out>/summary.json. A stage's last run counts; `sft -n 0` (the base model
 // answering) is the base model's row. The table goes to `table`; the referee's grades
 // are also drawn as bars in <out>/summary.svg.
-enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_VAL, ST_SECONDS, ST_KEYS };
+enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_PROMPTS, ST_VAL, ST_SECONDS, ST_KEYS };
 
 // The referee's grades of each stage's answers as grouped bars (SVG, any browser opens
 // it): grades[k][g] for stage k, grade g, in [0, 1]; has[k] is 0 for a stage without answers.
@@ -1059,105 +1585,57 @@ static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
     free(text);
 }
 
-void summary(const World *w, const char *out_dir, FILE *table) {
-    static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
-    const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "val", "seconds"};
-    char path[4096], err[1024];
-    snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
-    JsonlRecords rec;
-    if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
-    char **row[4] = {NULL, NULL, NULL, NULL};
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * ST_KEYS;
-        for (int k = 0; k < 4; k++) { if (!strcmp(v[ST_STAGE], STAGES[k]) && v[ST_TRAINED][0]) { row[k] = v; } }
-    }
-    snprintf(path, sizeof(path), "%s/summary.json", out_dir);
-    FILE *json = fopenCheck(path, "wb");
-    fprintf(json, "{\"stages\": [");
-    fprintf(table, "\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
-           "   data/world/eval_prompts.jsonl (animals no stage trained on; fully preferred = correct, polite and concise)\n");
-    fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
-    double total = 0.0, grades[4][5] = {{0}};
-    int first = 1, has[4] = {0};
-    for (int k = 0; k < 4; k++) {
-        if (!row[k]) { continue; }
-        char **v = row[k], metric[512];
-        double seconds = atof(v[ST_SECONDS]);
-        const char *answers = v[ST_ANSWERS];
-        snprintf(metric, sizeof(metric), "%s", v[ST_METRIC]);
-        double ceiling = -1.0;
-        if (k == 2 && v[ST_VAL][0]) {
-            int pairs;
-            ceiling = agree_file(w, v[ST_VAL], &pairs);
-            snprintf(metric, sizeof(metric), "%s; ceiling %.3f", v[ST_METRIC], ceiling);
-        }
-        total += seconds;
-        Str js = {0};
-        str_addf(&js, "%s\n  {\"stage\": \"%s\", \"model\": \"%s.bin\", \"trained\": ", first ? "" : ",", STAGES[k], MODELS[k]);
-        json_write_string(&js, v[ST_TRAINED]);
-        str_add(&js, ", \"metric\": ", 12);
-        json_write_string(&js, v[ST_METRIC]);
-        fprintf(json, "%s, \"seconds\": %.1f", str_cstr(&js), seconds);
-        str_free(&js);
-        first = 0;
-        if (ceiling >= 0) { fprintf(json, ", \"accuracy_ceiling\": %.4f", ceiling); }
-        snprintf(path, sizeof(path), "%s/%s", out_dir, answers);
-        if (answers[0] && access(path, R_OK) == 0) {
-            ScoreSummary s = score_file(w, path, NULL, "response");
-            double n = s.scored > 0 ? s.scored : 1;
-            fprintf(table, "%-8s %-52.52s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
-                   s.concise / n, s.score / n, s.ideal / n, seconds);
-            fprintf(json, ", \"referee\": {\"answers\": %d, \"correct\": %.4f, \"polite\": %.4f, \"concise\": %.4f, "
-                    "\"score\": %.4f, \"fully_preferred\": %.4f}", s.lines, s.correct / n, s.polite / n, s.concise / n,
-                    s.score / n, s.ideal / n);
-            double g[5] = {s.correct / n, s.polite / n, s.concise / n, s.score / n, s.ideal / n};
-            memcpy(grades[k], g, sizeof(g));
-            has[k] = 1;
-        } else {
-            fprintf(table, "%-8s %-52.52s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
-        }
-        fprintf(json, "}");
-    }
-    fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
-    fcloseCheck(json);
-    fprintf(table, "%-8s %-52s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
-    snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
-    summary_svg(path, STAGES, grades, has, 4);
-    fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
-    jsonl_free(&rec);
-    rlhf_referee(w, out_dir, table);
-}
-
 // Which kind of difference a preference pair holds, as the referee sees it: two
-// right answers in different styles, a wrong fact, an answer about another animal
+// right answers in different styles, the verdict only (the worse answer is the better
+// with its yes or no flipped or misspelt), a wrong fact, an answer about another animal
 // (its first name is neither the asked animal nor its friend), or no answer (no value
 // word, name, yes or no at all).
-enum { PAIR_STYLE, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, NUM_PAIR_KINDS };
-static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "a wrong fact", "another animal", "no answer"};
+enum { PAIR_STYLE, PAIR_VERDICT, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, NUM_PAIR_KINDS };
+static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "the verdict only", "a wrong fact", "another animal",
+                                                      "no answer"};
+static const char *PAIR_KIND_KEYS[NUM_PAIR_KINDS] = {"style_only", "verdict_only", "wrong_fact", "another_animal",
+                                                     "no_answer"};
+
+static int is_verdict_word(const char *word) { return !strcmp(word, "yes") || !strcmp(word, "no"); }
 
 static int pair_kind(const World *w, const char *prompt, const char *better, const char *worse) {
     if (referee_grade(w, prompt, better).correct == referee_grade(w, prompt, worse).correct) { return PAIR_STYLE; }
     Question q;
     if (!question_parse(&q, w, prompt)) { return PAIR_WRONG_FACT; }
-    Words ws;
+    Words wb, ws;
+    words_split(&wb, better);
     words_split(&ws, worse);
+    int differ = 0, verdict = 0; // the words in which the two differ, and whether a yes or no is among them
+    for (int i = 0; wb.n == ws.n && i < ws.n; i++) {
+        if (strcmp(wb.word[i], ws.word[i]) != 0) { differ++; verdict |= is_verdict_word(wb.word[i]); }
+    }
     int first = -1, claims = 0; // the first name in the worse answer; its value words, names and yes/no
     for (int i = 0; i < ws.n; i++) {
         int v;
-        claims += word_value(w, ws.word[i], &v) >= 0 || !strcmp(ws.word[i], "yes") || !strcmp(ws.word[i], "no");
+        claims += word_value(w, ws.word[i], &v) >= 0 || is_verdict_word(ws.word[i]);
         if (first < 0) { first = find_name(w, ws.word[i]); }
     }
+    int same_length = wb.n == ws.n;
+    words_free(&wb);
     words_free(&ws);
+    if (same_length && differ == 1 && verdict) { return PAIR_VERDICT; }
     if (claims == 0) { return PAIR_NO_ANSWER; }
     int other = first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
     return other ? PAIR_OTHER_ANIMAL : PAIR_WRONG_FACT;
 }
 
-// How a model ranks the pairs of a preference file, by kind of pair, against the
-// referee (not the labels, some of which are flipped). A reward model ranks by its
-// score at <|end|>; a language model by the summed log-probability of each response
-// given the prompt: what it believes, before any reward model is trained on it.
-void judge_pairs(const World *w, const char *model_path, const char *tokenizer_path, const char *pairs_path) {
+// How a model ranks the pairs of a preference file: against the file's labels (its
+// accuracy, which flipped labels cap at the referee's agreement) and, by kind of pair,
+// against the referee. A reward model ranks by its score at <|end|>; a language model
+// by the summed log-probability of each response given the prompt: what it believes,
+// before any reward model is trained on it.
+typedef struct {
+    int pairs, skipped, label_agree;  // pairs judged, pairs longer than the context, agreements with the labels
+    int n[NUM_PAIR_KINDS], agree[NUM_PAIR_KINDS];
+    int scalar;                       // a reward model (1) or a language model (0)
+} Judgement;
+
+static Judgement judge_file(const World *w, const char *model_path, const char *tokenizer_path, const char *pairs_path) {
     GPT model;
     TrainState st;
     checkpoint_load(model_path, &model, 0, &st);
@@ -1170,7 +1648,7 @@ void judge_pairs(const World *w, const char *model_path, const char *tokenizer_p
     char err[1024];
     if (jsonl_read(pairs_path, keys, 3, &rec, err, sizeof(err))) { die("%s", err); }
     int *inputs = mallocCheck((size_t)maxT * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
-    int n[NUM_PAIR_KINDS] = {0}, agree[NUM_PAIR_KINDS] = {0}, skipped = 0;
+    Judgement j = {.scalar = scalar};
     for (int i = 0; i < rec.count; i++) {
         char **v = rec.values + (size_t)i * 3;
         double value[2];
@@ -1193,23 +1671,171 @@ void judge_pairs(const World *w, const char *model_path, const char *tokenizer_p
             }
             free(ex.tokens);
         }
-        if (!ok) { skipped++; continue; }
+        if (!ok) { j.skipped++; continue; }
         Grade gc = referee_grade(w, v[0], v[1]), gr = referee_grade(w, v[0], v[2]);
         int chosen_better = gc.score > gr.score;
         int kind = pair_kind(w, v[0], chosen_better ? v[1] : v[2], chosen_better ? v[2] : v[1]);
-        n[kind]++;
-        agree[kind] += (value[0] > value[1]) == chosen_better;
+        j.pairs++;
+        j.label_agree += value[0] > value[1];
+        j.n[kind]++;
+        j.agree[kind] += (value[0] > value[1]) == chosen_better;
     }
-    printf("%s (%s) on %s: agrees with the referee on\n", model_path, scalar ? "reward model: score at <|end|>" :
-           "language model: summed log-probability of the response", pairs_path);
-    for (int k = 0; k < NUM_PAIR_KINDS; k++) {
-        printf("  %-16s %5.3f of %d pairs\n", PAIR_KIND_NAMES[k], n[k] ? (double)agree[k] / n[k] : 0.0, n[k]);
-    }
-    if (skipped) { printf("  (%d pairs longer than the context left out)\n", skipped); }
     free(inputs); free(targets);
     jsonl_free(&rec);
     tokenizer_free(&tok);
     gpt_free(&model);
+    return j;
+}
+
+void judge_pairs(const World *w, const char *model_path, const char *tokenizer_path, const char *pairs_path) {
+    Judgement j = judge_file(w, model_path, tokenizer_path, pairs_path);
+    printf("%s (%s) on %s: agrees with the labels on %.3f of %d pairs; with the referee on\n", model_path,
+           j.scalar ? "reward model: score at <|end|>" : "language model: summed log-probability of the response", pairs_path,
+           j.pairs ? (double)j.label_agree / j.pairs : 0.0, j.pairs);
+    for (int k = 0; k < NUM_PAIR_KINDS; k++) {
+        printf("  %-16s %5.3f of %d pairs\n", PAIR_KIND_NAMES[k], j.n[k] ? (double)j.agree[k] / j.n[k] : 0.0, j.n[k]);
+    }
+    if (j.skipped) { printf("  (%d pairs longer than the context left out)\n", j.skipped); }
+}
+
+// the split a data file belongs to, by its name: test, dev (val, dev) or train
+static const char *split_of(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strstr(base, "test") ? "test" : (strstr(base, "val") || strstr(base, "dev")) ? "dev" : "train";
+}
+
+// The reward model's figures on dev and test pairs: its accuracy against the labels
+// beside the ceiling (the referee's agreement with them), and on test, by kind of pair.
+static void summary_reward(const World *w, const char *out_dir, const char *dev_path, FILE *table, FILE *json, char *metric,
+                           size_t metric_size) {
+    char test_path[4096], model_path[4096], tok_path[4096];
+    snprintf(test_path, sizeof(test_path), "%.*spref_test.jsonl", strrchr(dev_path, '/') ? (int)(strrchr(dev_path, '/') - dev_path + 1) : 0, dev_path);
+    snprintf(model_path, sizeof(model_path), "%s/reward.bin", out_dir);
+    snprintf(tok_path, sizeof(tok_path), "%s/tokenizer.bin", out_dir);
+    int pairs;
+    double dev_ceiling = agree_file(w, dev_path, &pairs);
+    fprintf(json, ", \"dev\": {\"pairs\": \"%s\", \"accuracy_ceiling\": %.4f}", dev_path, dev_ceiling);
+    if (access(test_path, R_OK) != 0 || access(model_path, R_OK) != 0) {
+        snprintf(metric + strlen(metric), metric_size - strlen(metric), "; ceiling %.3f", dev_ceiling);
+        return;
+    }
+    double test_ceiling = agree_file(w, test_path, &pairs);
+    Judgement j = judge_file(w, model_path, tok_path, test_path);
+    double acc = j.pairs ? (double)j.label_agree / j.pairs : 0.0;
+    const char *dev = strstr(metric, "accuracy ");
+    double dev_acc = dev ? atof(dev + 9) : 0.0;
+    snprintf(metric, metric_size, "accuracy dev %.3f (ceiling %.3f), test %.3f (ceiling %.3f)", dev_acc, dev_ceiling,
+             acc, test_ceiling);
+    fprintf(json, ", \"test\": {\"pairs\": \"%s\", \"accuracy\": %.4f, \"accuracy_ceiling\": %.4f, \"by_kind\": {", test_path, acc,
+            test_ceiling);
+    fprintf(table, "\nthe reward model on %s (test), against the referee, by kind of pair:\n ", test_path);
+    for (int k = 0; k < NUM_PAIR_KINDS; k++) {
+        double a = j.n[k] ? (double)j.agree[k] / j.n[k] : 0.0;
+        fprintf(table, " %s %.3f (%d)%s", PAIR_KIND_NAMES[k], a, j.n[k], k + 1 < NUM_PAIR_KINDS ? ";" : "\n");
+        fprintf(json, "%s\"%s\": {\"pairs\": %d, \"agree\": %.4f}", k ? ", " : "", PAIR_KIND_KEYS[k], j.n[k], a);
+    }
+    fprintf(json, "}}");
+}
+
+void summary(const World *w, const char *out_dir, FILE *table) {
+    static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
+    const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    char path[4096], err[1024];
+    snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
+    JsonlRecords rec;
+    if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
+    char **row[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < rec.count; i++) {
+        char **v = rec.values + (size_t)i * ST_KEYS;
+        for (int k = 0; k < 4; k++) { if (!strcmp(v[ST_STAGE], STAGES[k]) && v[ST_TRAINED][0]) { row[k] = v; } }
+    }
+    snprintf(path, sizeof(path), "%s/summary.json", out_dir);
+    FILE *json = fopenCheck(path, "wb");
+    fprintf(json, "{\"stages\": [");
+    const char *prompts = "";
+    for (int k = 0; k < 4; k++) { if (row[k] && row[k][ST_PROMPTS][0]) { prompts = row[k][ST_PROMPTS]; } }
+    fprintf(table, "\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
+            "   %s (%s split: animals no stage trained on; fully preferred = correct, polite and concise)\n",
+            prompts, split_of(prompts));
+    fprintf(table, "%-8s %-62s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
+    double total = 0.0, grades[4][5] = {{0}};
+    int first = 1, has[4] = {0};
+    ScoreSummary by_stage[4];
+    for (int k = 0; k < 4; k++) {
+        if (!row[k]) { continue; }
+        char **v = row[k], metric[512];
+        double seconds = atof(v[ST_SECONDS]);
+        const char *answers = v[ST_ANSWERS];
+        snprintf(metric, sizeof(metric), "%s", v[ST_METRIC]);
+        total += seconds;
+        Str js = {0};
+        str_addf(&js, "%s\n  {\"stage\": \"%s\", \"model\": \"%s.bin\", \"trained\": ", first ? "" : ",", STAGES[k], MODELS[k]);
+        json_write_string(&js, v[ST_TRAINED]);
+        str_add(&js, ", \"metric\": ", 12);
+        json_write_string(&js, v[ST_METRIC]);
+        fprintf(json, "%s, \"seconds\": %.1f", str_cstr(&js), seconds);
+        str_free(&js);
+        first = 0;
+        if (k == 2 && v[ST_VAL][0]) { summary_reward(w, out_dir, v[ST_VAL], table, json, metric, sizeof(metric)); }
+        snprintf(path, sizeof(path), "%s/%s", out_dir, answers);
+        if (answers[0] && access(path, R_OK) == 0) {
+            ScoreSummary s = score_file(w, path, NULL, "response");
+            by_stage[k] = s;
+            double n = s.scored > 0 ? s.scored : 1;
+            fprintf(table, "%-8s %-62.62s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
+                   s.concise / n, s.score / n, s.ideal / n, seconds);
+            fprintf(json, ", \"referee\": {\"prompts\": \"%s\", \"split\": \"%s\", \"answers\": %d, \"correct\": %.4f, "
+                    "\"polite\": %.4f, \"concise\": %.4f, \"score\": %.4f, \"fully_preferred\": %.4f, \"by_type\": {",
+                    v[ST_PROMPTS], split_of(v[ST_PROMPTS]), s.lines, s.correct / n, s.polite / n, s.concise / n, s.score / n,
+                    s.ideal / n);
+            for (int t = 0; t < NTYPES; t++) {
+                double m = s.n_type[t] > 0 ? s.n_type[t] : 1;
+                fprintf(json, "%s\"%s\": {\"answers\": %d, \"correct\": %.4f, \"fully_preferred\": %.4f}", t ? ", " : "",
+                        TYPE_KEYS[t], s.n_type[t], s.correct_type[t] / m, s.ideal_type[t] / m);
+            }
+            fprintf(json, "}, \"top_template_share\": %.4f, \"top_template\": ", s.top_share);
+            Str tj = {0};
+            json_write_string(&tj, s.top_template);
+            fprintf(json, "%s}", str_cstr(&tj));
+            str_free(&tj);
+            double g[5] = {s.correct / n, s.polite / n, s.concise / n, s.score / n, s.ideal / n};
+            memcpy(grades[k], g, sizeof(g));
+            has[k] = 1;
+        } else {
+            fprintf(table, "%-8s %-62.62s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
+        }
+        fprintf(json, "}");
+    }
+    fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
+    fcloseCheck(json);
+    fprintf(table, "%-8s %-62s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
+
+    // by question type, so that no aggregate hides a regression; and how uniform the answers are
+    fprintf(table, "\nby question type: correct / fully preferred (answers); top template: the share of answers that follow\n"
+            "the most common one (names, values and numbers as slots)\n%-8s", "stage");
+    for (int t = 0; t < NTYPES; t++) { fprintf(table, " %-17s", TYPE_NAMES[t]); }
+    fprintf(table, " top template\n");
+    for (int k = 0; k < 4; k++) {
+        if (!has[k]) { continue; }
+        const ScoreSummary *s = &by_stage[k];
+        fprintf(table, "%-8s", STAGES[k]);
+        for (int t = 0; t < NTYPES; t++) {
+            double m = s->n_type[t] > 0 ? s->n_type[t] : 1;
+            char cell[32];
+            snprintf(cell, sizeof(cell), "%.3f / %.3f (%d)", s->correct_type[t] / m, s->ideal_type[t] / m, s->n_type[t]);
+            fprintf(table, " %-17s", cell);
+        }
+        char shown[41];
+        snprintf(shown, sizeof(shown), "%s", s->top_template);
+        for (char *c = shown; *c; c++) { if (*c == '\n') { *c = ' '; } } // one line per stage
+        fprintf(table, " %.3f %s\n", s->top_share, shown);
+    }
+    snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
+    summary_svg(path, STAGES, grades, has, 4);
+    fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
+    jsonl_free(&rec);
+    rlhf_referee(w, out_dir, table);
 }
 
 // ----------------------------------------------------------------------------

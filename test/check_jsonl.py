@@ -14,8 +14,10 @@ KEYS = {
     "sft_val.jsonl": ["prompt", "completion"],
     "pref_train.jsonl": ["prompt", "chosen", "rejected"],
     "pref_val.jsonl": ["prompt", "chosen", "rejected"],
+    "pref_test.jsonl": ["prompt", "chosen", "rejected"],
     "rl_prompts.jsonl": ["prompt"],
-    "eval_prompts.jsonl": ["prompt"],
+    "eval_dev.jsonl": ["prompt"],
+    "eval_test.jsonl": ["prompt"],
 }
 
 failed = 0

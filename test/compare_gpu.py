@@ -142,13 +142,13 @@ def compare_stages(cpu_prog, gpu_prog, root):
         with open(os.path.join("data/world", name)) as f, open(path, "w") as out:
             out.writelines(f.readlines()[:n])
         return path
-    prompts = first_lines("eval_prompts.jsonl", 20)
+    prompts = first_lines("eval_test.jsonl", 20)
     sft_val, pref_val = first_lines("sft_val.jsonl", 100), first_lines("pref_val.jsonl", 100)
     stages = [
         ("pretrain", small + ["-n", "8", "-b", "8", "-e", "4", "-x", "2", "-q", prompts], 3e-3),
         ("sft", ["-n", "6", "-b", "8", "-e", "6", "-q", prompts, "-j", sft_val], 1e-3),
         ("rm", ["-n", "6", "-b", "4", "-e", "6", "-j", pref_val], 1e-3),
-        ("rlhf", ["-n", "2", "-b", "8", "-M", "4", "-m", "24", "-q", prompts], 1e-4),
+        ("rlhf", ["-n", "2", "-b", "8", "-M", "4", "-m", "24", "-q", prompts, "-j", prompts], 1e-4),
     ]
     # one tokenizer for both (its code is train.c's in both builds)
     for name, path in dirs.items():

@@ -181,7 +181,7 @@ def main():
     test_resume(d, "rm", ["-n", "300", "-S", "5", "-c", os.path.join(d, "start", "sft.bin")] + chat, ["reward.bin"],
                 ["reward.jsonl"])
     test_resume(d, "rlhf", ["-n", "60", "-S", "2", "-c", os.path.join(d, "start", "sft.bin"), "-R",
-                            os.path.join(d, "start", "reward.bin"), "-i", "chat.jsonl", "-q", "chat.jsonl", "-z", "tok.bin",
+                            os.path.join(d, "start", "reward.bin"), "-i", "chat.jsonl", "-q", "chat.jsonl", "-j", "chat.jsonl", "-z", "tok.bin",
                             "-b", "4", "-M", "2", "-m", "8", "-K", "1", "-Z", "20", "-e", "20"], ["rlhf.bin", "value.bin"],
                 ["rlhf.jsonl", "rlhf_eval.jsonl"])  # evaluations at 0, 20, 40 and 60: the first before the kill
     test_nan(d)

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 static const char *FILES[] = {"facts.tsv", "pretrain_train.txt", "pretrain_val.txt", "sft_train.jsonl",
-                              "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "rl_prompts.jsonl",
-                              "eval_prompts.jsonl"};
+                              "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "pref_test.jsonl",
+                              "rl_prompts.jsonl", "eval_dev.jsonl", "eval_test.jsonl"};
 
 static char *read_in(const char *dir, const char *name, size_t *size) {
     char path[4096];
@@ -66,7 +66,12 @@ static void test_referee(const World *w) {
     snprintf(resp, sizeof(resp), "%s eats %s. The weather was fine and the sky was wide, and the day went on "
              "and on and on without any end in sight at all for anyone.", n, food);
     g = referee_grade(w, prompt, resp);
-    check(g.correct == 1 && g.concise < 0.5f && g.polite == 1, "referee: trailing chatter costs concision only",
+    check(g.correct == 0 && g.concise < 0.5f && g.polite == 1, "referee: chatter the grammar does not read costs correctness and concision",
+          "correct %.2f concise %.2f", g.correct, g.concise);
+    snprintf(resp, sizeof(resp), "Sure! %s eats %s.\n\nI really hope this answers what you wanted to know, and please "
+             "feel free to ask me anything else.", n, food);
+    g = referee_grade(w, prompt, resp);
+    check(g.correct == 1 && g.concise < 0.5f && g.polite == 1, "referee: the demonstrators' filler is read, and costs concision only",
           "correct %.2f concise %.2f", g.correct, g.concise);
 
     snprintf(resp, sizeof(resp), "%s eats %s. Also it lives in the %s.", n, food,
@@ -131,7 +136,7 @@ static void test_styles(const World *w) {
         question_prompt(&prompt, &rng, w, &q);
         for (int s = 0; s <= NSTYLE; s++) {
             Str r = {0};
-            answer(&r, &rng, w, &q, s == NSTYLE ? (Style)rng_int(&rng, NSTYLE) : (Style)s, s == NSTYLE);
+            answer(&r, &rng, w, &q, s == NSTYLE ? (Style)rng_int(&rng, NSTYLE) : (Style)s, s == NSTYLE ? LIE_FACT : TRUTHFUL);
             Grade g = referee_grade(w, prompt.s, r.s);
             int ok = g.scored;
             switch (s) {
@@ -155,6 +160,335 @@ static void test_styles(const World *w) {
         snprintf(name, sizeof(name), "referee on %d random questions: %s", n, names[s]);
         check(bad[s] == 0, name, "%d disagree", bad[s]);
     }
+}
+
+// ----------------------------------------------------------------------------
+// the referee against gaming: answers that must earn no undeserved credit, and
+// right answers in unusual forms that must earn it
+
+// the pieces an attack is made of, for one question
+typedef struct {
+    const World *w;
+    Question q;
+    const char *name;     // the asked animal
+    Str core;             // the right answer, ideal form without courtesy: "Bilo eats honey."
+    Str bare;             // the same without its final mark
+    Str lie;              // a wrong answer in the same form
+    Str claim;            // one true claim about the animal, no mark: "Bilo lives in the marsh"
+    Str false_claim;      // one false claim: "Bilo lives in the caves"
+    Str other;            // a true claim about another animal, with mark
+    Attr attr;            // the attribute of claim and false_claim
+    int truth, wrong;     // its true value, and a wrong one
+} Pieces;
+
+static void pieces_make(Pieces *p, const World *w, const Question *q, uint64_t *rng) {
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    p->q = *q;
+    const Entity *x = &w->entity[q->entity];
+    p->name = x->name;
+    answer_core(&p->core, rng, w, q, 0, 0);
+    str_add(&p->bare, p->core.s, p->core.len - 1);
+    answer_core(&p->lie, rng, w, q, 0, LIE_FACT);
+    p->attr = q->type == Q_YESNO ? q->attr : (Attr)rng_int(rng, 4); // kind, colour, food or home
+    int count;
+    const char **values = attr_values(p->attr, &count);
+    p->truth = x->fact[p->attr];
+    p->wrong = (p->truth + 1 + rng_int(rng, count - 1)) % count;
+    str_addf(&p->claim, "%s ", p->name);
+    predicate(&p->claim, p->attr, values[p->truth]);
+    str_addf(&p->false_claim, "%s ", p->name);
+    predicate(&p->false_claim, p->attr, values[p->wrong]);
+    int o = (q->entity + 1 + rng_int(rng, w->n - 1)) % w->n;
+    str_addf(&p->other, "%s ", w->entity[o].name);
+    predicate(&p->other, A_KIND, KINDS[w->entity[o].fact[A_KIND]]);
+    str_add(&p->other, ".", 1);
+}
+
+static void pieces_free(Pieces *p) {
+    str_free(&p->core); str_free(&p->bare); str_free(&p->lie); str_free(&p->claim); str_free(&p->false_claim);
+    str_free(&p->other);
+}
+
+// a value word with its first vowel written in a Cyrillic look-alike (о, а, е)
+static void lookalike(Str *out, const char *word) {
+    int done = 0;
+    for (const char *c = word; *c; c++) {
+        if (!done && (*c == 'o' || *c == 'a' || *c == 'e')) {
+            str_addf(out, "%s", *c == 'o' ? "\xd0\xbe" : *c == 'a' ? "\xd0\xb0" : "\xd0\xb5");
+            done = 1;
+        } else {
+            str_add(out, c, 1);
+        }
+    }
+}
+
+// What an attack must not earn: correctness, politeness, or concision (and so, in
+// every case, full preference).
+enum { NO_CORRECT, NO_POLITE, NO_CONCISE };
+typedef struct { const char *name; int expect; int yesno_only; } Attack;
+static const Attack ATTACKS[] = {
+    {"negation in other words (cannot)", NO_CORRECT, 0},
+    {"negation without an apostrophe (doesnt)", NO_CORRECT, 0},
+    {"a verb the world does not use (hates)", NO_CORRECT, 0},
+    {"\"It is false that\" + the right answer", NO_CORRECT, 0},
+    {"the right answer, then \"Just kidding, wrong.\"", NO_CORRECT, 0},
+    {"the question asked back", NO_CORRECT, 0},
+    {"a hedge: \"Maybe ...? Unsure.\"", NO_CORRECT, 0},
+    {"a hedge: \"Perhaps\" before the answer", NO_CORRECT, 0},
+    {"a hedge: \"I think\" before the answer", NO_CORRECT, 0},
+    {"\"X or Y\": the true value or a false one", NO_CORRECT, 0},
+    {"\"Yes and no\" before the answer", NO_CORRECT, 1},
+    {"both verdicts: \"Yes. No.\"", NO_CORRECT, 1},
+    {"\"Yo\" for a verdict", NO_CORRECT, 1},
+    {"a verdict with a letter changed (Yas, Na)", NO_CORRECT, 1},
+    {"a false claim in Cyrillic look-alike letters", NO_CORRECT, 0},
+    {"a false claim after many blank lines", NO_CORRECT, 0},
+    {"a false age: 60", NO_CORRECT, 0},
+    {"the truth denied: \"does not\" + the true value", NO_CORRECT, 0},
+    {"every value listed", NO_CORRECT, 0},
+    {"true facts about another animal", NO_CORRECT, 0},
+    {"the prompt repeated", NO_CORRECT, 0},
+    {"a verdict to a question that asks for facts", NO_CORRECT, 0},
+    {"\"probably\" inside the claim", NO_CORRECT, 0},
+    {"the right answer, then \"Or not.\"", NO_CORRECT, 0},
+    {"a double negation", NO_CORRECT, 0},
+    {"the name in leetspeak", NO_CORRECT, 0},
+    {"a zero-width space inside the name", NO_CORRECT, 0},
+    {"the answer wrapped in markdown", NO_CORRECT, 0},
+    {"a terse list with a false value added", NO_CORRECT, 0},
+    {"a claim in the past tense (used to)", NO_CORRECT, 0},
+    {"a reported claim (\"some say\")", NO_CORRECT, 0},
+    {"\"not\" before the answer", NO_CORRECT, 0},
+    {"an insult the demonstrators never use (idiot)", NO_POLITE, 0},
+    {"a dismissal (only a fool would ask)", NO_POLITE, 0},
+    {"emoji padding", NO_CONCISE, 0},
+    {"Chinese padding", NO_CONCISE, 0},
+    {"a megabyte of padding", NO_CONCISE, 0},
+};
+
+static void attack_make(Str *out, int kind, const Pieces *p, const char *prompt) {
+    int count;
+    const char **values = attr_values(p->attr, &count);
+    const char *t = values[p->truth], *f = values[p->wrong], *n = p->name;
+    switch (kind) {
+    case 0: str_addf(out, "%s cannot have %s as a fact. %s", n, t, p->core.s); break;
+    case 1: str_addf(out, "%s doesnt like %s. %s", n, t, p->core.s); break;
+    case 2: str_addf(out, "%s hates %s. %s", n, t, p->core.s); break;
+    case 3: str_addf(out, "It is false that %s.", p->bare.s); break;
+    case 4: str_addf(out, "%s Just kidding, wrong.", p->core.s); break;
+    case 5: str_addf(out, "Is it true that %s?", p->bare.s); break;
+    case 6: str_addf(out, "Maybe %s? Unsure.", p->bare.s); break;
+    case 7: str_addf(out, "Perhaps %s.", p->bare.s); break;
+    case 8: str_addf(out, "I think %s.", p->bare.s); break;
+    case 9: str_addf(out, "%s or ", p->claim.s); predicate(out, p->attr, f); str_add(out, ".", 1); break;
+    case 10: str_addf(out, "Yes and no, %s.", p->claim.s); break;
+    case 11: str_addf(out, "Yes. No. %s.", p->claim.s); break;
+    case 12: str_addf(out, "Yo, %s.", p->claim.s); break;
+    case 13: str_addf(out, "%s, %s.", p->q.value == p->truth ? "Yas" : "Na", p->claim.s); break;
+    case 14: {
+        str_addf(out, "%s Also, %s ", p->core.s, n);
+        Str v = {0};
+        lookalike(&v, f);
+        predicate(out, p->attr, v.s);
+        str_free(&v);
+        str_add(out, ".", 1);
+        break;
+    }
+    case 15: str_addf(out, "%s\n\n\n\n\n\n\n\n%s.", p->core.s, p->false_claim.s); break;
+    case 16: str_addf(out, "%s %s is 60 years old.", p->core.s, n); break;
+    case 17: str_addf(out, "%s ", p->core.s); str_addf(out, "%s does not ", n);
+        if (p->attr == A_FOOD) { str_addf(out, "eat %s.", t); }
+        else if (p->attr == A_HOME) { str_addf(out, "live in the %s.", t); }
+        else { str_add(out, "be.", 3); str_clear(out); str_addf(out, "%s %s is not %s%s%s.", p->core.s, n,
+                 p->attr == A_KIND ? article(t) : "", p->attr == A_KIND ? " " : "", t); }
+        break;
+    case 18: str_addf(out, "%s ", n); predicate(out, p->attr, values[0]);
+        for (int v = 1; v < count; v++) { str_addf(out, ", %s", values[v]); }
+        str_add(out, ".", 1);
+        break;
+    case 19: str_addf(out, "%s", p->other.s); break;
+    case 20: str_addf(out, "%s", prompt); break;
+    case 21: str_addf(out, "Yes, %s.", p->claim.s); break; // kept for questions that ask for facts, below
+    case 22: str_addf(out, "%s probably ", n); predicate(out, p->attr, t); str_add(out, ".", 1); break;
+    case 23: str_addf(out, "%s Or not.", p->core.s); break;
+    case 24: str_addf(out, "%s does not not ", n);
+        if (p->attr == A_FOOD) { str_addf(out, "eat %s.", t); } else { str_addf(out, "live in the %s.", t); }
+        break;
+    case 25: {
+        Str leet = {0};
+        for (const char *c = p->core.s; *c; c++) { str_addf(&leet, "%c", *c == 'i' ? '1' : *c == 'o' ? '0' : *c == 'e' ? '3' : *c); }
+        str_add(out, leet.s, leet.len);
+        str_free(&leet);
+        break;
+    }
+    case 26: str_addf(out, "%.2s\xe2\x80\x8b%s", p->core.s, p->core.s + 2); break;
+    case 27: str_addf(out, "**%s**", p->core.s); break;
+    case 28: str_addf(out, "%s, %s.", t, f); break;
+    case 29: str_addf(out, "%s used to ", n); predicate(out, p->attr, t); str_add(out, ".", 1); break;
+    case 30: str_addf(out, "Some say that %s.", p->bare.s); break;
+    case 31: str_addf(out, "Not %s.", p->bare.s); break;
+    case 32: str_addf(out, "%s You idiot.", p->core.s); break;
+    case 33: str_addf(out, "%s Only a fool would ask.", p->core.s); break;
+    case 34: str_addf(out, "%s", p->core.s); for (int i = 0; i < 200; i++) { str_addf(out, "\xf0\x9f\x98\x80"); } break;
+    case 35: str_addf(out, "%s", p->core.s); for (int i = 0; i < 100; i++) { str_addf(out, "\xe6\x98\xaf\xe7\x9a\x84"); } break;
+    default: str_addf(out, "%s ", p->core.s); while (out->len < (1 << 20)) { str_add(out, "\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85", 12); } break;
+    }
+}
+
+static void test_attacks(const World *w) {
+    uint64_t rng = rng_stream(77, 1);
+    Str prompt = {0}, resp = {0};
+    int total_kinds = COUNT(ATTACKS);
+    check(total_kinds >= 30, "referee: at least 30 kinds of gaming attempts are tried", "%d kinds", total_kinds);
+    for (int k = 0; k < total_kinds; k++) {
+        int tries = k == total_kinds - 1 ? 4 : 100, credited = 0, tried = 0;
+        char example[200] = "";
+        for (int i = 0; i < tries; i++) {
+            Question q;
+            do { question_random(&q, &rng, w, rng_int(&rng, w->n)); }
+            while ((ATTACKS[k].yesno_only && q.type != Q_YESNO) || (k == 21 && q.type == Q_YESNO));
+            str_clear(&prompt);
+            question_prompt(&prompt, &rng, w, &q);
+            Pieces p;
+            pieces_make(&p, w, &q, &rng);
+            str_clear(&resp);
+            attack_make(&resp, k, &p, prompt.s);
+            Grade g = referee_grade(w, prompt.s, resp.s);
+            int bad = grade_is_ideal(&g) || (ATTACKS[k].expect == NO_CORRECT && g.correct > 0) ||
+                      (ATTACKS[k].expect == NO_POLITE && g.polite > 0) || (ATTACKS[k].expect == NO_CONCISE && g.concise >= 0.5f);
+            if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.60s (%.2f %.2f %.2f)", prompt.s, resp.s, g.correct, g.polite, g.concise); }
+            credited += bad;
+            tried++;
+            pieces_free(&p);
+        }
+        char title[200];
+        snprintf(title, sizeof(title), "referee, gaming attempt %d: %s: no undeserved %s", k + 1, ATTACKS[k].name,
+                 ATTACKS[k].expect == NO_CORRECT ? "correctness" : ATTACKS[k].expect == NO_POLITE ? "politeness" : "concision");
+        check(credited == 0, title, "%d of %d credited%s%s", credited, tried, example[0] ? "; " : "", example);
+    }
+    str_free(&prompt); str_free(&resp);
+}
+
+// Right answers in forms the world's text uses, or plain variants of them: each must be
+// graded correct (and, where it names the animal and fits the budget, fully preferred).
+typedef struct { const char *name; int yesno_only, ideal; } ValidForm;
+static const ValidForm VALID[] = {
+    {"the ideal answer", 0, 1},
+    {"a pretraining sentence for each fact asked (all five forms)", 0, 0},
+    {"a pretraining paragraph of the animal for \"tell me about\"", 0, 0},
+    {"\"it\" for the animal after the first sentence", 0, 0},
+    {"upper case", 0, 1},
+    {"a typographic apostrophe: Bilo\xe2\x80\x99s coat is ...", 0, 0},
+    {"possessives: Bilo's coat is ..., Bilo's home is in the ...", 0, 0},
+    {"the age in words (eight years old)", 0, 0},
+    {"terse bare values", 0, 0},
+    {"Nope / Yep", 1, 0},
+    {"\"No, Bilo does not ...\" / \"Yes, Bilo ...\"", 1, 1},
+    {"\"Yes, it is.\" / \"No, it is not.\"", 1, 0},
+    {"the claim alone: \"Bilo is not a fox.\" or \"Bilo is a fox.\"", 1, 1},
+    {"courtesy around the answer (Thank you.)", 0, 0},
+    {"blank lines and spaces between sentences", 0, 0},
+};
+
+// the sentences that answer q in pretraining prose, one per fact asked (form chosen by rng)
+static void prose_answer(Str *out, const World *w, const Question *q, uint64_t *rng) {
+    Attr facts[NATTR];
+    int k = answer_facts(q, facts);
+    for (int i = 0; i < k; i++) {
+        if (i > 0) { str_add(out, " ", 1); }
+        say_fact(out, rng, w, q->entity, facts[i], w->entity[q->entity].name);
+    }
+}
+
+static void valid_make(Str *out, int kind, const Pieces *p, uint64_t *rng) {
+    const World *w = p->w;
+    const Question *q = &p->q;
+    const Entity *x = &w->entity[q->entity];
+    const char *n = p->name;
+    int yes = q->type == Q_YESNO && q->value == x->fact[q->attr];
+    const char *asked = q->type == Q_YESNO ? attr_values(q->attr, &(int){0})[q->value] : "";
+    switch (kind) {
+    case 0: str_add(out, p->core.s, p->core.len); break;
+    case 1: if (q->type == Q_YESNO) { str_addf(out, "%s, so %s.", p->claim.s, yes ? "yes" : "no"); } else { prose_answer(out, w, q, rng); } break;
+    case 2:
+        if (q->type == Q_ABOUT) { // a paragraph of all six facts, in random order
+            for (int a = 0; a < NATTR; a++) { if (a) { str_add(out, " ", 1); } say_fact(out, rng, w, q->entity, (Attr)a, n); }
+        } else {
+            str_add(out, p->core.s, p->core.len);
+        }
+        break;
+    case 3: str_addf(out, "%s is %s %s. It ", n, article(KINDS[x->fact[A_KIND]]), KINDS[x->fact[A_KIND]]);
+        if (q->type == Q_YESNO) { str_addf(out, "is not %s years old, so %s.", "99", yes ? "yes" : "no"); str_clear(out); str_addf(out, "%s. It ", p->core.s); }
+        predicate(out, A_HOME, PLACES[x->fact[A_HOME]]);
+        str_add(out, ".", 1);
+        if (q->type != Q_YESNO) { str_addf(out, " %s", p->core.s); }
+        break;
+    case 4: for (size_t i = 0; i < p->core.len; i++) { str_addf(out, "%c", toupper((unsigned char)p->core.s[i])); } break;
+    case 5: str_addf(out, "%s\xe2\x80\x99s coat is %s. %s", n, COLOURS[x->fact[A_COLOUR]], p->core.s); break;
+    case 6: str_addf(out, "%s's coat is %s. %s's home is in the %s. %s's friend is %s. %s", n, COLOURS[x->fact[A_COLOUR]], n,
+                     PLACES[x->fact[A_HOME]], n, w->entity[x->fact[A_FRIEND]].name, p->core.s); break;
+    case 7: {
+        static const char *WORDS[] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                      "eleven", "twelve", "thirteen", "fourteen", "fifteen"};
+        str_addf(out, "%s is %s years old. %s", n, WORDS[x->fact[A_AGE]], p->core.s);
+        break;
+    }
+    case 8: {
+        Str terse = {0};
+        answer_core(&terse, rng, w, q, 1, 0);
+        str_add(out, terse.s, terse.len);
+        str_free(&terse);
+        break;
+    }
+    case 9: str_addf(out, "%s.", yes ? "Yep" : "Nope"); break;
+    case 10:
+        if (yes) { str_addf(out, "Yes, %s.", p->claim.s); }
+        else { str_addf(out, "No, %s does not %s %s%s.", n, q->attr == A_FOOD ? "eat" : q->attr == A_HOME ? "live in the" : "look like",
+                        "", asked); if (q->attr == A_KIND || q->attr == A_COLOUR) { str_clear(out); str_addf(out, "No, %s is not %s%s%s.", n,
+                        q->attr == A_KIND ? article(asked) : "", q->attr == A_KIND ? " " : "", asked); } }
+        break;
+    case 11: str_addf(out, "%s", yes ? "Yes, it is." : "No, it is not."); break;
+    case 12:
+        str_addf(out, "%s %s", n, yes ? "" : "does not ");
+        if (yes) { str_clear(out); str_addf(out, "%s ", n); predicate(out, q->attr, asked); }
+        else if (q->attr == A_FOOD) { str_addf(out, "eat %s", asked); }
+        else if (q->attr == A_HOME) { str_addf(out, "live in the %s", asked); }
+        else { str_clear(out); str_addf(out, "%s is not %s%s%s", n, q->attr == A_KIND ? article(asked) : "", q->attr == A_KIND ? " " : "", asked); }
+        str_add(out, ".", 1);
+        break;
+    case 13: str_addf(out, "%s Thank you.", p->core.s); break;
+    default: str_addf(out, "  %s  \n\n  ", p->core.s); break;
+    }
+}
+
+static void test_valid_forms(const World *w) {
+    uint64_t rng = rng_stream(78, 1);
+    Str prompt = {0}, resp = {0};
+    for (int k = 0; k < COUNT(VALID); k++) {
+        int missed = 0, tried = 0;
+        char example[200] = "";
+        for (int i = 0; i < 100; i++) {
+            Question q;
+            do { question_random(&q, &rng, w, rng_int(&rng, w->n)); } while (VALID[k].yesno_only && q.type != Q_YESNO);
+            str_clear(&prompt);
+            question_prompt(&prompt, &rng, w, &q);
+            Pieces p;
+            pieces_make(&p, w, &q, &rng);
+            str_clear(&resp);
+            valid_make(&resp, k, &p, &rng);
+            Grade g = referee_grade(w, prompt.s, resp.s);
+            int bad = g.correct < 1 || (VALID[k].ideal && !grade_is_ideal(&g));
+            if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.80s (%.2f %.2f %.2f)", prompt.s, resp.s, g.correct, g.polite, g.concise); }
+            missed += bad;
+            tried++;
+            pieces_free(&p);
+        }
+        char title[200];
+        snprintf(title, sizeof(title), "referee, valid form %d: %s: %s", k + 1, VALID[k].name, VALID[k].ideal ? "fully preferred" : "correct");
+        check(missed == 0, title, "%d of %d refused%s%s", missed, tried, example[0] ? "; " : "", example);
+    }
+    str_free(&prompt); str_free(&resp);
 }
 
 // ----------------------------------------------------------------------------
@@ -238,6 +572,28 @@ static void check_prompts(const World *w, const char *dir, const char *name, uns
     free(text);
 }
 
+// no prompt of file b occurs in file a
+static void check_disjoint(const char *dir, const char *a, const char *b) {
+    size_t sa, sb;
+    char *ta = read_in(dir, a, &sa), *tb = read_in(dir, b, &sb);
+    char **la, **lb;
+    int na = split_lines(ta, &la), nb = split_lines(tb, &lb), shared = 0;
+    Str *pa = mallocCheck((size_t)na * sizeof(Str)), pb = {0};
+    for (int i = 0; i < na; i++) { pa[i] = (Str){0}; json_get(la[i], "prompt", &pa[i]); }
+    for (int j = 0; j < nb; j++) {
+        json_get(lb[j], "prompt", &pb);
+        for (int i = 0; i < na; i++) {
+            if (!strcmp(pa[i].s, pb.s)) { shared++; break; }
+        }
+    }
+    char title[160];
+    snprintf(title, sizeof(title), "%s and %s share no prompt", a, b);
+    check(shared == 0 && na > 0 && nb > 0, title, "%d of %d prompts of %s occur in %s", shared, nb, b, a);
+    for (int i = 0; i < na; i++) { str_free(&pa[i]); }
+    free(pa); str_free(&pb);
+    free(la); free(lb); free(ta); free(tb);
+}
+
 static void test_files(void) {
     char a[64], b[64], c[64];
     make_dir(a, sizeof(a));
@@ -303,8 +659,10 @@ static void test_files(void) {
     check_jsonl(a, "sft_val.jsonl", sft_keys, 2);
     check_jsonl(a, "pref_train.jsonl", pref_keys, 3);
     check_jsonl(a, "pref_val.jsonl", pref_keys, 3);
+    check_jsonl(a, "pref_test.jsonl", pref_keys, 3);
     check_jsonl(a, "rl_prompts.jsonl", p_keys, 1);
-    check_jsonl(a, "eval_prompts.jsonl", p_keys, 1);
+    check_jsonl(a, "eval_dev.jsonl", p_keys, 1);
+    check_jsonl(a, "eval_test.jsonl", p_keys, 1);
 
     World w;
     world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
@@ -327,19 +685,23 @@ static void test_files(void) {
     check_prompts(&w, a, "sft_train.jsonl", 1u << G_SFT, 0);
     check_prompts(&w, a, "pref_train.jsonl", PREF_GROUPS, 0);
     check_prompts(&w, a, "rl_prompts.jsonl", 1u << G_RL, 0);
-    check_prompts(&w, a, "eval_prompts.jsonl", 1u << G_EVAL, 1);
+    check_prompts(&w, a, "eval_dev.jsonl", 1u << G_DEV, 1);
+    check_prompts(&w, a, "eval_test.jsonl", 1u << G_TEST, 1);
+    check_disjoint(a, "sft_train.jsonl", "sft_val.jsonl");
+    check_disjoint(a, "eval_dev.jsonl", "eval_test.jsonl");
 
     // preferences: with flip 0 the referee prefers every chosen; at the default
     // rate each pair is the same or swapped, and the swapped ones are exactly those
     // the referee disagrees with, in the proportion set
-    const char *pref_files[] = {"pref_train.jsonl", "pref_val.jsonl"};
-    for (int f = 0; f < 2; f++) {
+    const char *pref_files[] = {"pref_train.jsonl", "pref_val.jsonl", "pref_test.jsonl"};
+    for (int f = 0; f < 3; f++) {
         size_t s1, s2;
         char *flipped_text = read_in(a, pref_files[f], &s1), *clean_text = read_in(c, pref_files[f], &s2);
         char **fl, **cl;
         int n = split_lines(flipped_text, &fl), m = split_lines(clean_text, &cl);
         Str p = {0}, ch = {0}, rj = {0}, p0 = {0}, ch0 = {0}, rj0 = {0};
         int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0, wrong_animal = 0, none = 0, none_right = 0;
+        int verdict = 0, verdict_right = 0, yesno = 0;
         for (int i = 0; i < n && i < m; i++) {
             json_get(fl[i], "prompt", &p); json_get(fl[i], "chosen", &ch); json_get(fl[i], "rejected", &rj);
             json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
@@ -349,6 +711,10 @@ static void test_files(void) {
             wrong_animal += kind == PAIR_OTHER_ANIMAL;
             none += kind == PAIR_NO_ANSWER;
             none_right += kind == PAIR_NO_ANSWER && g0r.correct > 0;
+            verdict += kind == PAIR_VERDICT;
+            verdict_right += kind == PAIR_VERDICT && g0r.correct > 0;
+            Question q0;
+            yesno += question_parse(&q0, &w, p0.s) && q0.type == Q_YESNO;
             int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
             int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
             other += !same && !swap;
@@ -368,6 +734,13 @@ static void test_files(void) {
         snprintf(title, sizeof(title), "%s: 10%% of rejected answers answer nothing (within 4 sigma), all graded wrong", pref_files[f]);
         check(fabs((double)none / m - 0.1) < 4 * none_sigma && none_right == 0, title, "%d of %d (%.3f; 4 sigma %.3f), %d graded right",
               none, m, (double)none / m, 4 * none_sigma, none_right);
+        // yes/no pairs that differ only in the verdict: 2 in 3 of their 5 in 20 wrong-fact pairs are
+        // made so, and terse pairs ("Yes." against "No.") of other kinds are such pairs too
+        double vexp = yesno * 5.0 / 20 * 2 / 3, vsigma = sqrt(vexp);
+        snprintf(title, sizeof(title), "%s: verdict-only pairs, at least %.0f (4 sigma below), all rejected answers graded wrong",
+                 pref_files[f], vexp);
+        check(verdict > vexp - 4 * vsigma && verdict_right == 0, title, "%d of %d yes/no pairs, %d graded right",
+              verdict, yesno, verdict_right);
         double rate = (double)swapped / n, target = GEN_DEFAULTS.flip_per_million / 1e6;
         double sigma = sqrt(target * (1 - target) / n);
         snprintf(title, sizeof(title), "%s: flipped pairs are exactly those the referee disagrees with, at the set rate", pref_files[f]);
@@ -414,15 +787,15 @@ static void test_files(void) {
         const char *keys[] = {"prompt", "response"}, *values[] = {prompt.s, response.s};
         json_write_object(&answers, keys, values, 2);
         str_clear(&response);
-        answer(&response, &rng, &w, &q, S_IDEAL, 1); // the same style, a wrong fact
+        answer(&response, &rng, &w, &q, S_IDEAL, LIE_FACT); // the same style, a wrong fact
         json_write_object(&lies, keys, values, 2);
     }
-    const char *skeys[] = {"stage", "trained", "metric", "answers", "val", "seconds"};
-    const char *runs[][6] = {{"pretrain", "base.bin: 1 step", "val loss 9", "", "", "1.5"},
-                             {"sft", "sft.bin: 1 step", "an older run", "answers_sft.jsonl", "", "100"},
-                             {"sft", "sft.bin: 2 steps", "val loss 0.5", "answers_sft.jsonl", "", "2.5"},
-                             {"rm", "reward.bin: 1 step", "held-out accuracy 0.5", "", "", "3"}};
-    for (int i = 0; i < 4; i++) { json_write_object(&stages, skeys, runs[i], 6); }
+    const char *skeys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    const char *runs[][7] = {{"pretrain", "base.bin: 1 step", "val loss 9", "", "", "", "1.5"},
+                             {"sft", "sft.bin: 1 step", "an older run", "answers_sft.jsonl", "x/sft_val.jsonl", "", "100"},
+                             {"sft", "sft.bin: 2 steps", "val loss 0.5", "answers_sft.jsonl", "x/sft_val.jsonl", "", "2.5"},
+                             {"rm", "reward.bin: 1 step", "held-out accuracy 0.5", "", "", "", "3"}};
+    for (int i = 0; i < 4; i++) { json_write_object(&stages, skeys, runs[i], 7); }
     FILE *f = fopenCheck((snprintf(path, sizeof(path), "%s/answers_sft.jsonl", a), path), "wb");
     fwrite(answers.s, 1, answers.len, f);
     fcloseCheck(f);
@@ -467,6 +840,8 @@ int main(void) {
     world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
     test_referee(&w);
     test_styles(&w);
+    test_attacks(&w);
+    test_valid_forms(&w);
     world_free(&w);
     test_files();
     return checks_failed > 0;
