@@ -1424,7 +1424,8 @@ REPLACED_ON_GPU void adamw_tensor(float *p, float *m, float *v, const float *g, 
 // to become tokens, stay as they are; the 256 bytes, which spell what pretraining
 // rarely saw, and the special tokens, which it never saw, train. (So a word that SFT
 // needs must be in the pretraining text: spelt with a merge that pretraining never
-// emits, it cannot be said. doc/sft.md: how "Yes" became "Yo".) Why it matters: the embedding is also the LM head, and SFT's answers name
+// emits, it cannot be said. doc/sft.md: how "Yes" became "Yo".) Why it matters: the
+// embedding is also the LM head, and SFT's answers name
 // only the animals of its own data. Trained, the row of every other name is pushed away
 // from the hidden state wherever an answer starts, step after step, and the model
 // learns never to name an animal it was not fine-tuned on: asked about one, it names

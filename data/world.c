@@ -718,7 +718,6 @@ typedef struct {
     Claim claim[MAX_CLAIMS];
     int nclaims;
     int yes, no;               // verdicts given
-    int rude;                  // a rude phrase of the demonstrators' was parsed
 } Reader;
 
 // literal tokens: "the home of" matches the three words; "'" and "," match themselves
@@ -983,7 +982,8 @@ static int bare_list_read(Reader *r, int i) {
     }
 }
 
-// Courtesy: the demonstrators' phrases (rude ones set r->rude) and a few more.
+// Courtesy: the demonstrators' phrases, polite and rude (the rude lexicon finds the
+// rude ones), and a few more.
 static const char *COURTESY[] = {"thank you", "thanks", "thanks for asking", "you are welcome", "glad to help",
                                  "i hope this helps", "hope this helps", "great question", "certainly", "hello", "hi"};
 
@@ -1002,7 +1002,7 @@ static int courtesy_read(Reader *r, int i) {
                    COUNT(RUDE_OPENERS), COUNT(RUDE_CLOSERS)};
     for (int l = 0; l < 6; l++) {
         for (int k = 0; k < sizes[l]; k++) {
-            if (phrase_is(r, i, lists[l][k])) { r->rude |= l >= 4; return r->t->n; }
+            if (phrase_is(r, i, lists[l][k])) { return r->t->n; }
         }
     }
     return -1;
@@ -1015,7 +1015,7 @@ static int sentence_read(Reader *r, const Tokens *t) {
     if (t->n == 0) { return 0; }
     if (courtesy_read(r, 0) >= 0) { return 1; }
     // a rude opener before the answer: "Obviously, ...", "Pay attention: ..."
-    if ((j = lit(r, 0, "obviously ,")) >= 0 || (j = lit(r, 0, "pay attention :")) >= 0) { r->rude = 1; i = j; }
+    if ((j = lit(r, 0, "obviously ,")) >= 0 || (j = lit(r, 0, "pay attention :")) >= 0) { i = j; }
     // a verdict, alone or before claims: "Yes.", "No, Bilo eats acorns."
     if ((j = verdict_read(r, i, &yes)) >= 0) {
         r->yes += yes; r->no += !yes;
@@ -1116,7 +1116,7 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     }
 
     // politeness and concision
-    int rude = r.rude;
+    int rude = 0;
     for (int i = 0; i < COUNT(RUDE_MARKERS); i++) { rude |= words_has_phrase(&ws, RUDE_MARKERS[i]); }
     int named = 0;
     for (int i = 0; i < ws.n; i++) { named |= (find_name(w, ws.word[i]) == q.entity); }
@@ -1558,7 +1558,7 @@ static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
     char log_path[4096], svg_path[4096 + 8];
     snprintf(log_path, sizeof(log_path), "%s/rlhf_referee.jsonl", out_dir);
     FILE *log = fopenCheck(log_path, "wb");
-    fprintf(table, "\nRLHF as it trained: the policy's answers to the same prompts, scored by the reward model and by the referee\n");
+    fprintf(table, "\nRLHF as it trained: the policy's answers to the dev prompts, scored by the reward model and by the referee\n");
     fprintf(table, "%9s %9s %8s %8s %8s\n", "iteration", "RM score", "correct", "score", "fully pr");
     Str name = {0};
     for (char *line = text; *line;) {

@@ -173,7 +173,6 @@ typedef struct {
     const char *name;     // the asked animal
     Str core;             // the right answer, ideal form without courtesy: "Bilo eats honey."
     Str bare;             // the same without its final mark
-    Str lie;              // a wrong answer in the same form
     Str claim;            // one true claim about the animal, no mark: "Bilo lives in the marsh"
     Str false_claim;      // one false claim: "Bilo lives in the caves"
     Str other;            // a true claim about another animal, with mark
@@ -189,7 +188,6 @@ static void pieces_make(Pieces *p, const World *w, const Question *q, uint64_t *
     p->name = x->name;
     answer_core(&p->core, rng, w, q, 0, 0);
     str_add(&p->bare, p->core.s, p->core.len - 1);
-    answer_core(&p->lie, rng, w, q, 0, LIE_FACT);
     p->attr = q->type == Q_YESNO ? q->attr : (Attr)rng_int(rng, 4); // kind, colour, food or home
     int count;
     const char **values = attr_values(p->attr, &count);
@@ -206,8 +204,16 @@ static void pieces_make(Pieces *p, const World *w, const Question *q, uint64_t *
 }
 
 static void pieces_free(Pieces *p) {
-    str_free(&p->core); str_free(&p->bare); str_free(&p->lie); str_free(&p->claim); str_free(&p->false_claim);
+    str_free(&p->core); str_free(&p->bare); str_free(&p->claim); str_free(&p->false_claim);
     str_free(&p->other);
+}
+
+// "Bilo does not eat honey.", "Bilo is not a fox.": value v of attribute a denied
+static void denial(Str *out, const char *name, Attr a, const char *v) {
+    if (a == A_FOOD) { str_addf(out, "%s does not eat %s.", name, v); }
+    else if (a == A_HOME) { str_addf(out, "%s does not live in the %s.", name, v); }
+    else if (a == A_KIND) { str_addf(out, "%s is not %s %s.", name, article(v), v); }
+    else { str_addf(out, "%s is not %s.", name, v); }
 }
 
 // a value word with its first vowel written in a Cyrillic look-alike (о, а, е)
@@ -297,12 +303,7 @@ static void attack_make(Str *out, int kind, const Pieces *p, const char *prompt)
     }
     case 15: str_addf(out, "%s\n\n\n\n\n\n\n\n%s.", p->core.s, p->false_claim.s); break;
     case 16: str_addf(out, "%s %s is 60 years old.", p->core.s, n); break;
-    case 17: str_addf(out, "%s ", p->core.s); str_addf(out, "%s does not ", n);
-        if (p->attr == A_FOOD) { str_addf(out, "eat %s.", t); }
-        else if (p->attr == A_HOME) { str_addf(out, "live in the %s.", t); }
-        else { str_add(out, "be.", 3); str_clear(out); str_addf(out, "%s %s is not %s%s%s.", p->core.s, n,
-                 p->attr == A_KIND ? article(t) : "", p->attr == A_KIND ? " " : "", t); }
-        break;
+    case 17: str_addf(out, "%s ", p->core.s); denial(out, n, p->attr, t); break;
     case 18: str_addf(out, "%s ", n); predicate(out, p->attr, values[0]);
         for (int v = 1; v < count; v++) { str_addf(out, ", %s", values[v]); }
         str_add(out, ".", 1);
@@ -418,11 +419,10 @@ static void valid_make(Str *out, int kind, const Pieces *p, uint64_t *rng) {
             str_add(out, p->core.s, p->core.len);
         }
         break;
-    case 3: str_addf(out, "%s is %s %s. It ", n, article(KINDS[x->fact[A_KIND]]), KINDS[x->fact[A_KIND]]);
-        if (q->type == Q_YESNO) { str_addf(out, "is not %s years old, so %s.", "99", yes ? "yes" : "no"); str_clear(out); str_addf(out, "%s. It ", p->core.s); }
+    case 3: // the answer, then "It lives in the ..."
+        str_addf(out, "%s It ", p->core.s);
         predicate(out, A_HOME, PLACES[x->fact[A_HOME]]);
         str_add(out, ".", 1);
-        if (q->type != Q_YESNO) { str_addf(out, " %s", p->core.s); }
         break;
     case 4: for (size_t i = 0; i < p->core.len; i++) { str_addf(out, "%c", toupper((unsigned char)p->core.s[i])); } break;
     case 5: str_addf(out, "%s\xe2\x80\x99s coat is %s. %s", n, COLOURS[x->fact[A_COLOUR]], p->core.s); break;
@@ -444,18 +444,12 @@ static void valid_make(Str *out, int kind, const Pieces *p, uint64_t *rng) {
     case 9: str_addf(out, "%s.", yes ? "Yep" : "Nope"); break;
     case 10:
         if (yes) { str_addf(out, "Yes, %s.", p->claim.s); }
-        else { str_addf(out, "No, %s does not %s %s%s.", n, q->attr == A_FOOD ? "eat" : q->attr == A_HOME ? "live in the" : "look like",
-                        "", asked); if (q->attr == A_KIND || q->attr == A_COLOUR) { str_clear(out); str_addf(out, "No, %s is not %s%s%s.", n,
-                        q->attr == A_KIND ? article(asked) : "", q->attr == A_KIND ? " " : "", asked); } }
+        else { str_add(out, "No, ", 4); denial(out, n, q->attr, asked); }
         break;
     case 11: str_addf(out, "%s", yes ? "Yes, it is." : "No, it is not."); break;
     case 12:
-        str_addf(out, "%s %s", n, yes ? "" : "does not ");
-        if (yes) { str_clear(out); str_addf(out, "%s ", n); predicate(out, q->attr, asked); }
-        else if (q->attr == A_FOOD) { str_addf(out, "eat %s", asked); }
-        else if (q->attr == A_HOME) { str_addf(out, "live in the %s", asked); }
-        else { str_clear(out); str_addf(out, "%s is not %s%s%s", n, q->attr == A_KIND ? article(asked) : "", q->attr == A_KIND ? " " : "", asked); }
-        str_add(out, ".", 1);
+        if (yes) { str_addf(out, "%s ", n); predicate(out, q->attr, asked); str_add(out, ".", 1); }
+        else { denial(out, n, q->attr, asked); }
         break;
     case 13: str_addf(out, "%s Thank you.", p->core.s); break;
     default: str_addf(out, "  %s  \n\n  ", p->core.s); break;
