@@ -56,8 +56,9 @@ static void test_launch_limits(void) {
             check(launch == cudaSuccess && sync == cudaSuccess && written == 2048, name, "%s; %d of 2048 written",
                   cudaGetErrorString(launch), written);
         } else {
-            // the error is the launch's: cudaGetLastError returns it once, and the device goes on
-            check(launch == cudaErrorInvalidConfiguration && after == cudaSuccess && sync == cudaSuccess && written == 0,
+            // the error is the launch's (CUDA 12 names it invalid configuration, CUDA 13
+            // invalid argument): cudaGetLastError returns it once, and the device goes on
+            check((launch == cudaErrorInvalidConfiguration || launch == cudaErrorInvalidValue) && after == cudaSuccess && sync == cudaSuccess && written == 0,
                   name, "%s, then %s; %d written", cudaGetErrorString(launch), cudaGetErrorString(after), written);
         }
     }
@@ -155,7 +156,12 @@ static void test_memory_calls(void) {
     void *p = NULL;
     cudaError_t zero = cudaMallocManaged(&p, 0, cudaMemAttachGlobal);
     cudaGetLastError();
-    check(zero == cudaErrorInvalidValue, "cudaMallocManaged of 0 bytes is refused", "%s", cudaGetErrorString(zero));
+    // train.cu never asks for 0 bytes (model_calloc returns NULL first); what CUDA does
+    // with it, measured on an H200 with CUDA 13: no error, and the result can be freed
+    cudaError_t freed = zero == cudaSuccess ? cudaFree(p) : cudaSuccess;
+    cudaGetLastError();
+    check(zero == cudaSuccess && freed == cudaSuccess, "cudaMallocManaged of 0 bytes: no error, and freeing it is fine",
+          "%s, then %s (pointer %p)", cudaGetErrorString(zero), cudaGetErrorString(freed), p);
     check(cudaFree(NULL) == cudaSuccess, "cudaFree(NULL) does nothing", "");
     float *x = managed<float>(16);
     cudaError_t first = cudaFree(x), second = cudaFree(x);

@@ -528,8 +528,8 @@ template <typename... P> struct Launcher {
         if (sticky() != cudaSuccess) { return; }
         if (!valid_launch(grid, block)) {
             report_refused("kernel %s launched with grid (%u,%u,%u) and block (%u,%u,%u): %s", name, grid.x, grid.y, grid.z,
-                   block.x, block.y, block.z, cudaGetErrorString(cudaErrorInvalidConfiguration));
-            fail(cudaErrorInvalidConfiguration);
+                   block.x, block.y, block.z, cudaGetErrorString(cudaErrorInvalidValue));
+            fail(cudaErrorInvalidValue); // CUDA 13 on an H200 says so; CUDA 12 said invalid configuration
             return;
         }
         std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
@@ -601,9 +601,10 @@ inline cudaError_t cudaDeviceSynchronize(void) {
 
 inline cudaError_t cudaMallocManaged(void **ptr, size_t size, unsigned int flags = cudaMemAttachGlobal) {
     if (gpu_emu::sticky() != cudaSuccess) { return gpu_emu::fail(gpu_emu::sticky()); }
-    if (ptr == nullptr || size == 0 || (flags != cudaMemAttachGlobal && flags != cudaMemAttachHost)) {
+    if (ptr == nullptr || (flags != cudaMemAttachGlobal && flags != cudaMemAttachHost)) {
         return gpu_emu::fail(cudaErrorInvalidValue);
     }
+    if (size == 0) { *ptr = nullptr; return cudaSuccess; } // allowed: CUDA 13 on an H200 says no error
     void *mem = nullptr;
     if (posix_memalign(&mem, 256, size) != 0) { return gpu_emu::fail(cudaErrorMemoryAllocation); } // cudaMalloc's alignment
     memset(mem, 0xFF, size); // fresh GPU memory is not zero
