@@ -144,6 +144,27 @@ typedef struct {
     char **values; // (count, nkeys) malloc'd strings
 } JsonlRecords;
 
+// the non-blank lines of a JSONL file, split in place in one buffer
+typedef struct {
+    char *text;
+    char **lines;
+    int *numbers; // each line's number in the file, from 1
+    int count;
+} JsonlLines;
+
+// A conversation, as the chat template (section 7) lays it out: turns of a role, in
+// order. train marks the assistant turns that SFT computes its loss on.
+enum { ROLE_USER, ROLE_ASSISTANT, ROLE_SYSTEM, NUM_ROLES };
+typedef struct {
+    int role, train;
+    char *content;
+} Turn;
+typedef struct {
+    Turn *turns;
+    int n;
+    int listed; // read from a list of messages (else from a string: one turn)
+} Chat;
+
 // Appendix G, utilities: checked libc calls (each wrapper has the signature of the call it
 // wraps, and on failure names the caller's file and line, what went wrong and what to try),
 // the RNG, the clock
@@ -175,10 +196,19 @@ static double median(double *x, int n);
 void gemm_free(void);
 
 // Appendix B, JSON lines and a growable string
+static void str_add(Str *b, const char *s, size_t n);
 static void str_free(Str *b);
 static const char *str_cstr(const Str *b);
+static void json_write_string(Str *out, const char *s);
 static void json_write_object(Str *out, const char **keys, const char **values, int n);
 void jsonl_free(JsonlRecords *records);
+void jsonl_lines_free(JsonlLines *l);
+const char *jsonl_lines(const char *path, JsonlLines *out, char *err, size_t err_size);
+static const char *json_find(const char *line, const char *key, const char **value);
+static const char *json_get_chat(const char *line, const char *key, int role, Chat *out);
+static void chat_add(Chat *c, int role, const char *content, size_t len);
+static void json_write_chat(Str *out, const Chat *c);
+void chat_free(Chat *c);
 const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err,
                        size_t err_size);
 
@@ -1835,111 +1865,336 @@ void tokenizer_train(Tokenizer *tok, const char *text, size_t n, int vocab_size)
 // The chat template (doc/chat.md), the one format SFT, the reward model, RLHF and
 // sampling all use:
 //     <|user|> prompt <|assistant|> response <|end|>
+// and for a conversation, its turns in order, each answer closed by <|end|>:
+//     <|user|> a <|assistant|> b <|end|> <|user|> c <|assistant|> d <|end|>
 // The special tokens come only from code, never from text, so no prompt can forge a
 // turn. A response ends with <|end|>: SFT teaches the model to produce it, so that
 // generation knows where an answer stops, and the reward model reads its score there.
 typedef struct {
-    int *tokens;   // (n,) the whole template
+    int *tokens;         // (n,) the whole template
+    unsigned char *loss; // (n,) 1 where SFT learns to predict the token: the trained answers and their <|end|>
     int n;
-    int n_prompt;  // tokens up to and including <|assistant|>; the response starts here
-    int record;    // its record's place in the file, from 1 (set by chat_data_load)
+    int n_prompt;        // tokens up to and including the last <|assistant|>; the response starts here
+    int dropped_turns;   // the oldest turns of the conversation left out to fit
+    int record;          // its record's place in the file, from 1 (set by chat_data_load)
 } ChatExample;
 
-// Encodes prompt (and response, unless NULL) into ex, at most max_len tokens. The
-// length rule: if too long, the prompt is cut from the left (its end, next to the
-// question, matters most) while <|user|> stays; if even one prompt token cannot
-// stay, the example is dropped. Returns 0 if dropped, 1 if kept, 2 if kept but cut.
-int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const char *response, int max_len) {
-    size_t np_bytes = strlen(prompt), nr_bytes = response ? strlen(response) : 0;
-    int *p = mallocCheck((np_bytes + 1) * sizeof(int)), *r = mallocCheck((nr_bytes + 1) * sizeof(int));
-    int np = tokenizer_encode(tok, prompt, np_bytes, p);
-    int nr = response ? tokenizer_encode(tok, response, nr_bytes, r) : 0;
-    int specials = response ? 3 : 2; // <|user|>, <|assistant|> and, with a response, <|end|>
-    int keep = max_len - specials - nr; // prompt tokens that fit
-    int status = 1;
-    if (keep < np) { status = 2; }
-    if (keep < 1 && np > 0) { status = 0; }
-    if (keep > np) { keep = np; }
+void chat_example_free(ChatExample *ex) {
+    free(ex->tokens);
+    free(ex->loss);
     ex->tokens = NULL;
-    ex->n = ex->n_prompt = 0;
-    if (status) {
-        ex->tokens = mallocCheck((size_t)(keep + nr + specials) * sizeof(int));
-        int n = 0;
-        ex->tokens[n++] = TOKEN_USER;
-        for (int i = np - keep; i < np; i++) { ex->tokens[n++] = p[i]; }
-        ex->tokens[n++] = TOKEN_ASSISTANT;
-        ex->n_prompt = n;
-        if (response) {
-            for (int i = 0; i < nr; i++) { ex->tokens[n++] = r[i]; }
-            ex->tokens[n++] = TOKEN_END;
-        }
-        ex->n = n;
+    ex->loss = NULL;
+}
+
+// Encodes a conversation into ex: the turns of prompt, which end with a user turn,
+// then <|assistant|>, then (unless response is NULL) the response and <|end|>; at
+// most max_len tokens, with room for `reserve` more after the prompt (for a response,
+// at least its own length). The length rule: if too long, the oldest turns go first,
+// whole, until the prompt starts with a user turn again and fits, the last user turn
+// always staying; if that turn alone is still too long, its text is cut from the
+// left (its end, next to the question, matters most) while <|user|> stays. If not
+// even one of its tokens can stay, the example is dropped. Returns 0 if dropped, 1 if
+// kept whole, 2 if kept but cut.
+int chat_encode_turns(ChatExample *ex, const Tokenizer *tok, const Chat *prompt, const Turn *response, int reserve,
+                      int max_len) {
+    int n = prompt->n, total = 0, nr = 0, *r = NULL;
+    int **text = mallocCheck((size_t)n * sizeof(int *)), *len = mallocCheck((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) { // each turn: its role's token, its text, and <|end|> after an answer
+        size_t bytes = strlen(prompt->turns[i].content);
+        text[i] = mallocCheck((bytes + 1) * sizeof(int));
+        len[i] = tokenizer_encode(tok, prompt->turns[i].content, bytes, text[i]);
+        total += 1 + len[i] + (prompt->turns[i].role == ROLE_ASSISTANT);
     }
-    free(p);
+    if (response) {
+        size_t bytes = strlen(response->content);
+        r = mallocCheck((bytes + 1) * sizeof(int));
+        nr = tokenizer_encode(tok, response->content, bytes, r);
+        if (reserve < nr + 1) { reserve = nr + 1; }
+    }
+    int budget = max_len - reserve - 1, first = 0; // - 1: the <|assistant|> that closes the prompt
+    while (total > budget && first < n - 1) { // the oldest turns go, then any answer that would lead
+        do {
+            total -= 1 + len[first] + (prompt->turns[first].role == ROLE_ASSISTANT);
+            first++;
+        } while (first < n - 1 && prompt->turns[first].role != ROLE_USER);
+    }
+    int cut = 0, status = first > 0 ? 2 : 1; // cut: text tokens to drop from the left of the last user turn
+    if (total > budget) {
+        cut = total - budget;
+        status = len[first] - cut >= 1 ? 2 : 0;
+    }
+    ex->tokens = NULL;
+    ex->loss = NULL;
+    ex->n = ex->n_prompt = 0;
+    ex->dropped_turns = first;
+    if (status) {
+        int size = total - cut + 1 + (response ? nr + 1 : 0), k = 0;
+        ex->tokens = mallocCheck((size_t)size * sizeof(int));
+        ex->loss = mallocCheck((size_t)size);
+        for (int i = first; i < n; i++) {
+            const Turn *t = &prompt->turns[i];
+            int answer = t->role == ROLE_ASSISTANT, learn = answer && t->train;
+            ex->tokens[k] = answer ? TOKEN_ASSISTANT : TOKEN_USER;
+            ex->loss[k++] = 0;
+            for (int j = i == first ? cut : 0; j < len[i]; j++) { ex->tokens[k] = text[i][j]; ex->loss[k++] = learn; }
+            if (answer) { ex->tokens[k] = TOKEN_END; ex->loss[k++] = learn; }
+        }
+        ex->tokens[k] = TOKEN_ASSISTANT;
+        ex->loss[k++] = 0;
+        ex->n_prompt = k;
+        if (response) {
+            for (int j = 0; j < nr; j++) { ex->tokens[k] = r[j]; ex->loss[k++] = 1; }
+            ex->tokens[k] = TOKEN_END;
+            ex->loss[k++] = 1;
+        }
+        ex->n = k;
+    }
+    for (int i = 0; i < n; i++) { free(text[i]); }
+    free(text);
+    free(len);
     free(r);
     return status;
 }
 
+// chat_encode_turns for one prompt string and one response string (or NULL)
+int chat_encode(ChatExample *ex, const Tokenizer *tok, const char *prompt, const char *response, int max_len) {
+    Turn p = {.role = ROLE_USER, .content = (char *)prompt}, a = {.role = ROLE_ASSISTANT, .train = 1, .content = (char *)response};
+    Chat c = {.turns = &p, .n = 1};
+    return chat_encode_turns(ex, tok, &c, response ? &a : NULL, 0, max_len);
+}
+
+// Anthropic's HH-RLHF writes a conversation as one string, "\n\nHuman: a\n\nAssistant:
+// b\n\nHuman: c\n\nAssistant:", which would go whole into one user turn. A string that
+// starts with "Human:" and ends with "Assistant:" becomes its turns, each trimmed of
+// spaces (the last, empty "Assistant:" is where the answer goes). Returns 1 if
+// converted, 0 if the string is not such a transcript (c untouched).
+static int chat_from_transcript(Chat *c) {
+    static const char *MARKS[2] = {"Human:", "Assistant:"};
+    const char *s = c->turns[0].content;
+    while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r') { s++; }
+    size_t n = strlen(s);
+    while (n > 0 && strchr(" \n\t\r", s[n - 1])) { n--; }
+    if (c->listed || c->n != 1 || strncmp(s, MARKS[0], 6) != 0 || n < 10 || strncmp(s + n - 10, MARKS[1], 10) != 0) { return 0; }
+    Chat out = {.listed = 1};
+    int role = ROLE_USER;
+    const char *p = s + 6, *end = s + n - 10;
+    while (p <= end) {
+        // this turn runs to the next "\n\nHuman:" or "\n\nAssistant:", or to the final mark
+        const char *next = end;
+        int next_role = -1;
+        for (const char *q = p; q < end; q++) {
+            if (q[0] == '\n' && q[1] == '\n') {
+                if (!strncmp(q + 2, MARKS[0], 6)) { next = q; next_role = ROLE_USER; break; }
+                if (!strncmp(q + 2, MARKS[1], 10)) { next = q; next_role = ROLE_ASSISTANT; break; }
+            }
+        }
+        const char *a = p, *b = next;
+        while (a < b && strchr(" \n\t\r", *a)) { a++; }
+        while (b > a && strchr(" \n\t\r", b[-1])) { b--; }
+        chat_add(&out, role, a, (size_t)(b - a));
+        if (next == end) { break; }
+        role = next_role;
+        p = next + 2 + strlen(MARKS[role == ROLE_USER ? 0 : 1]);
+    }
+    if (out.turns[out.n - 1].role != ROLE_USER) { chat_free(&out); return 0; } // "Assistant: ...\n\nAssistant:"
+    chat_free(c);
+    *c = out;
+    return 1;
+}
+
+// trims the spaces at the ends of a response that followed "Assistant:"
+static void trim_turn(Turn *t) {
+    char *a = t->content;
+    while (*a && strchr(" \n\t\r", *a)) { a++; }
+    size_t n = strlen(a);
+    while (n > 0 && strchr(" \n\t\r", a[n - 1])) { n--; }
+    memmove(t->content, a, n);
+    t->content[n] = '\0';
+}
+
+// A system message has no token of its own in the template: its text opens the next
+// user turn. Returns the number merged.
+static int chat_merge_system(Chat *c) {
+    int merged = 0, k = 0;
+    for (int i = 0; i < c->n; i++) {
+        Turn t = c->turns[i];
+        if (t.role == ROLE_SYSTEM && i + 1 < c->n && c->turns[i + 1].role == ROLE_USER) {
+            Turn *u = &c->turns[i + 1];
+            size_t a = strlen(t.content), b = strlen(u->content);
+            char *joined = mallocCheck(a + b + 3);
+            memcpy(joined, t.content, a);
+            memcpy(joined + a, "\n\n", 2);
+            memcpy(joined + a + 2, u->content, b + 1);
+            free(u->content);
+            free(t.content);
+            u->content = joined;
+            merged++;
+            continue;
+        }
+        if (t.role == ROLE_SYSTEM) { t.role = ROLE_USER; merged++; } // with no user turn after it: a user turn
+        c->turns[k++] = t;
+    }
+    c->n = k;
+    return merged;
+}
+
+// What one line of a chat data file holds, read into conversations:
+//   RECORD_PROMPT  a prompt to answer: {"prompt": string or messages}, or {"messages"}
+//                  ending with a user turn; into out[0]
+//   RECORD_SFT     {"prompt", "completion"} (strings, or messages as TRL's
+//                  conversational prompt-completion), or {"messages"} ending with the
+//                  assistant's answer; the prompt into out[0], the answer into out[1].
+//                  SFT learns the completion, or every assistant turn of "messages".
+//   RECORD_PAIR    {"prompt", "chosen", "rejected"}, each a string or messages; into
+//                  out[0..2]
+// Counts into counts[]: [0] Human:/Assistant: transcripts converted into turns (unless
+// keep_transcripts), [1] system messages merged. Returns NULL, or what was wrong.
+enum { RECORD_PROMPT, RECORD_SFT, RECORD_PAIR };
+static const char *chat_record(const char *line, int kind, int keep_transcripts, Chat out[3], int counts[2]) {
+    static const char *keys[3][3] = {{"prompt"}, {"prompt", "completion"}, {"prompt", "chosen", "rejected"}};
+    int nkeys = kind + 1;
+    for (int k = 0; k < 3; k++) { out[k] = (Chat){0}; }
+    const char *value, *err = json_find(line, "messages", &value);
+    if (err == NULL && value != NULL && kind != RECORD_PAIR) { // the whole conversation in one list
+        err = json_get_chat(line, "messages", ROLE_USER, &out[0]);
+        if (err == NULL && kind == RECORD_SFT) { // the last turn is the answer; every answer trains
+            for (int i = 0; i < out[0].n; i++) { out[0].turns[i].train = out[0].turns[i].role == ROLE_ASSISTANT; }
+            Turn *last = &out[0].turns[out[0].n - 1];
+            if (last->role != ROLE_ASSISTANT) { err = "the last of \"messages\" must be the assistant's answer"; }
+            else {
+                chat_add(&out[1], ROLE_ASSISTANT, last->content, strlen(last->content));
+                free(last->content);
+                out[0].n--;
+            }
+        }
+    } else if (err == NULL) {
+        for (int k = 0; k < nkeys && !err; k++) {
+            err = json_get_chat(line, keys[kind][k], k ? ROLE_ASSISTANT : ROLE_USER, &out[k]);
+            if (err && k == 0 && kind != RECORD_PAIR && !strcmp(err, "missing key")) { err = "missing \"prompt\" (or \"messages\")"; }
+        }
+        if (err == NULL && !keep_transcripts && chat_from_transcript(&out[0])) {
+            counts[0]++;
+            for (int k = 1; k < nkeys; k++) { if (!out[k].listed) { trim_turn(&out[k].turns[0]); } }
+        }
+    }
+    if (err == NULL) { counts[1] += chat_merge_system(&out[0]); }
+    if (err == NULL && (out[0].n < 1 || out[0].turns[out[0].n - 1].role != ROLE_USER)) {
+        err = "the prompt must end with a user turn (the answer follows it)";
+    }
+    for (int k = 1; k < nkeys && err == NULL; k++) {
+        if (out[k].n != 1 || out[k].turns[0].role != ROLE_ASSISTANT) { err = "a response must be one assistant message"; }
+        else { out[k].turns[0].train = 1; }
+    }
+    if (err) { for (int k = 0; k < 3; k++) { chat_free(&out[k]); } }
+    return err;
+}
+
 // Chat examples for SFT (one per record) or reward modeling (two per record, chosen
 // then rejected, with the same prompt), read from JSONL and encoded, with the counts
-// of the length rule for the log.
+// of the length rule and of the conversions for the log.
 struct ChatData {
     ChatExample *examples;
     int count;          // examples kept (for pairs: 2 x pairs kept)
     int per_record;     // 1 (SFT) or 2 (pairs)
     int records, cut, dropped;
+    int conversations;  // records whose prompt has more than one turn
+    int transcripts;    // Human:/Assistant: transcripts converted into turns
+    int systems;        // system messages merged into the user turn after them
+    int max_len;        // the longest example kept, in tokens
 };
 
-void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len) {
-    const char *sft_keys[] = {"prompt", "completion"}, *pair_keys[] = {"prompt", "chosen", "rejected"};
-    JsonlRecords rec;
+void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pairs, int max_len, int keep_transcripts) {
+    JsonlLines lines;
     char err[1024];
-    if (jsonl_read(path, pairs ? pair_keys : sft_keys, pairs ? 3 : 2, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    d->per_record = pairs ? 2 : 1;
-    d->records = rec.count;
-    d->cut = d->dropped = d->count = 0;
-    d->examples = mallocCheck((size_t)rec.count * d->per_record * sizeof(ChatExample));
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * rec.nkeys;
+    if (jsonl_lines(path, &lines, err, sizeof(err))) { FAIL("%s", err); }
+    *d = (ChatData){.per_record = pairs ? 2 : 1, .records = lines.count, .max_len = max_len};
+    d->examples = mallocCheck((size_t)lines.count * d->per_record * sizeof(ChatExample));
+    for (int i = 0; i < lines.count; i++) {
+        Chat rec[3];
+        int counts[2] = {0, 0};
+        const char *why = chat_record(lines.lines[i], pairs ? RECORD_PAIR : RECORD_SFT, keep_transcripts, rec, counts);
+        if (why) {
+            FAIL("%s:%d: %s: every line must be a JSON object with %s (see doc/chat.md)", path, lines.numbers[i], why,
+                 pairs ? "\"prompt\", \"chosen\" and \"rejected\"" : "\"prompt\" and \"completion\", or \"messages\"");
+        }
+        d->transcripts += counts[0];
+        d->systems += counts[1];
+        d->conversations += rec[0].n > 1;
         ChatExample *ex = d->examples + d->count;
-        int a = chat_encode(&ex[0], tok, v[0], v[1], max_len);
-        int b = pairs ? chat_encode(&ex[1], tok, v[0], v[2], max_len) : 1;
-        if (!a || !b) { // a dropped example holds no tokens (NULL), so freeing both is safe
-            free(ex[0].tokens);
-            if (pairs) { free(ex[1].tokens); }
+        int reserve = 0; // both responses of a pair follow the same prompt, cut the same way: the
+        for (int j = 0; j < d->per_record && pairs; j++) { // longer one in tokens sets the room both leave
+            const char *text = rec[1 + j].turns[0].content;
+            int *scratch = mallocCheck((strlen(text) + 1) * sizeof(int));
+            int nt = tokenizer_encode(tok, text, strlen(text), scratch) + 1; // + <|end|>
+            if (nt > reserve) { reserve = nt; }
+            free(scratch);
+        }
+        int status[2] = {1, 1};
+        for (int j = 0; j < d->per_record; j++) {
+            status[j] = chat_encode_turns(&ex[j], tok, &rec[0], &rec[1 + j].turns[0], reserve, max_len);
+        }
+        for (int k = 0; k < 3; k++) { chat_free(&rec[k]); }
+        if (!status[0] || !status[1]) { // a dropped example holds no tokens (NULL), so freeing both is safe
+            for (int j = 0; j < d->per_record; j++) { chat_example_free(&ex[j]); }
             d->dropped++;
             continue;
         }
-        if (pairs && ex[0].n_prompt != ex[1].n_prompt) {
-            // both responses must follow the same prompt: cut both to the shorter kept prompt
-            int keep = ex[0].n_prompt < ex[1].n_prompt ? ex[0].n_prompt : ex[1].n_prompt;
-            for (int j = 0; j < 2; j++) {
-                int drop = ex[j].n_prompt - keep; // prompt tokens after <|user|> to remove
-                memmove(ex[j].tokens + 1, ex[j].tokens + 1 + drop, (size_t)(ex[j].n - 1 - drop) * sizeof(int));
-                ex[j].n -= drop;
-                ex[j].n_prompt = keep;
-            }
-            a = 2;
-        }
-        d->cut += (a == 2 || b == 2);
+        d->cut += status[0] == 2 || status[1] == 2;
         for (int j = 0; j < d->per_record; j++) { ex[j].record = i + 1; }
         d->count += d->per_record;
     }
-    jsonl_free(&rec);
+    jsonl_lines_free(&lines);
     if (d->count == 0) {
         FAIL("%s: all %d examples are longer than the context of %d tokens (raise -t when pretraining)", path, d->records, max_len);
     }
 }
 
 void chat_data_free(ChatData *d) {
-    for (int i = 0; i < d->count; i++) { free(d->examples[i].tokens); }
+    for (int i = 0; i < d->count; i++) { chat_example_free(&d->examples[i]); }
     free(d->examples);
+}
+
+// The prompts of a JSONL file (RECORD_PROMPT), as conversations in *chats (count of
+// them) and encoded with room for `reserve` tokens of answer; a prompt that cannot
+// leave that room is dropped (its example has no tokens). Prints what it read.
+ChatExample *prompts_load(const char *path, const Tokenizer *tok, int reserve, int max_len, int keep_transcripts,
+                          Chat **chats, int *count) {
+    JsonlLines lines;
+    char err[1024];
+    if (jsonl_lines(path, &lines, err, sizeof(err))) { FAIL("%s", err); }
+    ChatExample *ex = mallocCheck((size_t)lines.count * sizeof(ChatExample));
+    *chats = mallocCheck((size_t)lines.count * sizeof(Chat));
+    int counts[2] = {0, 0}, cut = 0, dropped = 0, turns = 0, conversations = 0;
+    for (int i = 0; i < lines.count; i++) {
+        Chat rec[3];
+        const char *why = chat_record(lines.lines[i], RECORD_PROMPT, keep_transcripts, rec, counts);
+        if (why) {
+            FAIL("%s:%d: %s: every line must be a JSON object with \"prompt\" (a string or messages) or \"messages\" "
+                 "(see doc/chat.md)", path, lines.numbers[i], why);
+        }
+        (*chats)[i] = rec[0];
+        conversations += rec[0].n > 1;
+        int status = chat_encode_turns(&ex[i], tok, &rec[0], NULL, reserve, max_len);
+        cut += status == 2;
+        dropped += status == 0;
+        turns += ex[i].dropped_turns;
+        ex[i].record = i + 1;
+    }
+    printf("data: %s %d prompts (%d cut, %d dropped", path, lines.count, cut, dropped);
+    if (conversations) { printf("; %d conversations, %d oldest turns left out to fit", conversations, turns); }
+    if (counts[0]) { printf("; %d Human:/Assistant: transcripts read as turns", counts[0]); }
+    if (counts[1]) { printf("; %d system messages merged into the user turn after them", counts[1]); }
+    printf(")\n");
+    *count = lines.count;
+    jsonl_lines_free(&lines);
+    return ex;
 }
 
 // SFT batch: examples idx[0..B), right-padded to the longest. Inputs are the
 // template without its last token; targets are the template shifted by one, and -1
-// (no loss, no gradient) wherever the next token is still part of the prompt, and on
-// padding. Padding sits after each example, so causal attention keeps it out of
+// (no loss, no gradient) wherever the next token is not one SFT learns (the prompt,
+// and in a conversation the turns of the user and any answer it does not train), and
+// on padding. Padding sits after each example, so causal attention keeps it out of
 // every real position. Returns T, the padded length.
 int sft_batch(const ChatData *d, const int *idx, int B, int *inputs, int *targets) {
     int T = 1;
@@ -1949,7 +2204,7 @@ int sft_batch(const ChatData *d, const int *idx, int B, int *inputs, int *target
         for (int t = 0; t < T; t++) {
             int real = t < ex->n - 1;
             inputs[b * T + t] = real ? ex->tokens[t] : TOKEN_EOT;
-            targets[b * T + t] = real && t + 1 >= ex->n_prompt ? ex->tokens[t + 1] : -1;
+            targets[b * T + t] = real && ex->loss[t + 1] ? ex->tokens[t + 1] : -1;
         }
     }
     return T;
@@ -2122,6 +2377,7 @@ struct Config {
     float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
     float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
+    int keep_transcripts;       // --keep-transcripts: "Human: ... Assistant:" prompts stay one user turn
 };
 
 // Defaults shared by every command; NULL paths, and a batch size, steps, lr, clip or
@@ -2292,8 +2548,8 @@ void stage_sft(const Config *cfg, StageResult *res) {
     if (state.kind == KIND_BASE) { stage_fresh_start(&model, &state, KIND_SFT, cfg); } // own steps, a new optimizer
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData train, val;
-    chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1); // n - 1 inputs must fit the context
-    chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1);
+    chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1, cfg->keep_transcripts); // n - 1 inputs must fit the context
+    chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1, cfg->keep_transcripts);
     print_chat_data(cfg->train_path, &train);
     print_chat_data(cfg->val_path, &val);
     int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
@@ -2400,8 +2656,8 @@ void stage_reward(const Config *cfg, StageResult *res) {
     }
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData train, val;
-    chat_data_load(&train, cfg->train_path, &tok, 1, maxT); // the reward reads <|end|> as an input: n must fit
-    chat_data_load(&val, cfg->val_path, &tok, 1, maxT);
+    chat_data_load(&train, cfg->train_path, &tok, 1, maxT, cfg->keep_transcripts); // the reward reads <|end|> as an input: n must fit
+    chat_data_load(&val, cfg->val_path, &tok, 1, maxT, cfg->keep_transcripts);
     print_chat_data(cfg->train_path, &train);
     print_chat_data(cfg->val_path, &val);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
@@ -2672,23 +2928,18 @@ float kl_controller(float beta, float kl, float target, int n, int horizon) {
     return beta * (1.0f + err * n / horizon);
 }
 
-// the prompts of a JSONL file of {"prompt"} as chat templates that leave room for a
-// response of max_new tokens; prompts that cannot are dropped and counted
-static ChatExample *load_prompts(const char *path, const Tokenizer *tok, int max_len, int *count) {
-    const char *keys[] = {"prompt"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    ChatExample *ex = mallocCheck((size_t)rec.count * sizeof(ChatExample));
-    int n = 0, cut = 0;
-    for (int i = 0; i < rec.count; i++) {
-        int status = chat_encode(&ex[n], tok, rec.values[i], NULL, max_len);
-        cut += status == 2;
-        n += status != 0;
+// the prompts of -i as chat templates that leave room for a response of -m tokens;
+// prompts that cannot are dropped (prompts_load counts them)
+static ChatExample *load_prompts(const Config *cfg, const Tokenizer *tok, int maxT, int *count) {
+    Chat *chats;
+    int total, n = 0;
+    ChatExample *ex = prompts_load(cfg->train_path, tok, cfg->gen_len, maxT, cfg->keep_transcripts, &chats, &total);
+    for (int i = 0; i < total; i++) {
+        chat_free(&chats[i]);
+        if (ex[i].tokens) { ex[n++] = ex[i]; }
     }
-    printf("data: %s %d prompts (%d cut, %d dropped)\n", path, n, cut, rec.count - n);
-    if (n == 0) { FAIL("%s: no prompt leaves room for a response of -m tokens in the context", path); }
-    jsonl_free(&rec);
+    free(chats);
+    if (n == 0) { FAIL("%s: no prompt leaves room for a response of -m tokens in the context", cfg->train_path); }
     *count = n;
     return ex;
 }
@@ -2718,7 +2969,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     rlhf_open(cfg, &policy, &ref, &value, &reward, &state, &value_state, &tok);
     int maxT = policy.config.max_seq_len, B = cfg->batch_size, M = cfg->minibatch < B ? cfg->minibatch : B;
     int n_prompts, chunks = (B + M - 1) / M;
-    ChatExample *prompts = load_prompts(cfg->train_path, &tok, maxT - cfg->gen_len, &n_prompts);
+    ChatExample *prompts = load_prompts(cfg, &tok, maxT, &n_prompts);
     printf("rlhf: %d iterations of %d rollouts (up to %d tokens each), %d PPO epochs of minibatches of %d, beta %g%s\n",
            cfg->steps, B, cfg->gen_len, cfg->ppo_epochs, M, cfg->kl_coef, cfg->kl_target > 0 ? " (adaptive)" : "");
     Rollouts r;
@@ -2770,7 +3021,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     if (cfg->val_path) { rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log); }
     fcloseCheck(eval_log);
     stage_answers(&policy, &tok, cfg, "answers_rlhf.jsonl", res);
-    for (int i = 0; i < n_prompts; i++) { free(prompts[i].tokens); }
+    for (int i = 0; i < n_prompts; i++) { chat_example_free(&prompts[i]); }
     free(prompts); free(idx); free(order); free(logp); free(dscratch);
     kvcache_free(&kv);
     rollouts_free(&r);
@@ -2788,48 +3039,46 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
 // RLHF scores a rollout, at the answer's last token, and returns the mean score.
 float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
                      int top_k, int max_new, uint64_t *rng, GPT *reward) {
-    const char *keys[] = {"prompt"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(prompts_path, keys, 1, &rec, err, sizeof(err))) { FAIL("%s", err); }
-    int maxT = model->config.max_seq_len, ended = 0, cut = 0;
+    int maxT = model->config.max_seq_len, ended = 0, count;
+    Chat *chats;
+    ChatExample *prompts = prompts_load(prompts_path, tok, 1, maxT, 0, &chats, &count); // too long: cut from the left
     int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
     double score = 0.0;
     KVCache kv;
     kvcache_init(&kv, model->config);
     Str lines = {0};
-    for (int i = 0; i < rec.count; i++) {
-        ChatExample ex;
-        const char *prompt = rec.values[i];
-        int status = chat_encode(&ex, tok, prompt, NULL, maxT - 1); // too long: cut from the left
-        if (status == 0) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
-        cut += status == 2;
-        memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
-        int n = gpt_generate(model, &kv, tokens, ex.n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
-        int stop = n > ex.n && tokens[n - 1] == TOKEN_END;
+    for (int i = 0; i < count; i++) {
+        const ChatExample *ex = &prompts[i];
+        if (ex->tokens == NULL) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
+        memcpy(tokens, ex->tokens, (size_t)ex->n * sizeof(int));
+        int n = gpt_generate(model, &kv, tokens, ex->n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
+        int stop = n > ex->n && tokens[n - 1] == TOKEN_END;
         ended += stop;
         if (reward) {
             gpt_forward(reward, tokens, NULL, 1, n);
             score += reward->acts.values[n - 1];
         }
-        char *response = tokenizer_decode(tok, tokens + ex.n, n - ex.n - stop, NULL);
-        const char *out_keys[] = {"prompt", "response"}, *values[] = {prompt, response};
-        json_write_object(&lines, out_keys, values, 2);
+        char *response = tokenizer_decode(tok, tokens + ex->n, n - ex->n - stop, NULL);
+        str_add(&lines, "{\"prompt\": ", 11);
+        json_write_chat(&lines, &chats[i]);
+        str_add(&lines, ", \"response\": ", 14);
+        json_write_string(&lines, response);
+        str_add(&lines, "}\n", 2);
         free(response);
-        free(ex.tokens);
     }
     FILE *f = fopenCheck(out, "wb");
     fwriteCheck(str_cstr(&lines), 1, lines.len, f);
     fcloseCheck(f);
-    score /= rec.count;
-    printf("answers: %d prompts of %s (%d cut from the left to fit) -> %s (%.0f%% ended with <|end|>", rec.count,
-           prompts_path, cut, out, 100.0 * ended / rec.count);
+    score /= count;
+    printf("answers: %d prompts of %s -> %s (%.0f%% ended with <|end|>", count, prompts_path, out, 100.0 * ended / count);
     if (reward) { printf("; reward-model score %+.3f", score); }
     printf(")\n");
+    for (int i = 0; i < count; i++) { chat_example_free(&prompts[i]); chat_free(&chats[i]); }
+    free(prompts);
+    free(chats);
     str_free(&lines);
     kvcache_free(&kv);
     free(tokens);
-    jsonl_free(&rec);
     return (float)score;
 }
 
@@ -2887,7 +3136,7 @@ void command_score(const Config *cfg) {
     open_model(cfg, 1 << KIND_REWARD, &model, &tok);
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData pairs;
-    chat_data_load(&pairs, cfg->val_path, &tok, 1, maxT);
+    chat_data_load(&pairs, cfg->val_path, &tok, 1, maxT, cfg->keep_transcripts);
     print_chat_data(cfg->val_path, &pairs);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
     float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *scores = mallocCheck((size_t)pairs.count * sizeof(float));
@@ -3562,56 +3811,173 @@ static const char *skip_ws(const char *p) {
     return p;
 }
 
-// Reads the string value of `key` from a one-line JSON object into out.
-// Other keys may hold strings, numbers, true, false or null. Returns NULL on
-// success, else what was wrong ("missing key" when the object lacks it).
-static const char *json_get(const char *line, const char *key, Str *out) {
-    Str k = {0}, v = {0};
-    const char *err = NULL;
-    int found = 0;
-    const char *p = skip_ws(line);
-    if (*p != '{') { err = "expected '{' at the start of the line"; goto done; }
-    p = skip_ws(p + 1);
-    if (*p == '}') { p++; goto end; }
+// Skips the JSON value at *p: a string, a number, true, false, null, or a list or object
+// of them (nested at most 32 deep). Returns NULL and advances *p past it, or what was wrong.
+static const char *json_skip_value(const char **p, int depth) {
+    const char *s = skip_ws(*p), *err = NULL;
+    if (depth > 32) { return "values nested more than 32 deep"; }
+    if (*s == '"') {
+        Str tmp = {0};
+        err = json_parse_string(&s, &tmp);
+        str_free(&tmp);
+        if (err) { return err; }
+    } else if (*s == '[' || *s == '{') {
+        char close = *s == '[' ? ']' : '}';
+        s = skip_ws(s + 1);
+        if (*s == close) { s++; }
+        else for (;;) {
+            if (close == '}') { // a key and a colon first
+                Str key = {0};
+                err = json_parse_string(&s, &key);
+                str_free(&key);
+                if (err) { return err; }
+                s = skip_ws(s);
+                if (*s != ':') { return "expected ':' after a key"; }
+                s++;
+            }
+            if ((err = json_skip_value(&s, depth + 1)) != NULL) { return err; }
+            s = skip_ws(s);
+            if (*s == ',') { s = skip_ws(s + 1); continue; }
+            if (*s == close) { s++; break; }
+            return close == ']' ? "expected ',' or ']' in a list" : "expected ',' or '}' in an object";
+        }
+    } else { // a scalar: a number, true, false or null
+        const char *start = s;
+        while (*s && !strchr(",}] \t\r\n", *s)) { s++; }
+        size_t n = (size_t)(s - start);
+        int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
+                 (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
+        if (!ok) { return "expected a string, number, true, false, null, list or object as a value"; }
+    }
+    *p = s;
+    return NULL;
+}
+
+// Reads the JSON object at *p, checking all of it, and points *value at the value of
+// `key` (NULL if the object lacks it). Returns NULL and advances *p past the object,
+// or what was wrong.
+static const char *json_object(const char **p, const char *key, const char **value) {
+    Str k = {0};
+    const char *err = NULL, *s = skip_ws(*p);
+    *value = NULL;
+    if (*s != '{') { return "expected '{' to open an object"; }
+    s = skip_ws(s + 1);
+    if (*s == '}') { *p = s + 1; return NULL; }
     for (;;) {
         str_clear(&k);
-        str_clear(&v);
-        if ((err = json_parse_string(&p, &k)) != NULL) { goto done; }
-        p = skip_ws(p);
-        if (*p != ':') { err = "expected ':' after a key"; goto done; }
-        p = skip_ws(p + 1);
-        int is_string = (*p == '"');
-        if (is_string) {
-            if ((err = json_parse_string(&p, &v)) != NULL) { goto done; }
-        } else { // a scalar we do not need: skip it
-            const char *start = p;
-            while (*p && *p != ',' && *p != '}' && *p != ' ') { p++; }
-            size_t n = (size_t)(p - start);
-            int ok = (n == 4 && !strncmp(start, "true", 4)) || (n == 5 && !strncmp(start, "false", 5)) ||
-                     (n == 4 && !strncmp(start, "null", 4)) || (n > 0 && strspn(start, "-+.eE0123456789") >= n);
-            if (!ok) { err = "expected a string, number, true, false or null as a value"; goto done; }
-        }
+        if ((err = json_parse_string(&s, &k)) != NULL) { break; }
+        s = skip_ws(s);
+        if (*s != ':') { err = "expected ':' after a key"; break; }
+        s = skip_ws(s + 1);
         if (strcmp(str_cstr(&k), key) == 0) {
-            if (!is_string) { err = "the key's value is not a string"; goto done; }
-            if (found) { err = "duplicate key"; goto done; }
-            found = 1;
-            str_clear(out);
-            str_add(out, str_cstr(&v), v.len);
+            if (*value) { err = "duplicate key"; break; }
+            *value = s;
         }
-        p = skip_ws(p);
-        if (*p == ',') { p = skip_ws(p + 1); continue; }
-        if (*p == '}') { p++; break; }
+        if ((err = json_skip_value(&s, 1)) != NULL) { break; }
+        s = skip_ws(s);
+        if (*s == ',') { s = skip_ws(s + 1); continue; }
+        if (*s == '}') { *p = s + 1; break; }
         err = "expected ',' or '}' in an object";
-        goto done;
+        break;
     }
-end:
-    p = skip_ws(p);
-    if (*p != '\0') { err = "trailing characters after the object"; goto done; }
-    if (!found) { err = "missing key"; }
-done:
     str_free(&k);
-    str_free(&v);
     return err;
+}
+
+// the value of `key` in the one-line JSON object `line`, which must hold nothing else;
+// NULL in *value if it lacks the key
+static const char *json_find(const char *line, const char *key, const char **value) {
+    const char *p = line, *err = json_object(&p, key, value);
+    if (err == NULL && *skip_ws(p) != '\0') { err = "trailing characters after the object"; }
+    return err;
+}
+
+// Reads the string value of `key` from a one-line JSON object into out. Other keys
+// may hold any JSON value. Returns NULL on success, else what was wrong ("missing
+// key" when the object lacks it).
+static const char *json_get(const char *line, const char *key, Str *out) {
+    const char *value, *err = json_find(line, key, &value);
+    if (err) { return err; }
+    if (value == NULL) { return "missing key"; }
+    if (*value != '"') { return "the key's value is not a string"; }
+    str_clear(out);
+    return json_parse_string(&value, out);
+}
+
+static const char *ROLE_NAMES[NUM_ROLES] = {"user", "assistant", "system"};
+
+void chat_free(Chat *c) {
+    for (int i = 0; i < c->n; i++) { free(c->turns[i].content); }
+    free(c->turns);
+    c->turns = NULL;
+    c->n = 0;
+}
+
+static void chat_add(Chat *c, int role, const char *content, size_t len) {
+    Turn *grown = realloc(c->turns, (size_t)(c->n + 1) * sizeof(Turn));
+    if (grown == NULL) { FAIL("out of memory reading a conversation"); }
+    c->turns = grown;
+    char *copy = mallocCheck(len + 1);
+    memcpy(copy, content, len);
+    copy[len] = '\0';
+    c->turns[c->n++] = (Turn){.role = role, .train = 0, .content = copy};
+}
+
+// Reads the value of `key` in a one-line JSON object as a conversation: either a
+// string, which is one turn of `role`, or a list of messages as Hugging Face TRL
+// writes them, [{"role": "user", "content": "..."}, {"role": "assistant", ...}], with
+// the roles user, assistant and system (other keys of a message are allowed and
+// skipped). Returns NULL and fills *out, or what was wrong (nothing left to free).
+static const char *json_get_chat(const char *line, const char *key, int role, Chat *out) {
+    *out = (Chat){0};
+    const char *p, *err = json_find(line, key, &p);
+    if (err) { return err; }
+    if (p == NULL) { return "missing key"; }
+    Str text = {0};
+    if (*p == '"') {
+        if ((err = json_parse_string(&p, &text)) == NULL) { chat_add(out, role, str_cstr(&text), text.len); }
+        str_free(&text);
+        return err;
+    }
+    if (*p != '[') { return "the key's value is neither a string nor a list of messages"; }
+    out->listed = 1;
+    p = skip_ws(p + 1);
+    while (*p != ']' && err == NULL) {
+        const char *r, *c, *at = p;
+        if ((err = json_object(&p, "role", &r)) != NULL || (err = json_object(&at, "content", &c)) != NULL) { break; }
+        if (r == NULL || c == NULL) { err = "a message needs \"role\" and \"content\""; break; }
+        if (*r != '"' || *c != '"') { err = "a message's role and content must be strings"; break; }
+        str_clear(&text);
+        if ((err = json_parse_string(&r, &text)) != NULL) { break; }
+        int found = -1;
+        for (int i = 0; i < NUM_ROLES; i++) { if (!strcmp(str_cstr(&text), ROLE_NAMES[i])) { found = i; } }
+        if (found < 0) { err = "a message's role must be \"user\", \"assistant\" or \"system\""; break; }
+        str_clear(&text);
+        if ((err = json_parse_string(&c, &text)) != NULL) { break; }
+        chat_add(out, found, str_cstr(&text), text.len);
+        p = skip_ws(p);
+        if (*p == ',') { p = skip_ws(p + 1); }
+        else if (*p != ']') { err = "expected ',' or ']' in a list of messages"; }
+    }
+    if (err == NULL && out->n == 0) { err = "an empty list of messages"; }
+    str_free(&text);
+    if (err) { chat_free(out); }
+    return err;
+}
+
+// Writes a conversation as json_get_chat reads it: a string if it was one, else a
+// list of {"role", "content"} messages.
+static void json_write_chat(Str *out, const Chat *c) {
+    if (!c->listed) { json_write_string(out, c->turns[0].content); return; }
+    str_add(out, "[", 1);
+    for (int i = 0; i < c->n; i++) {
+        str_add(out, i ? ", {\"role\": " : "{\"role\": ", i ? 11 : 9);
+        json_write_string(out, ROLE_NAMES[c->turns[i].role]);
+        str_add(out, ", \"content\": ", 13);
+        json_write_string(out, c->turns[i].content);
+        str_add(out, "}", 1);
+    }
+    str_add(out, "]", 1);
 }
 
 void jsonl_free(JsonlRecords *records) {
@@ -3621,17 +3987,23 @@ void jsonl_free(JsonlRecords *records) {
     records->count = 0;
 }
 
-// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
-// fills *records (count x nkeys strings, line by line), or returns an error naming
-// the file and line, with nothing left to free. Blank lines are skipped; a file with
-// no record is an error.
-const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
-    records->count = 0;
-    records->nkeys = nkeys;
-    records->values = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) { snprintf(err, err_size, "cannot open %s (%s)", path, strerror(errno)); return err; }
-    fclose(f);
+void jsonl_lines_free(JsonlLines *l) {
+    free(l->text);
+    free(l->lines);
+    free(l->numbers);
+    *l = (JsonlLines){0};
+}
+
+// The non-blank lines of a JSONL file ("-": standard input), split in place: line i
+// of out is line number numbers[i] of the file. Returns NULL, or an error naming the
+// file, with nothing left to free. A file with no line is an error.
+const char *jsonl_lines(const char *path, JsonlLines *out, char *err, size_t err_size) {
+    *out = (JsonlLines){0};
+    if (strcmp(path, "-") != 0) {
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) { snprintf(err, err_size, "cannot open %s (%s)", path, strerror(errno)); return err; }
+        fclose(f);
+    }
     size_t size;
     char *text = read_whole_file(path, &size);
     const char *nul = memchr(text, '\0', size); // the lines below end at the first NUL: say so rather than stop there
@@ -3642,42 +4014,65 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
         free(text);
         return err;
     }
-    size_t cap = 0;
-    Str value = {0};
-    int lineno = 0;
-    const char *bad = NULL;
-    for (char *line = text; *line && !bad;) {
+    out->text = text;
+    int cap = 0, lineno = 0;
+    for (char *line = text; *line;) {
         char *end = strchr(line, '\n');
         if (end) { *end = '\0'; }
         lineno++;
         if (*skip_ws(line) != '\0') {
-            if ((size_t)records->count == cap) {
+            if (out->count == cap) {
                 cap = cap ? 2 * cap : 256;
-                char **grown = realloc(records->values, cap * nkeys * sizeof(char *));
-                if (grown == NULL) { FAIL("out of memory reading %s", path); }
-                records->values = grown;
+                char **lines = realloc(out->lines, (size_t)cap * sizeof(char *));
+                int *numbers = realloc(out->numbers, (size_t)cap * sizeof(int));
+                if (lines == NULL || numbers == NULL) { FAIL("out of memory reading %s", path); }
+                out->lines = lines;
+                out->numbers = numbers;
             }
-            for (int k = 0; k < nkeys && !bad; k++) {
-                str_clear(&value);
-                const char *why = json_get(line, keys[k], &value);
-                if (why) {
-                    snprintf(err, err_size, "%s:%d: %s \"%s\": every line must be a JSON object with string keys%s%s", path,
-                             lineno, why, keys[k], nkeys > 1 ? " " : "", nkeys > 1 ? "(see doc/chat.md)" : "");
-                    bad = err;
-                    for (int j = 0; j < k; j++) { free(records->values[(size_t)records->count * nkeys + j]); }
-                    break;
-                }
-                char *copy = mallocCheck(value.len + 1);
-                memcpy(copy, str_cstr(&value), value.len + 1);
-                records->values[(size_t)records->count * nkeys + k] = copy;
-            }
-            if (!bad) { records->count++; }
+            out->lines[out->count] = line;
+            out->numbers[out->count++] = lineno;
         }
         line = end ? end + 1 : line + strlen(line);
     }
-    free(text);
+    if (out->count == 0) {
+        jsonl_lines_free(out);
+        snprintf(err, err_size, "%s has no records (an empty file?)", path);
+        return err;
+    }
+    return NULL;
+}
+
+// Reads a JSONL file whose every line has the string keys `keys`. Returns NULL and
+// fills *records (count x nkeys strings, line by line), or returns an error naming
+// the file and line, with nothing left to free. Blank lines are skipped; a file with
+// no record is an error.
+const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlRecords *records, char *err, size_t err_size) {
+    records->count = 0;
+    records->nkeys = nkeys;
+    records->values = NULL;
+    JsonlLines lines;
+    if (jsonl_lines(path, &lines, err, err_size)) { return err; }
+    records->values = mallocCheck((size_t)lines.count * nkeys * sizeof(char *));
+    Str value = {0};
+    const char *bad = NULL;
+    for (int i = 0; i < lines.count && !bad; i++) {
+        for (int k = 0; k < nkeys; k++) {
+            const char *why = json_get(lines.lines[i], keys[k], &value);
+            if (why) {
+                snprintf(err, err_size, "%s:%d: %s \"%s\": every line must be a JSON object with string keys%s%s", path,
+                         lines.numbers[i], why, keys[k], nkeys > 1 ? " " : "", nkeys > 1 ? "(see doc/chat.md)" : "");
+                bad = err;
+                for (int j = 0; j < k; j++) { free(records->values[(size_t)records->count * nkeys + j]); }
+                break;
+            }
+            char *copy = mallocCheck(value.len + 1);
+            memcpy(copy, str_cstr(&value), value.len + 1);
+            records->values[(size_t)records->count * nkeys + k] = copy;
+        }
+        if (!bad) { records->count++; }
+    }
+    jsonl_lines_free(&lines);
     str_free(&value);
-    if (!bad && records->count == 0) { snprintf(err, err_size, "%s has no records (an empty file?)", path); bad = err; }
     if (bad) { jsonl_free(records); } // on an error, nothing is left for the caller to free
     return bad;
 }
@@ -3851,9 +4246,10 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     fcloseCheck(f);
 }
 
-// Reads a whole file into a NUL-terminated buffer.
+// Reads a whole file ("-": standard input) into a NUL-terminated buffer.
 static char *read_whole_file(const char *path, size_t *size) {
-    FILE *f = fopenCheck(path, "rb");
+    int is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopenCheck(path, "rb");
     size_t cap = 1 << 16, len = 0;
     char *buf = mallocCheck(cap);
     for (;;) {
@@ -3868,7 +4264,7 @@ static char *read_whole_file(const char *path, size_t *size) {
         len += n;
     }
     if (ferror(f)) { FAIL("cannot read %s (%s)", path, strerror(errno)); }
-    fcloseCheck(f);
+    if (!is_stdin) { fcloseCheck(f); }
     buf[len] = '\0';
     *size = len;
     return buf;
@@ -4234,8 +4630,16 @@ static void finish_step(Progress *p, GPT *model, TrainState *state, const Config
 
 // the examples or pairs kept from a file, and the counts of the length rule
 static void print_chat_data(const char *path, const ChatData *d) {
-    printf("data: %s %d %s (%d cut, %d dropped)\n", path, d->count / d->per_record, d->per_record == 2 ? "pairs" : "examples",
+    printf("data: %s %d %s (%d cut, %d dropped", path, d->count / d->per_record, d->per_record == 2 ? "pairs" : "examples",
            d->cut, d->dropped);
+    if (d->conversations) { printf("; %d conversations", d->conversations); }
+    if (d->transcripts) { printf("; %d Human:/Assistant: transcripts read as turns", d->transcripts); }
+    if (d->systems) { printf("; %d system messages merged into the user turn after them", d->systems); }
+    printf(")\n");
+    if (d->dropped || d->cut) {
+        printf("data: %.1f%% of %s's records dropped and %.1f%% cut to fit the context of %d tokens (-t when pretraining "
+               "sets it)\n", 100.0 * d->dropped / d->records, path, 100.0 * d->cut / d->records, d->max_len);
+    }
 }
 
 // prints a sample continuing `prompt` (or the first tokens of `fallback`)
@@ -4585,7 +4989,8 @@ static float flag_float(const char *flag, const char *val, double lo, double hi)
 static void parse_flags(Config *c, int argc, char **argv) {
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (!strcmp(flag, "--resume")) { c->resume = 1; i--; continue; } // the one flag without a value
+        if (!strcmp(flag, "--resume")) { c->resume = 1; i--; continue; } // the flags without a value
+        if (!strcmp(flag, "--keep-transcripts")) { c->keep_transcripts = 1; i--; continue; }
         if (flag[0] != '-' || strlen(flag) != 2) { fprintf(stderr, "unknown argument '%s'\n", flag); error_usage(); }
         if (i + 1 >= argc) { fprintf(stderr, "flag %s needs a value\n", flag); error_usage(); }
         const char *v = argv[i + 1];

@@ -1669,7 +1669,7 @@ static Judgement judge_file(const World *w, const char *model_path, const char *
                 gpt_forward(&model, inputs, targets, 1, T);
                 value[k] = -(double)model.mean_loss * model.num_targets;
             }
-            free(ex.tokens);
+            chat_example_free(&ex);
         }
         if (!ok) { j.skipped++; continue; }
         Grade gc = referee_grade(w, v[0], v[1]), gr = referee_grade(w, v[0], v[2]);

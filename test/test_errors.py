@@ -113,8 +113,8 @@ def main():
     long_prompt = write(os.path.join(d, "long.jsonl"), '{"prompt": "%s"}\n' % ("word " * 200))
     res = subprocess.run([train, "answer", "-c", "out/sft.bin", "-O", "ans.jsonl", "-q", long_prompt, "-m", "2"], cwd=d, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    check(res.returncode == 0 and "1 cut from the left" in res.stdout, "a prompt longer than the context is cut and counted",
-          f"exit {res.returncode}, " + ([l for l in res.stdout.splitlines() if l.startswith("answers:")] or ["no answers line"])[0])
+    check(res.returncode == 0 and "1 prompts (1 cut, 0 dropped" in res.stdout, "a prompt longer than the context is cut and counted",
+          f"exit {res.returncode}, " + ([l for l in res.stdout.splitlines() if l.startswith("data:")] or ["no data line"])[0])
     expect_error("RLHF with no room for a prompt", ["rlhf", "-n", "1", "-o", "out", "-i", long_prompt, "-b", "2",
                  "-M", "2", "-q", sft, "-m", "16"], d, "-m 16", "context")
 

@@ -247,16 +247,16 @@ static void test_chat_template(void) {
     int want[] = {TOKEN_USER, 'h', 'i', TOKEN_ASSISTANT, 'y', 'o', TOKEN_END};
     check(status == 1 && ex.n == 7 && ex.n_prompt == 4 && !memcmp(ex.tokens, want, sizeof(want)),
           "chat template: <|user|> prompt <|assistant|> response <|end|>", "%d tokens, response from %d", ex.n, ex.n_prompt);
-    free(ex.tokens);
+    chat_example_free(&ex);
     status = chat_encode(&ex, &tok, "abcdef", "yo", 7); // room for 2 of the 6 prompt tokens
     int cut[] = {TOKEN_USER, 'e', 'f', TOKEN_ASSISTANT, 'y', 'o', TOKEN_END};
     int ok = status == 2 && ex.n == 7 && !memcmp(ex.tokens, cut, sizeof(cut));
-    free(ex.tokens);
+    chat_example_free(&ex);
     status = chat_encode(&ex, &tok, "abcdef", "a long answer", 10); // the response alone does not fit
     ok &= status == 0 && ex.tokens == NULL;
     status = chat_encode(&ex, &tok, "question", NULL, 100); // a prompt to answer: ends at <|assistant|>
     ok &= status == 1 && ex.n == 10 && ex.n_prompt == 10 && ex.tokens[9] == TOKEN_ASSISTANT;
-    free(ex.tokens);
+    chat_example_free(&ex);
     check(ok, "chat template: too long, the prompt is cut from the left; if the response cannot fit, dropped", "statuses as documented");
     tokenizer_free(&tok);
 }
