@@ -66,7 +66,7 @@ GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 # a recipe that fails leaves no half-written target behind
 .DELETE_ON_ERROR:
 
-.PHONY: all data run-cpu run-gpu test test-gpu test-gpu-emu build-gpu gpu-ready emu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
+.PHONY: all data run-cpu run-gpu chat test test-gpu test-gpu-emu build-gpu gpu-ready emu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -106,6 +106,10 @@ endef
 # run-cpu: the CPU demo: data, tokenizer, the four stages, and a table of results
 run-cpu: train world data
 	$(call pipeline,train,out)
+
+# chat: talk with the model that make run-cpu trained last (out/rlhf.bin); /help inside
+chat: train
+	./train chat -c out/rlhf.bin
 
 # run-gpu: the GPU demo: the same stages and table with train_gpu, in out_gpu/
 run-gpu: train_gpu world data

@@ -117,6 +117,14 @@ enum { RNG_INIT = 1, RNG_DATA = 2, RNG_SAMPLE = 3 };
 // the special tokens of the chat template (section 6): after the 256 bytes, before the merges
 enum { TOKEN_EOT = 256, TOKEN_USER, TOKEN_ASSISTANT, TOKEN_END, NUM_SPECIAL = 4, FIRST_MERGE = 256 + NUM_SPECIAL };
 static const char *SPECIAL_TOKENS[NUM_SPECIAL] = {"<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"};
+// a set of special tokens at which generation stops (section 5)
+#define STOP_AT(token) (1u << ((token) - TOKEN_EOT))
+static int is_stop(int token, unsigned stops) { return token >= TOKEN_EOT && token < FIRST_MERGE && (stops & STOP_AT(token)); }
+// where generated tokens go as they are drawn: put(ctx, token)
+typedef struct {
+    void (*put)(void *ctx, int token);
+    void *ctx;
+} TokenSink;
 
 // the structs that the prototypes below name, each defined in its section
 typedef struct GPT GPT;                 // 3. the model
@@ -143,6 +151,12 @@ typedef struct {
     int count, nkeys;
     char **values; // (count, nkeys) malloc'd strings
 } JsonlRecords;
+
+// bytes on their way out as UTF-8: a character's first bytes wait here for the rest
+typedef struct {
+    unsigned char pending[4];
+    int n;
+} Utf8Stream;
 
 // the non-blank lines of a JSONL file, split in place in one buffer
 typedef struct {
@@ -197,9 +211,12 @@ void gemm_free(void);
 
 // Appendix B, JSON lines and a growable string
 static void str_add(Str *b, const char *s, size_t n);
+static void str_clear(Str *b);
 static void str_free(Str *b);
 static const char *str_cstr(const Str *b);
 static void json_write_string(Str *out, const char *s);
+static void utf8_stream_put(Utf8Stream *u, const char *bytes, size_t n, Str *out);
+static void utf8_stream_end(Utf8Stream *u, Str *out);
 static void json_write_object(Str *out, const char **keys, const char **values, int n);
 void jsonl_free(JsonlRecords *records);
 void jsonl_lines_free(JsonlLines *l);
@@ -1530,11 +1547,14 @@ static float token_logprob(const float *logits, int V, int token) {
 }
 
 // Extends tokens[0..n) by up to max_new tokens, one KV-cached step each, stopping
-// after stop_token (if >= 0) or at the end of the context. tokens must have room
-// for max_seq_len ids. Returns the new length. If logprobs is not NULL, logprobs[i]
-// gets the model's log-probability (before temperature and top-k) of new token i.
-int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float temperature, int top_k,
-                 int stop_token, uint64_t *rng, float *logprobs) {
+// after a token of `stops` (a set of special tokens, STOP_AT(TOKEN_END) | ...; 0:
+// none) or at the end of the context. tokens must have room for max_seq_len ids.
+// Returns the new length. If logprobs is not NULL, logprobs[i] gets the model's
+// log-probability (before temperature and top-k) of new token i. If sink is not NULL,
+// each new token but a stop goes to it as soon as it is drawn (chat and sample print
+// them as they come).
+int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float temperature, int top_k, unsigned stops,
+                 uint64_t *rng, float *logprobs, const TokenSink *sink) {
     int maxT = model->config.max_seq_len, V = model->config.vocab_size;
     if (n < 1) { FAIL("generation needs at least one token to start from"); }
     if (n > maxT) { FAIL("the prompt has %d tokens, more than the model's context of %d", n, maxT); }
@@ -1545,12 +1565,18 @@ int gpt_generate(GPT *model, KVCache *kv, int *tokens, int n, int max_new, float
         int next = sample_token(logits, V, temperature, top_k, rng, scratch);
         if (logprobs) { logprobs[i] = token_logprob(logits, V, next); }
         tokens[n++] = next;
-        if (next == stop_token || n == maxT) { break; }
+        if (is_stop(next, stops)) { break; }
+        if (sink) { sink->put(sink->ctx, next); }
+        if (n == maxT) { break; }
         logits = gpt_forward_cached(model, kv, next, n - 1);
     }
     free(scratch);
     return n;
 }
+
+// The room a prompt leaves for the answer: -m tokens, but at most half the context,
+// so that a long prompt or conversation is cut rather than left no room.
+static int answer_room(int max_seq_len, int max_new) { return max_new < max_seq_len / 2 ? max_new : max_seq_len / 2; }
 
 // ----------------------------------------------------------------------------
 // 6. the tokenizer: bytes <-> token ids (byte-level BPE)
@@ -1751,6 +1777,55 @@ char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *out_
     return s;
 }
 
+// Decodes ids into text that is valid UTF-8, for people and JSON files: a token can
+// end inside a character, and a model can draw bytes that make none. What cannot be
+// read as UTF-8 becomes U+FFFD (utf8_stream_put, appendix B). Caller frees.
+char *tokenizer_decode_text(const Tokenizer *tok, const int *ids, int n) {
+    size_t len;
+    char *raw = tokenizer_decode(tok, ids, n, &len);
+    Str out = {0};
+    Utf8Stream u = {0};
+    utf8_stream_put(&u, raw, len, &out);
+    utf8_stream_end(&u, &out);
+    free(raw);
+    str_add(&out, "", 0); // an empty text is still a string
+    return out.s;
+}
+
+// A TokenSink that prints each token as it comes, as valid UTF-8 (a character split
+// across tokens is held back until it completes); special tokens print as their names.
+typedef struct {
+    const Tokenizer *tok;
+    FILE *f;
+    int one_line; // newlines print as \n and backslashes as \\ (chat from a pipe: one line an answer)
+    Utf8Stream u;
+    Str buf;
+} TokenPrinter;
+
+static void token_printer_write(TokenPrinter *p) {
+    for (size_t i = 0; i < p->buf.len; i++) {
+        char c = p->buf.s[i];
+        if (p->one_line && (c == '\n' || c == '\\')) { fputc('\\', p->f); fputc(c == '\n' ? 'n' : '\\', p->f); }
+        else { fputc(c, p->f); }
+    }
+    fflush(p->f);
+}
+
+static void token_printer_put(void *ctx, int token) {
+    TokenPrinter *p = ctx;
+    str_clear(&p->buf);
+    utf8_stream_put(&p->u, (const char *)p->tok->bytes[token], (size_t)p->tok->lengths[token], &p->buf);
+    token_printer_write(p);
+}
+
+// the end of the printed text: a character still incomplete prints as U+FFFD
+static void token_printer_end(TokenPrinter *p) {
+    str_clear(&p->buf);
+    utf8_stream_end(&p->u, &p->buf);
+    token_printer_write(p);
+    str_free(&p->buf);
+}
+
 // A distinct chunk of the training text, as a sequence of token ids, with its count.
 typedef struct {
     int *ids;
@@ -1876,6 +1951,7 @@ typedef struct {
     int n;
     int n_prompt;        // tokens up to and including the last <|assistant|>; the response starts here
     int dropped_turns;   // the oldest turns of the conversation left out to fit
+    int cut_tokens;      // then the tokens cut from the left of the last user turn
     int record;          // its record's place in the file, from 1 (set by chat_data_load)
 } ChatExample;
 
@@ -1927,6 +2003,7 @@ int chat_encode_turns(ChatExample *ex, const Tokenizer *tok, const Chat *prompt,
     ex->loss = NULL;
     ex->n = ex->n_prompt = 0;
     ex->dropped_turns = first;
+    ex->cut_tokens = cut;
     if (status) {
         int size = total - cut + 1 + (response ? nr + 1 : 0), k = 0;
         ex->tokens = mallocCheck((size_t)size * sizeof(int));
@@ -2147,6 +2224,25 @@ void chat_data_load(ChatData *d, const char *path, const Tokenizer *tok, int pai
     if (d->count == 0) {
         FAIL("%s: all %d examples are longer than the context of %d tokens (raise -t when pretraining)", path, d->records, max_len);
     }
+}
+
+// The validation examples: -j's, or with no -j the last tenth of the training records
+// (at least one), taken out of train, so that "val" never means data the model trains on.
+void chat_data_validation(ChatData *val, ChatData *train, const char *val_path, const char *train_path, const Tokenizer *tok,
+                          int pairs, int max_len, int keep_transcripts) {
+    if (val_path) {
+        chat_data_load(val, val_path, tok, pairs, max_len, keep_transcripts);
+        print_chat_data(val_path, val);
+        return;
+    }
+    int per = train->per_record, records = train->count / per, held = records / 10 > 0 ? records / 10 : 1;
+    if (held >= records) { FAIL("%s: %d records are too few to hold out validation data from: give -j", train_path, records); }
+    *val = (ChatData){.per_record = per, .records = held, .count = held * per, .max_len = max_len};
+    val->examples = mallocCheck((size_t)val->count * sizeof(ChatExample));
+    train->count -= val->count;
+    memcpy(val->examples, train->examples + train->count, (size_t)val->count * sizeof(ChatExample));
+    printf("data: no -j: the last %d of %s's %d records (records %d to %d) are held out for validation\n", held,
+           train_path, records, val->examples[0].record, val->examples[val->count - 1].record);
 }
 
 void chat_data_free(ChatData *d) {
@@ -2378,6 +2474,7 @@ struct Config {
     float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
     int keep_transcripts;       // --keep-transcripts: "Human: ... Assistant:" prompts stay one user turn
+    char given[128];            // given['t'] is 1 when -t was on the command line (else the value is a default)
 };
 
 // Defaults shared by every command; NULL paths, and a batch size, steps, lr, clip or
@@ -2417,6 +2514,7 @@ static const StageDefaults STAGE_DEFAULTS[] = {
     {"answer", NULL, NULL, NULL, "data/world/eval_test.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f},
+    {"chat", NULL, NULL, "rlhf.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
     {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
 };
 
@@ -2545,13 +2643,12 @@ void stage_sft(const Config *cfg, StageResult *res) {
     TrainState state;
     Tokenizer tok;
     stage_open(cfg, KIND_SFT, (1 << KIND_BASE) | (1 << KIND_SFT), &model, &state, &tok);
-    if (state.kind == KIND_BASE) { stage_fresh_start(&model, &state, KIND_SFT, cfg); } // own steps, a new optimizer
+    if (!cfg->resume) { stage_fresh_start(&model, &state, KIND_SFT, cfg); } // own steps, a new optimizer
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData train, val;
     chat_data_load(&train, cfg->train_path, &tok, 0, maxT + 1, cfg->keep_transcripts); // n - 1 inputs must fit the context
-    chat_data_load(&val, cfg->val_path, &tok, 0, maxT + 1, cfg->keep_transcripts);
     print_chat_data(cfg->train_path, &train);
-    print_chat_data(cfg->val_path, &val);
+    chat_data_validation(&val, &train, cfg->val_path, cfg->train_path, &tok, 0, maxT + 1, cfg->keep_transcripts);
     int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
     Progress *run = progress_open(cfg, "sft.jsonl", state.step);
@@ -2652,14 +2749,13 @@ void stage_reward(const Config *cfg, StageResult *res) {
         GPT lm = model;
         reward_model_from_lm(&model, &lm);
         gpt_free(&lm);
-        stage_fresh_start(&model, &state, KIND_REWARD, cfg);
     }
+    if (!cfg->resume) { stage_fresh_start(&model, &state, KIND_REWARD, cfg); } // own steps, a new optimizer
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData train, val;
     chat_data_load(&train, cfg->train_path, &tok, 1, maxT, cfg->keep_transcripts); // the reward reads <|end|> as an input: n must fit
-    chat_data_load(&val, cfg->val_path, &tok, 1, maxT, cfg->keep_transcripts);
     print_chat_data(cfg->train_path, &train);
-    print_chat_data(cfg->val_path, &val);
+    chat_data_validation(&val, &train, cfg->val_path, cfg->train_path, &tok, 1, maxT, cfg->keep_transcripts);
     int *inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int)), *ends = mallocCheck((size_t)2 * B * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
     float *rewards = mallocCheck((size_t)2 * B * sizeof(float)), *drewards = mallocCheck((size_t)2 * B * sizeof(float));
@@ -2787,7 +2883,7 @@ long rlhf_generate(Rollouts *r, GPT *policy, KVCache *kv, const ChatExample *pro
     for (int b = 0; b < B; b++) { // first pass: generate, keeping each rollout in the row of a maxT-wide grid
         const ChatExample *ex = &prompts[idx[b]];
         memcpy(seq, ex->tokens, (size_t)ex->n * sizeof(int));
-        int n = gpt_generate(policy, kv, seq, ex->n, max_new, 1.0f, 0, TOKEN_END, rng, lp);
+        int n = gpt_generate(policy, kv, seq, ex->n, max_new, 1.0f, 0, STOP_AT(TOKEN_END), rng, lp, NULL);
         r->prompt_len[b] = ex->n;
         r->len[b] = n;
         r->ended[b] = seq[n - 1] == TOKEN_END;
@@ -3041,7 +3137,7 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
                      int top_k, int max_new, uint64_t *rng, GPT *reward) {
     int maxT = model->config.max_seq_len, ended = 0, count;
     Chat *chats;
-    ChatExample *prompts = prompts_load(prompts_path, tok, 1, maxT, 0, &chats, &count); // too long: cut from the left
+    ChatExample *prompts = prompts_load(prompts_path, tok, answer_room(maxT, max_new), maxT, 0, &chats, &count); // too long: cut
     int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int));
     double score = 0.0;
     KVCache kv;
@@ -3051,14 +3147,14 @@ float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path,
         const ChatExample *ex = &prompts[i];
         if (ex->tokens == NULL) { FAIL("%s: prompt %d does not fit the context", prompts_path, i + 1); }
         memcpy(tokens, ex->tokens, (size_t)ex->n * sizeof(int));
-        int n = gpt_generate(model, &kv, tokens, ex->n, max_new, temperature, top_k, TOKEN_END, rng, NULL);
+        int n = gpt_generate(model, &kv, tokens, ex->n, max_new, temperature, top_k, STOP_AT(TOKEN_END), rng, NULL, NULL);
         int stop = n > ex->n && tokens[n - 1] == TOKEN_END;
         ended += stop;
         if (reward) {
             gpt_forward(reward, tokens, NULL, 1, n);
             score += reward->acts.values[n - 1];
         }
-        char *response = tokenizer_decode(tok, tokens + ex->n, n - ex->n - stop, NULL);
+        char *response = tokenizer_decode_text(tok, tokens + ex->n, n - ex->n - stop);
         str_add(&lines, "{\"prompt\": ", 11);
         json_write_chat(&lines, &chats[i]);
         str_add(&lines, ", \"response\": ", 14);
@@ -3095,9 +3191,8 @@ static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, c
 
 // The model of -c, of one of want_kinds, with its tokenizer: -z, else the tokenizer.bin
 // beside the checkpoint. For the commands that use a model without training it.
-static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer *tok) {
+static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer *tok, TrainState *state_out, FILE *say) {
     if (!cfg->init_path) { FAIL("give the checkpoint to use with -c, e.g. -c out/sft.bin"); }
-    if (!cfg->output_path) { FAIL("give the file to write with -O, e.g. -O my_answers.jsonl"); }
     TrainState state;
     checkpoint_load(cfg->init_path, model, want_kinds, &state);
     char path[4096];
@@ -3108,8 +3203,13 @@ static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer 
     Config with_tok = *cfg;
     with_tok.tokenizer_path = path;
     load_tokenizer_for(tok, &with_tok, model, cfg->init_path);
-    printf("model: %s (%s), %.2fM parameters, context %d; tokenizer %s\n", cfg->init_path, kind_name(state.kind),
-           model->num_parameters / 1e6, model->config.max_seq_len, path);
+    fprintf(say, "model: %s (%s), %.2fM parameters, context %d; tokenizer %s\n", cfg->init_path, kind_name(state.kind),
+            model->num_parameters / 1e6, model->config.max_seq_len, path);
+    if (state_out) { *state_out = state; }
+}
+
+static void need_output(const Config *cfg) {
+    if (!cfg->output_path) { FAIL("give the file to write with -O, e.g. -O my_answers.jsonl"); }
 }
 
 // ./train answer: a language model (-c: base, SFT or RLHF) answers every prompt of -q
@@ -3119,7 +3219,8 @@ static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer 
 void command_answer(const Config *cfg) {
     GPT model;
     Tokenizer tok;
-    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok);
+    need_output(cfg);
+    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, NULL, stdout);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
     answer_prompts(&model, &tok, cfg->prompts_path, cfg->output_path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
     gpt_free(&model);
@@ -3133,7 +3234,8 @@ void command_answer(const Config *cfg) {
 void command_score(const Config *cfg) {
     GPT model;
     Tokenizer tok;
-    open_model(cfg, 1 << KIND_REWARD, &model, &tok);
+    need_output(cfg);
+    open_model(cfg, 1 << KIND_REWARD, &model, &tok, NULL, stdout);
     int maxT = model.config.max_seq_len, B = cfg->batch_size;
     ChatData pairs;
     chat_data_load(&pairs, cfg->val_path, &tok, 1, maxT, cfg->keep_transcripts);
@@ -3155,17 +3257,111 @@ void command_score(const Config *cfg) {
     tokenizer_free(&tok);
 }
 
-// ./train sample: text from any language-model checkpoint (-c), continuing -p
+// ./train sample: text from any language-model checkpoint (-c), continuing -p as
+// plain text (no chat template), until <|end|>, <|endoftext|> or -m tokens
 void command_sample(const Config *cfg) {
     GPT model;
-    TrainState state;
-    checkpoint_load(cfg->init_path, &model, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &state);
     Tokenizer tok;
-    load_tokenizer_for(&tok, cfg, &model, cfg->init_path);
+    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, NULL, stdout);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
     int start[4] = {TOKEN_EOT, TOKEN_EOT, TOKEN_EOT, TOKEN_EOT}; // with no prompt: the end-of-text token
     int has_prompt = cfg->prompt && cfg->prompt[0];
     print_sample(&model, &tok, has_prompt ? cfg->prompt : NULL, start, cfg->gen_len, cfg->temperature, cfg->top_k, &rng);
+    tokenizer_free(&tok);
+    gpt_free(&model);
+}
+
+// ./train chat: a conversation with a language model (-c, by default the pipeline's
+// last: <out>/rlhf.bin). Each line typed is a user turn; the model's answer streams
+// as it is drawn and stops at <|end|>. The conversation so far is the prompt:
+//     <|user|> a <|assistant|> b <|end|> <|user|> c <|assistant|>
+// and when it no longer leaves room for an answer (answer_room) its oldest turns
+// are dropped, which it says. Lines that start with / are commands: /reset, /temp T,
+// /topk K, /quit, /help. From a terminal it prompts "you> "; from a pipe it answers
+// each line on one line of its own (a newline in an answer as \n, a backslash as
+// \\) and ends with the input, so it can be scripted. Notices go to standard error.
+static const char *CHAT_HELP = "commands: /reset (start a new conversation), /temp T (0 = greedy), /topk K (0 = all), "
+                               "/quit (or end the input)";
+
+void command_chat(const Config *cfg) {
+    GPT model;
+    Tokenizer tok;
+    TrainState state;
+    int terminal = isatty(STDIN_FILENO); // from a pipe, standard output holds the answers alone
+    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, &state, terminal ? stdout : stderr);
+    int maxT = model.config.max_seq_len, room = answer_room(maxT, cfg->gen_len);
+    float temperature = cfg->temperature;
+    int top_k = cfg->top_k;
+    uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    if (terminal) {
+        printf("chat with %s (%s, context %d tokens, answers up to %d). %s\n", cfg->init_path, kind_name(state.kind), maxT,
+               cfg->gen_len, CHAT_HELP);
+    }
+    Chat history = {.listed = 1};
+    KVCache kv;
+    kvcache_init(&kv, model.config);
+    int *tokens = mallocCheck((size_t)maxT * sizeof(int));
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (terminal) { printf("you> "); fflush(stdout); }
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got < 0) { break; }
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) { line[--got] = '\0'; }
+        if (line[0] == '/') { // a command
+            char *arg = strchr(line, ' ');
+            if (arg) { *arg++ = '\0'; }
+            if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) { break; }
+            else if (!strcmp(line, "/help")) { fprintf(stderr, "(%s)\n", CHAT_HELP); }
+            else if (!strcmp(line, "/reset")) { chat_free(&history); history.listed = 1; fprintf(stderr, "(a new conversation)\n"); }
+            else if (!strcmp(line, "/temp") && arg && strtof(arg, NULL) >= 0) {
+                temperature = strtof(arg, NULL);
+                fprintf(stderr, "(temperature %g)\n", temperature);
+            } else if (!strcmp(line, "/topk") && arg && atoi(arg) >= 0) {
+                top_k = atoi(arg);
+                fprintf(stderr, "(top-k %d)\n", top_k);
+            } else { fprintf(stderr, "(unknown command or value: %s. %s)\n", line, CHAT_HELP); }
+            continue;
+        }
+        Utf8Stream check = {0};
+        Str clean = {0}; // what was typed, as valid UTF-8
+        utf8_stream_put(&check, line, (size_t)got, &clean);
+        utf8_stream_end(&check, &clean);
+        str_add(&clean, "", 0);
+        chat_add(&history, ROLE_USER, clean.s, clean.len);
+        str_free(&clean);
+        ChatExample ex;
+        int status = chat_encode_turns(&ex, &tok, &history, NULL, room, maxT);
+        if (status == 0) { FAIL("chat: no room for a prompt in the context"); }
+        if (ex.dropped_turns > 0) { // gone for good: the next prompts start after them too
+            fprintf(stderr, "(the %d oldest turns no longer fit the context of %d tokens and are left out)\n", ex.dropped_turns, maxT);
+            for (int i = 0; i < ex.dropped_turns; i++) { free(history.turns[i].content); }
+            history.n -= ex.dropped_turns;
+            memmove(history.turns, history.turns + ex.dropped_turns, (size_t)history.n * sizeof(Turn));
+        }
+        if (ex.cut_tokens > 0) { // the line alone is too long
+            fprintf(stderr, "(the line is longer than the context of %d tokens leaves for it: its start is left out)\n", maxT);
+        }
+        memcpy(tokens, ex.tokens, (size_t)ex.n * sizeof(int));
+        if (terminal) { printf("model> "); fflush(stdout); }
+        TokenPrinter out = {.tok = &tok, .f = stdout, .one_line = !terminal};
+        TokenSink sink = {token_printer_put, &out};
+        int n = gpt_generate(&model, &kv, tokens, ex.n, cfg->gen_len, temperature, top_k, STOP_AT(TOKEN_END), &rng, NULL, &sink);
+        token_printer_end(&out);
+        printf("\n");
+        fflush(stdout);
+        int ended = n > ex.n && tokens[n - 1] == TOKEN_END;
+        if (!ended) { fprintf(stderr, "(no <|end|> within %d tokens: the answer is cut there)\n", n - ex.n); }
+        char *answer = tokenizer_decode_text(&tok, tokens + ex.n, n - ex.n - ended);
+        chat_add(&history, ROLE_ASSISTANT, answer, strlen(answer));
+        free(answer);
+        chat_example_free(&ex);
+    }
+    if (terminal) { printf("\n"); }
+    free(line);
+    free(tokens);
+    chat_free(&history);
+    kvcache_free(&kv);
     tokenizer_free(&tok);
     gpt_free(&model);
 }
@@ -3178,6 +3374,7 @@ void command_sample(const Config *cfg) {
 
 // Appendix F, the command line
 static int config_resolve(Config *c, const char *command);
+static void config_in_force(Config *c, const char *command);
 static void error_usage(void);
 static void parse_flags(Config *c, int argc, char **argv);
 static void print_config(const char *command, const Config *c);
@@ -3188,9 +3385,11 @@ int main(int argc, char **argv) {
     parse_flags(&cfg, argc, argv);
     const char *command = argv[1];
     if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
+    config_in_force(&cfg, command);
     StageResult res = {"", "", ""};
     double t0 = now_seconds();
     if (!strcmp(command, "sample")) { command_sample(&cfg); }
+    else if (!strcmp(command, "chat")) { command_chat(&cfg); }
     else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
     else if (!strcmp(command, "answer")) { print_config(command, &cfg); command_answer(&cfg); }
     else if (!strcmp(command, "score")) { print_config(command, &cfg); command_score(&cfg); }
@@ -3754,6 +3953,42 @@ static int utf8_length(const unsigned char *s) {
     return n;
 }
 
+// How the bytes s[0..n) stand as the start of one UTF-8 character, by the table
+// above: -1 they cannot begin one, 0 they begin one and more must follow, 1 they are one.
+static int utf8_prefix(const unsigned char *s, int n) {
+    unsigned char c = s[0];
+    if (c < 0x80) { return n == 1 ? 1 : -1; }
+    int need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (need == 0 || n > need) { return -1; }
+    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (n > 1 && (s[1] < lo || s[1] > hi)) { return -1; }
+    for (int i = 2; i < n; i++) { if (s[i] < 0x80 || s[i] > 0xBF) { return -1; } }
+    return n == need;
+}
+
+// Passes bytes through to out as valid UTF-8. A character split between calls waits
+// in u until its last byte comes; bytes that cannot complete a character come out as
+// one U+FFFD for each maximal run that began one (as Unicode recommends, section 3.9),
+// and the byte that broke the run starts afresh.
+static void utf8_stream_put(Utf8Stream *u, const char *bytes, size_t n, Str *out) {
+    for (size_t i = 0; i < n; i++) {
+        u->pending[u->n++] = (unsigned char)bytes[i];
+        int state = utf8_prefix(u->pending, u->n);
+        if (state == 1) { str_add(out, (const char *)u->pending, (size_t)u->n); u->n = 0; }
+        else if (state < 0) {
+            str_add(out, "\xEF\xBF\xBD", 3); // U+FFFD for what came before this byte, or for this byte alone
+            if (u->n > 1) { u->n = 0; i--; } // this byte starts afresh
+            else { u->n = 0; }
+        }
+    }
+}
+
+// the end of the stream: a character still waiting can never complete
+static void utf8_stream_end(Utf8Stream *u, Str *out) {
+    if (u->n > 0) { str_add(out, "\xEF\xBF\xBD", 3); }
+    u->n = 0;
+}
+
 // Parses the JSON string at *p (which must point at the opening quote) into out,
 // decoding every escape, \uXXXX surrogate pairs included. Returns NULL on success
 // and advances *p past the closing quote, or returns what was wrong.
@@ -4246,6 +4481,22 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     fcloseCheck(f);
 }
 
+// The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
+// the file cannot be read as one (the stage that loads it says why).
+static int checkpoint_shape(const char *path, GPTConfig *shape) {
+    int header[CK_HEADER_INTS];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { return 0; }
+    int ok = fread(header, sizeof(int), CK_HEADER_INTS, f) == CK_HEADER_INTS && header[CK_MAGIC] == CHECKPOINT_MAGIC &&
+             header[CK_VERSION] == CHECKPOINT_VERSION;
+    fclose(f);
+    if (ok) {
+        *shape = (GPTConfig){.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB],
+                             .num_layers = header[CK_LAYERS], .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
+    }
+    return ok;
+}
+
 // Reads a whole file ("-": standard input) into a NUL-terminated buffer.
 static char *read_whole_file(const char *path, size_t *size) {
     int is_stdin = !strcmp(path, "-");
@@ -4295,6 +4546,10 @@ void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg) {
     out_path(path, sizeof(path), cfg, "tokenizer.bin");
     if (access(path, F_OK) == 0) {
         tokenizer_load(tok, path);
+        if (cfg->given['V'] && cfg->vocab_size != tok->vocab_size) {
+            FAIL("-V %d, but %s already has %d tokens and is used as it is: to train a new tokenizer, remove it or use "
+                 "another -o; to keep it, drop -V", cfg->vocab_size, path, tok->vocab_size);
+        }
         printf("tokenizer: %s (%d tokens)\n", path, tok->vocab_size);
         return;
     }
@@ -4356,10 +4611,19 @@ static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, 
     make_out_dir(cfg);
     load_or_train_tokenizer(tok, cfg);
     size_t n_train, n_val;
-    int *train_tokens = encode_file(tok, cfg->train_path, &n_train);
-    int *val_tokens = encode_file(tok, cfg->val_path, &n_val);
-    printf("data: %s %zu tokens, %s %zu tokens\n", cfg->train_path, n_train, cfg->val_path, n_val);
-    const char *paths[2] = {cfg->train_path, cfg->val_path};
+    int *train_tokens = encode_file(tok, cfg->train_path, &n_train), *val_tokens;
+    if (cfg->val_path) {
+        val_tokens = encode_file(tok, cfg->val_path, &n_val);
+        printf("data: %s %zu tokens, %s %zu tokens\n", cfg->train_path, n_train, cfg->val_path, n_val);
+    } else { // no -j: the last tenth of the text is held out, so that "val loss" is not training loss
+        n_val = n_train / 10;
+        n_train -= n_val;
+        val_tokens = mallocCheck((n_val + 1) * sizeof(int));
+        memcpy(val_tokens, train_tokens + n_train, n_val * sizeof(int));
+        printf("data: %s %zu tokens to train on; no -j: its last tenth, %zu tokens, is held out for validation\n",
+               cfg->train_path, n_train, n_val);
+    }
+    const char *paths[2] = {cfg->train_path, cfg->val_path ? cfg->val_path : "the held-out tenth of -i"};
     size_t counts[2] = {n_train, n_val};
     for (int i = 0; i < 2; i++) {
         if (counts[i] < (size_t)cfg->seq_len + 1) {
@@ -4372,10 +4636,15 @@ static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, 
     dataloader_init(val, val_tokens, n_val, cfg->batch_size, cfg->seq_len, cfg->seed);
     char own[4096];
     const char *start = cfg->resume ? resume_path(cfg, "base.bin", own, sizeof(own)) : cfg->init_path;
-    if (start) {
+    if (start && cfg->resume) {
         checkpoint_load(start, model, 1 << KIND_BASE, state);
         train->rng = state->data_rng;
         printf("continuing %s from step %d\n", start, state->step);
+    } else if (start) { // more pretraining of a base model: a schedule of -n steps of its own
+        checkpoint_load(start, model, 1 << KIND_BASE, state);
+        stage_fresh_start(model, state, KIND_BASE, cfg);
+        printf("pretraining %s further: %d new steps, a new schedule and optimizer (--resume continues a run)\n", start,
+               cfg->steps);
     } else {
         GPTConfig gc = {.max_seq_len = cfg->seq_len, .vocab_size = tok->vocab_size, .num_layers = cfg->num_layers,
                         .num_heads = cfg->num_heads, .channels = cfg->channels};
@@ -4409,7 +4678,11 @@ static void stage_open(const Config *cfg, int own, int want_kinds, GPT *model, T
     snprintf(name, sizeof(name), "%s.bin", KIND_FILES[own]);
     const char *start = cfg->resume ? resume_path(cfg, name, own_path, sizeof(own_path)) : cfg->init_path;
     stage_begin(cfg, start, model, state, tok, want_kinds);
-    int done = state->kind == own ? state->step : 0;
+    int done = cfg->resume ? state->step : 0; // only --resume continues a run; -c starts a new one
+    if (!cfg->resume && state->kind == own) {
+        printf("training %s further: %d new steps, a new schedule and optimizer (--resume continues a run)\n", start,
+               cfg->steps);
+    }
     if (cfg->steps <= done) {
         FAIL("%s -n %d leaves nothing to train (%s has done %d of its steps): give a larger -n. To answer prompts with "
              "a checkpoint as it is: ./train answer -c CHECKPOINT -O FILE; to score pairs with a reward model: ./train "
@@ -4645,19 +4918,30 @@ static void print_chat_data(const char *path, const ChatData *d) {
 // prints a sample continuing `prompt` (or the first tokens of `fallback`)
 void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
                   float temperature, int top_k, uint64_t *rng) {
-    int maxT = model->config.max_seq_len;
+    int maxT = model->config.max_seq_len, room = answer_room(maxT, gen_len);
     int *tokens = mallocCheck((size_t)(maxT + (prompt ? (int)strlen(prompt) : 0)) * sizeof(int));
     int n = 4;
     if (prompt) { n = tokenizer_encode(tok, prompt, strlen(prompt), tokens); }
     else { memcpy(tokens, fallback, 4 * sizeof(int)); }
     if (n == 0) { tokens[0] = TOKEN_EOT; n = 1; }
-    if (n >= maxT) { FAIL("the prompt is %d tokens long; the model's context is %d", n, maxT); }
+    if (n > maxT - room) { // cut from the left, as answering does: the end of the text is what continues
+        int cut = n - (maxT - room);
+        printf("sample: the prompt's %d tokens leave no room for %d new ones in the context of %d: its first %d "
+               "tokens are left out\n", n, room, maxT, cut);
+        memmove(tokens, tokens + cut, (size_t)(n - cut) * sizeof(int));
+        n -= cut;
+    }
     KVCache kv;
     kvcache_init(&kv, model->config);
-    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, -1, rng, NULL);
-    char *text = tokenizer_decode(tok, tokens, len, NULL);
-    printf("---\n%s\n---\n", text);
-    free(text);
+    TokenPrinter out = {.tok = tok, .f = stdout};
+    TokenSink sink = {token_printer_put, &out};
+    printf("---\n");
+    for (int i = 0; i < n; i++) { token_printer_put(&out, tokens[i]); }
+    int len = gpt_generate(model, &kv, tokens, n, gen_len, temperature, top_k, STOP_AT(TOKEN_END) | STOP_AT(TOKEN_EOT), rng,
+                           NULL, &sink);
+    token_printer_end(&out);
+    int stopped = len > n && is_stop(tokens[len - 1], STOP_AT(TOKEN_END) | STOP_AT(TOKEN_EOT));
+    printf("\n---%s\n", stopped ? (tokens[len - 1] == TOKEN_END ? " (stopped at <|end|>)" : " (stopped at <|endoftext|>)") : "");
     kvcache_free(&kv);
     free(tokens);
 }
@@ -4892,7 +5176,8 @@ static int config_resolve(Config *c, const char *command) {
         if (!c->prompts_path && world_data) { c->prompts_path = d->prompts; }
         if (!c->train_path) { c->train_path = d->train; }
         // rlhf's -j is the world's dev prompts, watched as it trains: only with the world's data
-        if (!c->val_path && (world_data || strcmp(command, "rlhf") != 0)) { c->val_path = d->val; }
+        // other data without -j: pretrain, sft and rm hold out the tail of -i (held_out_tail)
+        if (!c->val_path && world_data) { c->val_path = d->val; }
         if (!c->init_path && d->init) { snprintf(init, sizeof(init), "%s/%s", c->out_dir, d->init); c->init_path = init; }
         if (c->batch_size < 0) { c->batch_size = d->batch; }
         if (c->steps < 0) { c->steps = d->steps; }
@@ -4906,6 +5191,51 @@ static int config_resolve(Config *c, const char *command) {
     return 0;
 }
 
+// The model's shape comes from the checkpoint a command starts from, when there is
+// one, and a new model's vocabulary from an existing tokenizer: the settings table
+// shows those, and a flag that says otherwise is an error, since neither can change.
+// (Pretraining may train on windows shorter than its checkpoint's context.)
+static void config_in_force(Config *c, const char *command) {
+    static const char *own[][2] = {{"pretrain", "base.bin"}, {"sft", "sft.bin"}, {"rm", "reward.bin"}, {"rlhf", "rlhf.bin"}};
+    static char path[4096];
+    const char *start = c->init_path;
+    int pretrain = !strcmp(command, "pretrain");
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(command, own[i][0]) && c->resume) { out_path(path, sizeof(path), c, own[i][1]); start = path; }
+    }
+    GPTConfig m;
+    if (!strcmp(command, "bench")) { return; }
+    if (start && checkpoint_shape(start, &m)) {
+        struct { char flag; int *value, model; const char *what; } shape[] = {
+            {'L', &c->num_layers, m.num_layers, "%d layers"}, {'C', &c->channels, m.channels, "%d channels"},
+            {'H', &c->num_heads, m.num_heads, "%d heads"}, {'t', &c->seq_len, m.max_seq_len, "a context of %d tokens"},
+            {'V', &c->vocab_size, m.vocab_size, "a vocabulary of %d tokens"}};
+        for (int i = 0; i < 5; i++) {
+            int flag = shape[i].flag, shorter = pretrain && flag == 't' && *shape[i].value < shape[i].model;
+            if (c->given[flag] && *shape[i].value != shape[i].model && !shorter) {
+                char has[64];
+                snprintf(has, sizeof(has), shape[i].what, shape[i].model);
+                FAIL("-%c %d, but %s has %s, and a checkpoint keeps the shape it was trained with: drop -%c, or pretrain a "
+                     "new model with -%c %d", flag, *shape[i].value, start, has, flag, flag, *shape[i].value);
+            }
+            if (!(c->given[flag] && shorter)) { *shape[i].value = shape[i].model; }
+        }
+    } else if (pretrain && !start) { // a new model: its vocabulary is the tokenizer's, if there is one already
+        if (c->tokenizer_path) { snprintf(path, sizeof(path), "%s", c->tokenizer_path); }
+        else { out_path(path, sizeof(path), c, "tokenizer.bin"); }
+        if (access(path, F_OK) == 0) {
+            Tokenizer tok;
+            tokenizer_load(&tok, path);
+            if (c->given['V'] && c->vocab_size != tok.vocab_size) {
+                FAIL("-V %d, but %s already has %d tokens and is used as it is: to train a new tokenizer, remove it or use "
+                     "another -o; to keep it, drop -V", c->vocab_size, path, tok.vocab_size);
+            }
+            c->vocab_size = tok.vocab_size;
+            tokenizer_free(&tok);
+        }
+    }
+}
+
 static void error_usage(void) {
     Config d = CONFIG_DEFAULTS;
     fprintf(stderr,
@@ -4917,7 +5247,8 @@ static void error_usage(void) {
         "  rlhf       stage 4: PPO on sft.bin against reward.bin, on prompts JSONL -> rlhf.bin, then answer -q\n"
         "  answer     a language model (-c) answers the prompts of -q -> the file -O names\n"
         "  score      a reward model (-c) scores the pairs of -j: accuracy, margin -> the file -O names\n"
-        "  sample     generate text from a language-model checkpoint (-c)\n"
+        "  chat       talk with a language model (-c, default <out>/rlhf.bin): one line a turn, /help for commands\n"
+        "  sample     continue the text -p with a language-model checkpoint (-c, default <out>/base.bin)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
         "  -i <file>  training data: text (pretrain) or JSONL (sft, rm, rlhf) (stage: data/world/...)\n"
@@ -4994,6 +5325,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         if (flag[0] != '-' || strlen(flag) != 2) { fprintf(stderr, "unknown argument '%s'\n", flag); error_usage(); }
         if (i + 1 >= argc) { fprintf(stderr, "flag %s needs a value\n", flag); error_usage(); }
         const char *v = argv[i + 1];
+        c->given[(unsigned char)flag[1] & 127] = 1;
         switch (flag[1]) {
         case 'i': c->train_path = v; break;
         case 'j': c->val_path = v; break;
@@ -5054,10 +5386,11 @@ static void print_config(const char *command, const Config *c) {
     printf("%s", rule);
     config_row("command", "%s", command);
     config_row("train data", "%s", c->train_path ? c->train_path : "-");
-    config_row("val data", "%s", c->val_path ? c->val_path : "-");
+    int holds_out = !strcmp(command, "pretrain") || !strcmp(command, "sft") || !strcmp(command, "rm");
+    config_row("val data", "%s", c->val_path ? c->val_path : holds_out ? "the last tenth of the train data" : "-");
     config_row("output", "%s/", c->out_dir);
     config_row("start from", "%s", c->init_path ? c->init_path : "random init (GPT-2)");
-    config_row("model", "L=%d C=%d NH=%d T=%d", c->num_layers, c->channels, c->num_heads, c->seq_len);
+    config_row("model", "L=%d C=%d NH=%d T=%d V=%d", c->num_layers, c->channels, c->num_heads, c->seq_len, c->vocab_size);
     config_row("batch", "B=%d x accum %d, %d steps", c->batch_size, c->grad_accum, c->steps);
     config_row("learning rate", "%.1e, warmup %d, final x%.2f", c->lr, c->warmup, c->final_lr_frac);
     config_row("regularization", "weight decay %.2f, clip %.2f", c->weight_decay, c->grad_clip);

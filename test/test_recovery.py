@@ -149,7 +149,8 @@ def test_nan(d):
     res = run(["pretrain", "-n", "6", "-S", "1", "-o", out, "-c", "poisoned.bin", "-z", "tok.bin", "-i", "text.txt", "-j",
                "text.txt"] + SMALL, d, ok_codes=(1,))
     msg = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
-    check("step 4" in msg and "nan" in msg and "diverged" in msg, "NaN: training stops at the step that produced it",
+    # -c starts a new run of -n steps from the checkpoint (only --resume continues one): its first step
+    check("step 1:" in msg and "nan" in msg and "diverged" in msg, "NaN: training stops at the step that produced it",
           f"\"{msg[:160]}\"")
     check(open(good, "rb").read() == before and loads(good, d)[0], "NaN: the last good checkpoint is left as it was",
           f"{len(before)} bytes, unchanged, loads")
