@@ -119,7 +119,7 @@ run-gpu: train_gpu world data
 # the last line reads "N passed, M failed"
 test: test/test_world test/test_grad test/test_train train data test/test_cuda_emu test/test_train_gpu_emu train_gpu_emu
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
-		"python3 test/test_errors.py ./train" "python3 test/test_recovery.py ./train" \
+		"python3 test/test_errors.py ./train" "python3 test/test_chat.py ./train" "python3 test/test_recovery.py ./train" \
 		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/classroom/exercise.py selftest" $(EMU_TESTS)
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c .flags

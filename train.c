@@ -4481,22 +4481,6 @@ void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *s
     fcloseCheck(f);
 }
 
-// The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
-// the file cannot be read as one (the stage that loads it says why).
-static int checkpoint_shape(const char *path, GPTConfig *shape) {
-    int header[CK_HEADER_INTS];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) { return 0; }
-    int ok = fread(header, sizeof(int), CK_HEADER_INTS, f) == CK_HEADER_INTS && header[CK_MAGIC] == CHECKPOINT_MAGIC &&
-             header[CK_VERSION] == CHECKPOINT_VERSION;
-    fclose(f);
-    if (ok) {
-        *shape = (GPTConfig){.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB],
-                             .num_layers = header[CK_LAYERS], .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
-    }
-    return ok;
-}
-
 // Reads a whole file ("-": standard input) into a NUL-terminated buffer.
 static char *read_whole_file(const char *path, size_t *size) {
     int is_stdin = !strcmp(path, "-");
@@ -5189,6 +5173,22 @@ static int config_resolve(Config *c, const char *command) {
         return 1;
     }
     return 0;
+}
+
+// The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
+// the file cannot be read as one (the stage that loads it says why).
+static int checkpoint_shape(const char *path, GPTConfig *shape) {
+    int header[CK_HEADER_INTS];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { return 0; }
+    int ok = fread(header, sizeof(int), CK_HEADER_INTS, f) == CK_HEADER_INTS && header[CK_MAGIC] == CHECKPOINT_MAGIC &&
+             header[CK_VERSION] == CHECKPOINT_VERSION;
+    fclose(f);
+    if (ok) {
+        *shape = (GPTConfig){.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB],
+                             .num_layers = header[CK_LAYERS], .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
+    }
+    return ok;
 }
 
 // The model's shape comes from the checkpoint a command starts from, when there is

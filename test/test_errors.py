@@ -205,6 +205,43 @@ def main():
                  "-t", "16", "-V", "300", "-i", "text.txt", "-j", "text.txt", "-z", "tok_small.bin"], d,
                  "out of memory", "smaller")
 
+    # flags that a checkpoint or a tokenizer overrides are errors that name both values
+    expect_error("-t against a checkpoint's context", ["sft", "-n", "1", "-o", "out", "-i", sft, "-j", sft, "-t", "64"], d,
+                 "-t 64", "context of 16", "drop -t")
+    expect_error("-L against a checkpoint's layers", ["answer", "-c", "out/sft.bin", "-O", "a.jsonl", "-q", sft, "-L", "3"], d,
+                 "-L 3", "1 layers")
+    no_v = [x for i, x in enumerate(small) if x != "-V" and (i == 0 or small[i - 1] != "-V")]
+    expect_error("-V against an existing tokenizer", ["pretrain", "-n", "1", "-o", "out", "-V", "400", "-i", "text.txt"] + no_v,
+                 d, "-V 400", "300 tokens", "remove it")
+    # the settings table shows the values in force: the checkpoint's shape, not the defaults
+    res = subprocess.run([train, "sft", "-n", "1", "-o", "o5", "-c", "out/base.bin", "-z", "out/tokenizer.bin", "-i", sft, "-j",
+                          sft, "-b", "2", "-e", "0"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    row = ([l for l in res.stdout.splitlines() if l.startswith("| model")] or ["no model row"])[0]
+    check(res.returncode == 0 and "L=1 C=16 NH=2 T=16 V=300" in row, "flags: the settings table shows the checkpoint's shape",
+          row.strip("| "))
+    # fine-tuning a checkpoint on new data is a new schedule of -n steps; only --resume continues one
+    sft2 = write(os.path.join(d, "sft2.jsonl"), '{"prompt": "Where?", "completion": "In the wood."}\n' * 8)
+    res = subprocess.run([train, "sft", "-c", "out/sft.bin", "-z", "out/tokenizer.bin", "-n", "2", "-o", "o5", "-i", sft2, "-j", sft2,
+                          "-b", "2", "-e", "0"],
+                         cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(os.path.join(d, "o5", "sft.jsonl")) as f:
+        steps = [l for l in f if '"step"' in l and '"train_loss"' in l]
+    check(res.returncode == 0 and "2 new steps" in res.stdout and len(steps) == 2,
+          "flags: sft -c sft.bin -n 2 on new data trains 2 new steps", f"exit {res.returncode}, {len(steps)} steps logged")
+    # with no -j, the last tenth of -i is held out: validation is never the training data
+    res = subprocess.run([train, "pretrain", "-n", "1", "-o", "o6", "-z", "out/tokenizer.bin", "-i", "text.txt"] + no_v, cwd=d,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ([l for l in res.stdout.splitlines() if "held out" in l] or ["no held-out line"])[0]
+    sizes = [int(w) for w in line.replace(",", " ").split() if w.isdigit()]
+    total = sum(len(t) for t in [open(os.path.join(d, "text.txt")).read()])  # bytes; a token is at least one byte
+    check(res.returncode == 0 and len(sizes) == 2 and sizes[1] == (sizes[0] + sizes[1]) // 10 and sum(sizes) <= total,
+          "flags: pretrain without -j validates on the held-out last tenth of -i", line)
+    res = subprocess.run([train, "sft", "-n", "1", "-o", "o6", "-c", "out/base.bin", "-z", "out/tokenizer.bin", "-i", sft, "-b",
+                          "2", "-e", "0"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ([l for l in res.stdout.splitlines() if "held out" in l] or ["no held-out line"])[0]
+    check(res.returncode == 0 and "the last 1 of" in line and "records 8 to 8" in line and "(7 cut" not in res.stdout,
+          "flags: sft without -j holds out the last tenth of the records (at least one)", line)
+
     # no half-written files were left behind, and the good checkpoint is untouched
     with open(ck, "rb") as f:
         check(f.read() == good, "errors: out/base.bin is untouched by all of the above", f"{len(good)} bytes")

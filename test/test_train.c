@@ -1169,6 +1169,209 @@ static void test_plot(void) {
     free(text);
 }
 
+// UTF-8 out: bytes pass through a Utf8Stream as valid UTF-8, however they are split,
+// with one U+FFFD for each maximal run that cannot complete a character
+static void test_utf8_stream(void) {
+    // Unicode 15, section 3.9, table 3-8: 61 F1 80 80 E1 80 C2 62 80 63 80 BF 64
+    const char in[] = "a\xF1\x80\x80\xE1\x80\xC2" "b\x80" "c\x80\xBF" "d";
+    const char want[] = "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD" "d";
+    int ok = 1;
+    for (size_t split = 0; split <= sizeof(in) - 1; split++) { // the same at every place the input is cut in two
+        Str out = {0};
+        Utf8Stream u = {0};
+        utf8_stream_put(&u, in, split, &out);
+        utf8_stream_put(&u, in + split, sizeof(in) - 1 - split, &out);
+        utf8_stream_end(&u, &out);
+        ok &= out.len == sizeof(want) - 1 && !memcmp(out.s, want, out.len);
+        str_free(&out);
+    }
+    check(ok, "utf8 stream: invalid bytes become U+FFFD, one per maximal run (Unicode table 3-8), cut anywhere", "");
+    // a valid character split over several calls waits, then comes out whole; one cut short ends as U+FFFD
+    const char *emoji = "\xF0\x9F\xA6\x8A", *chinese = "\xE7\x8B\x90";
+    Str out = {0};
+    Utf8Stream u = {0};
+    int early = 0;
+    for (int i = 0; i < 4; i++) { utf8_stream_put(&u, emoji + i, 1, &out); early += i < 3 && out.len > 0; }
+    utf8_stream_put(&u, chinese, 2, &out);
+    size_t before_end = out.len;
+    utf8_stream_end(&u, &out);
+    check(early == 0 && before_end == 4 && !memcmp(out.s, emoji, 4) && out.len == 7 && !memcmp(out.s + 4, "\xEF\xBF\xBD", 3),
+          "utf8 stream: a character split across tokens is held back until whole; an unfinished one ends as U+FFFD",
+          "%zu bytes before the end, %zu after", before_end, out.len);
+    str_free(&out);
+    // random valid text passes through unchanged; random bytes always come out valid
+    uint64_t rng = 7;
+    int same = 1, valid = 1;
+    for (int trial = 0; trial < 200; trial++) {
+        Str text = {0}, back = {0};
+        for (int i = 0; i < 40; i++) {
+            unsigned cps[] = {0x41, 0xE9, 0x4E2D, 0x1F98A, 0x10FFFF, 0xD7FF, 0xE000, 0x7FF, 0x800};
+            utf8_put(&text, cps[random_u64(&rng) % 9]);
+        }
+        Utf8Stream s1 = {0};
+        for (size_t i = 0; i < text.len;) { // in random pieces
+            size_t n = 1 + random_u64(&rng) % 5;
+            if (n > text.len - i) { n = text.len - i; }
+            utf8_stream_put(&s1, text.s + i, n, &back);
+            i += n;
+        }
+        utf8_stream_end(&s1, &back);
+        same &= back.len == text.len && !memcmp(back.s, text.s, text.len);
+        unsigned char junk[64];
+        for (int i = 0; i < 64; i++) { junk[i] = (unsigned char)random_u64(&rng); }
+        Str clean = {0};
+        Utf8Stream s2 = {0};
+        utf8_stream_put(&s2, (const char *)junk, 64, &clean);
+        utf8_stream_end(&s2, &clean);
+        for (size_t i = 0; i < clean.len;) {
+            int n = utf8_length((const unsigned char *)clean.s + i);
+            if (n == 0) { valid = 0; break; }
+            i += (size_t)n;
+        }
+        str_free(&text); str_free(&back); str_free(&clean);
+    }
+    check(same && valid, "utf8 stream: 200 valid texts in random pieces come back unchanged; 200 random byte strings come out valid",
+          "unchanged %d, valid %d", same, valid);
+}
+
+// the tokens and loss mask of an example, as a string: U A E for the specials, the
+// bytes as they are; and a string of 0/1 for the mask
+static void example_strings(const ChatExample *ex, char *tokens, char *mask) {
+    for (int i = 0; i < ex->n; i++) {
+        int t = ex->tokens[i];
+        tokens[i] = t == TOKEN_USER ? 'U' : t == TOKEN_ASSISTANT ? 'A' : t == TOKEN_END ? 'E' : (char)t;
+        mask[i] = ex->loss[i] ? '1' : '0';
+    }
+    tokens[ex->n] = mask[ex->n] = '\0';
+}
+
+// Conversations: TRL's messages read into turns, laid out by the template, SFT's loss
+// on the answers it trains, the oldest turns dropped first, HH transcripts and system
+// messages converted
+static void test_conversations(void) {
+    Tokenizer tok;
+    byte_tokenizer(&tok);
+    struct { const char *line; int kind; const char *tokens, *mask; } cases[] = {
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, "
+         "{\"role\": \"user\", \"content\": \"ok\"}, {\"role\": \"assistant\", \"content\": \"no\"}]}",
+         RECORD_SFT, "UhiAyoEUokAnoE", "00001110000111"},
+        {"{\"prompt\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, "
+         "{\"role\": \"user\", \"content\": \"ok\"}], \"completion\": [{\"role\": \"assistant\", \"content\": \"no\"}]}",
+         RECORD_SFT, "UhiAyoEUokAnoE", "00000000000111"},
+        {"{\"prompt\": \"hi\", \"completion\": \"yo\"}", RECORD_SFT, "UhiAyoE", "0000111"},
+        {"{\"messages\": [{\"role\": \"system\", \"content\": \"be\"}, {\"role\": \"user\", \"content\": \"hi\"}, "
+         "{\"role\": \"assistant\", \"content\": \"yo\", \"name\": \"x\"}]}", RECORD_SFT, "Ube\n\nhiAyoE", "00000000111"},
+        {"{\"prompt\": \"\\n\\nHuman: hi\\n\\nAssistant: yo\\n\\nHuman: ok\\n\\nAssistant:\", \"completion\": \" no\"}",
+         RECORD_SFT, "UhiAyoEUokAnoE", "00000000000111"},
+        {"{\"prompt\": \"Human: hi, not a transcript\", \"completion\": \"yo\"}", RECORD_SFT, "UHuman: hi, not a transcriptAyoE",
+         "00000000000000000000000000000111"},
+        {"{\"prompt\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}, "
+         "{\"role\": \"user\", \"content\": \"ok\"}]}", RECORD_PROMPT, "UhiAyoEUokA", "00000000000"},
+    };
+    int ok = 1;
+    char tokens[256], mask[256];
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        Chat rec[3];
+        int counts[2] = {0, 0};
+        const char *err = chat_record(cases[c].line, cases[c].kind, 0, rec, counts);
+        ChatExample ex = {0};
+        if (err == NULL) {
+            chat_encode_turns(&ex, &tok, &rec[0], cases[c].kind == RECORD_SFT ? &rec[1].turns[0] : NULL, 0, 256);
+            example_strings(&ex, tokens, mask);
+        }
+        int good = err == NULL && !strcmp(tokens, cases[c].tokens) && !strcmp(mask, cases[c].mask);
+        if (!good) { printf("     case %zu: %s, tokens \"%s\", mask %s\n", c, err ? err : "read", err ? "" : tokens, err ? "" : mask); }
+        ok &= good;
+        chat_example_free(&ex);
+        for (int k = 0; k < 3; k++) { chat_free(&rec[k]); }
+    }
+    check(ok, "conversations: messages, prompt/completion lists, system messages and HH transcripts laid out by the template, "
+          "loss on the trained answers only", "%zu cases", sizeof(cases) / sizeof(cases[0]));
+
+    // --keep-transcripts leaves one user turn
+    Chat rec[3];
+    int counts[2] = {0, 0};
+    chat_record("{\"prompt\": \"Human: hi\\n\\nAssistant:\", \"completion\": \"yo\"}", RECORD_SFT, 1, rec, counts);
+    check(rec[0].n == 1 && counts[0] == 0, "conversations: --keep-transcripts keeps a transcript as one user turn", "%d turns", rec[0].n);
+    for (int k = 0; k < 3; k++) { chat_free(&rec[k]); }
+
+    // the oldest turns go first, whole, until the prompt fits and starts with the user's turn
+    const char *line = "{\"messages\": [{\"role\": \"user\", \"content\": \"aaaa\"}, {\"role\": \"assistant\", \"content\": \"bbbb\"}, "
+                       "{\"role\": \"user\", \"content\": \"cccc\"}, {\"role\": \"assistant\", \"content\": \"dd\"}]}";
+    chat_record(line, RECORD_SFT, 0, rec, counts);
+    struct { int max_len; const char *tokens; int dropped, status; } cuts[] = {
+        {20, "UaaaaAbbbbEUccccAddE", 0, 1}, {19, "UccccAddE", 2, 2}, {9, "UccccAddE", 2, 2}, {8, "UcccAddE", 2, 2},
+        {5, "", 2, 0},
+    };
+    ok = 1;
+    for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+        ChatExample ex = {0};
+        int status = chat_encode_turns(&ex, &tok, &rec[0], &rec[1].turns[0], 0, cuts[c].max_len);
+        tokens[0] = '\0';
+        if (status) { example_strings(&ex, tokens, mask); }
+        int good = status == cuts[c].status && !strcmp(tokens, cuts[c].tokens) && (status == 0 || ex.dropped_turns == cuts[c].dropped);
+        if (!good) { printf("     max_len %d: status %d, \"%s\", %d dropped\n", cuts[c].max_len, status, tokens, ex.dropped_turns); }
+        ok &= good;
+        chat_example_free(&ex);
+    }
+    for (int k = 0; k < 3; k++) { chat_free(&rec[k]); }
+    check(ok, "conversations: too long, the oldest turns go first, whole; then the last user turn is cut from the left; "
+          "then the example is dropped", "%zu lengths", sizeof(cuts) / sizeof(cuts[0]));
+
+    // what is refused, with the reason
+    struct { const char *line; int kind; const char *why; } bad[] = {
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", RECORD_SFT, "assistant's answer"},
+        {"{\"messages\": [{\"role\": \"bot\", \"content\": \"hi\"}]}", RECORD_SFT, "role must be"},
+        {"{\"messages\": [{\"role\": \"user\"}]}", RECORD_PROMPT, "\"content\""},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": [1]}]}", RECORD_PROMPT, "must be strings"},
+        {"{\"messages\": []}", RECORD_PROMPT, "empty"},
+        {"{\"prompt\": [{\"role\": \"assistant\", \"content\": \"hi\"}]}", RECORD_PROMPT, "end with a user turn"},
+        {"{\"prompt\": \"hi\", \"completion\": [{\"role\": \"user\", \"content\": \"x\"}]}", RECORD_SFT, "one assistant message"},
+        {"{\"prompt\": 3}", RECORD_PROMPT, "neither a string nor a list"},
+        {"{\"chosen\": \"a\", \"rejected\": \"b\"}", RECORD_PAIR, "missing key"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"} {\"role\": \"user\"}]}", RECORD_PROMPT, "expected ','"},
+    };
+    ok = 1;
+    for (size_t c = 0; c < sizeof(bad) / sizeof(bad[0]); c++) {
+        const char *err = chat_record(bad[c].line, bad[c].kind, 0, rec, counts);
+        int good = err != NULL && strstr(err, bad[c].why) != NULL;
+        if (!good) { printf("     refused %zu: %s\n", c, err ? err : "accepted"); }
+        if (err == NULL) { for (int k = 0; k < 3; k++) { chat_free(&rec[k]); } }
+        ok &= good;
+    }
+    check(ok, "conversations: malformed messages are refused, saying why", "%zu cases", sizeof(bad) / sizeof(bad[0]));
+    tokenizer_free(&tok);
+}
+
+static void count_put(void *ctx, int token) { (void)token; (*(int *)ctx)++; }
+
+// generation stops after a token of its stop set, and only there; the sink sees every
+// token but the stop
+static void test_generate_stops(void) {
+    GPTConfig cfg = {.max_seq_len = 16, .vocab_size = FIRST_MERGE, .num_layers = 1, .num_heads = 1, .channels = 8};
+    GPT model;
+    gpt_build(&model, cfg);
+    memset(model.params_memory, 0, model.num_parameters * sizeof(float));
+    // every position's final state is the layernorm bias (all 1); the tied head then scores
+    // each token by the sum of its embedding row: <|end|> alone has one
+    for (int i = 0; i < 8; i++) { model.params.lnfb[i] = 1.0f; model.params.wte[(size_t)TOKEN_END * 8 + i] = 1.0f; }
+    KVCache kv;
+    kvcache_init(&kv, cfg);
+    int tokens[16] = {TOKEN_USER}, seen = 0;
+    uint64_t rng = 1;
+    TokenSink sink = {count_put, &seen};
+    int n1 = gpt_generate(&model, &kv, tokens, 1, 8, 0.0f, 0, STOP_AT(TOKEN_END), &rng, NULL, &sink);
+    int stop1 = tokens[n1 - 1];
+    int seen1 = seen;
+    seen = 0;
+    int n2 = gpt_generate(&model, &kv, tokens, 1, 8, 0.0f, 0, STOP_AT(TOKEN_EOT), &rng, NULL, &sink);
+    check(n1 == 2 && stop1 == TOKEN_END && seen1 == 0 && n2 == 9 && seen == 8,
+          "generate: stops after a token of its stop set and passes the others to the sink",
+          "stop at <|end|>: %d tokens, %d seen; stop at <|endoftext|> only: %d tokens, %d seen", n1, seen1, n2, seen);
+    kvcache_free(&kv);
+    gpt_free(&model);
+}
+
 int main(int argc, char **argv) {
     test_argc = argc;
     test_argv = argv;
@@ -1178,6 +1381,9 @@ int main(int argc, char **argv) {
     if (wanted("jsonl")) { test_jsonl(); }
     if (wanted("chat_template")) { test_chat_template(); }
     if (wanted("sft_masking")) { test_sft_masking(); }
+    if (wanted("utf8_stream")) { test_utf8_stream(); }
+    if (wanted("conversations")) { test_conversations(); }
+    if (wanted("generate_stops")) { test_generate_stops(); }
     if (wanted("reward_position")) { test_reward_position(); }
     if (wanted("grouped_batches")) { test_grouped_batches(); }
     if (wanted("matmul")) { test_matmul_engine(); }
