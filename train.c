@@ -3311,14 +3311,17 @@ void command_chat(const Config *cfg) {
         if (line[0] == '/') { // a command
             char *arg = strchr(line, ' ');
             if (arg) { *arg++ = '\0'; }
+            char *end = NULL;
+            double value = arg ? strtod(arg, &end) : -1.0;
+            int number = arg && end != arg && *end == '\0' && value >= 0 && value <= 100;
             if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) { break; }
             else if (!strcmp(line, "/help")) { fprintf(stderr, "(%s)\n", CHAT_HELP); }
             else if (!strcmp(line, "/reset")) { chat_free(&history); history.listed = 1; fprintf(stderr, "(a new conversation)\n"); }
-            else if (!strcmp(line, "/temp") && arg && strtof(arg, NULL) >= 0) {
-                temperature = strtof(arg, NULL);
+            else if (!strcmp(line, "/temp") && number) {
+                temperature = (float)value;
                 fprintf(stderr, "(temperature %g)\n", temperature);
-            } else if (!strcmp(line, "/topk") && arg && atoi(arg) >= 0) {
-                top_k = atoi(arg);
+            } else if (!strcmp(line, "/topk") && number && value == (int)value) {
+                top_k = (int)value;
                 fprintf(stderr, "(top-k %d)\n", top_k);
             } else { fprintf(stderr, "(unknown command or value: %s. %s)\n", line, CHAT_HELP); }
             continue;
