@@ -4897,8 +4897,8 @@ static void print_chat_data(const char *path, const ChatData *d) {
     if (d->systems) { printf("; %d system messages merged into the user turn after them", d->systems); }
     printf(")\n");
     if (d->dropped || d->cut) {
-        printf("data: %.1f%% of %s's records dropped and %.1f%% cut to fit the context of %d tokens (-t when pretraining "
-               "sets it)\n", 100.0 * d->dropped / d->records, path, 100.0 * d->cut / d->records, d->max_len);
+        printf("data: %.1f%% of %s's records dropped and %.1f%% cut to fit %d tokens an example (the context, -t when "
+               "pretraining, sets it)\n", 100.0 * d->dropped / d->records, path, 100.0 * d->cut / d->records, d->max_len);
     }
 }
 
