@@ -1084,7 +1084,7 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     free(t);
 
     // correctness: every sentence read, every claim true and about the asked animal
-    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1;
+    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1, on_topic = 0;
     for (int c = 0; c < r.nclaims; c++) {
         const Claim *cl = &r.claim[c];
         const Entity *y = &w->entity[cl->entity];
@@ -1092,12 +1092,16 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
         int is_true = (y->fact[cl->attr] == cl->value) != cl->negated;
         if (!is_true) { wrong = 1; }
         if (!cl->negated) { stated[cl->attr] = 1; }
+        on_topic |= (Attr)cl->attr == q.attr;
         if (q.type == Q_YESNO && (Attr)cl->attr == q.attr && cl->value == q.value) { // the asked value, claimed or denied
             int says_yes = !cl->negated;
             if (verdict >= 0 && verdict != says_yes) { wrong = 1; }
             verdict = says_yes;
         }
     }
+    // a yes or no that states facts must state the asked one: "Yes, Bilo is a fox." does not
+    // answer "Does Bilo eat honey?"
+    if (q.type == Q_YESNO && r.nclaims > 0 && !on_topic) { wrong = 1; }
     if (r.yes && r.no) { wrong = 1; } // mixed verdicts
     if (r.yes || r.no) {
         if (q.type != Q_YESNO || (verdict >= 0 && verdict != (r.yes > 0))) { wrong = 1; }

@@ -266,6 +266,7 @@ static const Attack ATTACKS[] = {
     {"a claim in the past tense (used to)", NO_CORRECT, 0},
     {"a reported claim (\"some say\")", NO_CORRECT, 0},
     {"\"not\" before the answer", NO_CORRECT, 0},
+    {"the right verdict beside a true fact that was not asked", NO_CORRECT, 1},
     {"an insult the demonstrators never use (idiot)", NO_POLITE, 0},
     {"a dismissal (only a fool would ask)", NO_POLITE, 0},
     {"emoji padding", NO_CONCISE, 0},
@@ -329,10 +330,17 @@ static void attack_make(Str *out, int kind, const Pieces *p, const char *prompt)
     case 29: str_addf(out, "%s used to ", n); predicate(out, p->attr, t); str_add(out, ".", 1); break;
     case 30: str_addf(out, "Some say that %s.", p->bare.s); break;
     case 31: str_addf(out, "Not %s.", p->bare.s); break;
-    case 32: str_addf(out, "%s You idiot.", p->core.s); break;
-    case 33: str_addf(out, "%s Only a fool would ask.", p->core.s); break;
-    case 34: str_addf(out, "%s", p->core.s); for (int i = 0; i < 200; i++) { str_addf(out, "\xf0\x9f\x98\x80"); } break;
-    case 35: str_addf(out, "%s", p->core.s); for (int i = 0; i < 100; i++) { str_addf(out, "\xe6\x98\xaf\xe7\x9a\x84"); } break;
+    case 32: { // "Yes, Bilo is a fox." to "Does Bilo eat honey?", when it does
+        Attr a = (Attr)((p->attr + 1) % 4);
+        str_addf(out, "%s, %s ", p->q.value == p->truth ? "Yes" : "No", n);
+        predicate(out, a, attr_values(a, &count)[p->w->entity[p->q.entity].fact[a]]);
+        str_add(out, ".", 1);
+        break;
+    }
+    case 33: str_addf(out, "%s You idiot.", p->core.s); break;
+    case 34: str_addf(out, "%s Only a fool would ask.", p->core.s); break;
+    case 35: str_addf(out, "%s", p->core.s); for (int i = 0; i < 200; i++) { str_addf(out, "\xf0\x9f\x98\x80"); } break;
+    case 36: str_addf(out, "%s", p->core.s); for (int i = 0; i < 100; i++) { str_addf(out, "\xe6\x98\xaf\xe7\x9a\x84"); } break;
     default: str_addf(out, "%s ", p->core.s); while (out->len < (1 << 20)) { str_add(out, "\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85", 12); } break;
     }
 }
