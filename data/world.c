@@ -767,7 +767,7 @@ static int question_parse(Question *q, const World *w, const Chat *prompt) {
         words_free(&ws);
     }
     if (!question_read(q, w, prompt->turns[last].content, named == 1 ? referent : -1)) { return 0; }
-    q->followup = last > 0;
+    for (int i = 0; i < last; i++) { q->followup |= prompt->turns[i].role != ROLE_SYSTEM; } // a system message asks nothing
     for (int i = 0; i < last; i++) {
         Question p;
         if (prompt->turns[i].role == ROLE_USER && question_read(&p, w, prompt->turns[i].content, named == 1 ? referent : -1) &&
@@ -1649,8 +1649,8 @@ enum { T_ONE, T_TWO, T_ABOUT, T_YESNO, T_FOLLOW, NTYPES };
 static const char *TYPE_NAMES[NTYPES] = {"one fact", "two facts", "tell me about", "yes/no", "follow-up"};
 static const char *TYPE_KEYS[NTYPES] = {"one_fact", "two_facts", "tell_me_about", "yes_no", "follow_up"};
 
-static int question_kind(const Question *q, const Chat *prompt) {
-    if (prompt->n > 1) { return T_FOLLOW; }
+static int question_kind(const Question *q) {
+    if (q->followup) { return T_FOLLOW; }
     return q->type == Q_YESNO ? T_YESNO : q->type == Q_ABOUT ? T_ABOUT : popcount(q->asks) == 1 ? T_ONE : T_TWO;
 }
 
@@ -1711,7 +1711,7 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
             }
             Grade g = referee_grade(w, &prompt, response.s);
             Question q;
-            int type = question_parse(&q, w, &prompt) ? question_kind(&q, &prompt) : -1;
+            int type = question_parse(&q, w, &prompt) ? question_kind(&q) : -1;
             chat_free(&prompt);
             s.lines++;
             if (g.scored) {
