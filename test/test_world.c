@@ -630,7 +630,18 @@ static void test_conversation_referee(const World *w) {
     check(fabsf(g.correct - 2.0f / 3.0f) < 1e-6f && grade_is_ideal(&right),
           "referee: \"tell me more\" needs three facts not asked before (the food, asked first, does not count)",
           "food, home, kind: correct %.3f; kind, home, colour: %.2f/%.2f/%.2f", g.correct, right.correct, right.polite, right.concise);
-    chat_free(&c); chat_free(&two); chat_free(&named); chat_free(&more);
+    // a system message before a single question makes no conversation
+    Chat sys = {.listed = 1};
+    chat_add(&sys, ROLE_SYSTEM, "Answer briefly.", 15);
+    chat_add(&sys, ROLE_USER, first, strlen(first));
+    Question q;
+    int read = question_parse(&q, w, &sys);
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade(w, &sys, resp);
+    check(read && !q.followup && grade_is_ideal(&g),
+          "referee: a system message before a question makes no follow-up (graded as the question alone)",
+          "follow-up %d, %.2f/%.2f/%.2f", q.followup, g.correct, g.polite, g.concise);
+    chat_free(&c); chat_free(&two); chat_free(&named); chat_free(&more); chat_free(&sys);
 }
 
 // Every follow-up the generator writes is read back as it was drawn: about the first
