@@ -7,19 +7,24 @@ and every preference comes from rules in this file, so `world score` can say
 exactly how good a model's answers are after pretraining, after SFT and after
 RLHF. See data/README.md for the files, their fields and the preference rule.
 
-    ./world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-o dir]
+    ./world gen   [-s seed] [-n entities] [-f flip] [-d dialogues] [-m MB] [-p pairs] [-o dir]
     ./world score [-s seed] [-n entities] [-o per_line.jsonl] answers.jsonl
+
+A share of every question file's records are two-turn conversations (TRL's lists of
+messages): a first question, its answer, and a follow-up that calls the animal "it";
+the referee grades the follow-up's answer, about the animal of the first turn.
 
 Sections:
   1. utilities: random choices, errors (the RNG, checked calls and JSON are train.c's)
   2. the world: entities and their facts
   3. sentences: the facts as prose, for pretraining
-  4. questions and answers: prompts, responses in four styles, right or wrong
+  4. questions and answers: prompts and follow-ups, responses in four styles, right or wrong
   6. the referee: grading a response against the world
   7. writing the dataset
   8. command line and main (fenced by #ifndef TESTING)
 
-Determinism: one RNG (xorshift64*) with a separate stream per output file, all
+Determinism: one RNG (xorshift64*) with separate streams per output file (its records,
+the conversations among them, the flipped labels), all
 derived from the seed, and no floating point in any random choice that reaches
 a file, so the same seed gives byte-identical files on every machine.
 */
@@ -323,6 +328,8 @@ typedef struct {
     unsigned asks;  // Q_FACTS: bit a set when fact a is asked for
     Attr attr;      // Q_YESNO: the fact in question ...
     int value;      // ... and the value the question claims
+    unsigned known; // in a conversation, the facts its earlier questions asked for: "tell me more" needs others
+    int followup;   // 1 when asked after an earlier turn: its rambling answers keep one paragraph of filler a side
 } Question;
 
 static int popcount(unsigned x) { int n = 0; for (; x; x &= x - 1) { n++; } return n; }
@@ -432,13 +439,83 @@ static void bare_value(Str *out, Attr a, const char *v, int capital) {
 }
 
 // The facts a full answer states, in order: those asked for, or for Q_ABOUT the
-// first ABOUT_NEEDS of a fixed order. Returns the count.
+// first ABOUT_NEEDS of a fixed order that the conversation has not asked for yet
+// (q->known; none in a first question: kind, food, home). Returns the count.
 static int answer_facts(const Question *q, Attr *facts) {
-    static const Attr ABOUT_ORDER[ABOUT_NEEDS] = {A_KIND, A_FOOD, A_HOME};
+    static const Attr ABOUT_ORDER[NATTR] = {A_KIND, A_FOOD, A_HOME, A_COLOUR, A_AGE, A_FRIEND};
     int k = 0;
-    if (q->type == Q_ABOUT) { for (int i = 0; i < ABOUT_NEEDS; i++) { facts[k++] = ABOUT_ORDER[i]; } }
-    else if (q->type == Q_FACTS) { for (int a = 0; a < NATTR; a++) { if (q->asks & (1u << a)) { facts[k++] = (Attr)a; } } }
+    if (q->type == Q_ABOUT) {
+        for (int i = 0; i < NATTR && k < ABOUT_NEEDS; i++) { if (!(q->known >> ABOUT_ORDER[i] & 1)) { facts[k++] = ABOUT_ORDER[i]; } }
+    } else if (q->type == Q_FACTS) {
+        for (int a = 0; a < NATTR; a++) { if (q->asks & (1u << a)) { facts[k++] = (Attr)a; } }
+    }
     return k;
+}
+
+// the facts a question is about, as a bit set: those it asks for, the one a yes/no
+// checks, or those a full answer to "tell me about" states
+static unsigned question_facts(const Question *q) {
+    if (q->type == Q_YESNO) { return 1u << q->attr; }
+    Attr facts[NATTR];
+    unsigned set = 0;
+    for (int i = 0, k = answer_facts(q, facts); i < k; i++) { set |= 1u << facts[i]; }
+    return set;
+}
+
+// Two-turn conversations: a first question and its answer, then a follow-up about the
+// same animal that calls it "it" and asks what the first question did not: one fact
+// (1 in 2), a yes or no (1 in 4), or "tell me more" (1 in 4), which wants three facts
+// the first question did not ask for. A first question about the friend is never
+// followed up: its answer names a second animal, and "it" could then mean either (the
+// referee reads "it" only in a conversation that names one animal).
+static int can_follow_up(const Question *q) { return !(question_facts(q) >> A_FRIEND & 1); }
+
+static void followup_random(Question *f, uint64_t *rng, const World *w, const Question *first) {
+    memset(f, 0, sizeof(*f));
+    f->entity = first->entity;
+    f->known = first->known | question_facts(first);
+    f->followup = 1;
+    int r = rng_int(rng, 4);
+    if (r < 2) {          // one fact not asked yet (the first question asked for three at most)
+        f->type = Q_FACTS;
+        do { f->asks = 1u << rng_int(rng, NATTR); } while (f->asks & f->known);
+    } else if (r == 2) {  // yes or no, true half of the time, about a fact not asked yet (colour at least)
+        f->type = Q_YESNO;
+        do { f->attr = (Attr)rng_int(rng, 4); } while (f->known >> f->attr & 1);
+        int count;
+        attr_values(f->attr, &count);
+        int truth = w->entity[f->entity].fact[f->attr];
+        f->value = rng_int(rng, 2) ? truth : (truth + 1 + rng_int(rng, count - 1)) % count;
+    } else {              // tell me more
+        f->type = Q_ABOUT;
+    }
+}
+
+// The follow-up in words: the forms of a first question with "it" for the name, so
+// the referee reads both alike ("What does it eat?", "Is its coat red?", "Tell me
+// more about it.").
+static void followup_prompt(Str *out, uint64_t *rng, const Question *q) {
+    int form = rng_int(rng, 3);
+    if (q->type == Q_ABOUT) {
+        static const char *MORE[] = {"Tell me more about it.", "What else can you tell me about it?",
+                                     "What more do you know about it?"};
+        str_addf(out, "%s", MORE[form]);
+    } else if (q->type == Q_YESNO) {
+        int count;
+        const char *v = attr_values(q->attr, &count)[q->value];
+        switch (q->attr) {
+        case A_KIND: str_addf(out, form ? "Is it %s %s?" : "Is it really %s %s?", article(v), v); break;
+        case A_COLOUR: str_addf(out, form ? "Is it %s?" : "Is its coat %s?", v); break;
+        case A_FOOD: str_addf(out, form ? "Does it eat %s?" : "Does it like %s?", v); break;
+        default: str_addf(out, form ? "Does it live in the %s?" : "Is its home in the %s?", v); break;
+        }
+    } else {
+        static const char *NOUNS[NATTR] = {"kind", "colour", "food", "home", "friend", "age"};
+        int a = __builtin_ctz(q->asks);
+        if (form == 0) { str_addf(out, "%c%s?", toupper((unsigned char)ASK_IT[a][0]), ASK_IT[a] + 1); }
+        else if (form == 1) { str_addf(out, "And %s?", ASK_IT[a]); }
+        else { str_addf(out, "What about its %s?", NOUNS[a]); }
+    }
 }
 
 // How an answer may be wrong: not at all; a wrong fact (for yes/no, the wrong verdict
@@ -501,8 +578,9 @@ static void answer(Str *out, uint64_t *rng, const World *w, const Question *q, S
     case S_RAMBLING: {
         int first = rng_int(rng, COUNT(RAMBLE_OPENERS));
         str_addf(out, "%s\n\n%s\n\n%s", RAMBLE_OPENERS[first], core.s, PICK(rng, RAMBLE_CLOSERS));
-        // a second opener for long answers keeps the filler over twice the answer's length
-        if (q->type == Q_ABOUT || popcount(q->asks) > 1) {
+        // a second opener for long answers keeps the filler over twice the answer's length; not
+        // in a follow-up, where it would push the conversation past 128 tokens
+        if ((q->type == Q_ABOUT || popcount(q->asks) > 1) && !q->followup) {
             str_addf(out, " %s", RAMBLE_OPENERS[(first + 1) % COUNT(RAMBLE_OPENERS)]);
         }
         break;
@@ -630,13 +708,15 @@ static int word_value(const World *w, const char *word, int *value) {
     return -1;
 }
 
-// Reads a prompt back into a Question. Returns 0 when it names no known entity.
-static int question_parse(Question *q, const World *w, const char *prompt) {
+// Reads one question back into a Question: about the animal it names, or, when it
+// names none, about `referent` (-1: no animal). Returns 0 when it is about no known entity.
+static int question_read(Question *q, const World *w, const char *text, int referent) {
     Words ws;
-    words_split(&ws, prompt);
+    words_split(&ws, text);
     memset(q, 0, sizeof(*q));
     q->entity = -1;
     for (int i = 0; i < ws.n && q->entity < 0; i++) { q->entity = find_name(w, ws.word[i]); }
+    if (q->entity < 0) { q->entity = referent; }
     if (q->entity < 0) { words_free(&ws); return 0; }
     // yes/no: starts with "is" or "does" and names a value
     if (ws.n > 0 && (!strcmp(ws.word[0], "is") || !strcmp(ws.word[0], "does"))) {
@@ -664,6 +744,45 @@ static int question_parse(Question *q, const World *w, const char *prompt) {
     q->type = q->asks ? Q_FACTS : Q_ABOUT;
     words_free(&ws);
     return 1;
+}
+
+// The question of a prompt, which is a conversation (a single question is one turn):
+// its last turn, the user's. A follow-up that names no animal ("What does it eat?") is
+// about the conversation's animal: the one animal its earlier turns name. When they
+// name none, or two (the friend: "it" could mean either), the follow-up has no clear
+// animal and is not scored. q->known collects the facts that earlier questions about
+// the same animal asked for. Returns 0 when the question is about no known entity.
+static int question_parse(Question *q, const World *w, const Chat *prompt) {
+    memset(q, 0, sizeof(*q));
+    q->entity = -1;
+    int last = prompt->n - 1, referent = -1, named = 0;
+    if (last < 0 || prompt->turns[last].role != ROLE_USER) { return 0; }
+    for (int i = 0; i < last; i++) { // the animals the earlier turns name, the assistant's too
+        Words ws;
+        words_split(&ws, prompt->turns[i].content);
+        for (int k = 0; k < ws.n; k++) {
+            int e = find_name(w, ws.word[k]);
+            if (e >= 0 && e != referent) { referent = e; named++; } // a change of animal: 1 when they name one only
+        }
+        words_free(&ws);
+    }
+    if (!question_read(q, w, prompt->turns[last].content, named == 1 ? referent : -1)) { return 0; }
+    for (int i = 0; i < last; i++) { q->followup |= prompt->turns[i].role != ROLE_SYSTEM; } // a system message asks nothing
+    for (int i = 0; i < last; i++) {
+        Question p;
+        if (prompt->turns[i].role == ROLE_USER && question_read(&p, w, prompt->turns[i].content, named == 1 ? referent : -1) &&
+            p.entity == q->entity) {
+            p.known = q->known;
+            q->known |= question_facts(&p);
+        }
+    }
+    return 1;
+}
+
+// a prompt of one string as a conversation of one user turn (a view of the string: nothing to free)
+static Chat chat_of(Turn *turn, const char *prompt) {
+    *turn = (Turn){.role = ROLE_USER, .content = (char *)prompt};
+    return (Chat){.turns = turn, .n = 1};
 }
 
 // --- the grammar ---
@@ -1050,7 +1169,7 @@ static int count_chars(const char *s, size_t len) {
     return n;
 }
 
-static Grade referee_grade(const World *w, const char *prompt, const char *response) {
+static Grade referee_grade(const World *w, const Chat *prompt, const char *response) {
     Grade g = {0};
     Question q;
     if (!question_parse(&q, w, prompt)) { return g; }
@@ -1084,20 +1203,24 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     free(t);
 
     // correctness: every sentence read, every claim true and about the asked animal
-    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1;
+    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1, on_topic = 0;
     for (int c = 0; c < r.nclaims; c++) {
         const Claim *cl = &r.claim[c];
         const Entity *y = &w->entity[cl->entity];
         if (cl->entity != q.entity) { wrong = 1; continue; } // an answer about another animal
         int is_true = (y->fact[cl->attr] == cl->value) != cl->negated;
         if (!is_true) { wrong = 1; }
-        if (!cl->negated) { stated[cl->attr] = 1; }
+        if (!cl->negated && !(q.type == Q_ABOUT && q.known >> cl->attr & 1)) { stated[cl->attr] = 1; } // "tell me more": new ones
+        on_topic |= (Attr)cl->attr == q.attr;
         if (q.type == Q_YESNO && (Attr)cl->attr == q.attr && cl->value == q.value) { // the asked value, claimed or denied
             int says_yes = !cl->negated;
             if (verdict >= 0 && verdict != says_yes) { wrong = 1; }
             verdict = says_yes;
         }
     }
+    // a yes or no that states facts must state the asked one: "Yes, Bilo is a fox." does not
+    // answer "Does Bilo eat honey?" (nor a follow-up, with the first question's answer again)
+    if (q.type == Q_YESNO && r.nclaims > 0 && !on_topic) { wrong = 1; }
     if (r.yes && r.no) { wrong = 1; } // mixed verdicts
     if (r.yes || r.no) {
         if (q.type != Q_YESNO || (verdict >= 0 && verdict != (r.yes > 0))) { wrong = 1; }
@@ -1132,6 +1255,13 @@ static Grade referee_grade(const World *w, const char *prompt, const char *respo
     return g;
 }
 
+// the referee for a prompt of one string
+static Grade referee_grade_text(const World *w, const char *prompt, const char *response) {
+    Turn turn;
+    Chat c = chat_of(&turn, prompt);
+    return referee_grade(w, &c, response);
+}
+
 static int grade_is_ideal(const Grade *g) { return g->scored && g->correct == 1 && g->polite == 1 && g->concise == 1; }
 
 // ----------------------------------------------------------------------------
@@ -1141,6 +1271,7 @@ typedef struct {
     uint64_t seed;
     int entities;
     int flip_per_million;   // share of preference labels flipped, in millionths
+    int conv_per_million;   // share of the records that can be followed up made two-turn conversations, in millionths
     double pretrain_mb;     // size of the pretraining train text; val is a tenth of it
     int n_sft, n_pref, n_rl, n_eval; // train-set sizes; val sets are a tenth (preference pairs: at most 400);
                                      // n_eval prompts each for dev and test
@@ -1149,9 +1280,10 @@ typedef struct {
 
 // 32000 preference pairs: the reward model's 1500 steps of 32 see each once or twice.
 // With 16000, seen three times, it ended 1.5 to 3 points lower on two seeds of three
-// (doc/reward.md).
+// (doc/reward.md). Conversations: 3 in 10 of the records whose first turn can be
+// followed up (about a fifth of SFT's, a quarter of the other files').
 static const GenConfig GEN_DEFAULTS = {
-    .seed = 1337, .entities = 60, .flip_per_million = 80000, .pretrain_mb = 2.0,
+    .seed = 1337, .entities = 60, .flip_per_million = 80000, .conv_per_million = 300000, .pretrain_mb = 2.0,
     .n_sft = 4000, .n_pref = 32000, .n_rl = 1000, .n_eval = 200, .dir = "data/world",
 };
 
@@ -1182,6 +1314,46 @@ static void write_file(const GenConfig *c, const char *name, const Str *text) {
     fcloseCheck(f);
 }
 
+// One JSON line: `key` holding a conversation (a string when it is one turn, else a
+// list of {"role", "content"} messages), then string values:
+//   {"prompt": "What does Bilo eat?", "completion": "Bilo eats honey."}
+//   {"prompt": [{"role": "user", "content": "..."}, ...], "chosen": "...", "rejected": "..."}
+static void write_record(Str *out, const char *key, const Chat *c, const char **keys, const char **values, int n) {
+    str_add(out, "{", 1);
+    json_write_string(out, key);
+    str_add(out, ": ", 2);
+    json_write_chat(out, c);
+    for (int i = 0; i < n; i++) {
+        str_add(out, ", ", 2);
+        json_write_string(out, keys[i]);
+        str_add(out, ": ", 2);
+        json_write_string(out, values[i]);
+    }
+    str_add(out, "}\n", 2);
+}
+
+// the turns given, the user's first and then alternating, as a conversation (one turn:
+// a plain string); chat_free it
+static Chat chat_turns(const char **turns, int n) {
+    Chat c = {.listed = n > 1};
+    for (int i = 0; i < n; i++) { chat_add(&c, i % 2 ? ROLE_ASSISTANT : ROLE_USER, turns[i], strlen(turns[i])); }
+    return c;
+}
+
+// Whether a record becomes a conversation, and if so its follow-up (the question into f,
+// its words into text). Every file draws its records from its own stream exactly as
+// if none were a conversation, and this, from a second stream (`conv`), decides which
+// are, and draws all that a conversation adds. So the single-turn records of a file are
+// those of `world gen -d 0`, line for line, and changing -d changes nothing else.
+static int followup_draw(Question *f, Str *text, uint64_t *conv, const GenConfig *c, const World *w, const Question *first,
+                         int eligible) {
+    if (!rng_chance(conv, c->conv_per_million) || !eligible || !can_follow_up(first)) { return 0; }
+    followup_random(f, conv, w, first);
+    str_clear(text);
+    followup_prompt(text, conv, f);
+    return 1;
+}
+
 static void gen_pretrain(const GenConfig *c, const World *w) {
     Str text = {0};
     uint64_t rng = rng_stream(c->seed, 1);
@@ -1194,48 +1366,74 @@ static void gen_pretrain(const GenConfig *c, const World *w) {
     str_free(&text);
 }
 
-// SFT demonstrations. With `exclude` (the train file's text), a prompt that occurs
-// there is drawn again: the val prompts are disjoint from the train prompts. With
-// `keep`, the file's text is also handed back.
+// SFT demonstrations: {"prompt", "completion"}, or a conversation of two questions and
+// two answers as {"messages"} (SFT learns both answers). A conversation's first answer
+// is never the rambler's: a paragraph of filler before the follow-up would push it past
+// 128 tokens. Each record's first question goes, one a line, into `firsts` (when
+// given); with `exclude` (the train file's), a record whose first question occurs there
+// is drawn again: the val records ask nothing that a train record asks first.
 static void gen_sft(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n, const Str *exclude,
-                    Str *keep) {
-    Str out = {0}, prompt = {0}, response = {0}, key = {0};
-    uint64_t rng = rng_stream(c->seed, purpose);
+                    Str *firsts) {
+    Str out = {0}, prompt = {0}, response = {0}, key = {0}, next = {0}, second = {0};
+    uint64_t rng = rng_stream(c->seed, purpose), conv = rng_stream(c->seed, purpose + 200);
+    if (firsts) { str_add(firsts, "\n", 1); } // "\nq1\nq2\n...": a question occurs as "\nq\n"
     for (int i = 0, tries = 0; i < n && tries < 100 * n; tries++) {
-        Question q;
+        Question q, f;
         question_random(&q, &rng, w, random_entity_of(&rng, w, G_SFT));
         str_clear(&prompt);
         str_clear(&response);
         question_prompt(&prompt, &rng, w, &q);
-        if (exclude) { // the line of the train file would begin with this
-            str_clear(&key);
-            str_add(&key, "{\"prompt\": ", 11);
-            json_write_string(&key, prompt.s);
-            str_add(&key, ", \"completion\"", 14);
-            if (strstr(str_cstr(exclude), key.s)) { continue; }
+        str_clear(&key);
+        str_addf(&key, "\n%s\n", prompt.s);
+        if (exclude && strstr(str_cstr(exclude), key.s)) { continue; }
+        Style style = sft_style(&rng);
+        answer(&response, &rng, w, &q, style, 0);
+        if (followup_draw(&f, &next, &conv, c, w, &q, style != S_RAMBLING)) {
+            str_clear(&second);
+            answer(&second, &conv, w, &f, sft_style(&conv), 0);
+            Chat chat = chat_turns((const char *[]){prompt.s, response.s, next.s, second.s}, 4);
+            write_record(&out, "messages", &chat, NULL, NULL, 0);
+            chat_free(&chat);
+        } else {
+            Chat chat = chat_turns((const char *[]){prompt.s}, 1);
+            const char *keys[] = {"completion"}, *values[] = {response.s};
+            write_record(&out, "prompt", &chat, keys, values, 1);
+            chat_free(&chat);
         }
-        answer(&response, &rng, w, &q, sft_style(&rng), 0);
-        const char *keys[] = {"prompt", "completion"}, *values[] = {prompt.s, response.s};
-        json_write_object(&out, keys, values, 2);
+        if (firsts) { str_add(firsts, key.s + 1, key.len - 1); }
         i++;
     }
     write_file(c, name, &out);
-    if (keep) { *keep = out; } else { str_free(&out); }
-    str_free(&prompt); str_free(&response); str_free(&key);
+    str_free(&out); str_free(&prompt); str_free(&response); str_free(&key); str_free(&next); str_free(&second);
 }
 
 // A wrong answer of the kind small models give most: true facts, but about another
 // animal ("Orlric is a mole." when asked about Rosus). Another animal is drawn until
 // the referee grades the answer wrong (two animals may share the facts asked for);
 // after 20 draws, a plain wrong fact about the right animal.
-static void wrong_animal_answer(Str *out, uint64_t *rng, const World *w, const Question *q, const Str *prompt, Style style) {
+static void wrong_animal_answer(Str *out, uint64_t *rng, const World *w, const Question *q, const Chat *prompt, Style style) {
     for (int tries = 0; tries < 20; tries++) {
         Question other = *q;
         while (other.entity == q->entity) { other.entity = random_entity_in(rng, w, PREF_GROUPS); }
         str_clear(out);
         answer(out, rng, w, &other, style, 0);
-        if (referee_grade(w, prompt->s, out->s).correct < 1.0f) { return; }
+        if (referee_grade(w, prompt, out->s).correct < 1.0f) { return; }
     }
+    str_clear(out);
+    answer(out, rng, w, q, style, LIE_FACT);
+}
+
+// A wrong answer to a follow-up: the first question answered again, true but not
+// what was asked ("Bilo eats honey." to "And where does it live?"), the mistake of a
+// model that does not read the last turn. If that happens to be right (a bare "Yes."
+// again, to a question whose answer is yes too), a plain wrong fact instead.
+static void first_again_answer(Str *out, uint64_t *rng, const World *w, const Question *q, const Question *first,
+                               const Chat *prompt, Style style) {
+    Question again = *first;
+    again.followup = 1; // in the second turn: as short as any answer there
+    str_clear(out);
+    answer(out, rng, w, &again, style, 0);
+    if (referee_grade(w, prompt, out->s).correct < 1.0f) { return; }
     str_clear(out);
     answer(out, rng, w, q, style, LIE_FACT);
 }
@@ -1269,64 +1467,103 @@ static void no_answer(Str *out, uint64_t *rng, Style style) {
 // the same but for the verdict, flipped or misspelt (LIE_VERDICT, LIE_SPELLING), so the
 // reward model must read the yes or no and not only the fact beside it. Flips come from
 // their own RNG stream, so changing the flip rate swaps labels and changes nothing else.
-enum { PREF_STYLE, PREF_WRONG_FACT, PREF_OTHER_ANIMAL, PREF_NO_ANSWER };
+// In a conversation, half the pairs about another animal answer the first question
+// again instead (PREF_FIRST_AGAIN).
+enum { PREF_STYLE, PREF_WRONG_FACT, PREF_OTHER_ANIMAL, PREF_NO_ANSWER, PREF_FIRST_AGAIN };
 static int pref_kind(uint64_t *rng) {
     int r = rng_int(rng, 20);
     return r < 8 ? PREF_STYLE : r < 13 ? PREF_WRONG_FACT : r < 18 ? PREF_OTHER_ANIMAL : PREF_NO_ANSWER;
 }
 
+// The two answers of a pair of the given kind to question q, the last of `prompt`: a
+// is right, in style sa; b, in style sb, is right too (PREF_STYLE) or wrong the kind's
+// way (PREF_FIRST_AGAIN answers `first`, the conversation's first question).
+static void pair_answers(Str *a, Str *b, uint64_t *rng, const World *w, const Question *q, const Question *first,
+                         const Chat *prompt, Style sa, Style sb, int kind) {
+    str_clear(a);
+    str_clear(b);
+    int lie = kind == PREF_WRONG_FACT ? LIE_FACT : TRUTHFUL;
+    if (lie && q->type == Q_YESNO) { lie = (int[]){LIE_FACT, LIE_VERDICT, LIE_SPELLING}[rng_int(rng, 3)]; }
+    uint64_t same = *rng; // a verdict pair's answers draw the same courtesy and filler
+    answer(a, rng, w, q, sa, TRUTHFUL);
+    if (kind == PREF_OTHER_ANIMAL) { wrong_animal_answer(b, rng, w, q, prompt, sb); }
+    else if (kind == PREF_FIRST_AGAIN) { first_again_answer(b, rng, w, q, first, prompt, sb); }
+    else if (kind == PREF_NO_ANSWER) { no_answer(b, rng, sb); }
+    else if (lie == LIE_VERDICT || lie == LIE_SPELLING) { answer(b, &same, w, q, sb, lie); }
+    else { answer(b, rng, w, q, sb, lie); }
+}
+
+// The pairs of a file. A conversation keeps its record's first question, kind of pair
+// and styles: its first answer is right and ideal, and the pair answers the follow-up
+// (the first question's pair, drawn to keep the file's stream in step, goes unused).
 static void gen_pref(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n) {
-    Str out = {0}, prompt = {0}, a = {0}, b = {0};
+    Str out = {0}, prompt = {0}, a = {0}, b = {0}, first = {0}, next = {0};
     uint64_t rng = rng_stream(c->seed, purpose), flip_rng = rng_stream(c->seed, purpose + 100);
+    uint64_t conv = rng_stream(c->seed, purpose + 200);
     for (int i = 0; i < n; i++) {
-        Question q;
+        Question q, f;
         question_random(&q, &rng, w, random_entity_in(&rng, w, PREF_GROUPS));
-        str_clear(&prompt); str_clear(&a); str_clear(&b);
+        str_clear(&prompt);
         question_prompt(&prompt, &rng, w, &q);
         Style sa = (Style)rng_int(&rng, NSTYLE), sb;
         int kind = pref_kind(&rng), b_wrong = kind != PREF_STYLE;
         if (b_wrong) { sb = sa; } // same style: the pair differs in what it says, not how
         else { sb = (Style)((sa + 1 + rng_int(&rng, NSTYLE - 1)) % NSTYLE); }
-        int lie = kind == PREF_WRONG_FACT ? LIE_FACT : TRUTHFUL;
-        if (lie && q.type == Q_YESNO) { lie = (int[]){LIE_FACT, LIE_VERDICT, LIE_SPELLING}[rng_int(&rng, 3)]; }
-        uint64_t same = rng; // a verdict pair's answers draw the same courtesy and filler
-        answer(&a, &rng, w, &q, sa, TRUTHFUL);
-        if (kind == PREF_OTHER_ANIMAL) { wrong_animal_answer(&b, &rng, w, &q, &prompt, sb); }
-        else if (kind == PREF_NO_ANSWER) { no_answer(&b, &rng, sb); }
-        else if (lie == LIE_VERDICT || lie == LIE_SPELLING) { answer(&b, &same, w, &q, sb, lie); }
-        else { answer(&b, &rng, w, &q, sb, lie); }
+        Chat chat = chat_turns((const char *[]){prompt.s}, 1);
+        pair_answers(&a, &b, &rng, w, &q, NULL, &chat, sa, sb, kind);
+        if (followup_draw(&f, &next, &conv, c, w, &q, 1)) {
+            str_clear(&first);
+            answer(&first, &conv, w, &q, S_IDEAL, TRUTHFUL);
+            chat_free(&chat);
+            chat = chat_turns((const char *[]){prompt.s, first.s, next.s}, 3);
+            if (kind == PREF_OTHER_ANIMAL && rng_int(&conv, 2)) { kind = PREF_FIRST_AGAIN; }
+            pair_answers(&a, &b, &conv, w, &f, &q, &chat, sa, sb, kind);
+        }
         int a_better = b_wrong || sa < sb;
         const char *chosen = a_better ? a.s : b.s, *rejected = a_better ? b.s : a.s;
         if (rng_chance(&flip_rng, c->flip_per_million)) { const char *t = chosen; chosen = rejected; rejected = t; }
-        const char *keys[] = {"prompt", "chosen", "rejected"}, *values[] = {prompt.s, chosen, rejected};
-        json_write_object(&out, keys, values, 3);
+        const char *keys[] = {"chosen", "rejected"}, *values[] = {chosen, rejected};
+        write_record(&out, "prompt", &chat, keys, values, 2);
+        chat_free(&chat);
     }
     write_file(c, name, &out);
-    str_free(&out); str_free(&prompt); str_free(&a); str_free(&b);
+    str_free(&out); str_free(&prompt); str_free(&a); str_free(&b); str_free(&first); str_free(&next);
 }
 
-// prompts only, about one group's entities; `distinct` drops repeats (for the eval set)
+// Prompts only, about one group's entities: {"prompt"}, or a conversation ending with
+// its follow-up (the first answer right and ideal). `distinct` drops a record that asks
+// the questions of an earlier one (for the eval sets).
 static void gen_prompts(const GenConfig *c, const World *w, const char *name, uint64_t purpose, int n, Group g,
                         int distinct) {
-    Str out = {0}, prompt = {0};
-    uint64_t rng = rng_stream(c->seed, purpose);
+    Str out = {0}, prompt = {0}, first = {0}, next = {0}, asked = {0}, key = {0};
+    uint64_t rng = rng_stream(c->seed, purpose), conv = rng_stream(c->seed, purpose + 200);
+    str_add(&asked, "\n", 1); // the questions of each record written, one record a line: "\nq1\nq1\tq2\n..."
     int written = 0;
     for (int tries = 0; written < n && tries < 100 * n; tries++) {
-        Question q;
+        Question q, f;
         question_random(&q, &rng, w, random_entity_of(&rng, w, g));
         str_clear(&prompt);
         question_prompt(&prompt, &rng, w, &q);
-        Str line = {0};
-        const char *keys[] = {"prompt"}, *values[] = {prompt.s};
-        json_write_object(&line, keys, values, 1);
-        if (!distinct || out.len == 0 || !strstr(out.s, line.s)) {
-            str_add(&out, line.s, line.len);
+        str_clear(&key);
+        Chat chat;
+        if (followup_draw(&f, &next, &conv, c, w, &q, 1)) {
+            str_clear(&first);
+            answer(&first, &conv, w, &q, S_IDEAL, TRUTHFUL);
+            chat = chat_turns((const char *[]){prompt.s, first.s, next.s}, 3);
+            str_addf(&key, "\n%s\t%s\n", prompt.s, next.s);
+        } else {
+            chat = chat_turns((const char *[]){prompt.s}, 1);
+            str_addf(&key, "\n%s\n", prompt.s);
+        }
+        if (!distinct || !strstr(asked.s, key.s)) {
+            write_record(&out, "prompt", &chat, NULL, NULL, 0);
+            str_add(&asked, key.s + 1, key.len - 1);
             written++;
         }
-        str_free(&line);
+        chat_free(&chat);
     }
     write_file(c, name, &out);
-    str_free(&out); str_free(&prompt);
+    str_free(&out); str_free(&prompt); str_free(&first); str_free(&next); str_free(&asked); str_free(&key);
 }
 
 // the ground truth as a table, for people (the referee rebuilds the world from the seed)
@@ -1351,10 +1588,10 @@ static void gen_all(const GenConfig *c) {
     world_build(&w, c->seed, c->entities);
     gen_facts(c, &w);
     gen_pretrain(c, &w);
-    Str sft_train = {0};
-    gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft, NULL, &sft_train);
-    gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10, &sft_train, NULL);
-    str_free(&sft_train);
+    Str sft_firsts = {0};
+    gen_sft(c, &w, "sft_train.jsonl", 10, c->n_sft, NULL, &sft_firsts);
+    gen_sft(c, &w, "sft_val.jsonl", 11, c->n_sft / 10, &sft_firsts, NULL);
+    str_free(&sft_firsts);
     gen_pref(c, &w, "pref_train.jsonl", 20, c->n_pref);
     // held-out pairs: dev (val) for choosing recipes, test for the figures reported. The
     // first 400 of each are the same for any -p: every -p of 4000 or more is measured alike
@@ -1381,12 +1618,39 @@ static char *read_file(const char *path, size_t *size) {
     return s.s;
 }
 
-// The question types every table reports apart, so that no aggregate hides a regression.
-enum { T_ONE, T_TWO, T_ABOUT, T_YESNO, NTYPES };
-static const char *TYPE_NAMES[NTYPES] = {"one fact", "two facts", "tell me about", "yes/no"};
-static const char *TYPE_KEYS[NTYPES] = {"one_fact", "two_facts", "tell_me_about", "yes_no"};
+// One line of a data or answers file: its prompt as a conversation (chat_free it) and
+// the response under `key`: {"prompt": a string or messages, key: "..."}, or
+// {"messages": [...]}, whose last message, the assistant's, is the response. Returns
+// NULL, or what was wrong (with nothing to free).
+static const char *record_read(const char *line, const char *key, Chat *prompt, Str *response) {
+    const char *messages, *err = json_find(line, "messages", &messages);
+    if (err) { *prompt = (Chat){0}; return err; }
+    if (messages == NULL) {
+        if ((err = json_get_chat(line, "prompt", ROLE_USER, prompt)) == NULL && (err = json_get(line, key, response)) != NULL) {
+            chat_free(prompt);
+        }
+        return err;
+    }
+    if ((err = json_get_chat(line, "messages", ROLE_USER, prompt)) != NULL) { return err; }
+    Turn *last = &prompt->turns[prompt->n - 1];
+    if (prompt->n < 2 || last->role != ROLE_ASSISTANT) { chat_free(prompt); return "the last of \"messages\" must be the assistant's answer"; }
+    str_clear(response);
+    str_add(response, last->content, strlen(last->content));
+    free(last->content);
+    prompt->n--;
+    return NULL;
+}
+
+// The question types every table reports apart, so that no aggregate hides a regression:
+// the four types of first questions (single-turn prompts only, so that their figures
+// compare with those of a world without conversations), and the follow-ups, the second
+// turns of conversations, of any type.
+enum { T_ONE, T_TWO, T_ABOUT, T_YESNO, T_FOLLOW, NTYPES };
+static const char *TYPE_NAMES[NTYPES] = {"one fact", "two facts", "tell me about", "yes/no", "follow-up"};
+static const char *TYPE_KEYS[NTYPES] = {"one_fact", "two_facts", "tell_me_about", "yes_no", "follow_up"};
 
 static int question_kind(const Question *q) {
+    if (q->followup) { return T_FOLLOW; }
     return q->type == Q_YESNO ? T_YESNO : q->type == Q_ABOUT ? T_ABOUT : popcount(q->asks) == 1 ? T_ONE : T_TWO;
 }
 
@@ -1431,7 +1695,7 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
     if (text == NULL) { die("cannot read %s (%s)", path, strerror(errno)); }
     FILE *out = per_line ? fopenCheck(per_line, "wb") : NULL;
     ScoreSummary s = {0};
-    Str prompt = {0}, response = {0};
+    Str response = {0};
     char **templates = NULL;
     int cap = 0;
     char *line = text;
@@ -1439,12 +1703,16 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
         char *end = strchr(line, '\n');
         if (end) { *end = '\0'; }
         if (*skip_ws(line) != '\0') {
-            const char *err = json_get(line, "prompt", &prompt);
-            if (err == NULL) { err = json_get(line, response_key, &response); }
-            if (err) { die("%s:%d: %s (expected {\"prompt\": \"...\", \"%s\": \"...\"})", path, lineno, err, response_key); }
-            Grade g = referee_grade(w, prompt.s, response.s);
+            Chat prompt;
+            const char *err = record_read(line, response_key, &prompt, &response);
+            if (err) {
+                die("%s:%d: %s (expected {\"prompt\": a string or messages, \"%s\": \"...\"}, or {\"messages\"})", path, lineno,
+                    err, response_key);
+            }
+            Grade g = referee_grade(w, &prompt, response.s);
             Question q;
-            int type = question_parse(&q, w, prompt.s) ? question_kind(&q) : -1;
+            int type = question_parse(&q, w, &prompt) ? question_kind(&q) : -1;
+            chat_free(&prompt);
             s.lines++;
             if (g.scored) {
                 s.correct += g.correct; s.polite += g.polite; s.concise += g.concise; s.score += g.score;
@@ -1481,25 +1749,54 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
     for (int i = 0; i < s.scored; i++) { free(templates[i]); }
     free(templates);
     if (out) { fcloseCheck(out); }
-    str_free(&prompt); str_free(&response);
+    str_free(&response);
     free(text);
     return s;
+}
+
+// The preference pairs of a file: {"prompt": a string or messages, "chosen", "rejected"}
+typedef struct {
+    int count;
+    Chat *prompt;               // (count,) each a conversation ending with the user's question
+    char **chosen, **rejected;  // (count,)
+} Pairs;
+
+static void pairs_read(Pairs *p, const char *path) {
+    JsonlLines lines;
+    char err[1024];
+    if (jsonl_lines(path, &lines, err, sizeof(err))) { die("%s", err); }
+    p->count = lines.count;
+    p->prompt = mallocCheck((size_t)lines.count * sizeof(Chat));
+    p->chosen = mallocCheck((size_t)lines.count * sizeof(char *));
+    p->rejected = mallocCheck((size_t)lines.count * sizeof(char *));
+    Str chosen = {0}, rejected = {0};
+    for (int i = 0; i < lines.count; i++) {
+        const char *why = record_read(lines.lines[i], "chosen", &p->prompt[i], &chosen);
+        if (why == NULL && (why = json_get(lines.lines[i], "rejected", &rejected)) != NULL) { chat_free(&p->prompt[i]); }
+        if (why) { die("%s:%d: %s (expected {\"prompt\", \"chosen\", \"rejected\"})", path, lines.numbers[i], why); }
+        p->chosen[i] = strdup(str_cstr(&chosen));
+        p->rejected[i] = strdup(str_cstr(&rejected));
+    }
+    str_free(&chosen); str_free(&rejected);
+    jsonl_lines_free(&lines);
+}
+
+static void pairs_free(Pairs *p) {
+    for (int i = 0; i < p->count; i++) { chat_free(&p->prompt[i]); free(p->chosen[i]); free(p->rejected[i]); }
+    free(p->prompt); free(p->chosen); free(p->rejected);
 }
 
 // The share of preference pairs whose label the referee agrees with: the accuracy
 // of a perfect reward model, the ceiling any learned one can reach on that file.
 static double agree_file(const World *w, const char *path, int *pairs) {
-    const char *keys[] = {"prompt", "chosen", "rejected"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(path, keys, 3, &rec, err, sizeof(err))) { die("%s", err); }
+    Pairs p;
+    pairs_read(&p, path);
     int agree = 0;
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * 3;
-        agree += referee_grade(w, v[0], v[1]).score > referee_grade(w, v[0], v[2]).score;
+    for (int i = 0; i < p.count; i++) {
+        agree += referee_grade(w, &p.prompt[i], p.chosen[i]).score > referee_grade(w, &p.prompt[i], p.rejected[i]).score;
     }
-    *pairs = rec.count;
-    jsonl_free(&rec);
+    *pairs = p.count;
+    pairs_free(&p);
     return (double)agree / *pairs;
 }
 
@@ -1588,17 +1885,18 @@ static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
 // Which kind of difference a preference pair holds, as the referee sees it: two
 // right answers in different styles, the verdict only (the worse answer is the better
 // with its yes or no flipped or misspelt), a wrong fact, an answer about another animal
-// (its first name is neither the asked animal nor its friend), or no answer (no value
-// word, name, yes or no at all).
-enum { PAIR_STYLE, PAIR_VERDICT, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, NUM_PAIR_KINDS };
+// (its first name is neither the asked animal nor its friend), no answer (no value
+// word, name, yes or no at all), or, to a follow-up, the first question answered again
+// (the worse answer is right for the conversation's first question alone).
+enum { PAIR_STYLE, PAIR_VERDICT, PAIR_WRONG_FACT, PAIR_OTHER_ANIMAL, PAIR_NO_ANSWER, PAIR_FIRST_AGAIN, NUM_PAIR_KINDS };
 static const char *PAIR_KIND_NAMES[NUM_PAIR_KINDS] = {"style only", "the verdict only", "a wrong fact", "another animal",
-                                                      "no answer"};
+                                                      "no answer", "the first question again"};
 static const char *PAIR_KIND_KEYS[NUM_PAIR_KINDS] = {"style_only", "verdict_only", "wrong_fact", "another_animal",
-                                                     "no_answer"};
+                                                     "no_answer", "first_question"};
 
 static int is_verdict_word(const char *word) { return !strcmp(word, "yes") || !strcmp(word, "no"); }
 
-static int pair_kind(const World *w, const char *prompt, const char *better, const char *worse) {
+static int pair_kind(const World *w, const Chat *prompt, const char *better, const char *worse) {
     if (referee_grade(w, prompt, better).correct == referee_grade(w, prompt, worse).correct) { return PAIR_STYLE; }
     Question q;
     if (!question_parse(&q, w, prompt)) { return PAIR_WRONG_FACT; }
@@ -1619,6 +1917,7 @@ static int pair_kind(const World *w, const char *prompt, const char *better, con
     words_free(&wb);
     words_free(&ws);
     if (same_length && differ == 1 && verdict) { return PAIR_VERDICT; }
+    if (prompt->n > 1 && referee_grade_text(w, prompt->turns[0].content, worse).correct == 1.0f) { return PAIR_FIRST_AGAIN; }
     if (claims == 0) { return PAIR_NO_ANSWER; }
     int other = first >= 0 && first != q.entity && first != w->entity[q.entity].fact[A_FRIEND];
     return other ? PAIR_OTHER_ANIMAL : PAIR_WRONG_FACT;
@@ -1643,20 +1942,19 @@ static Judgement judge_file(const World *w, const char *model_path, const char *
     tokenizer_load(&tok, tokenizer_path);
     if (tok.vocab_size != model.config.vocab_size) { die("%s does not match %s: pass the model's tokenizer with -z", tokenizer_path, model_path); }
     int maxT = model.config.max_seq_len, scalar = model.config.scalar_head;
-    const char *keys[] = {"prompt", "chosen", "rejected"};
-    JsonlRecords rec;
-    char err[1024];
-    if (jsonl_read(pairs_path, keys, 3, &rec, err, sizeof(err))) { die("%s", err); }
+    Pairs p;
+    pairs_read(&p, pairs_path);
     int *inputs = mallocCheck((size_t)maxT * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
     Judgement j = {.scalar = scalar};
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * 3;
+    for (int i = 0; i < p.count; i++) {
+        char *responses[2] = {p.chosen[i], p.rejected[i]};
         double value[2];
         int ok = 1;
         for (int k = 0; k < 2 && ok; k++) {
             ChatExample ex;
-            ok = chat_encode(&ex, &tok, v[0], v[1 + k], maxT) == 1; // whole examples only
-            if (!ok) { break; }
+            Turn answer_turn = {.role = ROLE_ASSISTANT, .train = 1, .content = responses[k]};
+            ok = chat_encode_turns(&ex, &tok, &p.prompt[i], &answer_turn, 0, maxT) == 1; // whole examples only
+            if (!ok) { chat_example_free(&ex); break; }
             int T = scalar ? ex.n : ex.n - 1;
             for (int t = 0; t < T; t++) {
                 inputs[t] = ex.tokens[t];
@@ -1672,16 +1970,16 @@ static Judgement judge_file(const World *w, const char *model_path, const char *
             chat_example_free(&ex);
         }
         if (!ok) { j.skipped++; continue; }
-        Grade gc = referee_grade(w, v[0], v[1]), gr = referee_grade(w, v[0], v[2]);
+        Grade gc = referee_grade(w, &p.prompt[i], p.chosen[i]), gr = referee_grade(w, &p.prompt[i], p.rejected[i]);
         int chosen_better = gc.score > gr.score;
-        int kind = pair_kind(w, v[0], chosen_better ? v[1] : v[2], chosen_better ? v[2] : v[1]);
+        int kind = pair_kind(w, &p.prompt[i], responses[!chosen_better], responses[chosen_better]);
         j.pairs++;
         j.label_agree += value[0] > value[1];
         j.n[kind]++;
         j.agree[kind] += (value[0] > value[1]) == chosen_better;
     }
     free(inputs); free(targets);
-    jsonl_free(&rec);
+    pairs_free(&p);
     tokenizer_free(&tok);
     gpt_free(&model);
     return j;
@@ -1693,7 +1991,7 @@ void judge_pairs(const World *w, const char *model_path, const char *tokenizer_p
            j.scalar ? "reward model: score at <|end|>" : "language model: summed log-probability of the response", pairs_path,
            j.pairs ? (double)j.label_agree / j.pairs : 0.0, j.pairs);
     for (int k = 0; k < NUM_PAIR_KINDS; k++) {
-        printf("  %-16s %5.3f of %d pairs\n", PAIR_KIND_NAMES[k], j.n[k] ? (double)j.agree[k] / j.n[k] : 0.0, j.n[k]);
+        printf("  %-24s %5.3f of %d pairs\n", PAIR_KIND_NAMES[k], j.n[k] ? (double)j.agree[k] / j.n[k] : 0.0, j.n[k]);
     }
     if (j.skipped) { printf("  (%d pairs longer than the context left out)\n", j.skipped); }
 }
@@ -1741,7 +2039,7 @@ static void summary_reward(const World *w, const char *out_dir, const char *dev_
 void summary(const World *w, const char *out_dir, FILE *table) {
     static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
     const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
-    char path[4096], err[1024];
+    char path[4096], err[8192]; // err holds a path
     snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
     JsonlRecords rec;
     if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
@@ -1812,8 +2110,9 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     fprintf(table, "%-8s %-62s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
 
     // by question type, so that no aggregate hides a regression; and how uniform the answers are
-    fprintf(table, "\nby question type: correct / fully preferred (answers); top template: the share of answers that follow\n"
-            "the most common one (names, values and numbers as slots)\n%-8s", "stage");
+    fprintf(table, "\nby question type: correct / fully preferred (answers); the four types of first questions are the\n"
+            "single-turn prompts, follow-up the second turns of conversations; top template: the share of answers\n"
+            "that follow the most common one (names, values and numbers as slots)\n%-8s", "stage");
     for (int t = 0; t < NTYPES; t++) { fprintf(table, " %-17s", TYPE_NAMES[t]); }
     fprintf(table, " top template\n");
     for (int k = 0; k < 4; k++) {
@@ -1845,7 +2144,7 @@ void summary(const World *w, const char *out_dir, FILE *table) {
 static void error_usage(void) {
     GenConfig d = GEN_DEFAULTS;
     fprintf(stderr,
-            "usage: world gen   [-s seed] [-n entities] [-f flip] [-m MB] [-p pairs] [-o dir]\n"
+            "usage: world gen   [-s seed] [-n entities] [-f flip] [-d dialogues] [-m MB] [-p pairs] [-o dir]\n"
             "       world score [-s seed] [-n entities] [-k key] [-o per_line.jsonl] [-t label] answers.jsonl\n"
             "       world agree [-s seed] [-n entities] pairs.jsonl   (how often the referee agrees with the labels)\n"
             "       world summary [-s seed] [-n entities] out_dir     (the table of a pipeline run, and summary.json)\n"
@@ -1853,6 +2152,7 @@ static void error_usage(void) {
             "  -s  seed of the world                       (default %llu)\n"
             "  -n  number of entities, 10 to %d           (default %d)\n"
             "  -f  fraction of preference labels flipped  (default %.2f)\n"
+            "  -d  fraction made two-turn conversations   (default %.2f of the records that can be)\n"
             "  -m  pretraining train text in MB           (default %.1f; val is a tenth)\n"
             "  -p  preference pairs to train on           (default %d; val is a tenth, at most 400)\n"
             "  -o  gen: output directory                  (default %s)\n"
@@ -1862,7 +2162,7 @@ static void error_usage(void) {
             "  -c  pairs: a reward model, or a language model (ranked by log-probability)\n"
             "  -z  pairs: its tokenizer                   (default: tokenizer.bin beside the model)\n"
             "score and gen must use the same -s and -n: the referee rebuilds the world from them.\n",
-            (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.pretrain_mb, d.n_pref, d.dir);
+            (unsigned long long)d.seed, MAX_ENTITIES, d.entities, d.flip_per_million / 1e6, d.conv_per_million / 1e6, d.pretrain_mb, d.n_pref, d.dir);
     exit(1);
 }
 
@@ -1896,6 +2196,7 @@ int main(int argc, char **argv) {
         case 's': c.seed = (uint64_t)flag_number(flag, val, 0, 1e15); break;
         case 'n': c.entities = (int)flag_number(flag, val, 10, MAX_ENTITIES); break;
         case 'f': c.flip_per_million = (int)(flag_number(flag, val, 0, 0.5) * 1e6 + 0.5); break;
+        case 'd': c.conv_per_million = (int)(flag_number(flag, val, 0, 1) * 1e6 + 0.5); break;
         case 'm': c.pretrain_mb = flag_number(flag, val, 0.01, 100); break;
         case 'p': c.n_pref = (int)flag_number(flag, val, 10, 1e6); break;
         case 'o': if (scoring) { per_line = val; } else { c.dir = val; } break;

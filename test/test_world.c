@@ -33,6 +33,75 @@ static int split_lines(char *text, char ***lines) {
     return n;
 }
 
+// A question to answer, as the files ask it: a single prompt, or the follow-up of a
+// conversation (a first question that can be followed up, its right and ideal
+// answer, then the follow-up). q is the question asked last; first, in a conversation,
+// the first.
+typedef struct {
+    Question q, first;
+    Chat chat;
+} Asked;
+
+static void asked_make(Asked *a, uint64_t *rng, const World *w, int followup) {
+    Str prompt = {0};
+    if (!followup) {
+        question_random(&a->q, rng, w, rng_int(rng, w->n));
+        question_prompt(&prompt, rng, w, &a->q);
+        a->chat = chat_turns((const char *[]){prompt.s}, 1);
+    } else {
+        do { question_random(&a->first, rng, w, rng_int(rng, w->n)); } while (!can_follow_up(&a->first));
+        Str reply = {0}, next = {0};
+        question_prompt(&prompt, rng, w, &a->first);
+        answer(&reply, rng, w, &a->first, S_IDEAL, TRUTHFUL);
+        followup_random(&a->q, rng, w, &a->first);
+        followup_prompt(&next, rng, &a->q);
+        a->chat = chat_turns((const char *[]){prompt.s, reply.s, next.s}, 3);
+        str_free(&reply); str_free(&next);
+    }
+    str_free(&prompt);
+}
+
+// the last turn of a prompt: the question asked
+static const char *asked_text(const Asked *a) { return a->chat.turns[a->chat.n - 1].content; }
+
+// text with the first occurrence of the animal's name replaced by "It" (or "it" inside a sentence)
+static void replace_name(Str *out, const char *text, const char *name) {
+    const char *at = strstr(text, name);
+    if (at == NULL) { str_addf(out, "%s", text); return; }
+    str_add(out, text, (size_t)(at - text));
+    str_addf(out, "%s%s", at == text ? "It" : "it", at + strlen(name));
+}
+
+// the prompt of one line of a data file, as a conversation: "prompt", or "messages"
+// without its last turn (the answer SFT learns); *answered tells whether there was one
+static const char *line_prompt(const char *line, Chat *prompt, int *answered) {
+    const char *messages, *err = json_find(line, "messages", &messages);
+    *answered = 0;
+    if (err == NULL && messages == NULL) { return json_get_chat(line, "prompt", ROLE_USER, prompt); }
+    if (err == NULL && (err = json_get_chat(line, "messages", ROLE_USER, prompt)) == NULL) {
+        *answered = 1;
+        free(prompt->turns[--prompt->n].content);
+    }
+    return err;
+}
+
+// a question of one string, read as the referee reads a prompt
+static int question_parse_one(Question *q, const World *w, const char *text) {
+    Turn t;
+    Chat c = chat_of(&t, text);
+    return question_parse(q, w, &c);
+}
+
+// two conversations alike, turn for turn
+static int chat_same(const Chat *a, const Chat *b) {
+    Str sa = {0}, sb = {0};
+    json_write_chat(&sa, a);
+    json_write_chat(&sb, b);
+    int same = !strcmp(str_cstr(&sa), str_cstr(&sb));
+    str_free(&sa); str_free(&sb);
+    return same;
+}
+
 // ----------------------------------------------------------------------------
 // the referee on hand-made answers
 
@@ -47,73 +116,73 @@ static void test_referee(const World *w) {
     Grade g;
 
     snprintf(prompt, sizeof(prompt), "What does %s eat?", n);
-    g = referee_grade(w, prompt, "");
+    g = referee_grade_text(w, prompt, "");
     check(g.scored && g.score == 0 && g.correct == 0, "referee: empty response scores 0", "score %.2f", g.score);
-    g = referee_grade(w, prompt, "  \n\t ");
+    g = referee_grade_text(w, prompt, "  \n\t ");
     check(g.scored && g.score == 0, "referee: blank response scores 0", "score %.2f", g.score);
 
     snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(grade_is_ideal(&g), "referee: a plain right answer is fully preferred", "%s -> %.2f/%.2f/%.2f", resp, g.correct, g.polite, g.concise);
 
-    g = referee_grade(w, "What does Gandalf eat?", resp);
+    g = referee_grade_text(w, "What does Gandalf eat?", resp);
     check(!g.scored, "referee: a prompt naming no entity of the world is not scored", "scored=%d", g.scored);
 
     snprintf(resp, sizeof(resp), "%s eats %s.", n, other_food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.scored && g.correct == 0 && g.score < 0.6f, "referee: a wrong fact is wrong", "correct %.2f score %.2f", g.correct, g.score);
 
     snprintf(resp, sizeof(resp), "%s eats %s. The weather was fine and the sky was wide, and the day went on "
              "and on and on without any end in sight at all for anyone.", n, food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 0 && g.concise < 0.5f && g.polite == 1, "referee: chatter the grammar does not read costs correctness and concision",
           "correct %.2f concise %.2f", g.correct, g.concise);
     snprintf(resp, sizeof(resp), "Sure! %s eats %s.\n\nI really hope this answers what you wanted to know, and please "
              "feel free to ask me anything else.", n, food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 1 && g.concise < 0.5f && g.polite == 1, "referee: the demonstrators' filler is read, and costs concision only",
           "correct %.2f concise %.2f", g.correct, g.concise);
 
     snprintf(resp, sizeof(resp), "%s eats %s. Also it lives in the %s.", n, food,
              PLACES[(x->fact[A_HOME] + 1) % COUNT(PLACES)]);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 0, "referee: a false fact in trailing text makes the answer wrong", "correct %.2f", g.correct);
 
     snprintf(resp, sizeof(resp), "%s.", food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 1 && g.polite == 0.5f, "referee: a bare answer is right but curt", "polite %.2f", g.polite);
 
     snprintf(resp, sizeof(resp), "Ugh. %s eats %s.", n, food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 1 && g.polite == 0, "referee: a rude answer is impolite", "polite %.2f", g.polite);
 
     snprintf(resp, sizeof(resp), "Although %s eats %s, I laughed.", n, food); // "laughed" holds "ugh" but is not rude
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.polite == 1, "referee: rude phrases match whole words only", "polite %.2f", g.polite);
 
     snprintf(prompt, sizeof(prompt), "Where does %s live, and who is its friend?", n);
     snprintf(resp, sizeof(resp), "%s lives in the %s.", n, place);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(fabsf(g.correct - 0.5f) < 1e-6f, "referee: one of two facts answered is half right", "correct %.2f", g.correct);
     snprintf(resp, sizeof(resp), "%s lives in the %s and has a friend called %s.", n, place, friend);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(grade_is_ideal(&g), "referee: both facts answered is fully preferred", "%.2f/%.2f/%.2f", g.correct, g.polite, g.concise);
 
     snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, other_food);
-    g = referee_grade(w, prompt, "Yes.");
+    g = referee_grade_text(w, prompt, "Yes.");
     check(g.correct == 0, "referee: a wrong yes is wrong", "correct %.2f", g.correct);
-    g = referee_grade(w, prompt, "No.");
+    g = referee_grade_text(w, prompt, "No.");
     check(g.correct == 1 && g.polite == 0.5f, "referee: a bare right no is right and curt", "correct %.2f polite %.2f", g.correct, g.polite);
     snprintf(resp, sizeof(resp), "No, %s does not eat %s.", n, other_food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(grade_is_ideal(&g), "referee: a negated false value is right", "correct %.2f", g.correct);
     snprintf(resp, sizeof(resp), "No, %s doesn't eat %s.", n, food);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(g.correct == 0, "referee: a negated true value is wrong", "correct %.2f", g.correct);
 
     snprintf(prompt, sizeof(prompt), "Tell me about %s.", n);
     snprintf(resp, sizeof(resp), "%s eats %s and lives in the %s.", n, food, place);
-    g = referee_grade(w, prompt, resp);
+    g = referee_grade_text(w, prompt, resp);
     check(fabsf(g.correct - 2.0f / 3.0f) < 1e-6f, "referee: 'tell me about' needs three facts", "correct %.3f", g.correct);
 
     // bytes that are not text at all must not trip it
@@ -121,44 +190,45 @@ static void test_referee(const World *w) {
     uint64_t rng = 7;
     for (int i = 0; i < (int)sizeof(junk) - 1; i++) { junk[i] = (char)(1 + rng_int(&rng, 255)); }
     junk[sizeof(junk) - 1] = '\0';
-    g = referee_grade(w, prompt, junk);
+    g = referee_grade_text(w, prompt, junk);
     check(g.scored && g.score >= 0 && g.score <= 1, "referee: random bytes give a score in [0, 1]", "score %.3f", g.score);
 }
 
 // the referee agrees with how every style and lie was built, on many random questions
+// and on as many follow-ups (each from a stream of its own)
 static void test_styles(const World *w) {
-    uint64_t rng = rng_stream(99, 99);
-    int bad[NSTYLE + 1] = {0}, n = 2000;
-    for (int i = 0; i < n; i++) {
-        Question q;
-        question_random(&q, &rng, w, rng_int(&rng, w->n));
-        Str prompt = {0};
-        question_prompt(&prompt, &rng, w, &q);
-        for (int s = 0; s <= NSTYLE; s++) {
-            Str r = {0};
-            answer(&r, &rng, w, &q, s == NSTYLE ? (Style)rng_int(&rng, NSTYLE) : (Style)s, s == NSTYLE ? LIE_FACT : TRUTHFUL);
-            Grade g = referee_grade(w, prompt.s, r.s);
-            int ok = g.scored;
-            switch (s) {
-            case S_IDEAL: ok &= grade_is_ideal(&g); break;
-            case S_TERSE: ok &= g.correct == 1 && g.polite == 0.5f && g.concise == 1; break;
-            case S_RAMBLING: ok &= g.correct == 1 && g.polite == 1 && g.concise < 0.5f; break;
-            case S_RUDE: ok &= g.correct == 1 && g.polite == 0; break;
-            default: ok &= g.correct == 0 && g.score < 0.6f; break; // a lie, in any style
+    for (int f = 0; f < 2; f++) {
+        uint64_t rng = rng_stream(99, 99 + f);
+        int bad[NSTYLE + 1] = {0}, n = 2000;
+        for (int i = 0; i < n; i++) {
+            Asked a;
+            asked_make(&a, &rng, w, f);
+            for (int s = 0; s <= NSTYLE; s++) {
+                Str r = {0};
+                answer(&r, &rng, w, &a.q, s == NSTYLE ? (Style)rng_int(&rng, NSTYLE) : (Style)s, s == NSTYLE ? LIE_FACT : TRUTHFUL);
+                Grade g = referee_grade(w, &a.chat, r.s);
+                int ok = g.scored;
+                switch (s) {
+                case S_IDEAL: ok &= grade_is_ideal(&g); break;
+                case S_TERSE: ok &= g.correct == 1 && g.polite == 0.5f && g.concise == 1; break;
+                case S_RAMBLING: ok &= g.correct == 1 && g.polite == 1 && g.concise < 0.5f; break;
+                case S_RUDE: ok &= g.correct == 1 && g.polite == 0; break;
+                default: ok &= g.correct == 0 && g.score < 0.6f; break; // a lie, in any style
+                }
+                if (!ok && bad[s] < 2) { printf("  style %d: %s -> %s (%.2f %.2f %.2f)\n", s, asked_text(&a), r.s, g.correct, g.polite, g.concise); }
+                bad[s] += !ok;
+                str_free(&r);
             }
-            if (!ok && bad[s] < 2) { printf("  style %d: %s -> %s (%.2f %.2f %.2f)\n", s, prompt.s, r.s, g.correct, g.polite, g.concise); }
-            bad[s] += !ok;
-            str_free(&r);
+            chat_free(&a.chat);
         }
-        str_free(&prompt);
-    }
-    const char *names[] = {"ideal answers are fully preferred", "terse answers are right and curt",
-                           "rambling answers are right, polite and under half concise",
-                           "rude answers are right and impolite", "lies are wrong and score under 0.6"};
-    for (int s = 0; s <= NSTYLE; s++) {
-        char name[128];
-        snprintf(name, sizeof(name), "referee on %d random questions: %s", n, names[s]);
-        check(bad[s] == 0, name, "%d disagree", bad[s]);
+        const char *names[] = {"ideal answers are fully preferred", "terse answers are right and curt",
+                               "rambling answers are right, polite and under half concise",
+                               "rude answers are right and impolite", "lies are wrong and score under 0.6"};
+        for (int s = 0; s <= NSTYLE; s++) {
+            char name[128];
+            snprintf(name, sizeof(name), "referee on %d random %s: %s", n, f ? "follow-ups" : "questions", names[s]);
+            check(bad[s] == 0, name, "%d disagree", bad[s]);
+        }
     }
 }
 
@@ -266,6 +336,7 @@ static const Attack ATTACKS[] = {
     {"a claim in the past tense (used to)", NO_CORRECT, 0},
     {"a reported claim (\"some say\")", NO_CORRECT, 0},
     {"\"not\" before the answer", NO_CORRECT, 0},
+    {"the right verdict beside a true fact that was not asked", NO_CORRECT, 1},
     {"an insult the demonstrators never use (idiot)", NO_POLITE, 0},
     {"a dismissal (only a fool would ask)", NO_POLITE, 0},
     {"emoji padding", NO_CONCISE, 0},
@@ -329,46 +400,59 @@ static void attack_make(Str *out, int kind, const Pieces *p, const char *prompt)
     case 29: str_addf(out, "%s used to ", n); predicate(out, p->attr, t); str_add(out, ".", 1); break;
     case 30: str_addf(out, "Some say that %s.", p->bare.s); break;
     case 31: str_addf(out, "Not %s.", p->bare.s); break;
-    case 32: str_addf(out, "%s You idiot.", p->core.s); break;
-    case 33: str_addf(out, "%s Only a fool would ask.", p->core.s); break;
-    case 34: str_addf(out, "%s", p->core.s); for (int i = 0; i < 200; i++) { str_addf(out, "\xf0\x9f\x98\x80"); } break;
-    case 35: str_addf(out, "%s", p->core.s); for (int i = 0; i < 100; i++) { str_addf(out, "\xe6\x98\xaf\xe7\x9a\x84"); } break;
+    case 32: { // "Yes, Bilo is a fox." to "Does Bilo eat honey?", when it does
+        Attr a = (Attr)((p->attr + 1) % 4);
+        str_addf(out, "%s, %s ", p->q.value == p->truth ? "Yes" : "No", n);
+        predicate(out, a, attr_values(a, &count)[p->w->entity[p->q.entity].fact[a]]);
+        str_add(out, ".", 1);
+        break;
+    }
+    case 33: str_addf(out, "%s You idiot.", p->core.s); break;
+    case 34: str_addf(out, "%s Only a fool would ask.", p->core.s); break;
+    case 35: str_addf(out, "%s", p->core.s); for (int i = 0; i < 200; i++) { str_addf(out, "\xf0\x9f\x98\x80"); } break;
+    case 36: str_addf(out, "%s", p->core.s); for (int i = 0; i < 100; i++) { str_addf(out, "\xe6\x98\xaf\xe7\x9a\x84"); } break;
     default: str_addf(out, "%s ", p->core.s); while (out->len < (1 << 20)) { str_add(out, "\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85\xe2\x98\x85", 12); } break;
     }
 }
 
+// Each attack on 100 random questions (4 for the megabyte of padding) and on as many
+// follow-ups, each from a stream of its own
 static void test_attacks(const World *w) {
-    uint64_t rng = rng_stream(77, 1);
-    Str prompt = {0}, resp = {0};
+    uint64_t rngs[2] = {rng_stream(77, 1), rng_stream(77, 2)};
+    Str resp = {0};
     int total_kinds = COUNT(ATTACKS);
     check(total_kinds >= 30, "referee: at least 30 kinds of gaming attempts are tried", "%d kinds", total_kinds);
     for (int k = 0; k < total_kinds; k++) {
-        int tries = k == total_kinds - 1 ? 4 : 100, credited = 0, tried = 0;
+        int tries = k == total_kinds - 1 ? 4 : 100, credited[2] = {0, 0};
         char example[200] = "";
-        for (int i = 0; i < tries; i++) {
-            Question q;
-            do { question_random(&q, &rng, w, rng_int(&rng, w->n)); }
-            while ((ATTACKS[k].yesno_only && q.type != Q_YESNO) || (k == 21 && q.type == Q_YESNO));
-            str_clear(&prompt);
-            question_prompt(&prompt, &rng, w, &q);
-            Pieces p;
-            pieces_make(&p, w, &q, &rng);
-            str_clear(&resp);
-            attack_make(&resp, k, &p, prompt.s);
-            Grade g = referee_grade(w, prompt.s, resp.s);
-            int bad = grade_is_ideal(&g) || (ATTACKS[k].expect == NO_CORRECT && g.correct > 0) ||
-                      (ATTACKS[k].expect == NO_POLITE && g.polite > 0) || (ATTACKS[k].expect == NO_CONCISE && g.concise >= 0.5f);
-            if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.60s (%.2f %.2f %.2f)", prompt.s, resp.s, g.correct, g.polite, g.concise); }
-            credited += bad;
-            tried++;
-            pieces_free(&p);
+        for (int f = 0; f < 2; f++) {
+            for (int i = 0; i < tries; i++) {
+                Asked a;
+                for (;;) {
+                    asked_make(&a, &rngs[f], w, f);
+                    if (!(ATTACKS[k].yesno_only && a.q.type != Q_YESNO) && !(k == 21 && a.q.type == Q_YESNO)) { break; }
+                    chat_free(&a.chat);
+                }
+                Pieces p;
+                pieces_make(&p, w, &a.q, &rngs[f]);
+                str_clear(&resp);
+                attack_make(&resp, k, &p, asked_text(&a));
+                Grade g = referee_grade(w, &a.chat, resp.s);
+                int bad = grade_is_ideal(&g) || (ATTACKS[k].expect == NO_CORRECT && g.correct > 0) ||
+                          (ATTACKS[k].expect == NO_POLITE && g.polite > 0) || (ATTACKS[k].expect == NO_CONCISE && g.concise >= 0.5f);
+                if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.60s (%.2f %.2f %.2f)", asked_text(&a), resp.s, g.correct, g.polite, g.concise); }
+                credited[f] += bad;
+                pieces_free(&p);
+                chat_free(&a.chat);
+            }
         }
         char title[200];
         snprintf(title, sizeof(title), "referee, gaming attempt %d: %s: no undeserved %s", k + 1, ATTACKS[k].name,
                  ATTACKS[k].expect == NO_CORRECT ? "correctness" : ATTACKS[k].expect == NO_POLITE ? "politeness" : "concision");
-        check(credited == 0, title, "%d of %d credited%s%s", credited, tried, example[0] ? "; " : "", example);
+        check(credited[0] + credited[1] == 0, title, "%d of %d questions and %d of %d follow-ups credited%s%s", credited[0], tries,
+              credited[1], tries, example[0] ? "; " : "", example);
     }
-    str_free(&prompt); str_free(&resp);
+    str_free(&resp);
 }
 
 // Right answers in forms the world's text uses, or plain variants of them: each must be
@@ -457,32 +541,286 @@ static void valid_make(Str *out, int kind, const Pieces *p, uint64_t *rng) {
 }
 
 static void test_valid_forms(const World *w) {
-    uint64_t rng = rng_stream(78, 1);
-    Str prompt = {0}, resp = {0};
+    uint64_t rngs[2] = {rng_stream(78, 1), rng_stream(78, 2)};
+    Str resp = {0};
     for (int k = 0; k < COUNT(VALID); k++) {
-        int missed = 0, tried = 0;
+        int missed[2] = {0, 0};
         char example[200] = "";
-        for (int i = 0; i < 100; i++) {
-            Question q;
-            do { question_random(&q, &rng, w, rng_int(&rng, w->n)); } while (VALID[k].yesno_only && q.type != Q_YESNO);
-            str_clear(&prompt);
-            question_prompt(&prompt, &rng, w, &q);
-            Pieces p;
-            pieces_make(&p, w, &q, &rng);
-            str_clear(&resp);
-            valid_make(&resp, k, &p, &rng);
-            Grade g = referee_grade(w, prompt.s, resp.s);
-            int bad = g.correct < 1 || (VALID[k].ideal && !grade_is_ideal(&g));
-            if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.80s (%.2f %.2f %.2f)", prompt.s, resp.s, g.correct, g.polite, g.concise); }
-            missed += bad;
-            tried++;
-            pieces_free(&p);
+        for (int f = 0; f < 2; f++) {
+            for (int i = 0; i < 100; i++) {
+                Asked a;
+                for (;;) {
+                    asked_make(&a, &rngs[f], w, f);
+                    if (!VALID[k].yesno_only || a.q.type == Q_YESNO) { break; }
+                    chat_free(&a.chat);
+                }
+                Pieces p;
+                pieces_make(&p, w, &a.q, &rngs[f]);
+                str_clear(&resp);
+                valid_make(&resp, k, &p, &rngs[f]);
+                Grade g = referee_grade(w, &a.chat, resp.s);
+                int bad = g.correct < 1 || (VALID[k].ideal && !grade_is_ideal(&g));
+                if (bad && !example[0]) { snprintf(example, sizeof(example), "%s -> %.80s (%.2f %.2f %.2f)", asked_text(&a), resp.s, g.correct, g.polite, g.concise); }
+                missed[f] += bad;
+                pieces_free(&p);
+                chat_free(&a.chat);
+            }
         }
         char title[200];
         snprintf(title, sizeof(title), "referee, valid form %d: %s: %s", k + 1, VALID[k].name, VALID[k].ideal ? "fully preferred" : "correct");
-        check(missed == 0, title, "%d of %d refused%s%s", missed, tried, example[0] ? "; " : "", example);
+        check(missed[0] + missed[1] == 0, title, "%d of 100 questions and %d of 100 follow-ups refused%s%s", missed[0], missed[1],
+              example[0] ? "; " : "", example);
     }
-    str_free(&prompt); str_free(&resp);
+    str_free(&resp);
+}
+
+// ----------------------------------------------------------------------------
+// conversations: the referee on second turns
+
+// hand-made conversations about one animal
+static void test_conversation_referee(const World *w) {
+    const Entity *x = &w->entity[0], *y = &w->entity[x->fact[A_FRIEND]];
+    const char *n = x->name, *friend = y->name, *food = FOODS[x->fact[A_FOOD]], *place = PLACES[x->fact[A_HOME]];
+    char first[128], reply[256], resp[512], about_friend[128];
+    snprintf(first, sizeof(first), "Where does %s live?", n);
+    snprintf(reply, sizeof(reply), "%s lives in the %s.", n, place);
+    Chat c = chat_turns((const char *[]){first, reply, "What does it eat?"}, 3);
+    Grade g;
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade(w, &c, resp);
+    check(grade_is_ideal(&g), "referee, follow-up: the answer that names the animal is fully preferred", "%s -> %.2f/%.2f/%.2f", resp,
+          g.correct, g.polite, g.concise);
+    snprintf(resp, sizeof(resp), "It eats %s.", food);
+    g = referee_grade(w, &c, resp);
+    check(g.correct == 1 && g.polite == 0.5f, "referee, follow-up: \"It eats ...\" is right, and curt (the animal unnamed, as a bare value)",
+          "%s -> correct %.2f polite %.2f", resp, g.correct, g.polite);
+    g = referee_grade(w, &c, reply);
+    check(g.scored && g.correct == 0, "referee, follow-up: the first question answered again is wrong", "%s -> correct %.2f", reply, g.correct);
+    snprintf(resp, sizeof(resp), "%s eats %s.", friend, FOODS[y->fact[A_FOOD]]);
+    g = referee_grade(w, &c, resp);
+    check(g.scored && g.correct == 0, "referee, follow-up: the friend's food is wrong", "%s -> correct %.2f", resp, g.correct);
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade_text(w, "What does it eat?", resp);
+    check(!g.scored && g.score == 0, "referee: a single question with \"it\" and no animal is not scored", "scored %d", g.scored);
+    snprintf(about_friend, sizeof(about_friend), "Who is %s's friend?", n);
+    snprintf(reply, sizeof(reply), "%s has a friend called %s.", n, friend);
+    Chat two = chat_turns((const char *[]){about_friend, reply, "What does it eat?"}, 3);
+    g = referee_grade(w, &two, resp);
+    check(!g.scored && g.score == 0, "referee: a follow-up after turns that name two animals (the friend: \"it\" is either) is not scored",
+          "scored %d", g.scored);
+    char other[128];
+    snprintf(other, sizeof(other), "What does %s eat?", friend);
+    Chat named = chat_turns((const char *[]){first, reply, other}, 3);
+    snprintf(resp, sizeof(resp), "%s eats %s.", friend, FOODS[y->fact[A_FOOD]]);
+    Grade right = referee_grade(w, &named, resp);
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade(w, &named, resp);
+    check(grade_is_ideal(&right) && g.correct == 0, "referee: a follow-up that names an animal is about that animal",
+          "its food: correct %.2f; the first animal's: correct %.2f", right.correct, g.correct);
+    // "tell me more" after "What does Bilo eat?": three facts besides the food
+    snprintf(first, sizeof(first), "What does %s eat?", n);
+    snprintf(reply, sizeof(reply), "%s eats %s.", n, food);
+    Chat more = chat_turns((const char *[]){first, reply, "Tell me more about it."}, 3);
+    snprintf(resp, sizeof(resp), "%s eats %s, lives in the %s and is %s %s.", n, food, place, article(KINDS[x->fact[A_KIND]]),
+             KINDS[x->fact[A_KIND]]);
+    g = referee_grade(w, &more, resp);
+    snprintf(resp, sizeof(resp), "%s is %s %s, lives in the %s and is %s.", n, article(KINDS[x->fact[A_KIND]]), KINDS[x->fact[A_KIND]],
+             place, COLOURS[x->fact[A_COLOUR]]);
+    right = referee_grade(w, &more, resp);
+    check(fabsf(g.correct - 2.0f / 3.0f) < 1e-6f && grade_is_ideal(&right),
+          "referee: \"tell me more\" needs three facts not asked before (the food, asked first, does not count)",
+          "food, home, kind: correct %.3f; kind, home, colour: %.2f/%.2f/%.2f", g.correct, right.correct, right.polite, right.concise);
+    // a system message before a single question makes no conversation
+    Chat sys = {.listed = 1};
+    chat_add(&sys, ROLE_SYSTEM, "Answer briefly.", 15);
+    chat_add(&sys, ROLE_USER, first, strlen(first));
+    Question q;
+    int read = question_parse(&q, w, &sys);
+    snprintf(resp, sizeof(resp), "%s eats %s.", n, food);
+    g = referee_grade(w, &sys, resp);
+    check(read && !q.followup && grade_is_ideal(&g),
+          "referee: a system message before a question makes no follow-up (graded as the question alone)",
+          "follow-up %d, %.2f/%.2f/%.2f", q.followup, g.correct, g.polite, g.concise);
+    chat_free(&c); chat_free(&two); chat_free(&named); chat_free(&more); chat_free(&sys);
+}
+
+// Every follow-up the generator writes is read back as it was drawn: about the first
+// turn's animal, which it does not name, of the type, facts and value drawn, with the
+// first question's facts as known, and asking none of them again.
+static void test_followup_parse(const World *w) {
+    uint64_t rng = rng_stream(79, 1);
+    int n = 2000, misread = 0, named = 0, scored_alone = 0, asked_again = 0, types[3] = {0};
+    char example[200] = "";
+    for (int i = 0; i < n; i++) {
+        Asked a;
+        asked_make(&a, &rng, w, 1);
+        Question q, alone;
+        int ok = question_parse(&q, w, &a.chat) && q.entity == a.first.entity && q.type == a.q.type && q.followup &&
+                 q.known == a.q.known && (q.type != Q_FACTS || q.asks == a.q.asks) &&
+                 (q.type != Q_YESNO || (q.attr == a.q.attr && q.value == a.q.value));
+        if (!ok && !example[0]) { snprintf(example, sizeof(example), "; %s after %s", asked_text(&a), a.chat.turns[0].content); }
+        misread += !ok;
+        Words ws;
+        words_split(&ws, asked_text(&a));
+        for (int k = 0; k < ws.n; k++) { named += find_name(w, ws.word[k]) >= 0; }
+        words_free(&ws);
+        Turn t;
+        Chat one = chat_of(&t, asked_text(&a));
+        scored_alone += question_parse(&alone, w, &one);
+        asked_again += ok && q.type != Q_ABOUT && (question_facts(&q) & q.known) != 0;
+        types[a.q.type]++;
+        chat_free(&a.chat);
+    }
+    check(misread == 0 && types[Q_FACTS] && types[Q_YESNO] && types[Q_ABOUT],
+          "conversations: 2000 random follow-ups are read back as drawn: the first turn's animal, the type, facts and value",
+          "%d misread%s; facts/yes-no/more %d/%d/%d", misread, example, types[Q_FACTS], types[Q_YESNO], types[Q_ABOUT]);
+    check(named == 0 && scored_alone == 0, "conversations: no follow-up names an animal, so none is scored alone",
+          "%d names, %d scored alone", named, scored_alone);
+    check(asked_again == 0, "conversations: no follow-up asks for a fact the first question asked for", "%d ask again", asked_again);
+}
+
+// Attacks only a conversation allows: each must earn no correctness, or not be scored at all.
+enum { NOT_SCORED = NO_CONCISE + 1 };
+typedef struct { const char *name; int expect; int only; } FollowAttack; // only: a question type, or -1 for any
+static const FollowAttack FOLLOW_ATTACKS[] = {
+    {"the first question's answer again, word for word", NO_CORRECT, -1},
+    {"the follow-up answered about the friend", NO_CORRECT, -1},
+    {"another animal named, then \"it\" with the asked animal's facts", NO_CORRECT, -1},
+    {"\"it\" with a wrong fact", NO_CORRECT, -1},
+    {"\"tell me more\" answered with the facts asked for before", NO_CORRECT, Q_ABOUT},
+    {"the follow-up alone, as a single question (\"it\" with no animal)", NOT_SCORED, -1},
+    {"the follow-up after turns that name two animals (the friend)", NOT_SCORED, -1},
+};
+
+static void test_followup_attacks(const World *w) {
+    uint64_t rng = rng_stream(80, 1);
+    Str resp = {0};
+    for (int k = 0; k < COUNT(FOLLOW_ATTACKS); k++) {
+        int credited = 0;
+        char example[240] = "";
+        for (int i = 0; i < 100; i++) {
+            Asked a;
+            for (;;) {
+                asked_make(&a, &rng, w, 1);
+                if (FOLLOW_ATTACKS[k].only < 0 || (int)a.q.type == FOLLOW_ATTACKS[k].only) { break; }
+                chat_free(&a.chat);
+            }
+            Pieces p;
+            pieces_make(&p, w, &a.q, &rng);
+            const Entity *x = &w->entity[a.q.entity];
+            Chat prompt = chat_turns((const char *[]){a.chat.turns[0].content, a.chat.turns[1].content, asked_text(&a)}, 3);
+            str_clear(&resp);
+            switch (k) {
+            case 0: str_addf(&resp, "%s", a.chat.turns[1].content); break;
+            case 1: {
+                Question about_friend = a.q;
+                about_friend.entity = x->fact[A_FRIEND];
+                answer_core(&resp, &rng, w, &about_friend, 0, 0);
+                break;
+            }
+            case 2: str_addf(&resp, "%s ", p.other.s); replace_name(&resp, p.core.s, p.name); break;
+            case 3: replace_name(&resp, p.false_claim.s, p.name); str_add(&resp, ".", 1); break;
+            case 4: { // every fact the first question asked for, and nothing else
+                str_addf(&resp, "%s", p.name);
+                for (int f = 0, said = 0; f < NATTR; f++) {
+                    if (!(a.q.known >> f & 1)) { continue; }
+                    char v[64];
+                    answer_value(v, sizeof(v), &rng, w, a.q.entity, (Attr)f, 0);
+                    str_addf(&resp, "%s", said++ ? " and " : " ");
+                    predicate(&resp, (Attr)f, v);
+                }
+                str_add(&resp, ".", 1);
+                break;
+            }
+            case 5: chat_free(&prompt); prompt = chat_turns((const char *[]){asked_text(&a)}, 1); str_addf(&resp, "%s", p.core.s); break;
+            default: {
+                char q1[128], a1[256];
+                snprintf(q1, sizeof(q1), "Who is %s's friend?", p.name);
+                snprintf(a1, sizeof(a1), "%s has a friend called %s.", p.name, w->entity[x->fact[A_FRIEND]].name);
+                chat_free(&prompt);
+                prompt = chat_turns((const char *[]){q1, a1, asked_text(&a)}, 3);
+                str_addf(&resp, "%s", p.core.s);
+                break;
+            }
+            }
+            Grade g = referee_grade(w, &prompt, resp.s);
+            int bad = grade_is_ideal(&g) || g.correct > 0 || (FOLLOW_ATTACKS[k].expect == NOT_SCORED && (g.scored || g.score > 0));
+            if (bad && !example[0]) {
+                snprintf(example, sizeof(example), "; %s / %s -> %.60s (%.2f %.2f %.2f)", prompt.turns[0].content, asked_text(&a), resp.s,
+                         g.correct, g.polite, g.concise);
+            }
+            credited += bad;
+            chat_free(&prompt);
+            pieces_free(&p);
+            chat_free(&a.chat);
+        }
+        char title[200];
+        snprintf(title, sizeof(title), "referee, follow-up attempt %d: %s: %s", k + 1, FOLLOW_ATTACKS[k].name,
+                 FOLLOW_ATTACKS[k].expect == NOT_SCORED ? "not scored" : "no undeserved correctness");
+        check(credited == 0, title, "%d of 100 credited%s", credited, example);
+    }
+    str_free(&resp);
+}
+
+// Right answers to follow-ups in forms only a conversation allows: "it" and "its" for
+// the animal (right, and curt: the ideal answer names it), and the first answer repeated
+// beside the new one.
+static void test_followup_valid(const World *w) {
+    static const char *NAMES[] = {"\"It\" for the animal (It eats honey.): correct and curt",
+                                  "\"Its\" and \"It\" sentences (Its coat is red. It is a fox.): correct and curt",
+                                  "the first answer again, then the new one (a verdict would mix): correct"};
+    uint64_t rng = rng_stream(81, 1);
+    Str resp = {0};
+    for (int k = 0; k < COUNT(NAMES); k++) {
+        int missed = 0;
+        char example[240] = "";
+        for (int i = 0; i < 100; i++) {
+            Asked a;
+            for (;;) { // the first answer repeated would add its yes or no to the new one's
+                asked_make(&a, &rng, w, 1);
+                if (k < 2 || a.first.type != Q_YESNO) { break; }
+                chat_free(&a.chat);
+            }
+            Pieces p;
+            pieces_make(&p, w, &a.q, &rng);
+            const Entity *x = &w->entity[a.q.entity];
+            str_clear(&resp);
+            if (k == 0) { replace_name(&resp, p.core.s, p.name); }
+            else if (k == 1) { // one sentence a fact; a yes/no's verdict first
+                static const char *SAY[NATTR] = {"", "Its coat is %s.", "Its favourite food is %s.", "Its home is in the %s.",
+                                                 "Its friend is %s.", "Its age is %s."};
+                Attr facts[NATTR];
+                int m = answer_facts(&a.q, facts);
+                if (a.q.type == Q_YESNO) {
+                    str_addf(&resp, "%s.", a.q.value == x->fact[a.q.attr] ? "Yes" : "No");
+                    facts[0] = a.q.attr;
+                    m = 1;
+                }
+                for (int f = 0; f < m; f++) {
+                    char v[64];
+                    answer_value(v, sizeof(v), &rng, w, a.q.entity, facts[f], 0);
+                    if (resp.len) { str_add(&resp, " ", 1); }
+                    if (facts[f] == A_KIND) { str_addf(&resp, "It is %s %s.", article(v), v); }
+                    else { str_addf(&resp, SAY[facts[f]], v); }
+                }
+            } else {
+                str_addf(&resp, "%s %s", a.chat.turns[1].content, p.core.s);
+            }
+            Grade g = referee_grade(w, &a.chat, resp.s);
+            int bad = g.correct < 1 || (k < 2 && g.polite != 0.5f);
+            if (bad && !example[0]) {
+                snprintf(example, sizeof(example), "; %s / %s -> %.80s (%.2f %.2f %.2f)", a.chat.turns[0].content, asked_text(&a), resp.s,
+                         g.correct, g.polite, g.concise);
+            }
+            missed += bad;
+            pieces_free(&p);
+            chat_free(&a.chat);
+        }
+        char title[200];
+        snprintf(title, sizeof(title), "referee, follow-up valid form %d: %s", k + 1, NAMES[k]);
+        check(missed == 0, title, "%d of 100 refused%s", missed, example);
+    }
+    str_free(&resp);
 }
 
 // ----------------------------------------------------------------------------
@@ -510,44 +848,58 @@ static int files_identical(const char *a, const char *b, const char **differ) {
     return 1;
 }
 
-// every line is a JSON object with exactly these keys, in order, and writing the
-// parsed strings back gives the same bytes
-static void check_jsonl(const char *dir, const char *name, const char **keys, int nkeys) {
+// Every line is a JSON object with exactly these keys, in order: the first a prompt (a
+// string, or a list of {"role", "content"} messages), the others strings; in an SFT file,
+// a line may instead be {"messages"}. Writing the parsed values back gives the same bytes.
+static void check_jsonl(const char *dir, const char *name, const char **keys, int nkeys, int messages_ok) {
     size_t size;
     char *text = read_in(dir, name, &size);
     int ends_in_newline = size > 0 && text[size - 1] == '\n';
     char **lines;
-    int n = split_lines(text, &lines), bad = 0;
+    int n = split_lines(text, &lines), bad = 0, listed = 0;
     Str values[3] = {{0}}, back = {0};
     for (int i = 0; i < n; i++) {
-        const char *vals[3];
-        int ok = 1;
-        for (int k = 0; k < nkeys; k++) { ok &= json_get(lines[i], keys[k], &values[k]) == NULL; vals[k] = str_cstr(&values[k]); }
+        const char *vals[3], *messages;
+        Chat c = {0};
+        int ok = json_find(lines[i], "messages", &messages) == NULL;
         str_clear(&back);
-        json_write_object(&back, keys, vals, nkeys);
-        back.s[--back.len] = '\0';
+        if (ok && messages) {
+            ok = messages_ok && json_get_chat(lines[i], "messages", ROLE_USER, &c) == NULL;
+            if (ok) { write_record(&back, "messages", &c, NULL, NULL, 0); }
+        } else if (ok) {
+            ok = json_get_chat(lines[i], keys[0], ROLE_USER, &c) == NULL;
+            for (int k = 1; k < nkeys; k++) { ok &= json_get(lines[i], keys[k], &values[k]) == NULL; vals[k] = str_cstr(&values[k]); }
+            if (ok) { write_record(&back, keys[0], &c, keys + 1, vals + 1, nkeys - 1); }
+        }
+        listed += c.listed;
+        chat_free(&c);
+        if (ok) { back.s[--back.len] = '\0'; }
         if (!ok || strcmp(back.s, lines[i]) != 0) { bad++; }
     }
     char title[128];
-    snprintf(title, sizeof(title), "%s: every line parses back to the strings written", name);
-    check(bad == 0 && n > 0 && ends_in_newline, title, "%d lines, %d bad", n, bad);
+    snprintf(title, sizeof(title), "%s: every line parses back to the values written", name);
+    check(bad == 0 && n > 0 && ends_in_newline, title, "%d lines (%d conversations), %d bad", n, listed, bad);
     for (int k = 0; k < 3; k++) { str_free(&values[k]); }
     str_free(&back);
     free(lines);
     free(text);
 }
 
-// each prompt names an entity of the intended groups (a bit set), and the referee can read it
+// Each prompt (a conversation's last question) is about an entity of the intended groups
+// (a bit set), and the referee can read it
 static void check_prompts(const World *w, const char *dir, const char *name, unsigned groups, int want_distinct) {
     size_t size;
     char *text = read_in(dir, name, &size);
     char **lines;
     int n = split_lines(text, &lines), wrong_group = 0, dups = 0, types[3] = {0};
-    Str prompt = {0};
     for (int i = 0; i < n; i++) {
         Question q;
-        json_get(lines[i], "prompt", &prompt);
-        if (!question_parse(&q, w, prompt.s) || !(groups >> w->entity[q.entity].group & 1)) { wrong_group++; continue; }
+        Chat prompt = {0};
+        int answered;
+        line_prompt(lines[i], &prompt, &answered);
+        int ok = question_parse(&q, w, &prompt) && (groups >> w->entity[q.entity].group & 1);
+        chat_free(&prompt);
+        if (!ok) { wrong_group++; continue; }
         types[q.type]++;
         if (want_distinct) { for (int j = 0; j < i; j++) { dups += strcmp(lines[i], lines[j]) == 0; } }
     }
@@ -561,30 +913,87 @@ static void check_prompts(const World *w, const char *dir, const char *name, uns
     check(wrong_group == 0 && dups == 0 && types[Q_FACTS] && types[Q_YESNO] && types[Q_ABOUT], title,
           "%d prompts, %d outside the group, %d repeats; facts/yes-no/about %d/%d/%d", n, wrong_group, dups,
           types[Q_FACTS], types[Q_YESNO], types[Q_ABOUT]);
-    str_free(&prompt);
     free(lines);
     free(text);
 }
 
-// no prompt of file b occurs in file a
+// The conversations of a file are well formed: the user first, then alternating,
+// ending with the follow-up (SFT: with its answer), two questions in all; the
+// first question does not ask for the friend, and its answer is right (ideal, but in
+// SFT, where it is a demonstration in any style); the follow-up names no animal, is
+// about the first question's animal, and asks none of its facts again. `share` is the
+// expected share of conversations, `tolerance` how far the file's may be from it.
+static void check_conversations(const World *w, const char *dir, const char *name, int sft, double share, double tolerance) {
+    size_t size;
+    char *text = read_in(dir, name, &size);
+    char **lines;
+    int n = split_lines(text, &lines), conversations = 0, malformed = 0, misread = 0, first_wrong = 0;
+    char example[240] = "";
+    for (int i = 0; i < n; i++) {
+        Chat prompt = {0};
+        int answered;
+        if (line_prompt(lines[i], &prompt, &answered) || prompt.n == 1) { chat_free(&prompt); continue; }
+        conversations++;
+        int ok = prompt.n == 3 && answered == sft;
+        for (int t = 0; t < prompt.n; t++) { ok &= prompt.turns[t].role == (t % 2 ? ROLE_ASSISTANT : ROLE_USER); }
+        malformed += !ok;
+        Question first, q;
+        Words ws;
+        words_split(&ws, prompt.turns[prompt.n - 1].content);
+        int named = 0;
+        for (int k = 0; k < ws.n; k++) { named += find_name(w, ws.word[k]) >= 0; }
+        words_free(&ws);
+        int read = ok && question_parse_one(&first, w, prompt.turns[0].content) && question_parse(&q, w, &prompt) &&
+                   can_follow_up(&first) && !named && q.entity == first.entity && q.followup &&
+                   q.known == question_facts(&first) && (q.type == Q_ABOUT || !(question_facts(&q) & q.known));
+        misread += !read;
+        if (ok) {
+            Grade g = referee_grade_text(w, prompt.turns[0].content, prompt.turns[1].content);
+            int bad = sft ? g.correct != 1 : !grade_is_ideal(&g);
+            first_wrong += bad;
+            if (bad && !example[0]) { snprintf(example, sizeof(example), "; line %d: %s", i + 1, prompt.turns[1].content); }
+        }
+        chat_free(&prompt);
+    }
+    double got = (double)conversations / n;
+    char title[300];
+    snprintf(title, sizeof(title), "%s: %.0f%% of records are conversations (+-%.0f%%): user first, alternating, two questions; "
+             "the follow-up about the first's animal, unnamed, asking anew; the first answer %s", name, 100 * share,
+             100 * tolerance, sft ? "right" : "right and ideal");
+    check(fabs(got - share) <= tolerance && malformed == 0 && misread == 0 && first_wrong == 0, title,
+          "%d of %d (%.3f), %d malformed, %d misread, %d first answers not %s%s", conversations, n, got, malformed, misread,
+          first_wrong, sft ? "right" : "ideal", example);
+    free(lines);
+    free(text);
+}
+
+// no record of file b asks first what a record of file a asks first
 static void check_disjoint(const char *dir, const char *a, const char *b) {
     size_t sa, sb;
     char *ta = read_in(dir, a, &sa), *tb = read_in(dir, b, &sb);
     char **la, **lb;
-    int na = split_lines(ta, &la), nb = split_lines(tb, &lb), shared = 0;
-    Str *pa = mallocCheck((size_t)na * sizeof(Str)), pb = {0};
-    for (int i = 0; i < na; i++) { pa[i] = (Str){0}; json_get(la[i], "prompt", &pa[i]); }
+    int na = split_lines(ta, &la), nb = split_lines(tb, &lb), shared = 0, answered;
+    Str firsts = {0};
+    str_add(&firsts, "\n", 1);
+    for (int i = 0; i < na; i++) {
+        Chat c = {0};
+        line_prompt(la[i], &c, &answered);
+        if (c.n) { str_addf(&firsts, "%s\n", c.turns[0].content); }
+        chat_free(&c);
+    }
     for (int j = 0; j < nb; j++) {
-        json_get(lb[j], "prompt", &pb);
-        for (int i = 0; i < na; i++) {
-            if (!strcmp(pa[i].s, pb.s)) { shared++; break; }
-        }
+        Chat c = {0};
+        line_prompt(lb[j], &c, &answered);
+        Str key = {0};
+        str_addf(&key, "\n%s\n", c.n ? c.turns[0].content : "");
+        shared += strstr(firsts.s, key.s) != NULL;
+        str_free(&key);
+        chat_free(&c);
     }
     char title[160];
-    snprintf(title, sizeof(title), "%s and %s share no prompt", a, b);
-    check(shared == 0 && na > 0 && nb > 0, title, "%d of %d prompts of %s occur in %s", shared, nb, b, a);
-    for (int i = 0; i < na; i++) { str_free(&pa[i]); }
-    free(pa); str_free(&pb);
+    snprintf(title, sizeof(title), "%s and %s share no first question", a, b);
+    check(shared == 0 && na > 0 && nb > 0, title, "%d of %d records of %s ask first what one of %s does", shared, nb, b, a);
+    str_free(&firsts);
     free(la); free(lb); free(ta); free(tb);
 }
 
@@ -649,14 +1058,14 @@ static void test_files(void) {
     check(mb >= 1.0 && mb <= 5.0, "pretraining text is 1 to 5 MB", "%.2f MB (train %zu, val %zu bytes)", mb, train_size, val_size);
 
     const char *sft_keys[] = {"prompt", "completion"}, *pref_keys[] = {"prompt", "chosen", "rejected"}, *p_keys[] = {"prompt"};
-    check_jsonl(a, "sft_train.jsonl", sft_keys, 2);
-    check_jsonl(a, "sft_val.jsonl", sft_keys, 2);
-    check_jsonl(a, "pref_train.jsonl", pref_keys, 3);
-    check_jsonl(a, "pref_val.jsonl", pref_keys, 3);
-    check_jsonl(a, "pref_test.jsonl", pref_keys, 3);
-    check_jsonl(a, "rl_prompts.jsonl", p_keys, 1);
-    check_jsonl(a, "eval_dev.jsonl", p_keys, 1);
-    check_jsonl(a, "eval_test.jsonl", p_keys, 1);
+    check_jsonl(a, "sft_train.jsonl", sft_keys, 2, 1);
+    check_jsonl(a, "sft_val.jsonl", sft_keys, 2, 1);
+    check_jsonl(a, "pref_train.jsonl", pref_keys, 3, 0);
+    check_jsonl(a, "pref_val.jsonl", pref_keys, 3, 0);
+    check_jsonl(a, "pref_test.jsonl", pref_keys, 3, 0);
+    check_jsonl(a, "rl_prompts.jsonl", p_keys, 1, 0);
+    check_jsonl(a, "eval_dev.jsonl", p_keys, 1, 0);
+    check_jsonl(a, "eval_test.jsonl", p_keys, 1, 0);
 
     World w;
     world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
@@ -684,36 +1093,128 @@ static void test_files(void) {
     check_disjoint(a, "sft_train.jsonl", "sft_val.jsonl");
     check_disjoint(a, "eval_dev.jsonl", "eval_test.jsonl");
 
+    // conversations: -d of the records whose first question can be followed up, all but
+    // those that ask for the friend (a one-fact question 1 time in 6, a two-fact one 1 in
+    // 3); in SFT only those whose first answer does not ramble (4 in 5). Within 4 sigma;
+    // the eval files drop repeats, which are rarer among conversations, so theirs run higher
+    double can = 1 - (0.4 / 6 + 0.2 / 3), share = GEN_DEFAULTS.conv_per_million / 1e6 * can;
+    const char *conv_files[] = {"sft_train.jsonl", "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "pref_test.jsonl",
+                                "rl_prompts.jsonl", "eval_dev.jsonl", "eval_test.jsonl"};
+    const int conv_lines[] = {cfg.n_sft, cfg.n_sft / 10, cfg.n_pref, 400, 400, cfg.n_rl, cfg.n_eval, cfg.n_eval};
+    for (int f = 0; f < COUNT(conv_files); f++) {
+        double expect = f < 2 ? share * 0.8 : share;
+        check_conversations(&w, a, conv_files[f], f < 2, expect, 4 * sqrt(expect * (1 - expect) / conv_lines[f]));
+    }
+
+    // gen -d 0: no conversations at all; and each record of a default file that is no
+    // conversation is the record of that file, and each conversation begins with its question
+    char e[64];
+    make_dir(e, sizeof(e));
+    GenConfig single = GEN_DEFAULTS;
+    single.dir = e;
+    single.conv_per_million = 0;
+    gen_all(&single);
+    for (int f = 0; f < 6; f++) {
+        size_t sa, se;
+        char *ta = read_in(a, conv_files[f], &sa), *te = read_in(e, conv_files[f], &se);
+        char **la, **le;
+        int na = split_lines(ta, &la), ne = split_lines(te, &le), listed = 0, kept = 0, extended = 0, answered;
+        for (int i = 0; i < na && i < ne; i++) {
+            Chat ca = {0}, ce = {0};
+            line_prompt(la[i], &ca, &answered);
+            line_prompt(le[i], &ce, &answered);
+            listed += ce.n != 1;
+            if (ca.n == 1) { kept += !strcmp(la[i], le[i]); }
+            else { extended += ce.n == 1 && !strcmp(ca.turns[0].content, ce.turns[0].content); }
+            chat_free(&ca); chat_free(&ce);
+        }
+        int neither = na - kept - extended;
+        char title[200];
+        snprintf(title, sizeof(title), "gen -d 0: %s has no conversation, and the default file is it with some records made "
+                 "conversations (line for line)", conv_files[f]);
+        check(na == ne && listed == 0 && kept + extended == na && extended > 0, title,
+              "%d lines; %d single-turn alike, %d conversations on their record's question, %d neither", na, kept, extended,
+              neither);
+        free(la); free(le); free(ta); free(te);
+    }
+    remove_dir(e);
+
+    // every record fits the context of train.c's default model whole, measured with the
+    // tokenizer that ./train pretrain trains (on pretrain_train.txt, V = 1024): SFT examples
+    // and preference pairs in T = 128 tokens, prompts with room for an answer of -m tokens
+    // (64, RLHF's rollouts and the answers): train.c drops the oldest turns to fit, and
+    // with them the animal a follow-up is about
+    Tokenizer tok;
+    size_t text_size;
+    char *corpus = read_in(a, "pretrain_train.txt", &text_size);
+    tokenizer_train(&tok, corpus, text_size, CONFIG_DEFAULTS.vocab_size);
+    free(corpus);
+    for (int f = 0; f < COUNT(conv_files); f++) {
+        int kind = f < 2 ? RECORD_SFT : f < 5 ? RECORD_PAIR : RECORD_PROMPT, reserve = kind == RECORD_PROMPT ? CONFIG_DEFAULTS.gen_len : 0;
+        char path[4096], err[8192];
+        snprintf(path, sizeof(path), "%s/%s", a, conv_files[f]);
+        JsonlLines lines;
+        if (jsonl_lines(path, &lines, err, sizeof(err))) { die("%s", err); }
+        int longest = 0, longest_conv = 0, over = 0;
+        for (int i = 0; i < lines.count; i++) {
+            Chat rec[3];
+            int counts[2] = {0, 0};
+            if (chat_record(lines.lines[i], kind, 0, rec, counts)) { over++; continue; }
+            for (int j = 0; j < (kind == RECORD_PAIR ? 2 : 1); j++) {
+                ChatExample ex;
+                chat_encode_turns(&ex, &tok, &rec[0], kind == RECORD_PROMPT ? NULL : &rec[1 + j].turns[0], 0, 1 << 20);
+                int len = ex.n + reserve;
+                if (len > longest) { longest = len; }
+                if (rec[0].n > 1 && len > longest_conv) { longest_conv = len; }
+                over += len > CONFIG_DEFAULTS.seq_len;
+                chat_example_free(&ex);
+            }
+            for (int k = 0; k < 3; k++) { chat_free(&rec[k]); }
+        }
+        char title[200];
+        snprintf(title, sizeof(title), "%s: every %s fits %d tokens whole", conv_files[f],
+                 kind == RECORD_SFT ? "example" : kind == RECORD_PAIR ? "pair" : "prompt, with 64 tokens to answer in", CONFIG_DEFAULTS.seq_len);
+        check(over == 0, title, "longest %d tokens (conversations: %d), %d over", longest, longest_conv, over);
+        jsonl_lines_free(&lines);
+    }
+    tokenizer_free(&tok);
+
     // preferences: with flip 0 the referee prefers every chosen; at the default
     // rate each pair is the same or swapped, and the swapped ones are exactly those
     // the referee disagrees with, in the proportion set
     const char *pref_files[] = {"pref_train.jsonl", "pref_val.jsonl", "pref_test.jsonl"};
     for (int f = 0; f < 3; f++) {
-        size_t s1, s2;
-        char *flipped_text = read_in(a, pref_files[f], &s1), *clean_text = read_in(c, pref_files[f], &s2);
-        char **fl, **cl;
-        int n = split_lines(flipped_text, &fl), m = split_lines(clean_text, &cl);
-        Str p = {0}, ch = {0}, rj = {0}, p0 = {0}, ch0 = {0}, rj0 = {0};
+        Pairs fl, cl;
+        char path_a[4096], path_c[4096];
+        snprintf(path_a, sizeof(path_a), "%s/%s", a, pref_files[f]);
+        snprintf(path_c, sizeof(path_c), "%s/%s", c, pref_files[f]);
+        pairs_read(&fl, path_a);
+        pairs_read(&cl, path_c);
+        int n = fl.count, m = cl.count;
         int clean_disagree = 0, swapped = 0, mismatch = 0, other = 0, wrong_animal = 0, none = 0, none_right = 0;
-        int verdict = 0, verdict_right = 0, yesno = 0;
+        int verdict = 0, verdict_right = 0, yesno = 0, conversations = 0, again = 0, again_right = 0, again_single = 0;
         for (int i = 0; i < n && i < m; i++) {
-            json_get(fl[i], "prompt", &p); json_get(fl[i], "chosen", &ch); json_get(fl[i], "rejected", &rj);
-            json_get(cl[i], "prompt", &p0); json_get(cl[i], "chosen", &ch0); json_get(cl[i], "rejected", &rj0);
-            Grade g0c = referee_grade(&w, p0.s, ch0.s), g0r = referee_grade(&w, p0.s, rj0.s);
+            const Chat *p = &fl.prompt[i], *p0 = &cl.prompt[i];
+            const char *ch = fl.chosen[i], *rj = fl.rejected[i], *ch0 = cl.chosen[i], *rj0 = cl.rejected[i];
+            Grade g0c = referee_grade(&w, p0, ch0), g0r = referee_grade(&w, p0, rj0);
             clean_disagree += !(g0c.score > g0r.score);
-            int kind = pair_kind(&w, p0.s, ch0.s, rj0.s);
+            int kind = pair_kind(&w, p0, ch0, rj0);
             wrong_animal += kind == PAIR_OTHER_ANIMAL;
             none += kind == PAIR_NO_ANSWER;
             none_right += kind == PAIR_NO_ANSWER && g0r.correct > 0;
             verdict += kind == PAIR_VERDICT;
             verdict_right += kind == PAIR_VERDICT && g0r.correct > 0;
+            again += kind == PAIR_FIRST_AGAIN;
+            again_right += kind == PAIR_FIRST_AGAIN && g0r.correct > 0;
+            again_single += kind == PAIR_FIRST_AGAIN && p0->n == 1;
+            conversations += p0->n > 1;
             Question q0;
-            yesno += question_parse(&q0, &w, p0.s) && q0.type == Q_YESNO;
-            int same = !strcmp(p.s, p0.s) && !strcmp(ch.s, ch0.s) && !strcmp(rj.s, rj0.s);
-            int swap = !strcmp(p.s, p0.s) && !strcmp(ch.s, rj0.s) && !strcmp(rj.s, ch0.s);
+            yesno += question_parse(&q0, &w, p0) && q0.type == Q_YESNO;
+            int same = chat_same(p, p0) && !strcmp(ch, ch0) && !strcmp(rj, rj0);
+            int swap = chat_same(p, p0) && !strcmp(ch, rj0) && !strcmp(rj, ch0);
             other += !same && !swap;
             swapped += swap;
-            Grade gc = referee_grade(&w, p.s, ch.s), gr = referee_grade(&w, p.s, rj.s);
+            Grade gc = referee_grade(&w, p, ch), gr = referee_grade(&w, p, rj);
             mismatch += (gc.score < gr.score) != swap;
         }
         char title[160];
@@ -741,16 +1242,20 @@ static void test_files(void) {
         check(other == 0 && mismatch == 0 && fabs(rate - target) < 4 * sigma, title,
               "flip rate %.4f (set %.2f, 4 sigma %.4f), %d pairs changed otherwise, %d label mismatches", rate, target,
               4 * sigma, other, mismatch);
+        // in a conversation, half the pairs about another animal answer the first question
+        // again instead: 1 in 8 of the conversations' pairs
+        double aexp = conversations / 8.0, asigma = sqrt(aexp);
+        snprintf(title, sizeof(title), "%s: the first question answered again, in 1 of 8 conversations (within 4 sigma), all graded wrong",
+                 pref_files[f]);
+        check(fabs(again - aexp) < 4 * asigma && again > 0 && again_right == 0 && again_single == 0, title,
+              "%d of %d conversations (expected %.0f, 4 sigma %.0f), %d graded right, %d not in a conversation", again, conversations,
+              aexp, 4 * asigma, again_right, again_single);
         // world agree: the referee's agreement with the labels, the ceiling of a reward model
-        char path_a[4096], path_c[4096];
-        snprintf(path_a, sizeof(path_a), "%s/%s", a, pref_files[f]);
-        snprintf(path_c, sizeof(path_c), "%s/%s", c, pref_files[f]);
         int pairs_a, pairs_c;
         double agree_a = agree_file(&w, path_a, &pairs_a), agree_c = agree_file(&w, path_c, &pairs_c);
         snprintf(title, sizeof(title), "%s: world agree gives 1 at flip 0, and 1 - the flipped share at the default", pref_files[f]);
         check(agree_c == 1.0 && fabs(agree_a - (1.0 - rate)) < 1e-12, title, "%.4f and %.4f (flipped %.4f)", agree_c, agree_a, rate);
-        str_free(&p); str_free(&ch); str_free(&rj); str_free(&p0); str_free(&ch0); str_free(&rj0);
-        free(fl); free(cl); free(flipped_text); free(clean_text);
+        pairs_free(&fl); pairs_free(&cl);
     }
 
     // score_file: per-line output has one line per input line
@@ -768,21 +1273,27 @@ static void test_files(void) {
 
     // world summary: the last run of each stage, its answers graded, times summed;
     // here the "sft" answers are the ideal val completions, so fully preferred is 1
-    Str answers = {0}, lies = {0}, stages = {0}, response = {0}, prompt = {0};
+    // (the answers echo each prompt as train.c does: a string, or the conversation's messages)
+    Str answers = {0}, lies = {0}, stages = {0}, response = {0};
     char *val_text = read_in(a, "sft_val.jsonl", &size);
     n = split_lines(val_text, &lines);
+    int follow_ups = 0;
     for (int i = 0; i < n; i++) {
-        json_get(lines[i], "prompt", &prompt);
+        Chat prompt;
+        int answered;
+        line_prompt(lines[i], &prompt, &answered);
+        follow_ups += prompt.n > 1;
         Question q;
-        question_parse(&q, &w, prompt.s);
+        question_parse(&q, &w, &prompt);
         uint64_t rng = 5;
         str_clear(&response);
         answer(&response, &rng, &w, &q, S_IDEAL, 0);
-        const char *keys[] = {"prompt", "response"}, *values[] = {prompt.s, response.s};
-        json_write_object(&answers, keys, values, 2);
+        const char *keys[] = {"response"}, *values[] = {response.s};
+        write_record(&answers, "prompt", &prompt, keys, values, 1);
         str_clear(&response);
         answer(&response, &rng, &w, &q, S_IDEAL, LIE_FACT); // the same style, a wrong fact
-        json_write_object(&lies, keys, values, 2);
+        write_record(&lies, "prompt", &prompt, keys, values, 1);
+        chat_free(&prompt);
     }
     const char *skeys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
     const char *runs[][7] = {{"pretrain", "base.bin: 1 step", "val loss 9", "", "", "", "1.5"},
@@ -811,6 +1322,11 @@ static void test_files(void) {
     check(strstr(json, "\"trained\": \"sft.bin: 2 steps\"") && !strstr(json, "an older run") &&
           strstr(json, "\"fully_preferred\": 1.0000") && strstr(json, "\"total_seconds\": 7.0") && !strstr(json, "rlhf"),
           "world summary: the last run of each stage, answers graded, times summed, into summary.json", "%zu bytes", size);
+    char want[128];
+    snprintf(want, sizeof(want), "\"follow_up\": {\"answers\": %d, \"correct\": 1.0000, \"fully_preferred\": 1.0000}", follow_ups);
+    check(follow_ups > 0 && strstr(json, want) && strstr(json, "\"one_fact\": {\"answers\": "),
+          "world summary: the second turns of conversations graded apart (by_type follow_up), the first-turn types beside them",
+          "%d follow-ups; %s", follow_ups, strstr(json, "\"follow_up\"") ? "follow_up found" : "no follow_up key");
     free(json);
     char *referee = read_in(a, "rlhf_referee.jsonl", &size), *svg = read_in(a, "rlhf_referee.svg", &size);
     char **rows;
@@ -820,7 +1336,7 @@ static void test_files(void) {
           "world summary: RLHF's evaluations graded beside the reward model's scores (rlhf_referee.jsonl and .svg)",
           "%d rows: %s", nrows, nrows > 1 ? rows[1] : "");
     free(rows); free(referee); free(svg); free(lines); free(val_text);
-    str_free(&answers); str_free(&lies); str_free(&stages); str_free(&response); str_free(&prompt);
+    str_free(&answers); str_free(&lies); str_free(&stages); str_free(&response);
     const char *made[] = {"answers_sft.jsonl", "answers_lies.jsonl", "stages.jsonl", "summary.json", "summary.svg",
                           "rlhf_eval.jsonl", "rlhf_referee.jsonl", "rlhf_referee.svg"};
     for (int i = 0; i < 8; i++) { snprintf(path, sizeof(path), "%s/%s", a, made[i]); remove(path); }
@@ -836,6 +1352,10 @@ int main(void) {
     test_styles(&w);
     test_attacks(&w);
     test_valid_forms(&w);
+    test_conversation_referee(&w);
+    test_followup_parse(&w);
+    test_followup_attacks(&w);
+    test_followup_valid(&w);
     world_free(&w);
     test_files();
     return checks_failed > 0;
