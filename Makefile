@@ -91,7 +91,8 @@ data/world/.done: world
 	@touch $@
 
 # The pipeline both demos run: tokenizer, the four stages (with the base model's answers),
-# then the table; $(1) is the program, $(2) the output directory. Each stage appends to
+# then DPO and GRPO, stage 4's two other methods, from the same SFT model, then the
+# table; $(1) is the program, $(2) the output directory. Each stage appends to
 # $(2)/stages.jsonl; ./world summary grades the answers and writes the table and
 # $(2)/summary.json.
 define pipeline
@@ -100,6 +101,8 @@ define pipeline
 	./$(1) sft -o $(2)
 	./$(1) rm -o $(2)
 	./$(1) rlhf -o $(2)
+	./$(1) dpo -o $(2)
+	./$(1) grpo -o $(2)
 	@./world summary $(2)
 endef
 
@@ -161,6 +164,8 @@ fixtures:
 	$(TORCH_PYTHON) test/reference.py fixtures test/fixtures/gpt_tiny.bin
 	$(TORCH_PYTHON) test/reference.py reward-fixtures test/fixtures/reward_tiny.bin
 	$(TORCH_PYTHON) test/reference.py ppo-fixtures test/fixtures/ppo_tiny.bin
+	$(TORCH_PYTHON) test/reference.py dpo-fixtures test/fixtures/dpo_tiny.bin
+	$(TORCH_PYTHON) test/reference.py grpo-fixtures test/fixtures/grpo_tiny.bin
 
 # bench: training speed of train.c and PyTorch at configs S and M (2 threads each)
 # ROUNDS: rounds of alternating runs (more rounds, steadier medians on a noisy machine)

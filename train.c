@@ -34,8 +34,10 @@ reader needs it; a reader who stops at main has read all of it:
   10. stage 2: supervised fine-tuning
   11. stage 3: reward modeling
   12. stage 4: RLHF with PPO
-  13. other commands: answer, score, sample
-  14. main
+  13. stage 4 without a reward model: DPO
+  14. stage 4 without a critic: GRPO
+  15. other commands: answer, score, sample
+  16. main
 Then the machinery, which the sections call by name (declared just below):
   Appendix A. the matmul engine
   Appendix B. JSON and UTF-8
@@ -137,6 +139,7 @@ typedef struct StageResult StageResult; // 8. settings
 typedef struct RewardStats RewardStats; // 11. stage 3: reward modeling
 typedef struct Rollouts Rollouts;       // 12. stage 4: RLHF with PPO
 typedef struct PPOStats PPOStats;       // 12. stage 4: RLHF with PPO
+typedef struct DPOStats DPOStats;       // 13. stage 4 without a reward model: DPO
 typedef struct Progress Progress;       // Appendix D
 
 // Appendix B's two types, which the data and the stages hold: a growable, always
@@ -232,6 +235,7 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
 // Appendix C, files: checkpoints, the tokenizer's file, the output directory
 void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
 void checkpoint_commit(const char *path);
+void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
 void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state);
 static char *read_whole_file(const char *path, size_t *size);
 static long file_size(FILE *f, const char *path);
@@ -251,6 +255,8 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
 static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const TrainState *state, const GPT *value,
                       const TrainState *value_state);
 static void load_weights(GPT *model, const char *path, int want_kinds);
+static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, int required);
+static void grpo_open(const Config *cfg, GPT *policy, GPT *ref, GPT *reward, TrainState *state, Tokenizer *tok);
 
 // Appendix D, logs, curves and stage records
 static FILE *open_log(const Config *cfg, const char *name, int step);
@@ -262,6 +268,11 @@ static void log_reward_step(Progress *p, const Config *cfg, int step, float loss
 static void log_reward_eval(Progress *p, const RewardStats *st, int pairs);
 static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
                                float beta, float entropy, double tail[2]);
+static void log_grpo_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
+                               float entropy, float flat, double tail[2]);
+static void print_dpo_stats(const char *when, const DPOStats *st);
+static void log_dpo_step(Progress *p, const Config *cfg, int step, const DPOStats *st, float lr, float norm);
+static void log_dpo_eval(Progress *p, const DPOStats *st);
 static void finish_step(Progress *p, GPT *model, TrainState *state, const Config *cfg, int step, const char *name);
 static void print_chat_data(const char *path, const ChatData *d);
 void print_sample(GPT *model, const Tokenizer *tok, const char *prompt, const int *fallback, int gen_len,
@@ -273,8 +284,10 @@ static void print_reward_stats(const char *when, const RewardStats *st, int pair
 // Appendix E, bench
 void command_bench(const Config *cfg);
 
-// Section 13, other commands: answering prompts, which the stages do too
+// Section 15, other commands: answering prompts, which the stages do too
 static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
+static void alignment_answers(GPT *policy, GPT *ref, GPT *reward, const Tokenizer *tok, const Config *cfg, const char *name,
+                              StageResult *res);
 float answer_prompts(GPT *model, const Tokenizer *tok, const char *prompts_path, const char *out, float temperature,
                      int top_k, int max_new, uint64_t *rng, GPT *reward);
 
@@ -854,6 +867,124 @@ void ppo_value_loss_backward(float *dv, const float *v, const float *v_old, cons
     }
 }
 
+// DPO: the policy learns from the preference pairs directly, with no reward model and
+// no sampling. Its implicit reward of a response y to a prompt x is
+//   beta * (log pi(y|x) - log pi_ref(y|x))
+// (log-probabilities summed over the response's tokens, <|end|> included), and the
+// loss is the reward model's pairwise loss on those rewards:
+//   h = beta * ((logp_chosen - ref_chosen) - (logp_rejected - ref_rejected))
+//   loss = mean over pairs of -log sigmoid(h)
+// Labels that are sometimes flipped (the world's are, 5-10%) can be smoothed: with
+// probability eps the preference is taken the other way round, which gives
+//   loss = mean over pairs of (1 - eps) softplus(-h) + eps softplus(h)
+// eps = 0 is plain DPO. At the start the policy is the reference: h = 0, loss = ln 2.
+// Ref: Rafailov et al. 2023, "Direct Preference Optimization", arXiv:2305.18290, eq. 7;
+// the smoothing: Mitchell 2023, "A note on DPO with noisy preferences" (cDPO)
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+float dpo_loss_forward(const float *logp_chosen, const float *logp_rejected, const float *ref_chosen,
+                       const float *ref_rejected, int P, float beta, float eps) {
+    double sum = 0.0;
+    for (int i = 0; i < P; i++) {
+        double h = beta * (((double)logp_chosen[i] - ref_chosen[i]) - ((double)logp_rejected[i] - ref_rejected[i]));
+        sum += (1.0 - eps) * softplus(-h) + eps * softplus(h);
+    }
+    return (float)(sum / P);
+}
+
+// dloss/dh = (-(1 - eps) sigmoid(-h) + eps sigmoid(h)) / P, and h moves with
+// beta * logp_chosen and -beta * logp_rejected
+void dpo_loss_backward(float *dchosen, float *drejected, const float *logp_chosen, const float *logp_rejected,
+                       const float *ref_chosen, const float *ref_rejected, int P, float beta, float eps) {
+    for (int i = 0; i < P; i++) {
+        double h = beta * (((double)logp_chosen[i] - ref_chosen[i]) - ((double)logp_rejected[i] - ref_rejected[i]));
+        double s = 1.0 / (1.0 + exp(h)); // sigmoid(-h); sigmoid(h) = 1 - s
+        double dh = (-(1.0 - eps) * s + eps * (1.0 - s)) / P;
+        dchosen[i] += (float)(beta * dh);
+        drejected[i] += (float)(-beta * dh);
+    }
+}
+
+// A response's log-probability: the sum of its tokens' over the rows of a (B,T) grid,
+//   seq[b] = sum over t with targets[b,t] >= 0 of logp[b,t]
+// and its backward, which hands each token the gradient of its row's sum.
+void sequence_logprobs(float *seq, const float *logp, const int *targets, int B, int T) {
+    for (int b = 0; b < B; b++) {
+        double sum = 0.0;
+        for (int t = 0; t < T; t++) { if (targets[b * T + t] >= 0) { sum += logp[b * T + t]; } }
+        seq[b] = (float)sum;
+    }
+}
+
+void sequence_logprobs_backward(float *dlogp, const float *dseq, const int *targets, int B, int T) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) { dlogp[b * T + t] = targets[b * T + t] >= 0 ? dseq[b] : 0.0f; }
+    }
+}
+
+// GRPO: PPO without the value model. Each prompt gets a group of G answers; an
+// answer's advantage is its reward against the others of its group,
+//   A_i = (r_i - mean(r)) / (std(r) + 1e-4)        (std with n - 1, as the reference
+//                                                  implementations compute it)
+// the same for every token of the answer. A group whose answers all score the same
+// teaches nothing (A = 0): the group is its own baseline.
+// Ref: Shao et al. 2024, "DeepSeekMath", arXiv:2402.03300, section 4.1 (outcome supervision)
+void group_advantages(float *adv, const float *rewards, int n, int G) {
+    for (int g = 0; g < n; g += G) {
+        double mean = 0.0, var = 0.0;
+        for (int i = g; i < g + G; i++) { mean += rewards[i]; }
+        mean /= G;
+        for (int i = g; i < g + G; i++) { var += (rewards[i] - mean) * (rewards[i] - mean); }
+        double std = G > 1 ? sqrt(var / (G - 1)) : 0.0;
+        for (int i = g; i < g + G; i++) { adv[i] = (float)((rewards[i] - mean) / (std + 1e-4)); }
+    }
+}
+
+// GRPO's loss over (B,T) grids laid out as PPO's (a target < 0: no response token):
+// per token the clipped surrogate plus beta times an estimate of KL(policy || ref),
+// the "k3" estimator of Schulman's note on approximating KL, unbiased and never < 0:
+//   k3 = exp(q) - q - 1 = expm1(q) - q,   q = ref_logp - logp
+// (expm1 keeps it exact for the small q of a policy near its reference); averaged
+// over each response's tokens, then over the responses:
+//   loss = (1/B) sum_b (1/n_b) sum_t [ max(-A ratio, -A clip(ratio, 1-eps, 1+eps)) + beta k3 ]
+// Ref: DeepSeekMath (arXiv:2402.03300), eq. 3 and 4; J. Schulman, "Approximating KL
+// divergence" (2020), for k3
+float grpo_loss_forward(const float *logp, const float *logp_old, const float *ref_logp, const float *adv, const int *targets,
+                        int B, int T, float eps, float beta) {
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double sum = 0.0;
+        int n = count_targets(targets + b * T, T);
+        for (int t = b * T; t < (b + 1) * T; t++) {
+            if (targets[t] < 0) { continue; }
+            float ratio = exp(logp[t] - logp_old[t]);
+            float clipped = fmin(fmax(ratio, 1.0f - eps), 1.0f + eps);
+            float q = ref_logp[t] - logp[t];
+            sum += fmax(-adv[t] * ratio, -adv[t] * clipped) + beta * (expm1(q) - q);
+        }
+        if (n > 0) { total += sum / n; }
+    }
+    return (float)(total / B);
+}
+
+// d loss / d logp per token, divided by B n_b: the surrogate's as PPO's (-A ratio
+// where the unclipped term is the max, else 0), and d k3 / d logp = -expm1(q)
+void grpo_loss_backward(float *dlogp, const float *logp, const float *logp_old, const float *ref_logp, const float *adv,
+                        const int *targets, int B, int T, float eps, float beta) {
+    for (int b = 0; b < B; b++) {
+        int n = count_targets(targets + b * T, T);
+        for (int t = b * T; t < (b + 1) * T; t++) {
+            dlogp[t] = 0.0f;
+            if (targets[t] < 0) { continue; }
+            float ratio = exp(logp[t] - logp_old[t]);
+            float clipped = fmin(fmax(ratio, 1.0f - eps), 1.0f + eps);
+            float q = ref_logp[t] - logp[t];
+            float d = -adv[t] * ratio >= -adv[t] * clipped ? -adv[t] * ratio : 0.0f;
+            dlogp[t] = (d - beta * expm1(q)) / ((float)n * B);
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // 3. the model: GPT-2 parameters, activations, forward, backward
 
@@ -1370,13 +1501,15 @@ float *gpt_forward_cached(GPT *model, KVCache *kv, int token, int pos) {
 }
 
 // what a checkpoint holds: which stage made it, and so which head it has: reward and value models have the scalar head
-enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, NUM_KINDS };
+enum { KIND_BASE = 1, KIND_SFT, KIND_REWARD, KIND_RLHF, KIND_VALUE, KIND_DPO, KIND_GRPO, NUM_KINDS };
 static const char *kind_name(int kind) {
-    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward", "RLHF", "value"};
+    static const char *NAMES[NUM_KINDS] = {"unknown", "base (pretrained)", "SFT", "reward", "RLHF", "value", "DPO", "GRPO"};
     return kind >= 1 && kind < NUM_KINDS ? NAMES[kind] : NAMES[0];
 }
-static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward", "rlhf", "value"}; // <out>/<name>.bin
+static const char *KIND_FILES[NUM_KINDS] = {"", "base", "sft", "reward", "rlhf", "value", "dpo", "grpo"}; // <out>/<name>.bin
 static int kind_scalar_head(int kind) { return kind == KIND_REWARD || kind == KIND_VALUE; }
+// the kinds that generate text: what answer, sample and chat accept
+#define LANGUAGE_MODELS ((1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF) | (1 << KIND_DPO) | (1 << KIND_GRPO))
 
 // what a training run needs besides the weights to continue where it stopped
 struct TrainState {
@@ -2465,13 +2598,16 @@ struct Config {
     uint64_t seed;              // -s
     // RLHF
     const char *reward_path;    // -R the frozen reward model (default <out>/reward.bin)
-    float kl_coef;              // -B beta, the weight of the KL penalty to the SFT model
+    float kl_coef;              // -B beta: the weight of the KL penalty to the SFT model (dpo: of the implicit reward)
     float kl_target;            // -K target KL of the adaptive controller (0: beta stays fixed)
     int kl_horizon;             // -Z rollouts over which the controller closes most of the gap
     int ppo_epochs;             // -E passes over each rollout batch
     int minibatch;              // -M rollouts per PPO minibatch
     float end_penalty;          // -P subtracted from the score of a response that never says <|end|>
     float reward_clip;          // -X scores are clipped to [-X, X] (0: off)
+    float clip_range;           // -U epsilon of the ratio's clip range [1 - eps, 1 + eps] (rlhf, grpo)
+    int group_size;             // -G grpo: answers per prompt, each judged against its group
+    float label_smoothing;      // -D dpo: the probability that a pair's label is flipped (0: plain DPO)
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
     int keep_transcripts;       // --keep-transcripts: "Human: ... Assistant:" prompts stay one user turn
     char given[128];            // given['t'] is 1 when -t was on the command line (else the value is a default)
@@ -2485,8 +2621,8 @@ static const Config CONFIG_DEFAULTS = {
     .num_heads = 4, .seq_len = 128, .batch_size = -1, .grad_accum = 1, .steps = -1, .lr = -1.0f, .warmup = 20,
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = -1.0f, .freeze_embeddings = -1, .eval_every = -1, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
-    .seed = 1337, .reward_path = NULL, .kl_coef = 1.0f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
-    .end_penalty = 1.0f, .reward_clip = 0.0f,
+    .seed = 1337, .reward_path = NULL, .kl_coef = -1.0f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
+    .end_penalty = 1.0f, .reward_clip = 0.0f, .clip_range = 0.2f, .group_size = 4, .label_smoothing = 0.0f,
 };
 
 // What each stage reads and starts from when the flags do not say. `init` names a
@@ -2494,7 +2630,7 @@ static const Config CONFIG_DEFAULTS = {
 typedef struct {
     const char *command, *train, *val, *init, *prompts;
     int batch, steps, eval_every, freeze;
-    float lr, clip, temperature;
+    float lr, clip, temperature, beta;
 } StageDefaults;
 
 // The reward model trains 1500 steps of 32 pairs at 3e-4, with the gradient norm
@@ -2506,16 +2642,22 @@ typedef struct {
 // batch's advantages are whitened over twice the samples. With each of three reward
 // models that kept more of SFT's correctness (doc/rlhf.md). SFT and RLHF keep the
 // merges' rows of the token embedding (freeze 1; why: gpt_freeze_token_embeddings_grad).
+// DPO and GRPO start from the same SFT model as RLHF and see the same data: the reward
+// model's pairs (DPO) and RLHF's prompts, 8 a batch with 4 answers each, the 32
+// rollouts of a PPO batch (GRPO). beta is each method's own scale: the weight of the
+// KL penalty in PPO's reward and in GRPO's loss, DPO's temperature of the implicit reward.
 static const StageDefaults STAGE_DEFAULTS[] = {
-    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_test.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f},
-    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_test.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f},
-    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f},
-    {"rlhf", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f},
-    {"answer", NULL, NULL, NULL, "data/world/eval_test.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
-    {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f},
-    {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f},
-    {"chat", NULL, NULL, "rlhf.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f},
-    {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f},
+    {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_test.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f, 0.0f},
+    {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_test.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f, 0.0f},
+    {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f, 0.0f},
+    {"rlhf", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f, 1.0f},
+    {"dpo", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", "data/world/eval_test.jsonl", 16, 300, 50, 1, 1e-4f, 1.0f, 0.0f, 0.5f},
+    {"grpo", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 8, 50, 10, 1, 1e-4f, 1.0f, 0.0f, 0.04f},
+    {"answer", NULL, NULL, NULL, "data/world/eval_test.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
+    {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
+    {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f, 0.0f},
+    {"chat", NULL, NULL, "rlhf.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
+    {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f, 0.0f},
 };
 
 // What a stage did, for <out>/stages.jsonl, from which `./world summary` makes the
@@ -2524,6 +2666,8 @@ struct StageResult {
     char trained[256]; // what was trained, on what ("" if nothing was)
     char metric[256];  // the stage's key figure, in words
     char answers[64];  // the file of answers to the evaluation prompts in <out> ("" if none)
+    char rm_score[32]; // stage 4: the reward model's mean score of those answers ("" if none)
+    char kl[32];       // stage 4: KL(policy || SFT) per answer to those prompts ("" if none)
 };
 
 // ----------------------------------------------------------------------------
@@ -2820,7 +2964,6 @@ void stage_reward(const Config *cfg, StageResult *res) {
 // Simplifications: one sample per prompt; no pretraining-loss mix (InstructGPT's
 // "PPO-ptx"); no entropy bonus; the value model has its own optimizer, not a shared body.
 
-#define PPO_CLIP 0.2f       // epsilon of the policy ratio's clip range [1 - eps, 1 + eps]
 #define VALUE_CLIP 0.2f     // how far a value may move from the rollout's value per batch
 #define GAE_GAMMA 1.0f      // no discount within a response
 #define GAE_LAMBDA 0.95f
@@ -2916,8 +3059,9 @@ long rlhf_generate(Rollouts *r, GPT *policy, KVCache *kv, const ChatExample *pro
 
 // Runs the four models over the rollouts, in minibatches of M rows, exactly as PPO's
 // first epoch will: the policy's log-probabilities (logp), the reference's (ref_logp),
-// the value model's values and the reward model's score at each rollout's last
-// token. Returns the policy's mean entropy per response token.
+// the value model's values (unless value is NULL: GRPO has none) and the reward
+// model's score at each rollout's last token. Returns the policy's mean entropy per
+// response token.
 float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, int M) {
     int T = r->T;
     double entropy = 0.0;
@@ -2937,8 +3081,10 @@ float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, in
         }
         gpt_forward(ref, tokens, targets, m, T);
         gpt_logprobs(ref, r->ref_logp + off);
-        gpt_forward(value, tokens, NULL, m, T);
-        memcpy(r->values + off, value->acts.values, N * sizeof(float));
+        if (value) {
+            gpt_forward(value, tokens, NULL, m, T);
+            memcpy(r->values + off, value->acts.values, N * sizeof(float));
+        }
         gpt_forward(reward, tokens, NULL, m, T);
         for (int b = 0; b < m; b++) { r->scores[s + b] = reward->acts.values[(size_t)b * T + r->len[s + b] - 1]; }
     }
@@ -2987,16 +3133,16 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     gpt_forward(policy, tokens, targets, m, T);
     gpt_logprobs(policy, scratch); // under the current weights
     const float *logp_old = r->logp + off, *adv = r->advantages + off;
-    float policy_loss = ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    float eps = sched->clip_range, policy_loss = ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, eps);
     st->policy_loss += policy_loss;
     int n = count_targets(targets, (int)N);
     for (size_t i = 0; i < N; i++) {
         if (targets[i] < 0) { continue; }
         double log_ratio = scratch[i] - logp_old[i], ratio = exp(log_ratio);
-        st->clip_frac += (fabs(ratio - 1.0) > PPO_CLIP) / (double)n;
+        st->clip_frac += (fabs(ratio - 1.0) > eps) / (double)n;
         st->approx_kl += ((ratio - 1.0) - log_ratio) / n; // Schulman's k3 estimator of KL(old || new), >= 0
     }
-    ppo_policy_loss_backward(dscratch, scratch, logp_old, adv, targets, (int)N, PPO_CLIP);
+    ppo_policy_loss_backward(dscratch, scratch, logp_old, adv, targets, (int)N, eps);
     gpt_zero_grad(policy);
     gpt_backward_logprobs(policy, dscratch);
     float lr;
@@ -3040,17 +3186,18 @@ static ChatExample *load_prompts(const Config *cfg, const Tokenizer *tok, int ma
     return ex;
 }
 
-// The held-out view of RLHF as it trains: every -e iterations and after the last, the
-// policy answers the dev prompts of -j as it will after training, and the reward model
-// scores those answers. Iteration `step` (0 = the SFT model) writes
-// <out>/answers_rlhf_step<step>.jsonl and a line of <out>/rlhf_eval.jsonl; ./world
+// The held-out view of RLHF (and GRPO) as it trains: every -e iterations and after the
+// last, the policy answers the dev prompts of -j as it will after training, and the
+// reward model scores those answers. Iteration `step` (0 = the SFT model) writes
+// <out>/answers_<stage>_step<step>.jsonl and a line of <out>/<stage>_eval.jsonl; ./world
 // summary grades the same answers with the referee: the reward model's view and the
 // truth, side by side. Dev, not the test prompts of -q that the final model answers:
 // whoever watches training chooses by it. Greedy by default, and with its own RNG
 // stream, so evaluating never changes training.
-static void rlhf_evaluate(GPT *policy, GPT *reward, const Tokenizer *tok, const Config *cfg, int step, FILE *log) {
+static void evaluate_on_dev(GPT *policy, GPT *reward, const Tokenizer *tok, const Config *cfg, const char *stage, int step,
+                            FILE *log) {
     char name[64], path[4096];
-    snprintf(name, sizeof(name), "answers_rlhf_step%d.jsonl", step);
+    snprintf(name, sizeof(name), "answers_%s_step%d.jsonl", stage, step);
     out_path(path, sizeof(path), cfg, name);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
     float score = answer_prompts(policy, tok, cfg->val_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, reward);
@@ -3083,7 +3230,7 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     int updates = state.step * cfg->ppo_epochs * chunks;
     for (int iter = state.step; iter < cfg->steps; iter++) {
         if (cfg->val_path && cfg->eval_every > 0 && iter % cfg->eval_every == 0) {
-            rlhf_evaluate(&policy, &reward, &tok, cfg, iter, eval_log);
+            evaluate_on_dev(&policy, &reward, &tok, cfg, "rlhf", iter, eval_log);
         }
         // 1. rollouts: the policy answers B prompts drawn at random, then the four models
         //    read every response token: log-probabilities, reference log-probabilities,
@@ -3114,9 +3261,9 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
     snprintf(res->trained, sizeof(res->trained), "rlhf.bin: %d PPO iterations of %d prompts of %s", iterations, B,
              cfg->train_path);
     snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", tail[0], tail[1]);
-    if (cfg->val_path) { rlhf_evaluate(&policy, &reward, &tok, cfg, cfg->steps, eval_log); }
+    if (cfg->val_path) { evaluate_on_dev(&policy, &reward, &tok, cfg, "rlhf", cfg->steps, eval_log); }
     fcloseCheck(eval_log);
-    stage_answers(&policy, &tok, cfg, "answers_rlhf.jsonl", res);
+    alignment_answers(&policy, &ref, &reward, &tok, cfg, "answers_rlhf.jsonl", res);
     for (int i = 0; i < n_prompts; i++) { chat_example_free(&prompts[i]); }
     free(prompts); free(idx); free(order); free(logp); free(dscratch);
     kvcache_free(&kv);
@@ -3126,7 +3273,297 @@ void stage_rlhf(const Config *cfg, StageResult *res) {
 }
 
 // ----------------------------------------------------------------------------
-// 13. other commands: answer, score, sample
+// 13. stage 4 without a reward model: DPO
+//
+// Objective: the same as RLHF's, maximize E[ r(x, y) ] - beta KL(policy || SFT), solved
+// without sampling. For a fixed reward r that objective's best policy is known:
+//     pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x)
+// Turned around, every policy defines the reward it is best for,
+//     r(x, y) = beta log(pi(y|x) / pi_ref(y|x)) + beta log Z(x),
+// and in the reward model's pairwise loss, -log sigmoid(r(x, chosen) - r(x, rejected)),
+// the unknown Z(x) cancels. So that loss, with this implicit reward, trains the policy
+// straight from the preference pairs (dpo_loss_forward, section 2). doc/alignment.md
+// has the derivation.
+// Data: JSONL {"prompt", "chosen", "rejected"} (default: data/world/pref_{train,val}.jsonl,
+// the reward model's pairs).
+// Models: the policy (from <out>/sft.bin, trained) and the reference (the same SFT
+// weights, frozen). The reward model, when there is one, only scores the answers at the end.
+// Writes: <out>/dpo.bin, <out>/dpo.jsonl (metrics), and the answers to -q in
+// <out>/answers_dpo.jsonl.
+// Ref: Rafailov et al. 2023 (arXiv:2305.18290). Simplifications: the reference's
+// log-probabilities are computed with each batch, not once ahead; one pair per prompt.
+
+// one batch of pairs through both models, and what the log shows of it (sums over pairs)
+typedef struct {
+    int *inputs, *targets, *rows;  // (2B,T) chosen rows then rejected rows; (2B) their examples
+    float *logp, *dlogp;           // (2B,T) per token
+    float *seq, *ref_seq, *dseq;   // (2B) per response: summed log-probabilities, and the gradient
+} DPOBatch;
+
+struct DPOStats {
+    double loss, right, margin;            // loss; pairs whose implicit rewards rank them right; reward margin
+    double chosen_reward, rejected_reward; // beta (log pi - log pi_ref), chosen and rejected
+    double chosen_logp, rejected_logp;     // log pi of each response (a known failure: both fall)
+    int pairs;
+};
+
+// The summed log-probabilities of the responses of pairs idx[0..P) under the reference
+// and then the policy, whose activations stay for the backward; the loss and its
+// figures go into *st. Returns the loss.
+float dpo_forward(GPT *policy, GPT *ref, const ChatData *d, const int *idx, int P, float beta, float eps, DPOBatch *b,
+                  DPOStats *st) {
+    for (int i = 0; i < P; i++) { b->rows[i] = 2 * idx[i]; b->rows[P + i] = 2 * idx[i] + 1; } // chosen, rejected
+    int T = sft_batch(d, b->rows, 2 * P, b->inputs, b->targets); // targets on each response and its <|end|>
+    gpt_forward(ref, b->inputs, b->targets, 2 * P, T);
+    gpt_logprobs(ref, b->logp);
+    sequence_logprobs(b->ref_seq, b->logp, b->targets, 2 * P, T);
+    gpt_forward(policy, b->inputs, b->targets, 2 * P, T);
+    gpt_logprobs(policy, b->logp);
+    sequence_logprobs(b->seq, b->logp, b->targets, 2 * P, T);
+    float loss = dpo_loss_forward(b->seq, b->seq + P, b->ref_seq, b->ref_seq + P, P, beta, eps);
+    for (int i = 0; i < P; i++) {
+        double rc = beta * (b->seq[i] - b->ref_seq[i]), rr = beta * (b->seq[P + i] - b->ref_seq[P + i]);
+        st->right += rc > rr ? 1.0 : rc == rr ? 0.5 : 0.0; // a tie is a coin flip
+        st->margin += rc - rr;
+        st->chosen_reward += rc;
+        st->rejected_reward += rr;
+        st->chosen_logp += b->seq[i];
+        st->rejected_logp += b->seq[P + i];
+    }
+    st->loss += (double)loss * P;
+    st->pairs += P;
+    return loss;
+}
+
+// the DPO loss and its figures over every pair of d, in batches of B
+DPOStats dpo_evaluate(GPT *policy, GPT *ref, const ChatData *d, int B, float beta, float eps, DPOBatch *b) {
+    DPOStats st = {0};
+    int pairs = d->count / 2, *idx = mallocCheck((size_t)B * sizeof(int));
+    for (int start = 0; start < pairs; start += B) {
+        int n = pairs - start < B ? pairs - start : B;
+        for (int i = 0; i < n; i++) { idx[i] = start + i; }
+        dpo_forward(policy, ref, d, idx, n, beta, eps, b, &st);
+    }
+    free(idx);
+    return st;
+}
+
+void stage_dpo(const Config *cfg, StageResult *res) {
+    GPT policy, ref, reward;
+    TrainState state;
+    Tokenizer tok;
+    stage_open(cfg, KIND_DPO, cfg->resume ? 1 << KIND_DPO : 1 << KIND_SFT, &policy, &state, &tok); // the reference is SFT
+    if (!cfg->resume) { stage_fresh_start(&policy, &state, KIND_DPO, cfg); }
+    load_weights(&ref, cfg->init_path, 1 << KIND_SFT);
+    int has_reward = open_reward_model(cfg, &policy, &reward, 0);
+    int maxT = policy.config.max_seq_len, B = cfg->batch_size;
+    float beta = cfg->kl_coef, eps = cfg->label_smoothing;
+    ChatData train, val;
+    chat_data_load(&train, cfg->train_path, &tok, 1, maxT + 1, cfg->keep_transcripts); // n - 1 inputs must fit
+    print_chat_data(cfg->train_path, &train);
+    chat_data_validation(&val, &train, cfg->val_path, cfg->train_path, &tok, 1, maxT + 1, cfg->keep_transcripts);
+    DPOBatch b;
+    b.inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int));
+    b.targets = mallocCheck((size_t)2 * B * maxT * sizeof(int));
+    b.rows = mallocCheck((size_t)2 * B * sizeof(int));
+    b.logp = mallocCheck((size_t)2 * B * maxT * sizeof(float));
+    b.dlogp = mallocCheck((size_t)2 * B * maxT * sizeof(float));
+    b.seq = mallocCheck((size_t)2 * B * sizeof(float));
+    b.ref_seq = mallocCheck((size_t)2 * B * sizeof(float));
+    b.dseq = mallocCheck((size_t)2 * B * sizeof(float));
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    GroupItem *group = mallocCheck((size_t)BATCH_GROUP * B * sizeof(GroupItem));
+    printf("dpo: beta %g, label smoothing %g; the policy starts as the reference, so the loss starts at ln 2 = 0.6931\n",
+           beta, eps);
+    DPOStats val_st = dpo_evaluate(&policy, &ref, &val, B, beta, eps, &b);
+    print_dpo_stats(state.step == 0 ? "val before DPO" : "val", &val_st);
+    Progress *run = progress_open(cfg, "dpo.jsonl", state.step);
+    for (int step = state.step; step < cfg->steps; step++) {
+        gpt_zero_grad(&policy);
+        DPOStats st = {0};
+        float loss = 0.0f;
+        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+            grouped_batch(&train, (long)step * cfg->grad_accum + micro, B, &state.data_rng, idx, group);
+            loss += dpo_forward(&policy, &ref, &train, idx, B, beta, eps, &b, &st) / cfg->grad_accum;
+            // the gradient: loss -> each response's summed log-probability -> each of its tokens
+            memset(b.dseq, 0, (size_t)2 * B * sizeof(float));
+            dpo_loss_backward(b.dseq, b.dseq + B, b.seq, b.seq + B, b.ref_seq, b.ref_seq + B, B, beta, eps);
+            for (int i = 0; i < 2 * B; i++) { b.dseq[i] /= cfg->grad_accum; }
+            sequence_logprobs_backward(b.dlogp, b.dseq, b.targets, 2 * B, policy.seq_len);
+            gpt_backward_logprobs(&policy, b.dlogp);
+        }
+        float lr, norm = optimizer_step(&policy, cfg, step, loss, &lr);
+        log_dpo_step(run, cfg, step, &st, lr, norm);
+        if (eval_due(cfg, step)) {
+            val_st = dpo_evaluate(&policy, &ref, &val, B, beta, eps, &b);
+            log_dpo_eval(run, &val_st);
+        }
+        finish_step(run, &policy, &state, cfg, step, "dpo.bin");
+    }
+    int steps = progress_close(run, cfg, "dpo", "dpo.bin");
+    print_dpo_stats("val after DPO", &val_st);
+    snprintf(res->trained, sizeof(res->trained), "dpo.bin: %d steps on %s", steps, cfg->train_path);
+    snprintf(res->metric, sizeof(res->metric), "val pairs ranked right %.3f, margin %.2f",
+             val_st.right / val_st.pairs, val_st.margin / val_st.pairs);
+    alignment_answers(&policy, &ref, has_reward ? &reward : NULL, &tok, cfg, "answers_dpo.jsonl", res);
+    free(b.inputs); free(b.targets); free(b.rows); free(b.logp); free(b.dlogp); free(b.seq); free(b.ref_seq); free(b.dseq);
+    free(idx); free(group);
+    chat_data_free(&train);
+    chat_data_free(&val);
+    gpt_free(&policy); gpt_free(&ref);
+    if (has_reward) { gpt_free(&reward); }
+    tokenizer_free(&tok);
+}
+
+// ----------------------------------------------------------------------------
+// 14. stage 4 without a critic: GRPO
+//
+// Objective: RLHF's, maximize E[ r(prompt, response) ] - beta KL(policy || SFT), with
+// PPO's clipped updates but no value model. PPO needs a critic to say how good an
+// answer was compared with what was expected; GRPO asks the policy for G answers to
+// each prompt and compares each with its own group: the advantage of an answer is its
+// score standardized within the group (group_advantages, section 2), shared by all its
+// tokens. The KL to the SFT model is a term of the loss (the k3 estimate), not a
+// penalty inside the reward, so the advantages are the reward model's alone.
+// Models: the policy (from <out>/sft.bin, trained), the reference (the same SFT weights,
+// frozen) and the reward model (<out>/reward.bin, frozen).
+// Data: JSONL {"prompt"} (default: data/world/rl_prompts.jsonl, RLHF's prompts).
+// Writes: <out>/grpo.bin, <out>/grpo.jsonl (metrics), and the answers to -q in
+// <out>/answers_grpo.jsonl.
+// Ref: Shao et al. 2024, DeepSeekMath (arXiv:2402.03300), section 4; DeepSeek-R1 (arXiv:2501.12948).
+// Simplifications: outcome rewards only (one score per answer).
+
+// the advantages of a batch of rollouts in groups of G: each rollout's score (clipped,
+// less the penalty when it never said <|end|>) against its group's, at every response
+// token. Returns the share of groups whose G scores were all equal (they teach nothing).
+float grpo_advantages(Rollouts *r, int G, float end_penalty, float reward_clip, float *scores, float *adv) {
+    for (int b = 0; b < r->B; b++) {
+        float s = r->scores[b];
+        if (reward_clip > 0.0f) { s = fmin(fmax(s, -reward_clip), reward_clip); }
+        scores[b] = s - (r->ended[b] ? 0.0f : end_penalty);
+    }
+    group_advantages(adv, scores, r->B, G);
+    int T = r->T, flat = 0;
+    for (int b = 0; b < r->B; b++) {
+        for (int t = 0; t < T; t++) { r->advantages[b * T + t] = r->targets[b * T + t] >= 0 ? adv[b] : 0.0f; }
+    }
+    for (int g = 0; g < r->B; g += G) {
+        int same = 1;
+        for (int i = g + 1; i < g + G; i++) { same &= scores[i] == scores[g]; }
+        flat += same;
+    }
+    return (float)flat / (r->B / G);
+}
+
+// the mean over rollouts of the summed log-ratio log pi - log pi_ref: the KL to the reference
+float rollouts_kl(const Rollouts *r) {
+    double kl = 0.0;
+    for (int i = 0; i < r->B * r->T; i++) { if (r->targets[i] >= 0) { kl += r->logp[i] - r->ref_logp[i]; } }
+    return (float)(kl / r->B);
+}
+
+// One GRPO update of the policy on rows [s, s+m) of the rollouts: PPO's update without
+// the value model, with the KL term in the loss.
+void grpo_update(Rollouts *r, int s, int m, GPT *policy, const Config *sched, int step, float beta, float *scratch,
+                 float *dscratch, PPOStats *st) {
+    double t0 = now_seconds();
+    int T = r->T;
+    size_t off = (size_t)s * T, N = (size_t)m * T;
+    const int *tokens = r->tokens + off, *targets = r->targets + off;
+    gpt_forward(policy, tokens, targets, m, T);
+    gpt_logprobs(policy, scratch);
+    const float *logp_old = r->logp + off, *ref_logp = r->ref_logp + off, *adv = r->advantages + off;
+    float eps = sched->clip_range, loss = grpo_loss_forward(scratch, logp_old, ref_logp, adv, targets, m, T, eps, beta);
+    st->policy_loss += loss;
+    int n = count_targets(targets, (int)N);
+    for (size_t i = 0; i < N; i++) {
+        if (targets[i] < 0) { continue; }
+        double log_ratio = scratch[i] - logp_old[i], ratio = exp(log_ratio);
+        st->clip_frac += (fabs(ratio - 1.0) > eps) / (double)n;
+        st->approx_kl += ((ratio - 1.0) - log_ratio) / n;
+    }
+    grpo_loss_backward(dscratch, scratch, logp_old, ref_logp, adv, targets, m, T, eps, beta);
+    gpt_zero_grad(policy);
+    gpt_backward_logprobs(policy, dscratch);
+    float lr;
+    optimizer_step(policy, sched, step, loss, &lr);
+    st->updates++;
+    st->seconds += now_seconds() - t0;
+}
+
+void stage_grpo(const Config *cfg, StageResult *res) {
+    GPT policy, ref, reward;
+    TrainState state;
+    Tokenizer tok;
+    grpo_open(cfg, &policy, &ref, &reward, &state, &tok);
+    int G = cfg->group_size, P = cfg->batch_size, B = P * G; // P prompts, G answers each
+    int maxT = policy.config.max_seq_len, M = cfg->minibatch < B ? cfg->minibatch : B;
+    int n_prompts, chunks = (B + M - 1) / M;
+    ChatExample *prompts = load_prompts(cfg, &tok, maxT, &n_prompts);
+    printf("grpo: %d iterations of %d prompts x %d answers (up to %d tokens each), %d epochs of minibatches of %d, "
+           "beta %g\n", cfg->steps, P, G, cfg->gen_len, cfg->ppo_epochs, M, cfg->kl_coef);
+    Rollouts r;
+    rollouts_init(&r, B, maxT);
+    KVCache kv;
+    kvcache_init(&kv, policy.config);
+    int *idx = mallocCheck((size_t)B * sizeof(int)), *order = mallocCheck((size_t)chunks * sizeof(int));
+    float *logp = mallocCheck((size_t)M * maxT * sizeof(float)), *dscratch = mallocCheck((size_t)M * maxT * sizeof(float));
+    float *scores = mallocCheck((size_t)B * sizeof(float)), *adv = mallocCheck((size_t)B * sizeof(float));
+    Config sched = *cfg; // the learning-rate schedule runs over every minibatch update
+    sched.steps = cfg->steps * cfg->ppo_epochs * chunks;
+    double tail[2] = {0.0, 0.0}; // the means of the score and the KL over the last 10 iterations
+    Progress *run = progress_open(cfg, "grpo.jsonl", state.step);
+    FILE *eval_log = open_log(cfg, "grpo_eval.jsonl", state.step - 1);
+    int updates = state.step * cfg->ppo_epochs * chunks;
+    for (int iter = state.step; iter < cfg->steps; iter++) {
+        if (cfg->val_path && cfg->eval_every > 0 && iter % cfg->eval_every == 0) {
+            evaluate_on_dev(&policy, &reward, &tok, cfg, "grpo", iter, eval_log);
+        }
+        // 1. the groups: P prompts drawn at random, each answered G times at temperature 1;
+        //    the policy, the reference and the reward model read every answer
+        for (int p = 0; p < P; p++) {
+            int prompt = (int)(random_u64(&state.data_rng) % (uint64_t)n_prompts);
+            for (int g = 0; g < G; g++) { idx[p * G + g] = prompt; }
+        }
+        rlhf_generate(&r, &policy, &kv, prompts, idx, cfg->gen_len, &state.sample_rng);
+        float entropy = rlhf_score(&r, &policy, &ref, NULL, &reward, M);
+        // 2. advantages: each answer against its group
+        float flat = grpo_advantages(&r, G, cfg->end_penalty, cfg->reward_clip, scores, adv);
+        float kl = rollouts_kl(&r);
+        // 3. epochs over the rollouts, in minibatches of M, in a new order each epoch
+        PPOStats st = {0};
+        for (int e = 0; e < cfg->ppo_epochs; e++) {
+            shuffle(order, chunks, &state.data_rng);
+            for (int c = 0; c < chunks; c++) {
+                int s = order[c] * M, m = B - s < M ? B - s : M;
+                grpo_update(&r, s, m, &policy, &sched, updates++, cfg->kl_coef, logp, dscratch, &st);
+            }
+        }
+        log_grpo_iteration(run, cfg, iter, &r, &st, kl, entropy, flat, tail);
+        state.step = iter + 1;
+        if ((cfg->save_every > 0 && (iter + 1) % cfg->save_every == 0) || iter + 1 == cfg->steps) {
+            char path[4096];
+            out_path(path, sizeof(path), cfg, "grpo.bin");
+            checkpoint_save(path, &policy, &state, 1);
+        }
+    }
+    int iterations = progress_close(run, cfg, "grpo", "grpo.bin");
+    snprintf(res->trained, sizeof(res->trained), "grpo.bin: %d iterations of %d prompts x %d answers of %s", iterations, P, G,
+             cfg->train_path);
+    snprintf(res->metric, sizeof(res->metric), "RM score %+.3f, KL to SFT %.2f (last 10 iterations)", tail[0], tail[1]);
+    if (cfg->val_path) { evaluate_on_dev(&policy, &reward, &tok, cfg, "grpo", cfg->steps, eval_log); }
+    fcloseCheck(eval_log);
+    alignment_answers(&policy, &ref, &reward, &tok, cfg, "answers_grpo.jsonl", res);
+    for (int i = 0; i < n_prompts; i++) { chat_example_free(&prompts[i]); }
+    free(prompts); free(idx); free(order); free(logp); free(dscratch); free(scores); free(adv);
+    kvcache_free(&kv);
+    rollouts_free(&r);
+    gpt_free(&policy); gpt_free(&ref); gpt_free(&reward);
+    tokenizer_free(&tok);
+}
+
+// ----------------------------------------------------------------------------
+// 15. other commands: answer, score, sample
 
 // Answers every prompt of a JSONL file of {"prompt"} with a language model, greedy
 // (temperature 0) or sampled, through the chat template; generation stops at
@@ -3189,6 +3626,46 @@ static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, c
     snprintf(res->answers, sizeof(res->answers), "%s", name);
 }
 
+// The answers of a policy that stage 4 aligned (PPO, DPO or GRPO), as stage_answers,
+// and two figures that put the three methods side by side on the same test prompts:
+// the reward model's mean score of those answers (if there is a reward model), and how
+// far the policy moved from the SFT model: KL(policy || SFT) per answer, estimated as the
+// mean over the prompts of sum_t (log pi - log pi_ref) over one answer to each, sampled
+// from the policy at temperature 1 (an unbiased estimate; its own RNG stream).
+static void alignment_answers(GPT *policy, GPT *ref, GPT *reward, const Tokenizer *tok, const Config *cfg, const char *name,
+                              StageResult *res) {
+    if (!cfg->prompts_path) { return; }
+    char path[4096];
+    out_path(path, sizeof(path), cfg, name);
+    uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    float score = answer_prompts(policy, tok, cfg->prompts_path, path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, reward);
+    snprintf(res->answers, sizeof(res->answers), "%s", name);
+    if (reward) { snprintf(res->rm_score, sizeof(res->rm_score), "%.4f", score); }
+    int maxT = policy->config.max_seq_len, count;
+    Chat *chats;
+    ChatExample *prompts = prompts_load(cfg->prompts_path, tok, answer_room(maxT, cfg->gen_len), maxT, 0, &chats, &count);
+    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
+    float *lp = mallocCheck((size_t)maxT * sizeof(float));
+    KVCache kv;
+    kvcache_init(&kv, policy->config);
+    rng = rng_stream(cfg->seed, RNG_SAMPLE) ^ 0x6b6c; // another stream than the answers'
+    double kl = 0.0;
+    for (int i = 0; i < count; i++) {
+        const ChatExample *ex = &prompts[i];
+        memcpy(tokens, ex->tokens, (size_t)ex->n * sizeof(int));
+        int n = gpt_generate(policy, &kv, tokens, ex->n, cfg->gen_len, 1.0f, 0, STOP_AT(TOKEN_END), &rng, lp, NULL);
+        if (n == ex->n) { continue; }
+        for (int t = 0; t < n - 1; t++) { targets[t] = t >= ex->n - 1 ? tokens[t + 1] : -1; }
+        gpt_forward(ref, tokens, targets, 1, n - 1);
+        for (int t = ex->n - 1; t < n - 1; t++) { kl += lp[t - (ex->n - 1)] + ref->losses[t]; } // log pi - log pi_ref
+    }
+    snprintf(res->kl, sizeof(res->kl), "%.4f", kl / count);
+    printf("on %s: KL(policy || SFT) %.3f per answer (one sampled answer per prompt)\n", cfg->prompts_path, kl / count);
+    for (int i = 0; i < count; i++) { chat_example_free(&prompts[i]); chat_free(&chats[i]); }
+    free(prompts); free(chats); free(tokens); free(targets); free(lp);
+    kvcache_free(&kv);
+}
+
 // The model of -c, of one of want_kinds, with its tokenizer: -z, else the tokenizer.bin
 // beside the checkpoint. For the commands that use a model without training it.
 static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer *tok, TrainState *state_out, FILE *say) {
@@ -3220,7 +3697,7 @@ void command_answer(const Config *cfg) {
     GPT model;
     Tokenizer tok;
     need_output(cfg);
-    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, NULL, stdout);
+    open_model(cfg, LANGUAGE_MODELS, &model, &tok, NULL, stdout);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
     answer_prompts(&model, &tok, cfg->prompts_path, cfg->output_path, cfg->temperature, cfg->top_k, cfg->gen_len, &rng, NULL);
     gpt_free(&model);
@@ -3262,7 +3739,7 @@ void command_score(const Config *cfg) {
 void command_sample(const Config *cfg) {
     GPT model;
     Tokenizer tok;
-    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, NULL, stdout);
+    open_model(cfg, LANGUAGE_MODELS, &model, &tok, NULL, stdout);
     uint64_t rng = rng_stream(cfg->seed, RNG_SAMPLE);
     int start[4] = {TOKEN_EOT, TOKEN_EOT, TOKEN_EOT, TOKEN_EOT}; // with no prompt: the end-of-text token
     int has_prompt = cfg->prompt && cfg->prompt[0];
@@ -3288,7 +3765,7 @@ void command_chat(const Config *cfg) {
     Tokenizer tok;
     TrainState state;
     int terminal = isatty(STDIN_FILENO); // from a pipe, standard output holds the answers alone
-    open_model(cfg, (1 << KIND_BASE) | (1 << KIND_SFT) | (1 << KIND_RLHF), &model, &tok, &state, terminal ? stdout : stderr);
+    open_model(cfg, LANGUAGE_MODELS, &model, &tok, &state, terminal ? stdout : stderr);
     int maxT = model.config.max_seq_len, room = answer_room(maxT, cfg->gen_len);
     float temperature = cfg->temperature;
     int top_k = cfg->top_k;
@@ -3370,7 +3847,7 @@ void command_chat(const Config *cfg) {
 }
 
 // ----------------------------------------------------------------------------
-// 14. main
+// 16. main
 // (left out when a test, or data/world.c, includes this file for its functions)
 
 #if !defined(TESTING) && !defined(TRAIN_NO_MAIN)
@@ -3389,7 +3866,7 @@ int main(int argc, char **argv) {
     const char *command = argv[1];
     if (!config_resolve(&cfg, command)) { fprintf(stderr, "unknown command '%s'\n", command); error_usage(); }
     config_in_force(&cfg, command);
-    StageResult res = {"", "", ""};
+    StageResult res = {0};
     double t0 = now_seconds();
     if (!strcmp(command, "sample")) { command_sample(&cfg); }
     else if (!strcmp(command, "chat")) { command_chat(&cfg); }
@@ -3401,6 +3878,8 @@ int main(int argc, char **argv) {
         if (!strcmp(command, "pretrain")) { stage_pretrain(&cfg, &res); }
         else if (!strcmp(command, "sft")) { stage_sft(&cfg, &res); }
         else if (!strcmp(command, "rm")) { stage_reward(&cfg, &res); }
+        else if (!strcmp(command, "dpo")) { stage_dpo(&cfg, &res); }
+        else if (!strcmp(command, "grpo")) { stage_grpo(&cfg, &res); }
         else { stage_rlhf(&cfg, &res); }
         record_stage(&cfg, command, &res, now_seconds() - t0);
         if (res.trained[0]) { plot_stage(&cfg, command); }
@@ -4656,7 +5135,7 @@ static void pretrain_close(Tokenizer *tok, DataLoader *train, DataLoader *val, G
     tokenizer_free(tok);
 }
 
-// The opening of SFT or reward modeling (the stage whose checkpoints are of kind
+// The opening of SFT, reward modeling or DPO (the stage whose checkpoints are of kind
 // `own`): the checkpoint it starts from (-c, or with --resume its own last one, of
 // one of want_kinds), that checkpoint's tokenizer, and a check that -n leaves steps
 // to train.
@@ -4673,7 +5152,7 @@ static void stage_open(const Config *cfg, int own, int want_kinds, GPT *model, T
     if (cfg->steps <= done) {
         FAIL("%s -n %d leaves nothing to train (%s has done %d of its steps): give a larger -n. To answer prompts with "
              "a checkpoint as it is: ./train answer -c CHECKPOINT -O FILE; to score pairs with a reward model: ./train "
-             "score -c CHECKPOINT -O FILE", own == KIND_SFT ? "sft" : "rm", cfg->steps, start, done);
+             "score -c CHECKPOINT -O FILE", own == KIND_SFT ? "sft" : own == KIND_REWARD ? "rm" : "dpo", cfg->steps, start, done);
     }
 }
 
@@ -4750,6 +5229,45 @@ static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const Trai
     checkpoint_commit(value_path);
 }
 
+// The frozen reward model of -R or <out>/reward.bin, checked against the policy it
+// will score. Returns 1, or, where it is optional (DPO only reports its scores) and
+// missing, 0.
+static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, int required) {
+    char path[4096];
+    if (cfg->reward_path) { snprintf(path, sizeof(path), "%s", cfg->reward_path); }
+    else { out_path(path, sizeof(path), cfg, "reward.bin"); }
+    if (!required && access(path, R_OK) != 0) { return 0; }
+    load_weights(reward, path, 1 << KIND_REWARD);
+    GPTConfig pc = policy->config, rc = reward->config;
+    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
+        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
+             path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
+    }
+    return 1;
+}
+
+// GRPO's three models: the policy (from the SFT model of -c, or with --resume from
+// <out>/grpo.bin), the reference (the SFT model of -c, always) and the reward model.
+static void grpo_open(const Config *cfg, GPT *policy, GPT *ref, GPT *reward, TrainState *state, Tokenizer *tok) {
+    if (cfg->steps < 1) { FAIL("grpo -n %d: it needs at least one iteration", cfg->steps); }
+    if (cfg->group_size < 2) { FAIL("grpo -G %d: a group needs at least 2 answers to compare", cfg->group_size); }
+    char own[4096];
+    const char *start = cfg->resume ? resume_path(cfg, "grpo.bin", own, sizeof(own)) : cfg->init_path;
+    stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << KIND_GRPO : 1 << KIND_SFT);
+    if (cfg->resume && state->step >= cfg->steps) {
+        FAIL("grpo -n %d leaves nothing to train (%s has done %d iterations): give a larger -n", cfg->steps, start, state->step);
+    }
+    open_reward_model(cfg, policy, reward, 1);
+    load_weights(ref, cfg->init_path, 1 << KIND_SFT);
+    if (!cfg->resume) {
+        stage_fresh_start(policy, state, KIND_GRPO, cfg);
+        state->sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    }
+    if (cfg->gen_len >= policy->config.max_seq_len - 2) {
+        FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, policy->config.max_seq_len);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // Appendix D. logs, curves and stage records
 
@@ -4810,7 +5328,7 @@ static Progress *progress_open(const Config *cfg, const char *log_name, int firs
 // Closes the log and says what the run did; returns the steps it took.
 static int progress_close(Progress *p, const Config *cfg, const char *stage, const char *checkpoint) {
     int steps = cfg->steps - p->first_step;
-    printf("%s: %d %s in %.1f s -> %s/%s\n", stage, steps, strcmp(stage, "rlhf") ? "steps" : "iterations",
+    printf("%s: %d %s in %.1f s -> %s/%s\n", stage, steps, strcmp(stage, "rlhf") && strcmp(stage, "grpo") ? "steps" : "iterations",
            now_seconds() - p->t_start, cfg->out_dir, checkpoint);
     fcloseCheck(p->log);
     free(p);
@@ -4872,6 +5390,61 @@ static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const R
         tail[0] += score / recent;
         tail[1] += kl / recent;
     }
+}
+
+// A GRPO iteration's line, on the terminal and in the log; tail as for RLHF. flat: the
+// share of groups whose answers all scored the same (no advantage, nothing learned).
+static void log_grpo_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
+                               float entropy, float flat, double tail[2]) {
+    int B = r->B, U = st->updates;
+    double score = 0.0, length = 0.0, ended = 0.0;
+    for (int b = 0; b < B; b++) {
+        score += r->scores[b] / B;
+        length += (double)(r->len[b] - r->prompt_len[b]) / B;
+        ended += (double)r->ended[b] / B;
+    }
+    double gen_rate = r->sampled / r->gen_seconds, train_rate = (double)cfg->ppo_epochs * B * r->T / st->seconds;
+    printf("grpo iter %3d/%d | score %+.3f | kl %.3f | loss %+.4f | clip %.3f | approx_kl %.4f | entropy %.3f | "
+           "flat groups %.2f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", iter + 1, cfg->steps, score, kl,
+           st->policy_loss / U, st->clip_frac / U, st->approx_kl / U, entropy, flat, length, ended, gen_rate, train_rate);
+    fprintf(p->log, "{\"step\": %d, \"score\": %.6f, \"kl\": %.6f, \"loss\": %.6f, \"clip_frac\": %.6f, "
+            "\"approx_kl\": %.6f, \"entropy\": %.6f, \"flat_groups\": %.4f, \"response_len\": %.3f, \"ended\": %.4f, "
+            "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", iter + 1, score, kl, st->policy_loss / U,
+            st->clip_frac / U, st->approx_kl / U, entropy, flat, length, ended, gen_rate, train_rate);
+    fflush(p->log);
+    int recent = cfg->steps - p->first_step < 10 ? cfg->steps - p->first_step : 10;
+    if (iter >= cfg->steps - recent) {
+        tail[0] += score / recent;
+        tail[1] += kl / recent;
+    }
+}
+
+// DPO's figures over some pairs: the loss, how often the implicit rewards rank a pair
+// right, their margin, and the log-probabilities of the two responses
+static void print_dpo_stats(const char *when, const DPOStats *st) {
+    double n = st->pairs > 0 ? st->pairs : 1;
+    printf("%s: loss %.4f | ranked right %.3f | margin %+.3f | reward chosen %+.3f rejected %+.3f | "
+           "logp chosen %.2f rejected %.2f (%d pairs)\n", when, st->loss / n, st->right / n, st->margin / n,
+           st->chosen_reward / n, st->rejected_reward / n, st->chosen_logp / n, st->rejected_logp / n, st->pairs);
+}
+
+static void log_dpo_step(Progress *p, const Config *cfg, int step, const DPOStats *st, float lr, float norm) {
+    double n = st->pairs;
+    printf("dpo step %4d/%d | loss %.4f | ranked right %.3f | margin %+.3f | logp chosen %.2f rejected %.2f | lr %.2e | "
+           "norm %6.3f\n", step + 1, cfg->steps, st->loss / n, st->right / n, st->margin / n, st->chosen_logp / n,
+           st->rejected_logp / n, lr, norm);
+    fprintf(p->log, "{\"step\": %d, \"train_loss\": %.6f, \"train_accuracy\": %.4f, \"margin\": %.6f, "
+            "\"reward_chosen\": %.6f, \"reward_rejected\": %.6f, \"logp_chosen\": %.4f, \"logp_rejected\": %.4f, "
+            "\"lr\": %.6e, \"grad_norm\": %.6f", step + 1, st->loss / n, st->right / n, st->margin / n,
+            st->chosen_reward / n, st->rejected_reward / n, st->chosen_logp / n, st->rejected_logp / n, lr, norm);
+}
+
+static void log_dpo_eval(Progress *p, const DPOStats *st) {
+    double n = st->pairs > 0 ? st->pairs : 1;
+    print_dpo_stats("val", st);
+    fprintf(p->log, ", \"val_loss\": %.6f, \"val_accuracy\": %.4f, \"val_margin\": %.6f, \"val_logp_chosen\": %.4f, "
+            "\"val_logp_rejected\": %.4f", st->loss / n, st->right / n, st->margin / n, st->chosen_logp / n,
+            st->rejected_logp / n);
 }
 
 // After an optimizer step: ends its line of the log, and saves the checkpoint
@@ -5000,6 +5573,9 @@ void plot_stage(const Config *cfg, const char *stage) {
         {"sft", "sft.jsonl", "sft.svg", "SFT: loss on response tokens", {"train_loss", "val_loss", NULL}},
         {"rm", "reward.jsonl", "reward.svg", "reward model: held-out accuracy and margin", {"val_accuracy", "val_margin", "train_loss"}},
         {"rlhf", "rlhf.jsonl", "rlhf.svg", "RLHF: reward-model score and KL to the SFT model", {"score", "kl", "entropy"}},
+        {"dpo", "dpo.jsonl", "dpo.svg", "DPO: held-out pairs ranked right, and the responses' log-probabilities",
+         {"val_accuracy", "val_logp_chosen", "val_logp_rejected"}},
+        {"grpo", "grpo.jsonl", "grpo.svg", "GRPO: reward-model score and KL to the SFT model", {"score", "kl", "entropy"}},
     };
     for (size_t i = 0; i < sizeof(PLOTS) / sizeof(PLOTS[0]); i++) {
         if (strcmp(PLOTS[i].stage, stage) != 0) { continue; }
@@ -5016,11 +5592,11 @@ void record_stage(const Config *cfg, const char *stage, const StageResult *res, 
     char path[4096], secs[32];
     out_path(path, sizeof(path), cfg, "stages.jsonl");
     snprintf(secs, sizeof(secs), "%.1f", seconds);
-    const char *keys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    const char *keys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds", "rm_score", "kl"};
     const char *values[] = {stage, res->trained, res->metric, res->answers, res->answers[0] ? cfg->prompts_path : "",
-                            cfg->val_path ? cfg->val_path : "", secs};
+                            cfg->val_path ? cfg->val_path : "", secs, res->rm_score, res->kl};
     Str line = {0};
-    json_write_object(&line, keys, values, 7);
+    json_write_object(&line, keys, values, 9);
     FILE *f = fopenCheck(path, "ab");
     fwriteCheck(str_cstr(&line), 1, line.len, f);
     fcloseCheck(f);
@@ -5173,6 +5749,7 @@ static int config_resolve(Config *c, const char *command) {
         if (c->grad_clip < 0) { c->grad_clip = d->clip; }
         if (c->freeze_embeddings < 0) { c->freeze_embeddings = d->freeze; }
         if (c->temperature < 0) { c->temperature = d->temperature; }
+        if (c->kl_coef < 0) { c->kl_coef = d->beta; }
         return 1;
     }
     return 0;
@@ -5199,11 +5776,12 @@ static int checkpoint_shape(const char *path, GPTConfig *shape) {
 // shows those, and a flag that says otherwise is an error, since neither can change.
 // (Pretraining may train on windows shorter than its checkpoint's context.)
 static void config_in_force(Config *c, const char *command) {
-    static const char *own[][2] = {{"pretrain", "base.bin"}, {"sft", "sft.bin"}, {"rm", "reward.bin"}, {"rlhf", "rlhf.bin"}};
+    static const char *own[][2] = {{"pretrain", "base.bin"}, {"sft", "sft.bin"}, {"rm", "reward.bin"}, {"rlhf", "rlhf.bin"},
+                                   {"dpo", "dpo.bin"}, {"grpo", "grpo.bin"}};
     static char path[4096];
     const char *start = c->init_path;
     int pretrain = !strcmp(command, "pretrain");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         if (!strcmp(command, own[i][0]) && c->resume) { out_path(path, sizeof(path), c, own[i][1]); start = path; }
     }
     GPTConfig m;
@@ -5248,6 +5826,8 @@ static void error_usage(void) {
         "  sft        stage 2: fine-tune base.bin on prompt/completion JSONL -> sft.bin, then answer the -q prompts\n"
         "  rm         stage 3: train a reward model from sft.bin on chosen/rejected JSONL -> reward.bin\n"
         "  rlhf       stage 4: PPO on sft.bin against reward.bin, on prompts JSONL -> rlhf.bin, then answer -q\n"
+        "  dpo        stage 4 another way: DPO on sft.bin from chosen/rejected JSONL, no reward model -> dpo.bin\n"
+        "  grpo       stage 4 a third way: GRPO on sft.bin against reward.bin, no critic -> grpo.bin\n"
         "  answer     a language model (-c) answers the prompts of -q -> the file -O names\n"
         "  score      a reward model (-c) scores the pairs of -j: accuracy, margin -> the file -O names\n"
         "  chat       talk with a language model (-c, default <out>/rlhf.bin): one line a turn, /help for commands\n"
@@ -5266,10 +5846,13 @@ static void error_usage(void) {
         "  -C <int>   channels                                          (%d)\n"
         "  -H <int>   heads                                             (%d)\n"
         "  -t <int>   context length T                                  (%d)\n"
-        "  -b <int>   batch size B (rm: pairs; rlhf: rollouts)          (stage: 16, 16, 32, 32)\n"
+        "  -b <int>   batch size B (rm, dpo: pairs; rlhf: rollouts;     (stage: 16, 16, 32, 32,\n"
+        "             grpo: prompts, each answered -G times)             dpo 16, grpo 8)\n"
         "  -a <int>   gradient accumulation micro-batches               (%d)\n"
-        "  -n <int>   optimizer steps (rlhf: PPO iterations)            (stage: 1200, 300, 1500, 50)\n"
-        "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 3e-4, 1e-4)\n"
+        "  -n <int>   optimizer steps (rlhf, grpo: iterations)          (stage: 1200, 300, 1500, 50,\n"
+        "                                                                dpo 300, grpo 50)\n"
+        "  -l <float> peak learning rate                                (stage: 3e-3, 1e-3, 3e-4, 1e-4,\n"
+        "                                                                dpo 1e-4, grpo 1e-4)\n"
         "  -w <int>   warmup steps                                      (%d)\n"
         "  -f <float> final learning rate / peak                        (%g)\n"
         "  -d <float> weight decay                                      (%g)\n"
@@ -5286,19 +5869,23 @@ static void error_usage(void) {
         "  -s <int>   seed                                              (%llu)\n"
         "  --resume   continue the stage from its own last checkpoint in -o, with its optimizer,\n"
         "             data order and RNG state (save often with -S): the same steps as one whole run\n"
-        "rlhf only:\n"
-        "  -R <file>  the frozen reward model                           (<out>/reward.bin)\n"
-        "  -B <float> beta, the weight of the KL penalty to the SFT model (%g)\n"
+        "rlhf, and where said dpo and grpo:\n"
+        "  -R <file>  the frozen reward model (grpo too)                (<out>/reward.bin)\n"
+        "  -B <float> beta: the weight of the KL penalty to the SFT model (rlhf 1, grpo 0.04);\n"
+        "             dpo: the scale of the implicit reward              (dpo 0.5)\n"
         "  -K <float> target KL per response, adapts beta; 0 = fixed     (%g)\n"
         "  -Z <int>   horizon of the adaptive KL controller, rollouts   (%d)\n"
-        "  -E <int>   PPO epochs over each batch of rollouts            (%d)\n"
-        "  -M <int>   rollouts per PPO minibatch                        (%d)\n"
-        "  -P <float> penalty for a response without <|end|>            (%g)\n"
-        "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n",
+        "  -E <int>   epochs over each batch of rollouts (grpo too)     (%d)\n"
+        "  -M <int>   rollouts per minibatch (grpo too)                 (%d)\n"
+        "  -P <float> penalty for a response without <|end|> (grpo too) (%g)\n"
+        "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n"
+        "  -U <float> clip range of the probability ratio (grpo too)    (%g)\n"
+        "  -G <int>   grpo: answers per prompt, the group               (%d)\n"
+        "  -D <float> dpo: label smoothing, the chance a label is wrong (%g)\n",
         d.out_dir, d.vocab_size, d.num_layers, d.channels, d.num_heads, d.seq_len, d.grad_accum,
         d.warmup, d.final_lr_frac, d.weight_decay, d.eval_batches, d.sample_every,
-        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_coef, d.kl_target, d.kl_horizon, d.ppo_epochs, d.minibatch,
-        d.end_penalty, d.reward_clip);
+        d.save_every, d.top_k, d.gen_len, (unsigned long long)d.seed, d.kl_target, d.kl_horizon, d.ppo_epochs, d.minibatch,
+        d.end_penalty, d.reward_clip, d.clip_range, d.group_size, d.label_smoothing);
     exit(EXIT_FAILURE);
 }
 
@@ -5368,6 +5955,9 @@ static void parse_flags(Config *c, int argc, char **argv) {
         case 'M': c->minibatch = (int)flag_int(flag, v, 1, 1 << 16); break;
         case 'P': c->end_penalty = flag_float(flag, v, 0, 1e6); break;
         case 'X': c->reward_clip = flag_float(flag, v, 0, 1e6); break;
+        case 'U': c->clip_range = flag_float(flag, v, 0, 1); break;
+        case 'G': c->group_size = (int)flag_int(flag, v, 1, 1 << 10); break;
+        case 'D': c->label_smoothing = flag_float(flag, v, 0, 0.5); break;
         default: fprintf(stderr, "unknown flag %s\n", flag); error_usage();
         }
     }
@@ -5389,7 +5979,7 @@ static void print_config(const char *command, const Config *c) {
     printf("%s", rule);
     config_row("command", "%s", command);
     config_row("train data", "%s", c->train_path ? c->train_path : "-");
-    int holds_out = !strcmp(command, "pretrain") || !strcmp(command, "sft") || !strcmp(command, "rm");
+    int holds_out = !strcmp(command, "pretrain") || !strcmp(command, "sft") || !strcmp(command, "rm") || !strcmp(command, "dpo");
     config_row("val data", "%s", c->val_path ? c->val_path : holds_out ? "the last tenth of the train data" : "-");
     config_row("output", "%s/", c->out_dir);
     config_row("start from", "%s", c->init_path ? c->init_path : "random init (GPT-2)");
@@ -5402,8 +5992,18 @@ static void print_config(const char *command, const Config *c) {
         config_row("reward model", "%s", c->reward_path ? c->reward_path : "<out>/reward.bin");
         config_row("KL penalty", "beta %g%s", c->kl_coef, c->kl_target > 0 ? ", adaptive" : ", fixed");
         if (c->kl_target > 0) { config_row("KL target", "%g per response, horizon %d", c->kl_target, c->kl_horizon); }
-        config_row("PPO", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, PPO_CLIP);
+        config_row("PPO", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, c->clip_range);
         config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
+    }
+    if (!strcmp(command, "grpo")) {
+        config_row("reward model", "%s", c->reward_path ? c->reward_path : "<out>/reward.bin");
+        config_row("group", "%d answers per prompt, %d prompts a batch", c->group_size, c->batch_size);
+        config_row("KL penalty", "beta %g (k3 estimate, in the loss)", c->kl_coef);
+        config_row("updates", "%d epochs, minibatch %d, clip %.2f", c->ppo_epochs, c->minibatch, c->clip_range);
+        config_row("responses", "up to %d tokens, penalty %g if no <|end|>", c->gen_len, c->end_penalty);
+    }
+    if (!strcmp(command, "dpo")) {
+        config_row("DPO", "beta %g, label smoothing %g", c->kl_coef, c->label_smoothing);
     }
     config_row("seed", "%llu", (unsigned long long)c->seed);
     if (c->resume) { config_row("resume", "from the stage's own checkpoint in %s/", c->out_dir); }

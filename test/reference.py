@@ -313,6 +313,94 @@ def ppo_fixtures(path):
           f"value loss {value_loss.item():.6f}")
 
 
+def token_logprobs(model, idx, targets):
+    """log p(target) at every position, 0 where the target is -1."""
+    logits, _ = model(idx)
+    logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp * (targets >= 0)
+
+
+def dpo_fixtures(path):
+    """DPO's loss through a whole policy, written from the DPO paper (eq. 7) and the cDPO
+    note on label smoothing, not from train.c: P pairs as 2P rows (chosen, then rejected),
+    each response's log-probability summed over its tokens, against fixed reference sums.
+    Layout: int32 header[16] = magic, version, V, maxT, L, NH, C, P, T; float32 beta,
+    label smoothing; policy weights; int32 inputs (2P*T), targets (2P*T, -1 = no loss);
+    float32 reference sums (2P); loss; gradients."""
+    torch.manual_seed(12)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, P, T, beta, eps = 300, 10, 2, 2, 16, 3, 10, 0.5, 0.1
+    policy = GPT(V, maxT, L, NH, C)
+    random_weights(policy)
+    idx = torch.randint(0, V, (2 * P, T))
+    targets = torch.randint(0, V, (2 * P, T))
+    prompt, length = [3, 5, 2, 3, 5, 2], [10, 8, 6, 7, 10, 4]  # response targets: prompt - 1 .. length - 2
+    for b in range(2 * P):
+        targets[b, :prompt[b] - 1] = -1
+        targets[b, length[b] - 1:] = -1
+        idx[b, length[b]:] = 256
+    seq = token_logprobs(policy, idx, targets).sum(-1)
+    ref = (seq + 2.0 * torch.randn(2 * P)).detach()  # the reference: the policy's sums, moved
+    h = beta * ((seq[:P] - ref[:P]) - (seq[P:] - ref[P:]))
+    loss = ((1 - eps) * F.softplus(-h) + eps * F.softplus(h)).mean()
+    loss.backward()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<16i", MAGIC, VERSION, V, maxT, L, NH, C, P, T, *([0] * 7)))
+        f.write(struct.pack("<2f", beta, eps))
+        f.write(flat(policy.tensors()).numpy().tobytes())
+        f.write(idx.to(torch.int32).numpy().tobytes())
+        f.write(targets.to(torch.int32).numpy().tobytes())
+        f.write(ref.to(torch.float32).numpy().tobytes())
+        f.write(struct.pack("<f", loss.item()))
+        f.write(flat(policy.tensors(lambda p: p.grad)).numpy().tobytes())
+    print(f"wrote {path}: dpo loss {loss.item():.6f}, h {h.tolist()}")
+
+
+def grpo_fixtures(path):
+    """GRPO's loss through a whole policy, written from DeepSeekMath (eq. 3, 4) and
+    Schulman's k3 estimator, not from train.c: per token the clipped surrogate plus
+    beta (exp(q) - q - 1), q = log pi_ref - log pi; mean over each response's tokens,
+    then over the responses. Layout: int32 header[16] = magic, version, V, maxT, L, NH,
+    C, B, T; float32 clip eps, beta; policy weights; int32 inputs (B*T), targets (B*T);
+    float32 logp_old, ref_logp, advantages (B*T each); loss; gradients."""
+    torch.manual_seed(13)
+    torch.set_default_dtype(torch.float64)
+    V, maxT, L, NH, C, B, T, eps, beta = 300, 10, 2, 2, 16, 4, 10, 0.2, 0.3
+    policy = GPT(V, maxT, L, NH, C)
+    random_weights(policy)
+    idx = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
+    prompt, length = [3, 5, 2, 4], [10, 8, 6, 9]
+    for b in range(B):
+        targets[b, :prompt[b] - 1] = -1
+        targets[b, length[b] - 1:] = -1
+        idx[b, length[b]:] = 256
+    mask = (targets >= 0).double()
+    logp = token_logprobs(policy, idx, targets)
+    old = (logp + 0.3 * torch.randn(B, T)).detach()  # ratios on both sides of the clip range
+    ref = (logp + 0.5 * torch.randn(B, T)).detach()
+    adv = torch.randn(B, 1).expand(B, T).contiguous()  # one advantage per response
+    ratio = torch.exp(logp - old)
+    surrogate = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - eps, 1 + eps))
+    q = ref - logp
+    per_token = surrogate + beta * (torch.exp(q) - q - 1)
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
+    loss.backward()
+    f32 = lambda t: t.detach().to(torch.float32).numpy().tobytes()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<16i", MAGIC, VERSION, V, maxT, L, NH, C, B, T, *([0] * 7)))
+        f.write(struct.pack("<2f", eps, beta))
+        f.write(flat(policy.tensors()).numpy().tobytes())
+        f.write(idx.to(torch.int32).numpy().tobytes())
+        f.write(targets.to(torch.int32).numpy().tobytes())
+        for t in (old, ref, adv):
+            f.write(f32(t))
+        f.write(struct.pack("<f", loss.item()))
+        f.write(flat(policy.tensors(lambda p: p.grad)).numpy().tobytes())
+    clipped = ((ratio[mask > 0] - 1).abs() > eps).double().mean().item()
+    print(f"wrote {path}: grpo loss {loss.item():.6f} ({clipped:.2f} of ratios outside the clip range)")
+
+
 def bench(args):
     torch.manual_seed(1337)
     torch.set_num_threads(args.threads)
@@ -346,7 +434,7 @@ def bench(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["fixtures", "reward-fixtures", "ppo-fixtures", "bench"])
+    parser.add_argument("mode", choices=["fixtures", "reward-fixtures", "ppo-fixtures", "dpo-fixtures", "grpo-fixtures", "bench"])
     parser.add_argument("path", nargs="?", default="test/fixtures/gpt_tiny.bin")
     for flag, default in [("-L", 6), ("-C", 384), ("-H", 6), ("-V", 4096), ("-t", 256), ("-b", 8), ("-n", 5), ("--threads", 2)]:
         parser.add_argument(flag, type=int, default=default)
@@ -357,5 +445,9 @@ if __name__ == "__main__":
         reward_fixtures(args.path)
     elif args.mode == "ppo-fixtures":
         ppo_fixtures(args.path)
+    elif args.mode == "dpo-fixtures":
+        dpo_fixtures(args.path)
+    elif args.mode == "grpo-fixtures":
+        grpo_fixtures(args.path)
     else:
         bench(args)

@@ -371,6 +371,136 @@ static void test_ppo_model(int scalar_head) {
     gpt_free(&model);
 }
 
+// DPO's loss against the four summed log-probabilities: implicit-reward margins h from
+// about -6 to 6 (both branches of softplus), plain (eps 0) and with label smoothing
+typedef struct { double *lc, *lr, *rc, *rr; int P; double beta, eps; } DPOLossCtx;
+static double dpo_loss_fn(void *p) {
+    DPOLossCtx *c = p;
+    return dpo_loss_forward(c->lc, c->lr, c->rc, c->rr, c->P, c->beta, c->eps);
+}
+
+static void test_dpo_loss(void) {
+    int P = 6;
+    for (int k = 0; k < 2; k++) {
+        DPOLossCtx c = {randn(P, 4), randn(P, 4), randn(P, 4), randn(P, 4), P, 0.7, k ? 0.1 : 0.0};
+        double *dc = callocCheck(P, sizeof(double)), *dr = callocCheck(P, sizeof(double));
+        dpo_loss_backward(dc, dr, c.lc, c.lr, c.rc, c.rr, P, c.beta, c.eps);
+        fd_check(k ? "dpo loss with label smoothing 0.1: d/dlogp_chosen" : "dpo loss -log sigmoid(beta h): d/dlogp_chosen", c.lc,
+                 dc, P, dpo_loss_fn, &c);
+        fd_check(k ? "dpo loss with label smoothing 0.1: d/dlogp_rejected" : "dpo loss -log sigmoid(beta h): d/dlogp_rejected",
+                 c.lr, dr, P, dpo_loss_fn, &c);
+        free(c.lc); free(c.lr); free(c.rc); free(c.rr); free(dc); free(dr);
+    }
+}
+
+// the whole policy under DPO: per-token log-probabilities of chosen and rejected rows,
+// summed over each response (prompt and padding masked), the DPO loss against fixed
+// reference sums
+typedef struct { GPT *model; int *inputs, *targets; double *logp, *seq, *ref_seq; int P, T; } DPOModelCtx;
+static double dpo_model_loss(void *p) {
+    DPOModelCtx *c = p;
+    gpt_forward(c->model, c->inputs, c->targets, 2 * c->P, c->T);
+    gpt_logprobs(c->model, c->logp);
+    sequence_logprobs(c->seq, c->logp, c->targets, 2 * c->P, c->T);
+    return dpo_loss_forward(c->seq, c->seq + c->P, c->ref_seq, c->ref_seq + c->P, c->P, 0.5, 0.1);
+}
+
+static void test_dpo_model(void) {
+    GPTConfig cfg = {.max_seq_len = 6, .vocab_size = FIRST_MERGE + 8, .num_layers = 2, .num_heads = 2, .channels = 8};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 10);
+    for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] += 0.1 * random_normal(&test_rng); }
+    enum { P = 2, T = 6, N = 2 * P * T };
+    int inputs[N], targets[N];
+    for (int i = 0; i < N; i++) {
+        inputs[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+        int t = i % T, row = i / T;
+        targets[i] = t >= 1 + row % 2 && t < T - row % 3 ? (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size) : -1;
+    }
+    double logp[N], dlogp[N], seq[2 * P], dseq[2 * P] = {0}, *ref_seq = randn(2 * P, 2.0);
+    DPOModelCtx c = {&model, inputs, targets, logp, seq, ref_seq, P, T};
+    dpo_model_loss(&c);
+    dpo_loss_backward(dseq, dseq + P, seq, seq + P, ref_seq, ref_seq + P, P, 0.5, 0.1);
+    sequence_logprobs_backward(dlogp, dseq, targets, 2 * P, T);
+    gpt_zero_grad(&model);
+    gpt_backward_logprobs(&model, dlogp);
+    double *analytic = mallocCheck(model.num_parameters * sizeof(double));
+    memcpy(analytic, model.grads_memory, model.num_parameters * sizeof(double));
+    fd_check("whole policy: DPO loss on summed response log-probs (label smoothing 0.1), every parameter",
+             model.params_memory, analytic, model.num_parameters, dpo_model_loss, &c);
+    free(analytic); free(ref_seq);
+    gpt_free(&model);
+}
+
+// GRPO's loss against logp: ratios on both sides of the clip range, advantages of
+// both signs, log-ratios to the reference from about -1 to 1 (k3), responses of
+// different lengths and masked positions
+typedef struct { double *logp, *old, *ref, *adv; int *targets; int B, T; } GRPOCtx;
+static double grpo_loss_fn(void *p) {
+    GRPOCtx *c = p;
+    return grpo_loss_forward(c->logp, c->old, c->ref, c->adv, c->targets, c->B, c->T, 0.2, 0.3);
+}
+
+static void test_grpo_loss(void) {
+    enum { B = 4, T = 10, N = B * T };
+    int targets[N];
+    for (int i = 0; i < N; i++) { targets[i] = i % T >= 2 + i / T && i % T < T - (i / T) % 2 ? 1 : -1; }
+    double *logp = randn(N, 1.0), *old = mallocCheck(N * sizeof(double)), *ref = mallocCheck(N * sizeof(double));
+    double *adv = mallocCheck(N * sizeof(double)), grad[N];
+    for (int i = 0; i < N; i++) {
+        old[i] = logp[i] + 0.4 * random_normal(&test_rng);
+        ref[i] = logp[i] + 0.5 * random_normal(&test_rng);
+        adv[i] = i / T % 2 ? 1.3 : -0.8; // one advantage per response
+    }
+    GRPOCtx c = {logp, old, ref, adv, targets, B, T};
+    grpo_loss_backward(grad, logp, old, ref, adv, targets, B, T, 0.2, 0.3);
+    fd_check("grpo loss (clipped surrogate + beta k3, per-response means): d/dlogp", logp, grad, N, grpo_loss_fn, &c);
+    free(logp); free(old); free(ref); free(adv);
+}
+
+// the whole policy under GRPO's loss
+typedef struct { GPT *model; int *inputs, *targets; double *logp, *old, *ref, *adv; int B, T; } GRPOModelCtx;
+static double grpo_model_loss(void *p) {
+    GRPOModelCtx *c = p;
+    gpt_forward(c->model, c->inputs, c->targets, c->B, c->T);
+    gpt_logprobs(c->model, c->logp);
+    return grpo_loss_forward(c->logp, c->old, c->ref, c->adv, c->targets, c->B, c->T, 0.2, 0.3);
+}
+
+static void test_grpo_model(void) {
+    GPTConfig cfg = {.max_seq_len = 6, .vocab_size = FIRST_MERGE + 8, .num_layers = 2, .num_heads = 2, .channels = 8};
+    GPT model;
+    gpt_build(&model, cfg);
+    gpt_init(&model, 11);
+    for (size_t i = 0; i < model.num_parameters; i++) { model.params_memory[i] += 0.1 * random_normal(&test_rng); }
+    enum { B = 2, T = 6, N = B * T };
+    int inputs[N], targets[N];
+    for (int i = 0; i < N; i++) {
+        inputs[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+        targets[i] = (int)(random_u64(&test_rng) % (uint64_t)cfg.vocab_size);
+    }
+    targets[0] = targets[1] = targets[6] = targets[11] = -1; // prompt and padding positions
+    double logp[N], d[N], old[N], ref[N], adv[N];
+    GRPOModelCtx c = {&model, inputs, targets, logp, old, ref, adv, B, T};
+    for (int i = 0; i < N; i++) { old[i] = ref[i] = 0.0; adv[i] = i < T ? 0.9 : -1.1; }
+    grpo_model_loss(&c);
+    for (int i = 0; i < N; i++) {
+        old[i] = logp[i] + 0.3 * random_normal(&test_rng);
+        ref[i] = logp[i] + 0.3 * random_normal(&test_rng);
+    }
+    grpo_model_loss(&c);
+    grpo_loss_backward(d, logp, old, ref, adv, targets, B, T, 0.2, 0.3);
+    gpt_zero_grad(&model);
+    gpt_backward_logprobs(&model, d);
+    double *analytic = mallocCheck(model.num_parameters * sizeof(double));
+    memcpy(analytic, model.grads_memory, model.num_parameters * sizeof(double));
+    fd_check("whole policy: GRPO loss (surrogate + k3 KL) on per-token log-probs, every parameter", model.params_memory,
+             analytic, model.num_parameters, grpo_model_loss, &c);
+    free(analytic);
+    gpt_free(&model);
+}
+
 int main(int argc, char **argv) {
     test_argc = argc;
     test_argv = argv;
@@ -389,6 +519,10 @@ int main(int argc, char **argv) {
     if (wanted("ppo_losses")) { test_ppo_losses(); }
     if (wanted("ppo_model")) { test_ppo_model(0); }
     if (wanted("ppo_model")) { test_ppo_model(1); }
+    if (wanted("dpo_loss")) { test_dpo_loss(); }
+    if (wanted("dpo_model")) { test_dpo_model(); }
+    if (wanted("grpo_loss")) { test_grpo_loss(); }
+    if (wanted("grpo_model")) { test_grpo_model(); }
     check_unmatched_names();
     gemm_free();
     return checks_failed > 0;

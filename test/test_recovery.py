@@ -6,7 +6,7 @@ Usage: python3 test/test_recovery.py [./train]
 1. Kills: pretraining saves a checkpoint every step (-S 1) and is killed with SIGKILL
    at random moments, many of them while a checkpoint is being written. After every
    kill, the checkpoint on disk must load whole.
-2. Resume: each stage (pretraining, SFT, reward model, RLHF) runs once without a
+2. Resume: each stage (pretraining, SFT, reward model, RLHF, DPO, GRPO) runs once without a
    stop, and once killed after its first save and continued with --resume. The
    losses (every logged number but the timings) and the final checkpoints must be
    the same, bit for bit.
@@ -185,6 +185,11 @@ def main():
                             os.path.join(d, "start", "reward.bin"), "-i", "chat.jsonl", "-q", "chat.jsonl", "-j", "chat.jsonl", "-z", "tok.bin",
                             "-b", "4", "-M", "2", "-m", "8", "-K", "1", "-Z", "20", "-e", "20"], ["rlhf.bin", "value.bin"],
                 ["rlhf.jsonl", "rlhf_eval.jsonl"])  # evaluations at 0, 20, 40 and 60: the first before the kill
+    test_resume(d, "dpo", ["-n", "300", "-S", "5", "-c", os.path.join(d, "start", "sft.bin"), "-q", "chat.jsonl"] + chat,
+                ["dpo.bin"], ["dpo.jsonl"])
+    test_resume(d, "grpo", ["-n", "60", "-S", "2", "-c", os.path.join(d, "start", "sft.bin"), "-R",
+                            os.path.join(d, "start", "reward.bin"), "-i", "chat.jsonl", "-q", "chat.jsonl", "-j", "chat.jsonl", "-z", "tok.bin",
+                            "-b", "2", "-G", "3", "-M", "4", "-m", "8", "-e", "20"], ["grpo.bin"], ["grpo.jsonl", "grpo_eval.jsonl"])
     test_nan(d)
     shutil.rmtree(d)
     print(f"{passed} passed, {failed} failed")

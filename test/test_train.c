@@ -1031,6 +1031,97 @@ static void test_ppo_against_pytorch(void) {
     gpt_free(&value);
 }
 
+// the worst gradient error of a model against a fixture's, per tensor, relative to
+// the tensor's largest gradient (as for the other PyTorch checks)
+static float worst_tensor_error(const GPT *model, const float *want) {
+    float worst = 0.0f;
+    size_t offset = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        size_t n = model->param_sizes[t];
+        if (n > 0) { worst = fmax(worst, max_abs_diff(model->grads_memory + offset, want + offset, n) / max_abs(want + offset, n)); }
+        offset += n;
+    }
+    return worst;
+}
+
+// DPO through a whole policy against PyTorch (test/reference.py dpo-fixtures)
+static void test_dpo_against_pytorch(void) {
+    FILE *f = fopen("test/fixtures/dpo_tiny.bin", "rb");
+    if (f == NULL) { check(0, "pytorch dpo fixture", "test/fixtures/dpo_tiny.bin is missing: run make fixtures"); return; }
+    int h[16];
+    float hp[2], want_loss;
+    freadCheck(h, sizeof(int), 16, f);
+    freadCheck(hp, sizeof(float), 2, f);
+    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    int P = h[7], T = h[8], N = 2 * P * T;
+    float beta = hp[0], eps = hp[1];
+    GPT policy;
+    gpt_build(&policy, cfg);
+    int *inputs = mallocCheck((size_t)N * sizeof(int)), *targets = mallocCheck((size_t)N * sizeof(int));
+    float *ref = mallocCheck((size_t)2 * P * sizeof(float)), *seq = mallocCheck((size_t)2 * P * sizeof(float));
+    float *dseq = callocCheck((size_t)2 * P, sizeof(float)), *logp = mallocCheck((size_t)N * sizeof(float));
+    float *dlogp = mallocCheck((size_t)N * sizeof(float)), *grads = mallocCheck(policy.num_parameters * sizeof(float));
+    freadCheck(policy.params_memory, sizeof(float), policy.num_parameters, f);
+    freadCheck(inputs, sizeof(int), (size_t)N, f);
+    freadCheck(targets, sizeof(int), (size_t)N, f);
+    freadCheck(ref, sizeof(float), (size_t)2 * P, f);
+    freadCheck(&want_loss, sizeof(float), 1, f);
+    freadCheck(grads, sizeof(float), policy.num_parameters, f);
+    fclose(f);
+    gpt_forward(&policy, inputs, targets, 2 * P, T);
+    gpt_logprobs(&policy, logp);
+    sequence_logprobs(seq, logp, targets, 2 * P, T);
+    float loss = dpo_loss_forward(seq, seq + P, ref, ref + P, P, beta, eps);
+    dpo_loss_backward(dseq, dseq + P, seq, seq + P, ref, ref + P, P, beta, eps);
+    sequence_logprobs_backward(dlogp, dseq, targets, 2 * P, T);
+    gpt_zero_grad(&policy);
+    gpt_backward_logprobs(&policy, dlogp);
+    float worst = worst_tensor_error(&policy, grads);
+    check(fabs(loss - want_loss) < 1e-5f && worst < 1e-4f,
+          "pytorch: DPO loss (label smoothing) on 3 padded pairs, and every gradient of the policy",
+          "loss %.6f (torch %.6f), max |diff| / max |grad| per tensor %.2e (tolerances 1e-5, 1e-4)", loss, want_loss, worst);
+    free(inputs); free(targets); free(ref); free(seq); free(dseq); free(logp); free(dlogp); free(grads);
+    gpt_free(&policy);
+}
+
+// GRPO's loss through a whole policy against PyTorch (test/reference.py grpo-fixtures)
+static void test_grpo_against_pytorch(void) {
+    FILE *f = fopen("test/fixtures/grpo_tiny.bin", "rb");
+    if (f == NULL) { check(0, "pytorch grpo fixture", "test/fixtures/grpo_tiny.bin is missing: run make fixtures"); return; }
+    int h[16];
+    float hp[2], want_loss;
+    freadCheck(h, sizeof(int), 16, f);
+    freadCheck(hp, sizeof(float), 2, f);
+    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    int B = h[7], T = h[8], N = B * T;
+    float eps = hp[0], beta = hp[1];
+    GPT policy;
+    gpt_build(&policy, cfg);
+    int *inputs = mallocCheck((size_t)N * sizeof(int)), *targets = mallocCheck((size_t)N * sizeof(int));
+    float *grid = mallocCheck((size_t)5 * N * sizeof(float)); // old, ref, adv, logp, d
+    float *old = grid, *ref = grid + N, *adv = grid + 2 * N, *logp = grid + 3 * N, *d = grid + 4 * N;
+    float *grads = mallocCheck(policy.num_parameters * sizeof(float));
+    freadCheck(policy.params_memory, sizeof(float), policy.num_parameters, f);
+    freadCheck(inputs, sizeof(int), (size_t)N, f);
+    freadCheck(targets, sizeof(int), (size_t)N, f);
+    freadCheck(grid, sizeof(float), (size_t)3 * N, f);
+    freadCheck(&want_loss, sizeof(float), 1, f);
+    freadCheck(grads, sizeof(float), policy.num_parameters, f);
+    fclose(f);
+    gpt_forward(&policy, inputs, targets, B, T);
+    gpt_logprobs(&policy, logp);
+    float loss = grpo_loss_forward(logp, old, ref, adv, targets, B, T, eps, beta);
+    grpo_loss_backward(d, logp, old, ref, adv, targets, B, T, eps, beta);
+    gpt_zero_grad(&policy);
+    gpt_backward_logprobs(&policy, d);
+    float worst = worst_tensor_error(&policy, grads);
+    check(fabs(loss - want_loss) < 1e-5f && worst < 1e-4f,
+          "pytorch: GRPO loss (clipped surrogate + beta k3, per-response means) on 4 padded rollouts, every gradient",
+          "loss %.6f (torch %.6f), max |diff| / max |grad| per tensor %.2e (tolerances 1e-5, 1e-4)", loss, want_loss, worst);
+    free(inputs); free(targets); free(grid); free(grads);
+    gpt_free(&policy);
+}
+
 // a model with weights from gpt_init plus noise (so the scalar head is not 0)
 static void random_model(GPT *model, GPTConfig cfg, uint64_t seed) {
     gpt_build(model, cfg);
@@ -1133,6 +1224,183 @@ static void test_rlhf_rollouts(void) {
     rollouts_free(&r);
     kvcache_free(&kv);
     gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
+}
+
+// 9c. DPO and GRPO: the pieces by hand, their start (the policy is the reference), and
+// with learning rate 0 a policy that stays exactly where it started through every
+// epoch and minibatch (PPO too)
+static void test_alignment_by_hand(void) {
+    // DPO, one pair: log-ratios +1 (chosen) and -1 (rejected), beta 0.5: h = 1,
+    // loss softplus(-1) = 0.3132617; smoothed 0.1: 0.9 softplus(-1) + 0.1 softplus(1)
+    float lc = -3.0f, lr = -5.0f, rc = -4.0f, rr = -4.0f;
+    float plain = dpo_loss_forward(&lc, &lr, &rc, &rr, 1, 0.5f, 0.0f), smooth = dpo_loss_forward(&lc, &lr, &rc, &rr, 1, 0.5f, 0.1f);
+    float dc = 0.0f, dr = 0.0f;
+    dpo_loss_backward(&dc, &dr, &lc, &lr, &rc, &rr, 1, 0.5f, 0.0f); // -beta sigmoid(-1) = -0.1344707
+    check(fabs(plain - 0.3132617f) < 1e-6f && fabs(smooth - 0.4132617f) < 1e-6f && fabs(dc + 0.1344707f) < 1e-6f && dr == -dc,
+          "dpo loss by hand: -log sigmoid(beta h), label smoothing, d/dlogp = -+beta sigmoid(-h)",
+          "loss %.7f (want 0.3132617), smoothed %.7f (0.4132617), dchosen %.7f (-0.1344707), drejected %.7f", plain, smooth, dc, dr);
+    // group advantages: (1 2 3 4) has mean 2.5 and std sqrt(5/3); (5 5 5 5) gives 0 exactly
+    float rewards[8] = {1, 2, 3, 4, 5, 5, 5, 5}, adv[8];
+    group_advantages(adv, rewards, 8, 4);
+    float sd = sqrtf(5.0f / 3.0f) + 1e-4f;
+    check(fabs(adv[0] + 1.5f / sd) < 1e-6f && fabs(adv[3] - 1.5f / sd) < 1e-6f && fabs(adv[1] + 0.5f / sd) < 1e-6f &&
+          adv[4] == 0.0f && adv[7] == 0.0f, "grpo group advantages by hand: standardized within each group, 0 for a flat group",
+          "%.5f %.5f %.5f %.5f | %g %g %g %g", adv[0], adv[1], adv[2], adv[3], adv[4], adv[5], adv[6], adv[7]);
+    // k3 = expm1(q) - q for q = ref_logp - logp, through the GRPO loss with A = 0 and
+    // beta 1: at q = 0.5, e^0.5 - 1.5 = 0.1487213; at q = 1e-3, 5.001667e-7 (where
+    // exp(q) - q - 1 in float loses everything to rounding)
+    float logp[2] = {-2.0f, -2.0f}, ref[2] = {-1.5f, -1.999f}, zero[2] = {0, 0};
+    int targets[2] = {1, -1};
+    float k_big = grpo_loss_forward(logp, logp, ref, zero, targets, 1, 2, 0.2f, 1.0f);
+    float q = ref[1] - logp[1];
+    targets[0] = -1; targets[1] = 1;
+    float k_small = grpo_loss_forward(logp, logp, ref, zero, targets, 1, 2, 0.2f, 1.0f);
+    float want_small = q * q / 2 + q * q * q / 6;
+    check(fabs(k_big - 0.1487213f) < 1e-6f && fabs(k_small - want_small) < 1e-3f * want_small,
+          "grpo's k3 KL estimate by hand: exp(q) - q - 1, exact to 0.1% even at q = 1e-3 (expm1)",
+          "k3(0.5) %.7f (want 0.1487213), k3(%.3g) %.6e (want %.6e)", k_big, q, k_small, want_small);
+}
+
+// a ChatData of P pairs by hand: <|user|> prompt <|assistant|> response <|end|>, the
+// loss mask on the response and its <|end|>
+static void pairs_by_hand(ChatData *d, int P, uint64_t *rng) {
+    *d = (ChatData){.count = 2 * P, .per_record = 2};
+    d->examples = callocCheck((size_t)2 * P, sizeof(ChatExample));
+    for (int i = 0; i < 2 * P; i++) {
+        ChatExample *ex = &d->examples[i];
+        int prompt = 2 + (i / 2) % 3, response = 1 + (int)(random_u64(rng) % 4);
+        ex->n_prompt = prompt + 2;
+        ex->n = ex->n_prompt + response + 1;
+        ex->tokens = mallocCheck((size_t)ex->n * sizeof(int));
+        ex->loss = callocCheck((size_t)ex->n, 1);
+        ex->tokens[0] = TOKEN_USER;
+        for (int t = 1; t < ex->n - 1; t++) { ex->tokens[t] = 97 + (int)(random_u64(rng) % 26); }
+        ex->tokens[ex->n_prompt - 1] = TOKEN_ASSISTANT;
+        ex->tokens[ex->n - 1] = TOKEN_END;
+        for (int t = ex->n_prompt; t < ex->n; t++) { ex->loss[t] = 1; }
+    }
+}
+
+static void test_dpo_start(void) {
+    GPTConfig cfg = {.max_seq_len = 16, .vocab_size = FIRST_MERGE + 40, .num_layers = 2, .num_heads = 2, .channels = 16};
+    GPT policy, ref;
+    random_model(&policy, cfg, 21);
+    random_model(&ref, cfg, 21);
+    enum { P = 4 };
+    uint64_t rng = 5;
+    ChatData d;
+    pairs_by_hand(&d, P, &rng);
+    int maxT = cfg.max_seq_len, idx[P] = {0, 1, 2, 3};
+    DPOBatch b = {mallocCheck(2 * P * maxT * sizeof(int)), mallocCheck(2 * P * maxT * sizeof(int)), mallocCheck(2 * P * sizeof(int)),
+                  mallocCheck(2 * P * maxT * sizeof(float)), mallocCheck(2 * P * maxT * sizeof(float)),
+                  mallocCheck(2 * P * sizeof(float)), mallocCheck(2 * P * sizeof(float)), mallocCheck(2 * P * sizeof(float))};
+    DPOStats st = {0};
+    float loss0 = dpo_forward(&policy, &ref, &d, idx, P, 0.1f, 0.1f, &b, &st);
+    check(loss0 == (float)log(2.0) && st.right == 0.5 * P && st.margin == 0.0,
+          "dpo: at step 0 the policy is the reference: loss exactly ln 2, every pair a tie, margin 0",
+          "loss %.7f, ranked right %.1f of %d, margin %g", loss0, st.right, P, st.margin);
+    // some steps on these pairs: the loss falls and the implicit rewards rank them right
+    Config sched = CONFIG_DEFAULTS;
+    sched.steps = 20; sched.lr = 3e-3f; sched.warmup = 0; sched.grad_clip = 1.0f; sched.freeze_embeddings = 0;
+    float loss = loss0;
+    for (int step = 0; step < 20; step++) {
+        DPOStats s = {0};
+        gpt_zero_grad(&policy);
+        loss = dpo_forward(&policy, &ref, &d, idx, P, 0.1f, 0.0f, &b, &s);
+        memset(b.dseq, 0, 2 * P * sizeof(float));
+        dpo_loss_backward(b.dseq, b.dseq + P, b.seq, b.seq + P, b.ref_seq, b.ref_seq + P, P, 0.1f, 0.0f);
+        sequence_logprobs_backward(b.dlogp, b.dseq, b.targets, 2 * P, policy.seq_len);
+        gpt_backward_logprobs(&policy, b.dlogp);
+        float lr;
+        optimizer_step(&policy, &sched, step, loss, &lr);
+        st = s;
+    }
+    check(loss < 0.9f * loss0 && st.right == P, "dpo: 20 steps on 4 pairs lower the loss and rank every pair right",
+          "loss %.4f -> %.4f, ranked right %.1f of %d", loss0, loss, st.right, P);
+    free(b.inputs); free(b.targets); free(b.rows); free(b.logp); free(b.dlogp); free(b.seq); free(b.ref_seq); free(b.dseq);
+    chat_data_free(&d);
+    gpt_free(&policy); gpt_free(&ref);
+}
+
+// rollouts of B answers to P prompts by a random policy equal to its reference
+static void rollouts_by_hand(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, int B, int G) {
+    GPTConfig cfg = {.max_seq_len = 24, .vocab_size = FIRST_MERGE + 40, .num_layers = 2, .num_heads = 2, .channels = 16};
+    random_model(policy, cfg, 5);
+    random_model(ref, cfg, 5);
+    cfg.scalar_head = 1;
+    random_model(value, cfg, 6);
+    random_model(reward, cfg, 7);
+    for (int c = 0; c < cfg.channels; c++) { // <|end|> about 1 token in 10 (test_rlhf_rollouts)
+        float sign = c % 2 ? 1.0f : -1.0f;
+        policy->params.lnfb[c] = ref->params.lnfb[c] = sign;
+        policy->params.wte[(size_t)TOKEN_END * cfg.channels + c] = ref->params.wte[(size_t)TOKEN_END * cfg.channels + c] = 3.5f * sign / cfg.channels;
+    }
+    int P = B / G;
+    ChatExample *prompts = callocCheck((size_t)P, sizeof(ChatExample));
+    uint64_t rng = 3;
+    for (int i = 0; i < P; i++) {
+        int n = 3 + i;
+        prompts[i].tokens = mallocCheck((size_t)n * sizeof(int));
+        prompts[i].tokens[0] = TOKEN_USER;
+        for (int t = 1; t < n - 1; t++) { prompts[i].tokens[t] = 97 + (int)(random_u64(&rng) % 26); }
+        prompts[i].tokens[n - 1] = TOKEN_ASSISTANT;
+        prompts[i].n = prompts[i].n_prompt = n;
+    }
+    int *idx = mallocCheck((size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) { idx[b] = b / G; }
+    rollouts_init(r, B, cfg.max_seq_len);
+    KVCache kv;
+    kvcache_init(&kv, policy->config);
+    uint64_t sample_rng = 11;
+    rlhf_generate(r, policy, &kv, prompts, idx, 10, &sample_rng);
+    kvcache_free(&kv);
+    for (int i = 0; i < P; i++) { free(prompts[i].tokens); }
+    free(prompts); free(idx);
+}
+
+// With learning rate 0, the weights never move, so every update of every epoch sees
+// log-probabilities bit-identical to the rollouts' (the ratio exactly 1): anything else
+// would mean the update and the scoring computed different things.
+static void test_lr_zero(void) {
+    enum { B = 8, G = 4, M = 3 };
+    for (int grpo = 0; grpo < 2; grpo++) {
+        GPT policy, ref, value, reward;
+        Rollouts r;
+        rollouts_by_hand(&r, &policy, &ref, &value, &reward, B, G);
+        rlhf_score(&r, &policy, &ref, grpo ? NULL : &value, &reward, M); // minibatches of 3, 3 and 2
+        float scores[B], adv[B];
+        float kl = grpo ? rollouts_kl(&r) : rlhf_advantages(&r, 0.1f, 1.0f, 0.0f);
+        if (grpo) { grpo_advantages(&r, G, 1.0f, 0.0f, scores, adv); }
+        Config sched = CONFIG_DEFAULTS;
+        sched.steps = 9; sched.lr = 0.0f; sched.warmup = 0; sched.grad_clip = 1.0f; sched.freeze_embeddings = 0;
+        int T = r.T, moved = 0, updates = 0;
+        float *scratch = mallocCheck((size_t)M * T * sizeof(float)), *dscratch = mallocCheck((size_t)M * T * sizeof(float));
+        PPOStats st = {0};
+        float first_loss = 0.0f;
+        for (int e = 0; e < 3; e++) {
+            for (int c = 2; c >= 0; c--) { // the minibatches in another order than scoring's
+                int s = c * M, m = B - s < M ? B - s : M;
+                if (grpo) { grpo_update(&r, s, m, &policy, &sched, updates++, 0.04f, scratch, dscratch, &st); }
+                else { ppo_update(&r, s, m, &policy, &value, &sched, updates++, scratch, dscratch, &st); }
+                if (updates == 1) { first_loss = (float)st.policy_loss; }
+                for (int i = 0; i < m * T; i++) { moved += r.targets[s * T + i] >= 0 && scratch[i] != r.logp[s * T + i]; }
+            }
+        }
+        check(kl == 0.0f && moved == 0 && st.clip_frac == 0.0 && st.approx_kl == 0.0,
+              grpo ? "grpo, learning rate 0: the log-ratio stays exactly 0 through 3 epochs of 3 minibatches"
+                   : "ppo, learning rate 0: the log-ratio stays exactly 0 through 3 epochs of 3 minibatches",
+              "KL to the reference %g, response tokens whose log-prob moved %d, clip fraction %g, approx KL %g", kl, moved,
+              st.clip_frac, st.approx_kl);
+        if (grpo) { // at the first update the ratio is 1 and the k3 term 0: the loss is the mean of -A over responses
+            double want = 0.0;
+            for (int b = 2 * M; b < B; b++) { want -= adv[b] / 2; }
+            check(fabs(first_loss - want) < 1e-5, "grpo: at the start the loss is -mean(A), the KL term exactly 0",
+                  "loss %.6f, -mean A of the minibatch %.6f", first_loss, want);
+        }
+        free(scratch); free(dscratch);
+        rollouts_free(&r);
+        gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
+    }
 }
 
 // 10. the curves: plot_log draws one polyline per key, with a point per line that has it,
@@ -1401,6 +1669,11 @@ int main(int argc, char **argv) {
     if (wanted("gae")) { test_gae(); }
     if (wanted("ppo_against_pytorch")) { test_ppo_against_pytorch(); }
     if (wanted("rlhf_rollouts")) { test_rlhf_rollouts(); }
+    if (wanted("alignment_by_hand")) { test_alignment_by_hand(); }
+    if (wanted("dpo_start")) { test_dpo_start(); }
+    if (wanted("lr_zero")) { test_lr_zero(); }
+    if (wanted("dpo_against_pytorch")) { test_dpo_against_pytorch(); }
+    if (wanted("grpo_against_pytorch")) { test_grpo_against_pytorch(); }
     check_unmatched_names();
     gemm_free();
     return checks_failed > 0;
