@@ -9,7 +9,7 @@ the ones that exercise the functions. The shipped train.c is never touched.
     exercise.py new N [--force]      write exercises/N/train.c (keeps a student's work unless --force)
     exercise.py check N [--dir D]    build D/train.c's tests and run exercise N's (default D = exercises/N)
     exercise.py solution N           print the reference functions from train.c
-    exercise.py selftest             for every exercise: the blank copy fails its check, and
+    exercise.py selftest [N ...]     for every exercise (or those given): the blank copy fails its check, and
                                      with the reference put back it passes (part of make test)
 
 The compiler and its flags come from the environment (CC, CFLAGS), as make passes them.
@@ -49,6 +49,10 @@ EXERCISES = {
     8: Exercise("generalized advantage estimation", ["gae"], train_tests=["gae"]),
     9: Exercise("PPO's clipped objective", ["ppo_policy_loss_forward", "ppo_policy_loss_backward"],
                 ["ppo_losses", "ppo_model"], ["ppo_against_pytorch", "rlhf_rollouts"]),
+    10: Exercise("the DPO loss", ["dpo_loss_forward", "dpo_loss_backward"], ["dpo_loss", "dpo_model"],
+                 ["alignment_by_hand", "dpo_start", "dpo_against_pytorch"]),
+    11: Exercise("GRPO: group advantages and the k3 KL", ["group_advantages", "grpo_loss_forward", "grpo_loss_backward"],
+                 ["grpo_loss", "grpo_model"], ["alignment_by_hand", "grpo_against_pytorch", "lr_zero"]),
 }
 
 
@@ -199,7 +203,10 @@ def cmd_solution(args):
 def cmd_selftest(args):
     reference = read(TRAIN_C)
     failures = 0
+    numbers = [int(a) for a in args] or list(EXERCISES)  # selftest N...: only those
     for number, ex in EXERCISES.items():
+        if number not in numbers:
+            continue
         with tempfile.TemporaryDirectory(prefix=f"exercise{number}-") as directory:
             path = os.path.join(directory, "train.c")
             write(path, blank(reference, number))
