@@ -2109,6 +2109,111 @@ static void summary_reward(const World *w, const char *out_dir, const char *dev_
     fprintf(json, "}}");
 }
 
+// How far a question type's correct share may fall below SFT's before the alignment
+// block names it as a regression: about one answer in fifty.
+#define REGRESSION 0.02
+
+// A stage's figures in the alignment block: the referee's shares, and the record's.
+typedef struct {
+    double correct, ideal, top_share, rm_score, kl, seconds;
+    int has_rm_score, has_kl;
+} AlignFigures;
+
+static AlignFigures align_figures(const StageRow *r) {
+    AlignFigures f = {0};
+    double n = r->s.scored > 0 ? r->s.scored : 1;
+    f.correct = r->s.correct / n;
+    f.ideal = r->s.ideal / n;
+    f.top_share = r->s.top_share;
+    f.seconds = atof(r->v[ST_SECONDS]);
+    f.has_rm_score = stage_number(r->rm_score, &f.rm_score);
+    f.has_kl = stage_number(r->kl, &f.kl);
+    return f;
+}
+
+// A cell of the alignment block: "0.715 (+0.250)", the figure and its change from
+// SFT's; the figure alone without SFT's; "-" without the figure.
+static const char *align_cell(char *cell, size_t size, const char *fmt, double x, int has, double ref, int has_ref) {
+    if (!has) { snprintf(cell, size, "-"); return cell; }
+    int len = snprintf(cell, size, fmt, x);
+    if (has_ref && len > 0 && (size_t)len < size) { snprintf(cell + len, size - (size_t)len, " (%+.3f)", x - ref); }
+    return cell;
+}
+
+// The three ways of aligning the SFT model side by side, when at least two of them
+// answered: per method the referee's correct and fully preferred shares, the reward
+// model's score, KL to SFT, the time and the top template's share, each with its change
+// from SFT's row, so that a reader sees at a glance which method moved what; then, per
+// method, the question types whose correct share fell more than REGRESSION below SFT's.
+// With SFT's answers graded, the changes also go to summary.json ("alignment_vs_sft").
+static void summary_alignment(const StageRow rows[NROWS], FILE *table, FILE *json) {
+    static const int METHODS[3] = {ROW_RLHF, ROW_DPO, ROW_GRPO};
+    static const char *LABELS[3] = {"rlhf (PPO)", "dpo", "grpo"};
+    int methods = 0;
+    for (int i = 0; i < 3; i++) { methods += rows[METHODS[i]].graded; }
+    if (methods < 2) { return; }
+    const StageRow *sft = &rows[ROW_SFT];
+    AlignFigures ref = sft->graded ? align_figures(sft) : (AlignFigures){0};
+    fprintf(table, "\nalignment: rlhf (PPO), dpo and grpo each start from the SFT model; in brackets, each figure's change\n"
+            "from SFT's row (KL to SFT is itself a change from SFT; time is each stage's own)\n");
+    fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %6s\n", "method", "correct", "fully pr", "RM score", "KL to SFT",
+            "top template", "time");
+    char c1[32], c2[32], c3[32], c4[32], c5[32];
+    if (sft->graded) {
+        fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %5.0fs\n", "sft", align_cell(c1, 32, "%.3f", ref.correct, 1, 0, 0),
+                align_cell(c2, 32, "%.3f", ref.ideal, 1, 0, 0), align_cell(c3, 32, "%+.3f", ref.rm_score, ref.has_rm_score, 0, 0),
+                align_cell(c4, 32, "%.3f", ref.kl, ref.has_kl, 0, 0), align_cell(c5, 32, "%.3f", ref.top_share, 1, 0, 0),
+                ref.seconds);
+    }
+    for (int i = 0; i < 3; i++) {
+        const StageRow *r = &rows[METHODS[i]];
+        if (!r->graded) { continue; }
+        AlignFigures f = align_figures(r);
+        int g = sft->graded;
+        fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %5.0fs\n", LABELS[i],
+                align_cell(c1, 32, "%.3f", f.correct, 1, ref.correct, g), align_cell(c2, 32, "%.3f", f.ideal, 1, ref.ideal, g),
+                align_cell(c3, 32, "%+.3f", f.rm_score, f.has_rm_score, ref.rm_score, g && ref.has_rm_score),
+                align_cell(c4, 32, "%.3f", f.kl, f.has_kl, 0, 0), align_cell(c5, 32, "%.3f", f.top_share, 1, ref.top_share, g),
+                f.seconds);
+    }
+    if (!sft->graded) {
+        fprintf(table, "regressions: none to name, without SFT's answers to compare with\n");
+        return;
+    }
+    // regressions: the question types where a method answers right less often than SFT,
+    // one line per method
+    Str line = {0};
+    int any = 0, first = 1;
+    fprintf(json, ", \"alignment_vs_sft\": {");
+    for (int i = 0; i < 3; i++) {
+        const StageRow *r = &rows[METHODS[i]];
+        if (!r->graded) { continue; }
+        AlignFigures f = align_figures(r);
+        fprintf(json, "%s\"%s\": {\"correct\": %.4f, \"fully_preferred\": %.4f, \"top_template_share\": %.4f", first ? "" : ", ",
+                ROW_STAGES[METHODS[i]], f.correct - ref.correct, f.ideal - ref.ideal, f.top_share - ref.top_share);
+        if (f.has_rm_score && ref.has_rm_score) { fprintf(json, ", \"rm_score\": %.4f", f.rm_score - ref.rm_score); }
+        fprintf(json, ", \"regressions\": {");
+        str_addf(&line, "  %-10s", LABELS[i]);
+        first = 0;
+        int found = 0;
+        for (int t = 0; t < NTYPES; t++) {
+            if (r->s.n_type[t] == 0 || sft->s.n_type[t] == 0) { continue; }
+            double drop = r->s.correct_type[t] / r->s.n_type[t] - sft->s.correct_type[t] / sft->s.n_type[t];
+            if (drop >= -REGRESSION) { continue; }
+            fprintf(json, "%s\"%s\": %.4f", found ? ", " : "", TYPE_KEYS[t], drop);
+            str_addf(&line, "%s %s %+.3f", found ? "," : "", TYPE_NAMES[t], drop);
+            found++;
+        }
+        str_addf(&line, "%s\n", found ? "" : " none");
+        any += found;
+        fprintf(json, "}}");
+    }
+    fprintf(json, "}");
+    if (any) { fprintf(table, "regressions: the question types whose correct share is more than %.2f below SFT's\n%s", REGRESSION, line.s); }
+    else { fprintf(table, "regressions: no question type below SFT by more than %.2f\n", REGRESSION); }
+    str_free(&line);
+}
+
 void summary(const World *w, const char *out_dir, FILE *table) {
     char path[4096], err[8192]; // err holds a path
     snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
@@ -2178,9 +2283,11 @@ void summary(const World *w, const char *out_dir, FILE *table) {
         }
         fprintf(json, "}");
     }
-    fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
-    fcloseCheck(json);
     fprintf(table, "%-8s %-54s %7s %7s %7s %7s %8s %8s %6s %6.0fs\n", "total", "", "", "", "", "", "", "", "", total);
+    fprintf(json, "\n]");
+    summary_alignment(rows, table, json);
+    fprintf(json, ", \"total_seconds\": %.1f}\n", total);
+    fcloseCheck(json);
 
     // by question type, so that no aggregate hides a regression; and how uniform the answers are
     fprintf(table, "\nby question type: correct / fully preferred (answers); the four types of first questions are the\n"
