@@ -1914,21 +1914,23 @@ static void summary_svg(const char *path, const char **labels, double grades[][5
     fcloseCheck(f);
 }
 
-// RLHF as it trained: ./train rlhf answers the held-out prompts every -e iterations
-// and logs the reward model's mean score of those answers (<out>/rlhf_eval.jsonl).
-// Here the referee grades the same answers. Both views, per iteration, go to a table,
-// <out>/rlhf_referee.jsonl and <out>/rlhf_referee.svg: where the reward model's score
-// rises and the referee's falls, the policy is gaming the reward model.
-static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
+// A policy as it trained: ./train rlhf (PPO) and ./train grpo answer the held-out dev
+// prompts every -e iterations and log the reward model's mean score of those answers
+// (<out>/<stage>_eval.jsonl). Here the referee grades the same answers. Both views, per
+// iteration, go to a table, <out>/<stage>_referee.jsonl and <out>/<stage>_referee.svg:
+// where the reward model's score rises and the referee's falls, the policy is gaming
+// the reward model. `method` names the stage in the table's heading and the picture's title.
+static void eval_referee(const World *w, const char *out_dir, const char *stage, const char *method, FILE *table) {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/rlhf_eval.jsonl", out_dir);
+    snprintf(path, sizeof(path), "%s/%s_eval.jsonl", out_dir, stage);
     size_t size;
     char *text = read_file(path, &size);
-    if (text == NULL) { return; } // an RLHF run without -q, or none yet
-    char log_path[4096], svg_path[4096 + 8];
-    snprintf(log_path, sizeof(log_path), "%s/rlhf_referee.jsonl", out_dir);
+    if (text == NULL) { return; } // a run without -q, or none yet
+    char log_path[4096], svg_path[4096 + 8], title[128];
+    snprintf(log_path, sizeof(log_path), "%s/%s_referee.jsonl", out_dir, stage);
     FILE *log = fopenCheck(log_path, "wb");
-    fprintf(table, "\nRLHF as it trained: the policy's answers to the dev prompts, scored by the reward model and by the referee\n");
+    fprintf(table, "\n%s as it trained: the policy's answers to the dev prompts, scored by the reward model and by the referee\n",
+            method);
     fprintf(table, "%9s %9s %8s %8s %8s\n", "iteration", "RM score", "correct", "score", "fully pr");
     Str name = {0};
     for (char *line = text; *line;) {
@@ -1947,9 +1949,10 @@ static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
         line = end + 1;
     }
     fcloseCheck(log);
-    snprintf(svg_path, sizeof(svg_path), "%s/rlhf_referee.svg", out_dir);
+    snprintf(svg_path, sizeof(svg_path), "%s/%s_referee.svg", out_dir, stage);
+    snprintf(title, sizeof(title), "%s: held-out answers, by the reward model and by the referee", method);
     const char *keys[] = {"rm_score", "referee_score", "fully_preferred"};
-    plot_log(log_path, svg_path, "RLHF: held-out answers, by the reward model and by the referee", keys, 3);
+    plot_log(log_path, svg_path, title, keys, 3);
     fprintf(table, "(also in %s and %s)\n", log_path, svg_path);
     str_free(&name);
     free(text);
@@ -2321,7 +2324,8 @@ void summary(const World *w, const char *out_dir, FILE *table) {
     summary_svg(path, labels, grades, bars);
     fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
     jsonl_free(&rec);
-    rlhf_referee(w, out_dir, table);
+    eval_referee(w, out_dir, "rlhf", "RLHF (PPO)", table);
+    eval_referee(w, out_dir, "grpo", "GRPO", table);
 }
 
 // ----------------------------------------------------------------------------
