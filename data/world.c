@@ -1864,7 +1864,7 @@ static const char *stages_read(const char *path, StageRow rows[NROWS], JsonlReco
     return bad;
 }
 
-// A number from one of the optional keys; 0 if there is none ("" or not a number).
+// The number in one of the optional keys: 1 and *x, or 0 if there is none ("" or not a number).
 static int stage_number(const char *s, double *x) {
     char *end;
     *x = strtod(s, &end);
@@ -2212,8 +2212,11 @@ static void summary_alignment(const StageRow rows[NROWS], FILE *table, FILE *jso
         fprintf(json, "}}");
     }
     fprintf(json, "}");
-    if (any) { fprintf(table, "regressions: the question types whose correct share is more than %.2f below SFT's\n%s", REGRESSION, line.s); }
-    else { fprintf(table, "regressions: no question type below SFT by more than %.2f\n", REGRESSION); }
+    if (any) {
+        fprintf(table, "regressions: the question types whose correct share is more than %.2f below SFT's\n%s", REGRESSION, line.s);
+    } else {
+        fprintf(table, "regressions: no question type below SFT by more than %.2f\n", REGRESSION);
+    }
     str_free(&line);
 }
 

@@ -1584,8 +1584,8 @@ static void test_summary_alignment(const World *w) {
     write_text(dir, "stages.jsonl", bad, strlen(bad));
     why = stages_read(path, srows, &rec, err, sizeof(err));
     if (why == NULL) { jsonl_free(&rec); }
-    check(why && strstr(why, "\"kl\"") && strstr(why, ":1:"), "world summary: a kl that is not a string is an error naming the key and line",
-          "%s", why ? why : "read without an error");
+    check(why && strstr(why, "\"kl\"") && strstr(why, ":1:"),
+          "world summary: a kl that is not a string is an error naming the key and line", "%s", why ? why : "read without an error");
 
     str_free(&stages);
     const char *made[] = {"answers_base.jsonl", "answers_sft.jsonl", "answers_rlhf.jsonl", "answers_dpo.jsonl", "answers_grpo.jsonl",
