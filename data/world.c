@@ -1802,18 +1802,91 @@ static double agree_file(const World *w, const char *path, int *pairs) {
 
 // The summary of a pipeline run, from <out>/stages.jsonl (one line per stage run,
 // written by train.c): per stage, what was trained, its key metric, the referee's
-// grades of that model's answers, and the time taken. Printed as a table and written
-// as <out>/summary.json. A stage's last run counts; `sft -n 0` (the base model
-// answering) is the base model's row. The table goes to `table`; the referee's grades
-// are also drawn as bars in <out>/summary.svg.
+// grades of that model's answers, for the alignment stages the reward model's mean
+// score of those answers and the policy's KL to the SFT model, and the time taken.
+// Printed as a table and written as <out>/summary.json. A stage's last run counts;
+// `sft -n 0` (the base model answering) is the base model's row. The table goes to
+// `table`; the referee's grades are also drawn as bars in <out>/summary.svg.
 enum { ST_STAGE, ST_TRAINED, ST_METRIC, ST_ANSWERS, ST_PROMPTS, ST_VAL, ST_SECONDS, ST_KEYS };
 
-// The referee's grades of each stage's answers as grouped bars (SVG, any browser opens
-// it): grades[k][g] for stage k, grade g, in [0, 1]; has[k] is 0 for a stage without answers.
-static void summary_svg(const char *path, const char **stages, double grades[][5], const int *has, int nstages) {
+// The summary's rows in the pipeline's order, and the model each stage writes. rlhf
+// (the command's name) is PPO; dpo and grpo align the same SFT model in other ways.
+enum { ROW_BASE, ROW_SFT, ROW_RM, ROW_RLHF, ROW_DPO, ROW_GRPO, NROWS };
+static const char *ROW_STAGES[NROWS] = {"pretrain", "sft", "rm", "rlhf", "dpo", "grpo"};
+static const char *ROW_MODELS[NROWS] = {"base", "sft", "reward", "rlhf", "dpo", "grpo"};
+
+// One stage's last run, and the referee's grades of its answers.
+typedef struct {
+    char *v[ST_KEYS];            // the run's strings by ST_ key (into the JsonlRecords read); all NULL if it never ran
+    char rm_score[32], kl[32];   // the reward model's mean score of its answers, and KL(policy || SFT) per answer;
+                                 // "" when not measured, or when the file predates these keys
+    int graded;                  // 1 if its answers file was there and s holds its grades
+    ScoreSummary s;
+} StageRow;
+
+// Reads stages.jsonl into rows: the last run of each stage that trained something.
+// The keys rm_score and kl came with DPO and GRPO: files from earlier runs lack them,
+// which reads as "" (not measured). Returns NULL, the rows pointing into *rec (for the
+// caller to jsonl_free), or an error naming the file and line, with nothing to free.
+static const char *stages_read(const char *path, StageRow rows[NROWS], JsonlRecords *rec, char *err, size_t err_size) {
+    static const char *KEYS[ST_KEYS] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    static const char *OPTIONAL[2] = {"rm_score", "kl"};
+    memset(rows, 0, NROWS * sizeof(StageRow));
+    if (jsonl_read(path, KEYS, ST_KEYS, rec, err, err_size)) { return err; }
+    // pass 2: jsonl_read wants every key it is given, so the optional two come from the
+    // same lines again (jsonl_lines skips the same blank lines, so record i is line i)
+    JsonlLines lines;
+    if (jsonl_lines(path, &lines, err, err_size)) { jsonl_free(rec); return err; }
+    Str value = {0};
+    const char *bad = NULL;
+    for (int i = 0; i < rec->count && !bad; i++) {
+        char **v = rec->values + (size_t)i * ST_KEYS;
+        for (int k = 0; k < NROWS && !bad; k++) {
+            if (strcmp(v[ST_STAGE], ROW_STAGES[k]) != 0 || v[ST_TRAINED][0] == '\0') { continue; }
+            StageRow *r = &rows[k];
+            memcpy(r->v, v, sizeof(r->v));
+            char *out[2] = {r->rm_score, r->kl};
+            for (int j = 0; j < 2 && !bad; j++) {
+                const char *found = NULL, *why = json_find(lines.lines[i], OPTIONAL[j], &found);
+                if (why == NULL && found != NULL) { why = json_get(lines.lines[i], OPTIONAL[j], &value); }
+                if (why) {
+                    snprintf(err, err_size, "%s:%d: %s \"%s\" (a string, or absent in files from older runs)", path,
+                             lines.numbers[i], why, OPTIONAL[j]);
+                    bad = err;
+                }
+                snprintf(out[j], sizeof(r->rm_score), "%s", found && !why ? str_cstr(&value) : "");
+            }
+        }
+    }
+    str_free(&value);
+    jsonl_lines_free(&lines);
+    if (bad) { jsonl_free(rec); memset(rows, 0, NROWS * sizeof(StageRow)); }
+    return bad;
+}
+
+// The number in one of the optional keys: 1 and *x, or 0 if there is none ("" or not a number).
+static int stage_number(const char *s, double *x) {
+    char *end;
+    *x = strtod(s, &end);
+    return end != s && *end == '\0';
+}
+
+// A table cell for an optional number: the format, or "-" when it was not measured.
+static const char *stage_cell(char *cell, size_t size, const char *fmt, const char *s) {
+    double x;
+    if (stage_number(s, &x)) { snprintf(cell, size, fmt, x); } else { snprintf(cell, size, "-"); }
+    return cell;
+}
+
+// The referee's grades of the stages' answers as grouped bars (SVG, any browser opens
+// it): labels[k] and grades[k][g] for graded stage k of n, grade g, in [0, 1]. The
+// picture widens with the number of groups (six at most: 910 pixels).
+static void summary_svg(const char *path, const char **labels, double grades[][5], int n) {
     static const char *GRADES[5] = {"correct", "polite", "concise", "score", "fully preferred"};
     static const char *COLOURS[5] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"};
-    enum { W = 720, H = 360, LEFT = 50, BOTTOM = 300, TOP = 50, GROUP = 150, BAR = 24 };
+    enum { H = 360, LEFT = 50, BOTTOM = 300, TOP = 50, GROUP = 140, BAR = 24, LEGEND = 130 };
+    int W = LEFT + 20 + n * GROUP; // five bars of BAR and a gap per group
+    if (W < LEFT + 5 * LEGEND + 20) { W = LEFT + 5 * LEGEND + 20; } // room for the title and the legend
     FILE *f = fopenCheck(path, "wb");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
             "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
@@ -1824,10 +1897,10 @@ static void summary_svg(const char *path, const char **stages, double grades[][5
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" "
                 "text-anchor=\"end\">%.2f</text>\n", LEFT, W - 10, y, y, LEFT - 6, y + 4, g / 4.0);
     }
-    for (int k = 0; k < nstages; k++) {
+    for (int k = 0; k < n; k++) {
         int x0 = LEFT + 20 + k * GROUP;
-        fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", x0, BOTTOM + 18, stages[k]);
-        for (int g = 0; g < 5 && has[k]; g++) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", x0, BOTTOM + 18, labels[k]);
+        for (int g = 0; g < 5; g++) {
             double h = grades[k][g] * (BOTTOM - TOP);
             fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"><title>%s %.3f</title></rect>\n",
                     x0 + g * BAR, BOTTOM - h, BAR - 4, h, COLOURS[g], GRADES[g], grades[k][g]);
@@ -1835,27 +1908,29 @@ static void summary_svg(const char *path, const char **stages, double grades[][5
     }
     for (int g = 0; g < 5; g++) { // the legend
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
-                LEFT + g * 130, H - 26, COLOURS[g], LEFT + g * 130 + 16, H - 16, GRADES[g]);
+                LEFT + g * LEGEND, H - 26, COLOURS[g], LEFT + g * LEGEND + 16, H - 16, GRADES[g]);
     }
     fprintf(f, "</svg>\n");
     fcloseCheck(f);
 }
 
-// RLHF as it trained: ./train rlhf answers the held-out prompts every -e iterations
-// and logs the reward model's mean score of those answers (<out>/rlhf_eval.jsonl).
-// Here the referee grades the same answers. Both views, per iteration, go to a table,
-// <out>/rlhf_referee.jsonl and <out>/rlhf_referee.svg: where the reward model's score
-// rises and the referee's falls, the policy is gaming the reward model.
-static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
+// A policy as it trained: ./train rlhf (PPO) and ./train grpo answer the held-out dev
+// prompts every -e iterations and log the reward model's mean score of those answers
+// (<out>/<stage>_eval.jsonl). Here the referee grades the same answers. Both views, per
+// iteration, go to a table, <out>/<stage>_referee.jsonl and <out>/<stage>_referee.svg:
+// where the reward model's score rises and the referee's falls, the policy is gaming
+// the reward model. `method` names the stage in the table's heading and the picture's title.
+static void eval_referee(const World *w, const char *out_dir, const char *stage, const char *method, FILE *table) {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/rlhf_eval.jsonl", out_dir);
+    snprintf(path, sizeof(path), "%s/%s_eval.jsonl", out_dir, stage);
     size_t size;
     char *text = read_file(path, &size);
-    if (text == NULL) { return; } // an RLHF run without -q, or none yet
-    char log_path[4096], svg_path[4096 + 8];
-    snprintf(log_path, sizeof(log_path), "%s/rlhf_referee.jsonl", out_dir);
+    if (text == NULL) { return; } // a run without -q, or none yet
+    char log_path[4096], svg_path[4096 + 8], title[128];
+    snprintf(log_path, sizeof(log_path), "%s/%s_referee.jsonl", out_dir, stage);
     FILE *log = fopenCheck(log_path, "wb");
-    fprintf(table, "\nRLHF as it trained: the policy's answers to the dev prompts, scored by the reward model and by the referee\n");
+    fprintf(table, "\n%s as it trained: the policy's answers to the dev prompts, scored by the reward model and by the referee\n",
+            method);
     fprintf(table, "%9s %9s %8s %8s %8s\n", "iteration", "RM score", "correct", "score", "fully pr");
     Str name = {0};
     for (char *line = text; *line;) {
@@ -1874,9 +1949,10 @@ static void rlhf_referee(const World *w, const char *out_dir, FILE *table) {
         line = end + 1;
     }
     fcloseCheck(log);
-    snprintf(svg_path, sizeof(svg_path), "%s/rlhf_referee.svg", out_dir);
+    snprintf(svg_path, sizeof(svg_path), "%s/%s_referee.svg", out_dir, stage);
+    snprintf(title, sizeof(title), "%s: held-out answers, by the reward model and by the referee", method);
     const char *keys[] = {"rm_score", "referee_score", "fully_preferred"};
-    plot_log(log_path, svg_path, "RLHF: held-out answers, by the reward model and by the referee", keys, 3);
+    plot_log(log_path, svg_path, title, keys, 3);
     fprintf(table, "(also in %s and %s)\n", log_path, svg_path);
     str_free(&name);
     free(text);
@@ -2023,8 +2099,8 @@ static void summary_reward(const World *w, const char *out_dir, const char *dev_
     double acc = j.pairs ? (double)j.label_agree / j.pairs : 0.0;
     const char *dev = strstr(metric, "accuracy ");
     double dev_acc = dev ? atof(dev + 9) : 0.0;
-    snprintf(metric, metric_size, "accuracy dev %.3f (ceiling %.3f), test %.3f (ceiling %.3f)", dev_acc, dev_ceiling,
-             acc, test_ceiling);
+    snprintf(metric, metric_size, "accuracy dev %.3f, test %.3f (ceilings %.3f, %.3f)", dev_acc, acc, dev_ceiling,
+             test_ceiling);
     fprintf(json, ", \"test\": {\"pairs\": \"%s\", \"accuracy\": %.4f, \"accuracy_ceiling\": %.4f, \"by_kind\": {", test_path, acc,
             test_ceiling);
     fprintf(table, "\nthe reward model on %s (test), against the referee, by kind of pair:\n ", test_path);
@@ -2036,53 +2112,163 @@ static void summary_reward(const World *w, const char *out_dir, const char *dev_
     fprintf(json, "}}");
 }
 
+// How far a question type's correct share may fall below SFT's before the alignment
+// block names it as a regression: about one answer in fifty.
+#define REGRESSION 0.02
+
+// A stage's figures in the alignment block: the referee's shares, and the record's.
+typedef struct {
+    double correct, ideal, top_share, rm_score, kl, seconds;
+    int has_rm_score, has_kl;
+} AlignFigures;
+
+static AlignFigures align_figures(const StageRow *r) {
+    AlignFigures f = {0};
+    double n = r->s.scored > 0 ? r->s.scored : 1;
+    f.correct = r->s.correct / n;
+    f.ideal = r->s.ideal / n;
+    f.top_share = r->s.top_share;
+    f.seconds = atof(r->v[ST_SECONDS]);
+    f.has_rm_score = stage_number(r->rm_score, &f.rm_score);
+    f.has_kl = stage_number(r->kl, &f.kl);
+    return f;
+}
+
+// A cell of the alignment block: "0.715 (+0.250)", the figure and its change from
+// SFT's; the figure alone without SFT's; "-" without the figure.
+static const char *align_cell(char *cell, size_t size, const char *fmt, double x, int has, double ref, int has_ref) {
+    if (!has) { snprintf(cell, size, "-"); return cell; }
+    int len = snprintf(cell, size, fmt, x);
+    if (has_ref && len > 0 && (size_t)len < size) { snprintf(cell + len, size - (size_t)len, " (%+.3f)", x - ref); }
+    return cell;
+}
+
+// The three ways of aligning the SFT model side by side, when at least two of them
+// answered: per method the referee's correct and fully preferred shares, the reward
+// model's score, KL to SFT, the time and the top template's share, each with its change
+// from SFT's row, so that a reader sees at a glance which method moved what; then, per
+// method, the question types whose correct share fell more than REGRESSION below SFT's.
+// With SFT's answers graded, the changes also go to summary.json ("alignment_vs_sft").
+static void summary_alignment(const StageRow rows[NROWS], FILE *table, FILE *json) {
+    static const int METHODS[3] = {ROW_RLHF, ROW_DPO, ROW_GRPO};
+    static const char *LABELS[3] = {"rlhf (PPO)", "dpo", "grpo"};
+    int methods = 0;
+    for (int i = 0; i < 3; i++) { methods += rows[METHODS[i]].graded; }
+    if (methods < 2) { return; }
+    const StageRow *sft = &rows[ROW_SFT];
+    AlignFigures ref = sft->graded ? align_figures(sft) : (AlignFigures){0};
+    fprintf(table, "\nalignment: rlhf (PPO), dpo and grpo each start from the SFT model; in brackets, each figure's change\n"
+            "from SFT's row (KL to SFT is itself a change from SFT; time is each stage's own)\n");
+    fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %6s\n", "method", "correct", "fully pr", "RM score", "KL to SFT",
+            "top template", "time");
+    char c1[32], c2[32], c3[32], c4[32], c5[32];
+    if (sft->graded) {
+        fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %5.0fs\n", "sft", align_cell(c1, 32, "%.3f", ref.correct, 1, 0, 0),
+                align_cell(c2, 32, "%.3f", ref.ideal, 1, 0, 0), align_cell(c3, 32, "%+.3f", ref.rm_score, ref.has_rm_score, 0, 0),
+                align_cell(c4, 32, "%.3f", ref.kl, ref.has_kl, 0, 0), align_cell(c5, 32, "%.3f", ref.top_share, 1, 0, 0),
+                ref.seconds);
+    }
+    for (int i = 0; i < 3; i++) {
+        const StageRow *r = &rows[METHODS[i]];
+        if (!r->graded) { continue; }
+        AlignFigures f = align_figures(r);
+        int g = sft->graded;
+        fprintf(table, "%-11s %-15s %-15s %-16s %-9s %-15s %5.0fs\n", LABELS[i],
+                align_cell(c1, 32, "%.3f", f.correct, 1, ref.correct, g), align_cell(c2, 32, "%.3f", f.ideal, 1, ref.ideal, g),
+                align_cell(c3, 32, "%+.3f", f.rm_score, f.has_rm_score, ref.rm_score, g && ref.has_rm_score),
+                align_cell(c4, 32, "%.3f", f.kl, f.has_kl, 0, 0), align_cell(c5, 32, "%.3f", f.top_share, 1, ref.top_share, g),
+                f.seconds);
+    }
+    if (!sft->graded) {
+        fprintf(table, "regressions: none to name, without SFT's answers to compare with\n");
+        return;
+    }
+    // regressions: the question types where a method answers right less often than SFT,
+    // one line per method
+    Str line = {0};
+    int any = 0, first = 1;
+    fprintf(json, ", \"alignment_vs_sft\": {");
+    for (int i = 0; i < 3; i++) {
+        const StageRow *r = &rows[METHODS[i]];
+        if (!r->graded) { continue; }
+        AlignFigures f = align_figures(r);
+        fprintf(json, "%s\"%s\": {\"correct\": %.4f, \"fully_preferred\": %.4f, \"top_template_share\": %.4f", first ? "" : ", ",
+                ROW_STAGES[METHODS[i]], f.correct - ref.correct, f.ideal - ref.ideal, f.top_share - ref.top_share);
+        if (f.has_rm_score && ref.has_rm_score) { fprintf(json, ", \"rm_score\": %.4f", f.rm_score - ref.rm_score); }
+        fprintf(json, ", \"regressions\": {");
+        str_addf(&line, "  %-10s", LABELS[i]);
+        first = 0;
+        int found = 0;
+        for (int t = 0; t < NTYPES; t++) {
+            if (r->s.n_type[t] == 0 || sft->s.n_type[t] == 0) { continue; }
+            double drop = r->s.correct_type[t] / r->s.n_type[t] - sft->s.correct_type[t] / sft->s.n_type[t];
+            if (drop >= -REGRESSION) { continue; }
+            fprintf(json, "%s\"%s\": %.4f", found ? ", " : "", TYPE_KEYS[t], drop);
+            str_addf(&line, "%s %s %+.3f", found ? "," : "", TYPE_NAMES[t], drop);
+            found++;
+        }
+        str_addf(&line, "%s\n", found ? "" : " none");
+        any += found;
+        fprintf(json, "}}");
+    }
+    fprintf(json, "}");
+    if (any) {
+        fprintf(table, "regressions: the question types whose correct share is more than %.2f below SFT's\n%s", REGRESSION, line.s);
+    } else {
+        fprintf(table, "regressions: no question type below SFT by more than %.2f\n", REGRESSION);
+    }
+    str_free(&line);
+}
+
 void summary(const World *w, const char *out_dir, FILE *table) {
-    static const char *STAGES[] = {"pretrain", "sft", "rm", "rlhf"}, *MODELS[] = {"base", "sft", "reward", "rlhf"};
-    const char *keys[ST_KEYS] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
     char path[4096], err[8192]; // err holds a path
     snprintf(path, sizeof(path), "%s/stages.jsonl", out_dir);
     JsonlRecords rec;
-    if (jsonl_read(path, keys, ST_KEYS, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
-    char **row[4] = {NULL, NULL, NULL, NULL};
-    for (int i = 0; i < rec.count; i++) {
-        char **v = rec.values + (size_t)i * ST_KEYS;
-        for (int k = 0; k < 4; k++) { if (!strcmp(v[ST_STAGE], STAGES[k]) && v[ST_TRAINED][0]) { row[k] = v; } }
-    }
+    StageRow rows[NROWS];
+    if (stages_read(path, rows, &rec, err, sizeof(err))) { die("%s (run the stages first: make run-cpu)", err); }
     snprintf(path, sizeof(path), "%s/summary.json", out_dir);
     FILE *json = fopenCheck(path, "wb");
     fprintf(json, "{\"stages\": [");
     const char *prompts = "";
-    for (int k = 0; k < 4; k++) { if (row[k] && row[k][ST_PROMPTS][0]) { prompts = row[k][ST_PROMPTS]; } }
+    for (int k = 0; k < NROWS; k++) { if (rows[k].v[ST_STAGE] && rows[k].v[ST_PROMPTS][0]) { prompts = rows[k].v[ST_PROMPTS]; } }
     fprintf(table, "\n== the pipeline: each stage's model, its key metric, and the referee's grades of its answers to\n"
-            "   %s (%s split: animals no stage trained on; fully preferred = correct, polite and concise)\n",
+            "   %s (%s split: animals no stage trained on; fully preferred = correct, polite and concise).\n"
+            "   rlhf (PPO), dpo and grpo each align the SFT model; for them, RM score is the reward model's mean score\n"
+            "   of those answers and KL the policy's KL to the SFT model per answer\n",
             prompts, split_of(prompts));
-    fprintf(table, "%-8s %-62s %7s %7s %7s %7s %8s %7s\n", "stage", "key metric", "correct", "polite", "concise", "score", "fully pr", "time");
-    double total = 0.0, grades[4][5] = {{0}};
-    int first = 1, has[4] = {0};
-    ScoreSummary by_stage[4];
-    for (int k = 0; k < 4; k++) {
-        if (!row[k]) { continue; }
-        char **v = row[k], metric[512];
-        double seconds = atof(v[ST_SECONDS]);
+    fprintf(table, "%-8s %-54s %7s %7s %7s %7s %8s %8s %6s %7s\n", "stage", "key metric", "correct", "polite", "concise",
+            "score", "fully pr", "RM score", "KL", "time");
+    double total = 0.0;
+    int first = 1;
+    for (int k = 0; k < NROWS; k++) {
+        StageRow *r = &rows[k];
+        if (!r->v[ST_STAGE]) { continue; }
+        char **v = r->v, metric[512], rm_cell[32], kl_cell[32];
+        double seconds = atof(v[ST_SECONDS]), x;
         const char *answers = v[ST_ANSWERS];
         snprintf(metric, sizeof(metric), "%s", v[ST_METRIC]);
         total += seconds;
         Str js = {0};
-        str_addf(&js, "%s\n  {\"stage\": \"%s\", \"model\": \"%s.bin\", \"trained\": ", first ? "" : ",", STAGES[k], MODELS[k]);
+        str_addf(&js, "%s\n  {\"stage\": \"%s\", \"model\": \"%s.bin\", \"trained\": ", first ? "" : ",", ROW_STAGES[k], ROW_MODELS[k]);
         json_write_string(&js, v[ST_TRAINED]);
         str_add(&js, ", \"metric\": ", 12);
         json_write_string(&js, v[ST_METRIC]);
         fprintf(json, "%s, \"seconds\": %.1f", str_cstr(&js), seconds);
         str_free(&js);
+        if (stage_number(r->rm_score, &x)) { fprintf(json, ", \"rm_score\": %.4f", x); }
+        if (stage_number(r->kl, &x)) { fprintf(json, ", \"kl_to_sft\": %.4f", x); }
         first = 0;
-        if (k == 2 && v[ST_VAL][0]) { summary_reward(w, out_dir, v[ST_VAL], table, json, metric, sizeof(metric)); }
+        if (k == ROW_RM && v[ST_VAL][0]) { summary_reward(w, out_dir, v[ST_VAL], table, json, metric, sizeof(metric)); }
+        stage_cell(rm_cell, sizeof(rm_cell), "%+.3f", r->rm_score);
+        stage_cell(kl_cell, sizeof(kl_cell), "%.3f", r->kl);
         snprintf(path, sizeof(path), "%s/%s", out_dir, answers);
         if (answers[0] && access(path, R_OK) == 0) {
             ScoreSummary s = score_file(w, path, NULL, "response");
-            by_stage[k] = s;
+            r->s = s;
+            r->graded = 1;
             double n = s.scored > 0 ? s.scored : 1;
-            fprintf(table, "%-8s %-62.62s %7.3f %7.3f %7.3f %7.3f %8.3f %6.0fs\n", STAGES[k], metric, s.correct / n, s.polite / n,
-                   s.concise / n, s.score / n, s.ideal / n, seconds);
+            fprintf(table, "%-8s %-54.54s %7.3f %7.3f %7.3f %7.3f %8.3f %8s %6s %6.0fs\n", ROW_STAGES[k], metric, s.correct / n,
+                    s.polite / n, s.concise / n, s.score / n, s.ideal / n, rm_cell, kl_cell, seconds);
             fprintf(json, ", \"referee\": {\"prompts\": \"%s\", \"split\": \"%s\", \"answers\": %d, \"correct\": %.4f, "
                     "\"polite\": %.4f, \"concise\": %.4f, \"score\": %.4f, \"fully_preferred\": %.4f, \"by_type\": {",
                     v[ST_PROMPTS], split_of(v[ST_PROMPTS]), s.lines, s.correct / n, s.polite / n, s.concise / n, s.score / n,
@@ -2097,17 +2283,17 @@ void summary(const World *w, const char *out_dir, FILE *table) {
             json_write_string(&tj, s.top_template);
             fprintf(json, "%s}", str_cstr(&tj));
             str_free(&tj);
-            double g[5] = {s.correct / n, s.polite / n, s.concise / n, s.score / n, s.ideal / n};
-            memcpy(grades[k], g, sizeof(g));
-            has[k] = 1;
         } else {
-            fprintf(table, "%-8s %-62.62s %7s %7s %7s %7s %8s %6.0fs\n", STAGES[k], metric, "-", "-", "-", "-", "-", seconds);
+            fprintf(table, "%-8s %-54.54s %7s %7s %7s %7s %8s %8s %6s %6.0fs\n", ROW_STAGES[k], metric, "-", "-", "-", "-", "-",
+                    rm_cell, kl_cell, seconds);
         }
         fprintf(json, "}");
     }
-    fprintf(json, "\n], \"total_seconds\": %.1f}\n", total);
+    fprintf(table, "%-8s %-54s %7s %7s %7s %7s %8s %8s %6s %6.0fs\n", "total", "", "", "", "", "", "", "", "", total);
+    fprintf(json, "\n]");
+    summary_alignment(rows, table, json);
+    fprintf(json, ", \"total_seconds\": %.1f}\n", total);
     fcloseCheck(json);
-    fprintf(table, "%-8s %-62s %7s %7s %7s %7s %8s %6.0fs\n", "total", "", "", "", "", "", "", total);
 
     // by question type, so that no aggregate hides a regression; and how uniform the answers are
     fprintf(table, "\nby question type: correct / fully preferred (answers); the four types of first questions are the\n"
@@ -2115,10 +2301,13 @@ void summary(const World *w, const char *out_dir, FILE *table) {
             "that follow the most common one (names, values and numbers as slots)\n%-8s", "stage");
     for (int t = 0; t < NTYPES; t++) { fprintf(table, " %-17s", TYPE_NAMES[t]); }
     fprintf(table, " top template\n");
-    for (int k = 0; k < 4; k++) {
-        if (!has[k]) { continue; }
-        const ScoreSummary *s = &by_stage[k];
-        fprintf(table, "%-8s", STAGES[k]);
+    const char *labels[NROWS];
+    double grades[NROWS][5];
+    int bars = 0;
+    for (int k = 0; k < NROWS; k++) {
+        if (!rows[k].graded) { continue; }
+        const ScoreSummary *s = &rows[k].s;
+        fprintf(table, "%-8s", ROW_STAGES[k]);
         for (int t = 0; t < NTYPES; t++) {
             double m = s->n_type[t] > 0 ? s->n_type[t] : 1;
             char cell[32];
@@ -2129,12 +2318,17 @@ void summary(const World *w, const char *out_dir, FILE *table) {
         snprintf(shown, sizeof(shown), "%s", s->top_template);
         for (char *c = shown; *c; c++) { if (*c == '\n') { *c = ' '; } } // one line per stage
         fprintf(table, " %.3f %s\n", s->top_share, shown);
+        double n = s->scored > 0 ? s->scored : 1;
+        double g[5] = {s->correct / n, s->polite / n, s->concise / n, s->score / n, s->ideal / n};
+        memcpy(grades[bars], g, sizeof(g));
+        labels[bars++] = k == ROW_RLHF ? "rlhf (PPO)" : ROW_STAGES[k];
     }
     snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
-    summary_svg(path, STAGES, grades, has, 4);
+    summary_svg(path, labels, grades, bars);
     fprintf(table, "(also in %s/summary.json; the grades as bars in %s)\n", out_dir, path);
     jsonl_free(&rec);
-    rlhf_referee(w, out_dir, table);
+    eval_referee(w, out_dir, "rlhf", "RLHF (PPO)", table);
+    eval_referee(w, out_dir, "grpo", "GRPO", table);
 }
 
 // ----------------------------------------------------------------------------

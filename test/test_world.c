@@ -1345,6 +1345,255 @@ static void test_files(void) {
     remove_dir(a); remove_dir(b); remove_dir(c); remove_dir(d);
 }
 
+// ----------------------------------------------------------------------------
+// the summary of the six stages, and the three ways of aligning the SFT model
+
+// The value of a path of keys in a JSON text (objects within objects); NULL if a key is
+// missing or the text is not JSON.
+static const char *json_at(const char *text, const char **keys, int n) {
+    const char *p = text, *value = text;
+    for (int i = 0; i < n; i++) {
+        if (json_object(&p, keys[i], &value) != NULL || value == NULL) { return NULL; }
+        p = value;
+    }
+    return value;
+}
+
+// the number at a path of keys; NAN if there is none
+static double json_number_at(const char *text, const char **keys, int n) {
+    const char *v = json_at(text, keys, n);
+    char *end;
+    double x = v ? strtod(v, &end) : NAN;
+    return v && end != v ? x : NAN;
+}
+
+// The object of summary.json's "stages" list whose "stage" is `stage`; NULL if none.
+static const char *json_stage(const char *json, const char *stage) {
+    const char *p = json_at(json, (const char *[]){"stages"}, 1);
+    if (p == NULL || *p != '[') { return NULL; }
+    p = skip_ws(p + 1);
+    char want[64];
+    snprintf(want, sizeof(want), "\"%s\"", stage);
+    while (*p == '{') {
+        const char *obj = p, *name;
+        if (json_object(&p, "stage", &name) != NULL) { return NULL; }
+        if (name && !strncmp(name, want, strlen(want))) { return obj; }
+        p = skip_ws(p);
+        if (*p == ',') { p = skip_ws(p + 1); }
+    }
+    return NULL;
+}
+
+// the number of keys of the JSON object at p (0 for "{}"); -1 if p is no object
+static int json_key_count(const char *p) {
+    if (p == NULL || *p != '{') { return -1; }
+    int keys = 0;
+    for (const char *s = skip_ws(p + 1); *s != '}';) {
+        Str key = {0};
+        if (json_parse_string(&s, &key) != NULL) { str_free(&key); return -1; }
+        str_free(&key);
+        s = skip_ws(s);
+        if (*s++ != ':' || json_skip_value(&s, 1) != NULL) { return -1; }
+        keys++;
+        s = skip_ws(s);
+        if (*s == ',') { s = skip_ws(s + 1); }
+    }
+    return keys;
+}
+
+static void write_text(const char *dir, const char *name, const char *text, size_t len) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopenCheck(path, "wb");
+    fwriteCheck(text, 1, len, f);
+    fcloseCheck(f);
+}
+
+// Runs the summary of dir, returning the table it printed (free it).
+static char *summary_text(const World *w, const char *dir) {
+    FILE *table = tmpfile();
+    if (table == NULL) { die("test: tmpfile failed"); }
+    summary(w, dir, table);
+    long size = ftell(table);
+    rewind(table);
+    char *text = mallocCheck((size_t)size + 1);
+    text[fread(text, 1, (size_t)size, table)] = '\0';
+    fclose(table);
+    return text;
+}
+
+// A fake run of all six stages, made of the world's own answers to 400 questions (a
+// quarter of them follow-ups): SFT and "rlhf" answer every question right; "dpo"
+// answers the single-turn yes/no questions with a wrong fact, a regression on that type
+// alone; "grpo" answers every question right, tersely. Then the same answers under an
+// older stages.jsonl, without the keys rm_score and kl.
+static void test_summary_alignment(const World *w) {
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    enum { N = 400 };
+    Str files[5] = {{0}}, response = {0};
+    static const char *NAMES[5] = {"answers_base.jsonl", "answers_sft.jsonl", "answers_rlhf.jsonl", "answers_dpo.jsonl",
+                                   "answers_grpo.jsonl"};
+    uint64_t rng = 2024;
+    int yesno = 0, parsed = 0;
+    for (int i = 0; i < N; i++) {
+        Asked a;
+        asked_make(&a, &rng, w, i % 4 == 0);
+        Question q;
+        if (!question_parse(&q, w, &a.chat)) { chat_free(&a.chat); continue; }
+        parsed++;
+        int is_yesno = question_kind(&q) == T_YESNO;
+        yesno += is_yesno;
+        for (int f = 0; f < 5; f++) {
+            int lie = f == 0 || (f == 3 && is_yesno) ? LIE_FACT : TRUTHFUL;
+            str_clear(&response);
+            answer(&response, &rng, w, &q, f == 4 ? S_TERSE : S_IDEAL, lie);
+            const char *keys[] = {"response"}, *values[] = {response.s};
+            write_record(&files[f], "prompt", &a.chat, keys, values, 1);
+        }
+        chat_free(&a.chat);
+    }
+    for (int f = 0; f < 5; f++) { write_text(dir, NAMES[f], files[f].s, files[f].len); str_free(&files[f]); }
+    str_free(&response);
+
+    // stages.jsonl as train.c writes it now; an earlier dpo run first, which the later one replaces
+    const char *skeys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds", "rm_score", "kl"};
+    const char *runs[][9] = {
+        {"pretrain", "base.bin: 1 step", "val loss 9", "answers_base.jsonl", "eval_test.jsonl", "", "1", "", ""},
+        {"sft", "sft.bin: 1 step", "val loss 0.5", "answers_sft.jsonl", "eval_test.jsonl", "", "2", "", ""},
+        {"rm", "reward.bin: 1 step", "held-out accuracy 0.5", "", "", "", "3", "", ""},
+        {"dpo", "dpo.bin: 1 step", "an older run", "answers_sft.jsonl", "eval_test.jsonl", "", "100", "9.0000", "9.0000"},
+        {"rlhf", "rlhf.bin: 1 iteration", "RM score +1", "answers_rlhf.jsonl", "eval_test.jsonl", "", "4", "0.9000", "1.5000"},
+        {"dpo", "dpo.bin: 2 steps", "val pairs ranked right 0.9", "answers_dpo.jsonl", "eval_test.jsonl", "", "5", "0.4000", "0.2500"},
+        {"grpo", "grpo.bin: 1 step", "RM score +2", "answers_grpo.jsonl", "eval_test.jsonl", "", "6", "-1.2500", "0.7500"}};
+    Str stages = {0};
+    for (int i = 0; i < COUNT(runs); i++) { json_write_object(&stages, skeys, runs[i], 9); }
+    write_text(dir, "stages.jsonl", stages.s, stages.len);
+    // GRPO's evaluations: the SFT model's answers at step 0, the dpo answers at step 10
+    const char *eval = "{\"step\": 0, \"answers\": \"answers_sft.jsonl\", \"rm_score\": 0.5}\n"
+                       "{\"step\": 10, \"answers\": \"answers_dpo.jsonl\", \"rm_score\": 1.5}\n";
+    write_text(dir, "grpo_eval.jsonl", eval, strlen(eval));
+    char *table = summary_text(w, dir);
+    size_t size;
+    char *json = read_in(dir, "summary.json", &size);
+
+    // every stage in the table's order, the optional figures of the stages that have them
+    static const char *ORDER[6] = {"pretrain", "sft", "rm", "rlhf", "dpo", "grpo"};
+    const char *at[6];
+    int in_order = 1;
+    for (int k = 0; k < 6; k++) { at[k] = json_stage(json, ORDER[k]); in_order &= at[k] != NULL && (k == 0 || at[k] > at[k - 1]); }
+    double rm[6], kl[6];
+    for (int k = 0; k < 6; k++) {
+        rm[k] = at[k] ? json_number_at(at[k], (const char *[]){"rm_score"}, 1) : NAN;
+        kl[k] = at[k] ? json_number_at(at[k], (const char *[]){"kl_to_sft"}, 1) : NAN;
+    }
+    check(in_order && isnan(rm[1]) && isnan(kl[1]) && rm[3] == 0.9 && kl[3] == 1.5 && rm[4] == 0.4 && kl[4] == 0.25 &&
+          rm[5] == -1.25 && kl[5] == 0.75,
+          "world summary: six stages in pipeline order in summary.json; rm_score and kl_to_sft for rlhf, dpo, grpo (dpo's last run)",
+          "in order %d; rm_score %g %g %g, kl_to_sft %g %g %g; sft's rm_score %g", in_order, rm[3], rm[4], rm[5], kl[3], kl[4],
+          kl[5], rm[1]);
+
+    // dpo's and grpo's grades, as for any stage: dpo wrong on exactly the yes/no questions
+    double dpo_yesno = at[4] ? json_number_at(at[4], (const char *[]){"referee", "by_type", "yes_no", "correct"}, 4) : NAN;
+    double dpo_yesno_n = at[4] ? json_number_at(at[4], (const char *[]){"referee", "by_type", "yes_no", "answers"}, 4) : NAN;
+    double dpo_one = at[4] ? json_number_at(at[4], (const char *[]){"referee", "by_type", "one_fact", "correct"}, 4) : NAN;
+    double grpo_correct = at[5] ? json_number_at(at[5], (const char *[]){"referee", "correct"}, 2) : NAN;
+    check(yesno > 20 && dpo_yesno == 0.0 && dpo_yesno_n == yesno && dpo_one == 1.0 && grpo_correct == 1.0,
+          "world summary: dpo and grpo graded by question type (dpo's yes/no all wrong, the rest right; grpo all right)",
+          "dpo yes/no %.4f of %g (made %d), one fact %.4f; grpo %.4f", dpo_yesno, dpo_yesno_n, yesno, dpo_one, grpo_correct);
+
+    // the alignment block: changes from SFT, and the one regression made
+    double d_correct = json_number_at(json, (const char *[]){"alignment_vs_sft", "dpo", "correct"}, 3);
+    double d_rlhf = json_number_at(json, (const char *[]){"alignment_vs_sft", "rlhf", "correct"}, 3);
+    double d_grpo = json_number_at(json, (const char *[]){"alignment_vs_sft", "grpo", "correct"}, 3);
+    double want = -(double)yesno / parsed;
+    check(fabs(d_correct - want) < 1e-4 && d_rlhf == 0.0 && d_grpo == 0.0,
+          "world summary: the alignment block's change in correct from SFT (dpo: minus the share of yes/no questions)",
+          "dpo %+.4f (want %+.4f), rlhf %+.4f, grpo %+.4f; tolerance 1e-4, the 4 decimals written", d_correct, want, d_rlhf, d_grpo);
+    const char *dpo_reg = json_at(json, (const char *[]){"alignment_vs_sft", "dpo", "regressions"}, 3);
+    double dpo_drop = json_number_at(json, (const char *[]){"alignment_vs_sft", "dpo", "regressions", "yes_no"}, 4);
+    int n_dpo = json_key_count(dpo_reg);
+    int n_rlhf = json_key_count(json_at(json, (const char *[]){"alignment_vs_sft", "rlhf", "regressions"}, 3));
+    int n_grpo = json_key_count(json_at(json, (const char *[]){"alignment_vs_sft", "grpo", "regressions"}, 3));
+    const char *line = strstr(table, "\n  dpo ");
+    char dpo_line[512] = "";
+    if (line) { snprintf(dpo_line, sizeof(dpo_line), "%.*s", (int)strcspn(line + 1, "\n"), line + 1); }
+    int named = strstr(dpo_line, "yes/no") && !strstr(dpo_line, "one fact");
+    check(n_dpo == 1 && dpo_drop == -1.0 && n_rlhf == 0 && n_grpo == 0 && named,
+          "world summary: the regressions name dpo's yes/no (-1) and nothing else; rlhf and grpo have none",
+          "dpo %d type(s), yes_no %+.4f; rlhf %d, grpo %d; the table's dpo line %s", n_dpo, dpo_drop, n_rlhf, n_grpo,
+          named ? "names yes/no alone" : "does not name yes/no alone");
+
+    // summary.svg: five bars for each of the five stages with answers, all inside the picture
+    char *svg = read_in(dir, "summary.svg", &size);
+    int width = atoi(strstr(svg, "width=\"") + 7), bars = 0, outside = 0;
+    for (const char *p = strstr(svg, "<rect x=\""); p; p = strstr(p + 1, "<rect x=\"")) {
+        if (strncmp(strchr(p, '>') + 1, "<title>", 7) != 0) { continue; } // the legend's squares have no title
+        bars++;
+        outside += atoi(p + 9) + atoi(strstr(p, "width=\"") + 7) > width;
+    }
+    check(bars == 25 && outside == 0, "world summary: summary.svg draws all five stages with answers, inside its width",
+          "%d bars (want 25), %d beyond the width of %d", bars, outside, width);
+    free(svg);
+
+    // GRPO as it trained: its evaluations graded, in grpo_referee.jsonl and .svg
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/grpo_referee.jsonl", dir);
+    char *referee = read_file(path, &size), **rows = NULL;
+    int nrows = referee ? split_lines(referee, &rows) : 0;
+    double step10 = nrows == 2 ? json_number_at(rows[1], (const char *[]){"correct"}, 1) : NAN;
+    snprintf(path, sizeof(path), "%s/grpo_referee.svg", dir);
+    char *gsvg = read_file(path, &size);
+    snprintf(path, sizeof(path), "%s/rlhf_referee.jsonl", dir);
+    int no_rlhf = access(path, F_OK) != 0;
+    check(nrows == 2 && fabs(step10 - (1.0 + want)) < 1e-4 && gsvg && strstr(gsvg, "GRPO") && !strstr(gsvg, "RLHF") && no_rlhf,
+          "world summary: GRPO's evaluations graded (grpo_referee.jsonl, an svg titled GRPO), and no RLHF file without rlhf_eval",
+          "%d rows, step 10 correct %.4f (want %.4f), rlhf_referee.jsonl %s", nrows, step10, 1.0 + want,
+          no_rlhf ? "not made" : "made");
+    free(rows); free(referee); free(gsvg); free(json); free(table);
+
+    // an older stages.jsonl, without rm_score and kl, and one aligned stage: no alignment block
+    const char *okeys[] = {"stage", "trained", "metric", "answers", "prompts", "val", "seconds"};
+    str_clear(&stages);
+    for (int i = 0; i < 5; i++) {
+        if (i == 3) { continue; } // no dpo
+        json_write_object(&stages, okeys, runs[i], 7);
+    }
+    write_text(dir, "stages.jsonl", stages.s, stages.len);
+    char err[8192];
+    JsonlRecords rec;
+    StageRow srows[NROWS];
+    snprintf(path, sizeof(path), "%s/stages.jsonl", dir);
+    const char *why = stages_read(path, srows, &rec, err, sizeof(err));
+    int empty = why == NULL && srows[ROW_RLHF].v[ST_STAGE] && !srows[ROW_RLHF].rm_score[0] && !srows[ROW_RLHF].kl[0] &&
+                !srows[ROW_DPO].v[ST_STAGE];
+    if (why == NULL) { jsonl_free(&rec); }
+    table = why ? strdup("") : summary_text(w, dir); // summary() would stop the tests where stages_read fails
+    json = why ? strdup("") : read_in(dir, "summary.json", &size);
+    at[3] = json_stage(json, "rlhf");
+    double rlhf_correct = at[3] ? json_number_at(at[3], (const char *[]){"referee", "correct"}, 2) : NAN;
+    check(empty && rlhf_correct == 1.0 && !strstr(json, "rm_score") && !strstr(json, "kl_to_sft") &&
+          !strstr(json, "alignment_vs_sft") && !strstr(table, "\nalignment"),
+          "world summary: an older stages.jsonl (no rm_score, kl) reads them as empty; one aligned stage makes no alignment block",
+          "%s; rlhf correct %.4f", why ? why : "read", rlhf_correct);
+    free(json); free(table);
+
+    // a record whose kl is not a string is an error naming the key
+    const char *bad = "{\"stage\": \"rlhf\", \"trained\": \"x\", \"metric\": \"\", \"answers\": \"\", \"prompts\": \"\", "
+                      "\"val\": \"\", \"seconds\": \"1\", \"kl\": 2}\n";
+    write_text(dir, "stages.jsonl", bad, strlen(bad));
+    why = stages_read(path, srows, &rec, err, sizeof(err));
+    if (why == NULL) { jsonl_free(&rec); }
+    check(why && strstr(why, "\"kl\"") && strstr(why, ":1:"),
+          "world summary: a kl that is not a string is an error naming the key and line", "%s", why ? why : "read without an error");
+
+    str_free(&stages);
+    const char *made[] = {"answers_base.jsonl", "answers_sft.jsonl", "answers_rlhf.jsonl", "answers_dpo.jsonl", "answers_grpo.jsonl",
+                          "stages.jsonl", "summary.json", "summary.svg", "grpo_eval.jsonl", "grpo_referee.jsonl", "grpo_referee.svg"};
+    for (int i = 0; i < COUNT(made); i++) { snprintf(path, sizeof(path), "%s/%s", dir, made[i]); remove(path); }
+    rmdir(dir);
+}
+
 int main(void) {
     World w;
     world_build(&w, GEN_DEFAULTS.seed, GEN_DEFAULTS.entities);
@@ -1356,6 +1605,7 @@ int main(void) {
     test_followup_parse(&w);
     test_followup_attacks(&w);
     test_followup_valid(&w);
+    test_summary_alignment(&w);
     world_free(&w);
     test_files();
     return checks_failed > 0;
