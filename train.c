@@ -2622,7 +2622,7 @@ static const Config CONFIG_DEFAULTS = {
     .final_lr_frac = 0.1f, .weight_decay = 0.1f, .grad_clip = -1.0f, .freeze_embeddings = -1, .eval_every = -1, .eval_batches = 8,
     .sample_every = 0, .save_every = 0, .prompt = NULL, .temperature = -1.0f, .top_k = 40, .gen_len = 64,
     .seed = 1337, .reward_path = NULL, .kl_coef = -1.0f, .kl_target = 0.0f, .kl_horizon = 1000, .ppo_epochs = 4, .minibatch = 8,
-    .end_penalty = 1.0f, .reward_clip = 0.0f, .clip_range = 0.2f, .group_size = 4, .label_smoothing = 0.0f,
+    .end_penalty = 1.0f, .reward_clip = 0.0f, .clip_range = 0.2f, .group_size = 4, .label_smoothing = 0.1f,
 };
 
 // What each stage reads and starts from when the flags do not say. `init` names a
@@ -2645,14 +2645,18 @@ typedef struct {
 // DPO and GRPO start from the same SFT model as RLHF and see the same data: the reward
 // model's pairs (DPO) and RLHF's prompts, 8 a batch with 4 answers each, the 32
 // rollouts of a PPO batch (GRPO). beta is each method's own scale: the weight of the
-// KL penalty in PPO's reward and in GRPO's loss, DPO's temperature of the implicit reward.
+// KL penalty in PPO's reward and in GRPO's loss, DPO's temperature of the implicit
+// reward. Both betas were chosen on the dev prompts (doc/alignment.md): DPO at 0.1 let
+// both log-probabilities fall until the answers broke, at 2 it barely moved; GRPO at
+// DeepSeekMath's 0.04 found the reward model's blind spot (every answer began "No,"),
+// at 2 it barely moved. DPO smooths its labels by 0.1: the world flips 8% of them.
 static const StageDefaults STAGE_DEFAULTS[] = {
     {"pretrain", "data/world/pretrain_train.txt", "data/world/pretrain_val.txt", NULL, "data/world/eval_test.jsonl", 16, 1200, 100, 0, 3e-3f, 1.0f, 0.8f, 0.0f},
     {"sft", "data/world/sft_train.jsonl", "data/world/sft_val.jsonl", "base.bin", "data/world/eval_test.jsonl", 16, 300, 25, 1, 1e-3f, 1.0f, 0.0f, 0.0f},
     {"rm", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", NULL, 32, 1500, 150, 0, 3e-4f, 0.3f, 0.0f, 0.0f},
     {"rlhf", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 32, 50, 10, 1, 1e-4f, 1.0f, 0.0f, 1.0f},
     {"dpo", "data/world/pref_train.jsonl", "data/world/pref_val.jsonl", "sft.bin", "data/world/eval_test.jsonl", 16, 300, 50, 1, 1e-4f, 1.0f, 0.0f, 0.5f},
-    {"grpo", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 8, 50, 10, 1, 1e-4f, 1.0f, 0.0f, 0.04f},
+    {"grpo", "data/world/rl_prompts.jsonl", "data/world/eval_dev.jsonl", "sft.bin", "data/world/eval_test.jsonl", 8, 50, 10, 1, 1e-4f, 1.0f, 0.0f, 0.5f},
     {"answer", NULL, NULL, NULL, "data/world/eval_test.jsonl", 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
     {"score", NULL, "data/world/pref_val.jsonl", NULL, NULL, 32, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
     {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f, 0.0f},
@@ -5871,7 +5875,7 @@ static void error_usage(void) {
         "             data order and RNG state (save often with -S): the same steps as one whole run\n"
         "rlhf, and where said dpo and grpo:\n"
         "  -R <file>  the frozen reward model (grpo too)                (<out>/reward.bin)\n"
-        "  -B <float> beta: the weight of the KL penalty to the SFT model (rlhf 1, grpo 0.04);\n"
+        "  -B <float> beta: the weight of the KL penalty to the SFT model (rlhf 1, grpo 0.5);\n"
         "             dpo: the scale of the implicit reward              (dpo 0.5)\n"
         "  -K <float> target KL per response, adapts beta; 0 = fixed     (%g)\n"
         "  -Z <int>   horizon of the adaptive KL controller, rollouts   (%d)\n"
