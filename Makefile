@@ -110,7 +110,7 @@ endef
 run-cpu: train world data
 	$(call pipeline,train,out)
 
-# chat: talk with the model that make run-cpu trained last (out/rlhf.bin); /help inside
+# chat: talk with the PPO policy that make run-cpu trained (out/rlhf.bin; ./train chat -c out/dpo.bin for DPO's); /help inside
 chat: train
 	./train chat -c out/rlhf.bin
 

@@ -5,7 +5,8 @@ From bytes to a chat model: a byte-level BPE tokenizer, GPT-2 with every forward
 backward pass written by hand, AdamW, and the four stages of training a chat model:
 pretraining by next-token prediction, supervised fine-tuning (SFT) on prompt/response
 pairs, a reward model trained on human-style preferences, and RLHF with PPO against
-that reward model.
+that reward model; and stage 4's two newer alternatives from the same SFT model, DPO
+(from the preference pairs directly) and GRPO (PPO with a group baseline, no critic).
 
 Left out on purpose:
   - no dependencies beyond libc and (optionally) OpenMP: every matrix multiply is ours,
@@ -15,7 +16,7 @@ Left out on purpose:
   - one machine, one process: no distributed training.
 
 Run it:
-    make run-cpu     builds, generates data/world, runs the four stages, prints a table
+    make run-cpu     builds, generates data/world, runs the four stages (the fourth three ways), prints a table
     make test        every check, against finite differences and PyTorch
     make run-gpu     the same on an NVIDIA GPU: train.cu replaces the functions marked
                      REPLACED_ON_GPU with kernels, and the rest of this file runs as is
@@ -63,6 +64,8 @@ References, by short name:
   PPO       Schulman et al. 2017, arXiv:1707.06347
   GAE       Schulman et al. 2016, arXiv:1506.02438
   Ziegler   Ziegler et al. 2019, arXiv:1909.08593 (per-token KL penalty, adaptive KL)
+  DPO       Rafailov et al. 2023, arXiv:2305.18290
+  GRPO      Shao et al. 2024, DeepSeekMath, arXiv:2402.03300
 */
 #define _POSIX_C_SOURCE 200809L // fsync, clock_gettime
 #include <assert.h>
@@ -114,7 +117,7 @@ enum { TRANSPOSE_A = 1, TRANSPOSE_B = 2, ACCUMULATE = 4, CAUSAL_OUT = 8, CAUSAL_
 static void matmul(float *c, const float *a, const float *b, int M, int N, int K, int flags);
 
 // the streams of the RNG (appendix G), one per purpose, all derived from the seed (-s)
-enum { RNG_INIT = 1, RNG_DATA = 2, RNG_SAMPLE = 3 };
+enum { RNG_INIT = 1, RNG_DATA = 2, RNG_SAMPLE = 3, RNG_KL = 4 };
 
 // the special tokens of the chat template (section 6): after the 256 bytes, before the merges
 enum { TOKEN_EOT = 256, TOKEN_USER, TOKEN_ASSISTANT, TOKEN_END, NUM_SPECIAL = 4, FIRST_MERGE = 256 + NUM_SPECIAL };
@@ -924,12 +927,13 @@ void sequence_logprobs_backward(float *dlogp, const float *dseq, const int *targ
 
 // GRPO: PPO without the value model. Each prompt gets a group of G answers; an
 // answer's advantage is its reward against the others of its group,
-//   A_i = (r_i - mean(r)) / (std(r) + 1e-4)        (std with n - 1, as the reference
+//   A_i = (r_i - mean(r)) / (std(r) + 1e-4)        (std with G - 1, as the reference
 //                                                  implementations compute it)
 // the same for every token of the answer. A group whose answers all score the same
 // teaches nothing (A = 0): the group is its own baseline.
 // Ref: Shao et al. 2024, "DeepSeekMath", arXiv:2402.03300, section 4.1 (outcome supervision)
 void group_advantages(float *adv, const float *rewards, int n, int G) {
+    assert(n % G == 0); // whole groups only
     for (int g = 0; g < n; g += G) {
         double mean = 0.0, var = 0.0;
         for (int i = g; i < g + G; i++) { mean += rewards[i]; }
@@ -942,10 +946,14 @@ void group_advantages(float *adv, const float *rewards, int n, int G) {
 
 // GRPO's loss over (B,T) grids laid out as PPO's (a target < 0: no response token):
 // per token the clipped surrogate plus beta times an estimate of KL(policy || ref),
-// the "k3" estimator of Schulman's note on approximating KL, unbiased and never < 0:
+// the "k3" estimator of Schulman's note on approximating KL, never < 0, and unbiased
+// for tokens sampled from the policy (the rollouts' tokens, one update behind):
 //   k3 = exp(q) - q - 1 = expm1(q) - q,   q = ref_logp - logp
-// (expm1 keeps it exact for the small q of a policy near its reference); averaged
-// over each response's tokens, then over the responses:
+// (expm1 keeps it accurate in float for the small q of a policy near its reference,
+// where exp(q) - 1 would lose it to rounding). Its gradient on sampled tokens is, as in
+// DeepSeekMath, that of KL(ref || policy) rather than of KL(policy || ref): the two agree
+// to first order near the reference. Averaged over each response's tokens, then over
+// the responses:
 //   loss = (1/B) sum_b (1/n_b) sum_t [ max(-A ratio, -A clip(ratio, 1-eps, 1+eps)) + beta k3 ]
 // Ref: DeepSeekMath (arXiv:2402.03300), eq. 3 and 4; J. Schulman, "Approximating KL
 // divergence" (2020), for k3
@@ -3126,6 +3134,19 @@ struct PPOStats {
     int updates;
 };
 
+// How far an update's policy has moved from the rollouts', over the response tokens:
+// adds the share whose probability ratio left the clip range, and the mean of Schulman's
+// k3 estimator of KL(old || new), (r - 1) - log r >= 0
+static void ratio_stats(const float *logp, const float *logp_old, const int *targets, size_t N, float eps, PPOStats *st) {
+    int n = count_targets(targets, (int)N);
+    for (size_t i = 0; i < N; i++) {
+        if (targets[i] < 0) { continue; }
+        double log_ratio = logp[i] - logp_old[i], ratio = exp(log_ratio);
+        st->clip_frac += (fabs(ratio - 1.0) > eps) / (double)n;
+        st->approx_kl += ((ratio - 1.0) - log_ratio) / n;
+    }
+}
+
 // One PPO update of the policy and the value model on rows [s, s+m) of the rollouts.
 void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config *sched, int step, float *scratch,
                 float *dscratch, PPOStats *st) {
@@ -3139,13 +3160,7 @@ void ppo_update(Rollouts *r, int s, int m, GPT *policy, GPT *value, const Config
     const float *logp_old = r->logp + off, *adv = r->advantages + off;
     float eps = sched->clip_range, policy_loss = ppo_policy_loss_forward(scratch, logp_old, adv, targets, (int)N, eps);
     st->policy_loss += policy_loss;
-    int n = count_targets(targets, (int)N);
-    for (size_t i = 0; i < N; i++) {
-        if (targets[i] < 0) { continue; }
-        double log_ratio = scratch[i] - logp_old[i], ratio = exp(log_ratio);
-        st->clip_frac += (fabs(ratio - 1.0) > eps) / (double)n;
-        st->approx_kl += ((ratio - 1.0) - log_ratio) / n; // Schulman's k3 estimator of KL(old || new), >= 0
-    }
+    ratio_stats(scratch, logp_old, targets, N, eps, st);
     ppo_policy_loss_backward(dscratch, scratch, logp_old, adv, targets, (int)N, eps);
     gpt_zero_grad(policy);
     gpt_backward_logprobs(policy, dscratch);
@@ -3188,6 +3203,31 @@ static ChatExample *load_prompts(const Config *cfg, const Tokenizer *tok, int ma
     if (n == 0) { FAIL("%s: no prompt leaves room for a response of -m tokens in the context", cfg->train_path); }
     *count = n;
     return ex;
+}
+
+// How far a policy has moved from its reference, KL(policy || ref) per answer, by
+// sampling: for one answer to each prompt, drawn from the policy at temperature 1 with
+// the whole vocabulary, the sum over its tokens of log pi - log pi_ref, averaged over the
+// prompts. An unbiased estimate of the mean KL between the two distributions of answers.
+float sampled_kl(GPT *policy, GPT *ref, const ChatExample *prompts, int count, int max_new, uint64_t *rng) {
+    int maxT = policy->config.max_seq_len;
+    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
+    float *lp = mallocCheck((size_t)maxT * sizeof(float));
+    KVCache kv;
+    kvcache_init(&kv, policy->config);
+    double kl = 0.0;
+    for (int i = 0; i < count; i++) {
+        const ChatExample *ex = &prompts[i];
+        memcpy(tokens, ex->tokens, (size_t)ex->n * sizeof(int));
+        int n = gpt_generate(policy, &kv, tokens, ex->n, max_new, 1.0f, 0, STOP_AT(TOKEN_END), rng, lp, NULL);
+        if (n == ex->n) { continue; }
+        for (int t = 0; t < n - 1; t++) { targets[t] = t >= ex->n - 1 ? tokens[t + 1] : -1; }
+        gpt_forward(ref, tokens, targets, 1, n - 1);
+        for (int t = ex->n - 1; t < n - 1; t++) { kl += lp[t - (ex->n - 1)] + ref->losses[t]; } // log pi - log pi_ref
+    }
+    free(tokens); free(targets); free(lp);
+    kvcache_free(&kv);
+    return count > 0 ? (float)(kl / count) : 0.0f;
 }
 
 // The held-out view of RLHF (and GRPO) as it trains: every -e iterations and after the
@@ -3304,6 +3344,23 @@ typedef struct {
     float *seq, *ref_seq, *dseq;   // (2B) per response: summed log-probabilities, and the gradient
 } DPOBatch;
 
+void dpo_batch_init(DPOBatch *b, int B, int maxT) {
+    size_t cells = (size_t)2 * B * maxT, rows = (size_t)2 * B;
+    b->inputs = mallocCheck(cells * sizeof(int));
+    b->targets = mallocCheck(cells * sizeof(int));
+    b->rows = mallocCheck(rows * sizeof(int));
+    b->logp = mallocCheck(cells * sizeof(float));
+    b->dlogp = mallocCheck(cells * sizeof(float));
+    b->seq = mallocCheck(rows * sizeof(float));
+    b->ref_seq = mallocCheck(rows * sizeof(float));
+    b->dseq = mallocCheck(rows * sizeof(float));
+}
+
+void dpo_batch_free(DPOBatch *b) {
+    free(b->inputs); free(b->targets); free(b->rows); free(b->logp); free(b->dlogp);
+    free(b->seq); free(b->ref_seq); free(b->dseq);
+}
+
 struct DPOStats {
     double loss, right, margin;            // loss; pairs whose implicit rewards rank them right; reward margin
     double chosen_reward, rejected_reward; // beta (log pi - log pi_ref), chosen and rejected
@@ -3339,6 +3396,17 @@ float dpo_forward(GPT *policy, GPT *ref, const ChatData *d, const int *idx, int 
     return loss;
 }
 
+// The gradient of dpo_forward's loss, divided by `accum` (the micro-batches of a step),
+// added into the policy's: the loss -> each response's summed log-probability -> each
+// of its tokens -> the weights
+void dpo_backward(GPT *policy, DPOBatch *b, int P, float beta, float eps, int accum) {
+    memset(b->dseq, 0, (size_t)2 * P * sizeof(float));
+    dpo_loss_backward(b->dseq, b->dseq + P, b->seq, b->seq + P, b->ref_seq, b->ref_seq + P, P, beta, eps);
+    for (int i = 0; i < 2 * P; i++) { b->dseq[i] /= accum; }
+    sequence_logprobs_backward(b->dlogp, b->dseq, b->targets, 2 * P, policy->seq_len);
+    gpt_backward_logprobs(policy, b->dlogp);
+}
+
 // the DPO loss and its figures over every pair of d, in batches of B
 DPOStats dpo_evaluate(GPT *policy, GPT *ref, const ChatData *d, int B, float beta, float eps, DPOBatch *b) {
     DPOStats st = {0};
@@ -3362,23 +3430,18 @@ void stage_dpo(const Config *cfg, StageResult *res) {
     int has_reward = open_reward_model(cfg, &policy, &reward, 0);
     int maxT = policy.config.max_seq_len, B = cfg->batch_size;
     float beta = cfg->kl_coef, eps = cfg->label_smoothing;
+    if (beta <= 0.0f) { FAIL("dpo -B %g: beta must be > 0 (at 0 every implicit reward is 0 and nothing trains)", beta); }
+    if (eps >= 0.5f) { FAIL("dpo -D %g: label smoothing must be below 0.5 (at 0.5 a label says nothing)", eps); }
     ChatData train, val;
     chat_data_load(&train, cfg->train_path, &tok, 1, maxT + 1, cfg->keep_transcripts); // n - 1 inputs must fit
     print_chat_data(cfg->train_path, &train);
     chat_data_validation(&val, &train, cfg->val_path, cfg->train_path, &tok, 1, maxT + 1, cfg->keep_transcripts);
     DPOBatch b;
-    b.inputs = mallocCheck((size_t)2 * B * maxT * sizeof(int));
-    b.targets = mallocCheck((size_t)2 * B * maxT * sizeof(int));
-    b.rows = mallocCheck((size_t)2 * B * sizeof(int));
-    b.logp = mallocCheck((size_t)2 * B * maxT * sizeof(float));
-    b.dlogp = mallocCheck((size_t)2 * B * maxT * sizeof(float));
-    b.seq = mallocCheck((size_t)2 * B * sizeof(float));
-    b.ref_seq = mallocCheck((size_t)2 * B * sizeof(float));
-    b.dseq = mallocCheck((size_t)2 * B * sizeof(float));
+    dpo_batch_init(&b, B, maxT);
     int *idx = mallocCheck((size_t)B * sizeof(int));
     GroupItem *group = mallocCheck((size_t)BATCH_GROUP * B * sizeof(GroupItem));
-    printf("dpo: beta %g, label smoothing %g; the policy starts as the reference, so the loss starts at ln 2 = 0.6931\n",
-           beta, eps);
+    printf("dpo: beta %g, label smoothing %g%s\n", beta, eps,
+           state.step == 0 ? "; the policy starts as the reference, so the loss starts at ln 2 = 0.6931" : "");
     DPOStats val_st = dpo_evaluate(&policy, &ref, &val, B, beta, eps, &b);
     print_dpo_stats(state.step == 0 ? "val before DPO" : "val", &val_st);
     Progress *run = progress_open(cfg, "dpo.jsonl", state.step);
@@ -3389,12 +3452,7 @@ void stage_dpo(const Config *cfg, StageResult *res) {
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
             grouped_batch(&train, (long)step * cfg->grad_accum + micro, B, &state.data_rng, idx, group);
             loss += dpo_forward(&policy, &ref, &train, idx, B, beta, eps, &b, &st) / cfg->grad_accum;
-            // the gradient: loss -> each response's summed log-probability -> each of its tokens
-            memset(b.dseq, 0, (size_t)2 * B * sizeof(float));
-            dpo_loss_backward(b.dseq, b.dseq + B, b.seq, b.seq + B, b.ref_seq, b.ref_seq + B, B, beta, eps);
-            for (int i = 0; i < 2 * B; i++) { b.dseq[i] /= cfg->grad_accum; }
-            sequence_logprobs_backward(b.dlogp, b.dseq, b.targets, 2 * B, policy.seq_len);
-            gpt_backward_logprobs(&policy, b.dlogp);
+            dpo_backward(&policy, &b, B, beta, eps, cfg->grad_accum);
         }
         float lr, norm = optimizer_step(&policy, cfg, step, loss, &lr);
         log_dpo_step(run, cfg, step, &st, lr, norm);
@@ -3410,7 +3468,7 @@ void stage_dpo(const Config *cfg, StageResult *res) {
     snprintf(res->metric, sizeof(res->metric), "val pairs ranked right %.3f, margin %.2f",
              val_st.right / val_st.pairs, val_st.margin / val_st.pairs);
     alignment_answers(&policy, &ref, has_reward ? &reward : NULL, &tok, cfg, "answers_dpo.jsonl", res);
-    free(b.inputs); free(b.targets); free(b.rows); free(b.logp); free(b.dlogp); free(b.seq); free(b.ref_seq); free(b.dseq);
+    dpo_batch_free(&b);
     free(idx); free(group);
     chat_data_free(&train);
     chat_data_free(&val);
@@ -3468,8 +3526,8 @@ float rollouts_kl(const Rollouts *r) {
 
 // One GRPO update of the policy on rows [s, s+m) of the rollouts: PPO's update without
 // the value model, with the KL term in the loss.
-void grpo_update(Rollouts *r, int s, int m, GPT *policy, const Config *sched, int step, float beta, float *scratch,
-                 float *dscratch, PPOStats *st) {
+void grpo_update(Rollouts *r, int s, int m, GPT *policy, const Config *sched, int step, float *scratch, float *dscratch,
+                 PPOStats *st) {
     double t0 = now_seconds();
     int T = r->T;
     size_t off = (size_t)s * T, N = (size_t)m * T;
@@ -3477,15 +3535,10 @@ void grpo_update(Rollouts *r, int s, int m, GPT *policy, const Config *sched, in
     gpt_forward(policy, tokens, targets, m, T);
     gpt_logprobs(policy, scratch);
     const float *logp_old = r->logp + off, *ref_logp = r->ref_logp + off, *adv = r->advantages + off;
-    float eps = sched->clip_range, loss = grpo_loss_forward(scratch, logp_old, ref_logp, adv, targets, m, T, eps, beta);
+    float eps = sched->clip_range, beta = sched->kl_coef;
+    float loss = grpo_loss_forward(scratch, logp_old, ref_logp, adv, targets, m, T, eps, beta);
     st->policy_loss += loss;
-    int n = count_targets(targets, (int)N);
-    for (size_t i = 0; i < N; i++) {
-        if (targets[i] < 0) { continue; }
-        double log_ratio = scratch[i] - logp_old[i], ratio = exp(log_ratio);
-        st->clip_frac += (fabs(ratio - 1.0) > eps) / (double)n;
-        st->approx_kl += ((ratio - 1.0) - log_ratio) / n;
-    }
+    ratio_stats(scratch, logp_old, targets, N, eps, st);
     grpo_loss_backward(dscratch, scratch, logp_old, ref_logp, adv, targets, m, T, eps, beta);
     gpt_zero_grad(policy);
     gpt_backward_logprobs(policy, dscratch);
@@ -3540,7 +3593,7 @@ void stage_grpo(const Config *cfg, StageResult *res) {
             shuffle(order, chunks, &state.data_rng);
             for (int c = 0; c < chunks; c++) {
                 int s = order[c] * M, m = B - s < M ? B - s : M;
-                grpo_update(&r, s, m, &policy, &sched, updates++, cfg->kl_coef, logp, dscratch, &st);
+                grpo_update(&r, s, m, &policy, &sched, updates++, logp, dscratch, &st);
             }
         }
         log_grpo_iteration(run, cfg, iter, &r, &st, kl, entropy, flat, tail);
@@ -3633,9 +3686,8 @@ static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, c
 // The answers of a policy that stage 4 aligned (PPO, DPO or GRPO), as stage_answers,
 // and two figures that put the three methods side by side on the same test prompts:
 // the reward model's mean score of those answers (if there is a reward model), and how
-// far the policy moved from the SFT model: KL(policy || SFT) per answer, estimated as the
-// mean over the prompts of sum_t (log pi - log pi_ref) over one answer to each, sampled
-// from the policy at temperature 1 (an unbiased estimate; its own RNG stream).
+// far the policy moved from the SFT model: KL(policy || SFT) per answer, estimated by
+// sampled_kl (section 12) on its own RNG stream.
 static void alignment_answers(GPT *policy, GPT *ref, GPT *reward, const Tokenizer *tok, const Config *cfg, const char *name,
                               StageResult *res) {
     if (!cfg->prompts_path) { return; }
@@ -3648,26 +3700,12 @@ static void alignment_answers(GPT *policy, GPT *ref, GPT *reward, const Tokenize
     int maxT = policy->config.max_seq_len, count;
     Chat *chats;
     ChatExample *prompts = prompts_load(cfg->prompts_path, tok, answer_room(maxT, cfg->gen_len), maxT, 0, &chats, &count);
-    int *tokens = mallocCheck((size_t)(maxT + 1) * sizeof(int)), *targets = mallocCheck((size_t)maxT * sizeof(int));
-    float *lp = mallocCheck((size_t)maxT * sizeof(float));
-    KVCache kv;
-    kvcache_init(&kv, policy->config);
-    rng = rng_stream(cfg->seed, RNG_SAMPLE) ^ 0x6b6c; // another stream than the answers'
-    double kl = 0.0;
-    for (int i = 0; i < count; i++) {
-        const ChatExample *ex = &prompts[i];
-        memcpy(tokens, ex->tokens, (size_t)ex->n * sizeof(int));
-        int n = gpt_generate(policy, &kv, tokens, ex->n, cfg->gen_len, 1.0f, 0, STOP_AT(TOKEN_END), &rng, lp, NULL);
-        if (n == ex->n) { continue; }
-        for (int t = 0; t < n - 1; t++) { targets[t] = t >= ex->n - 1 ? tokens[t + 1] : -1; }
-        gpt_forward(ref, tokens, targets, 1, n - 1);
-        for (int t = ex->n - 1; t < n - 1; t++) { kl += lp[t - (ex->n - 1)] + ref->losses[t]; } // log pi - log pi_ref
-    }
-    snprintf(res->kl, sizeof(res->kl), "%.4f", kl / count);
-    printf("on %s: KL(policy || SFT) %.3f per answer (one sampled answer per prompt)\n", cfg->prompts_path, kl / count);
+    rng = rng_stream(cfg->seed, RNG_KL);
+    float kl = sampled_kl(policy, ref, prompts, count, cfg->gen_len, &rng);
+    snprintf(res->kl, sizeof(res->kl), "%.4f", kl);
+    printf("on %s: KL(policy || SFT) %.3f per answer (one sampled answer per prompt)\n", cfg->prompts_path, kl);
     for (int i = 0; i < count; i++) { chat_example_free(&prompts[i]); chat_free(&chats[i]); }
-    free(prompts); free(chats); free(tokens); free(targets); free(lp);
-    kvcache_free(&kv);
+    free(prompts); free(chats);
 }
 
 // The model of -c, of one of want_kinds, with its tokenizer: -z, else the tokenizer.bin
@@ -3693,7 +3731,7 @@ static void need_output(const Config *cfg) {
     if (!cfg->output_path) { FAIL("give the file to write with -O, e.g. -O my_answers.jsonl"); }
 }
 
-// ./train answer: a language model (-c: base, SFT or RLHF) answers every prompt of -q
+// ./train answer: a language model (-c: base, SFT, RLHF, DPO or GRPO) answers every prompt of -q
 // through the chat template, greedy unless -r says otherwise, and the answers go to
 // the file that -O names, as {"prompt", "response"} lines (the input of ./world score).
 // It writes nothing else.
@@ -3752,9 +3790,10 @@ void command_sample(const Config *cfg) {
     gpt_free(&model);
 }
 
-// ./train chat: a conversation with a language model (-c, by default the pipeline's
-// last: <out>/rlhf.bin). Each line typed is a user turn; the model's answer streams
-// as it is drawn and stops at <|end|>. The conversation so far is the prompt:
+// ./train chat: a conversation with a language model (-c, by default PPO's policy,
+// <out>/rlhf.bin; out/dpo.bin or out/grpo.bin for the others). Each line typed is a
+// user turn; the model's answer streams as it is drawn and stops at <|end|>. The
+// conversation so far is the prompt:
 //     <|user|> a <|assistant|> b <|end|> <|user|> c <|assistant|>
 // and when it no longer leaves room for an answer (answer_room) its oldest turns
 // are dropped, which it says. Lines that start with / are commands: /reset, /temp T,
@@ -5184,7 +5223,7 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
     stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << KIND_RLHF : 1 << KIND_SFT);
     if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
     else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
-    load_weights(reward, reward_path, 1 << KIND_REWARD);
+    open_reward_model(cfg, policy, reward, 1);
     load_weights(ref, cfg->init_path, 1 << KIND_SFT);
     if (cfg->resume) {
         // the critic of the same save: value.bin, or, if the save stopped between its two
@@ -5210,12 +5249,8 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
         load_weights(value, reward_path, 1 << KIND_REWARD);
         *value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
     }
-    GPTConfig pc = policy->config, rc = reward->config;
-    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
-        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
-             reward_path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
-    }
-    if (cfg->gen_len >= pc.max_seq_len - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, pc.max_seq_len); }
+    int maxT = policy->config.max_seq_len;
+    if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
 }
 
 // After iteration `iter`, every -S iterations and after the last: the policy and the
@@ -5233,16 +5268,42 @@ static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const Trai
     checkpoint_commit(value_path);
 }
 
+// The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
+// the file cannot be read as one (the stage that loads it says why).
+static int checkpoint_shape(const char *path, GPTConfig *shape) {
+    int header[CK_HEADER_INTS];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { return 0; }
+    int ok = fread(header, sizeof(int), CK_HEADER_INTS, f) == CK_HEADER_INTS && header[CK_MAGIC] == CHECKPOINT_MAGIC &&
+             header[CK_VERSION] == CHECKPOINT_VERSION;
+    fclose(f);
+    if (ok) {
+        *shape = (GPTConfig){.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB],
+                             .num_layers = header[CK_LAYERS], .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
+    }
+    return ok;
+}
+
 // The frozen reward model of -R or <out>/reward.bin, checked against the policy it
-// will score. Returns 1, or, where it is optional (DPO only reports its scores) and
-// missing, 0.
+// will score. Returns 1, or 0 where it is optional (DPO only reports its scores with
+// it): then a <out>/reward.bin that is missing is passed over, and one that does not
+// fit the policy is passed over with a warning. One named with -R is always required.
 static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, int required) {
     char path[4096];
+    required |= cfg->reward_path != NULL;
     if (cfg->reward_path) { snprintf(path, sizeof(path), "%s", cfg->reward_path); }
     else { out_path(path, sizeof(path), cfg, "reward.bin"); }
-    if (!required && access(path, R_OK) != 0) { return 0; }
+    if (required && access(path, R_OK) != 0) {
+        FAIL("%s: no reward model there (%s): train one with ./train rm, or name one with -R", path, strerror(errno));
+    }
+    GPTConfig shape, pc = policy->config;
+    if (!required && (!checkpoint_shape(path, &shape) || shape.vocab_size != pc.vocab_size ||
+                      shape.max_seq_len != pc.max_seq_len)) {
+        if (access(path, R_OK) == 0) { fprintf(stderr, "warning: %s does not fit %s: its scores are left out\n", path, cfg->init_path); }
+        return 0;
+    }
     load_weights(reward, path, 1 << KIND_REWARD);
-    GPTConfig pc = policy->config, rc = reward->config;
+    GPTConfig rc = reward->config;
     if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
         FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
              path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
@@ -5368,17 +5429,32 @@ static void log_reward_eval(Progress *p, const RewardStats *st, int pairs) {
     fprintf(p->log, ", \"val_accuracy\": %.4f, \"val_margin\": %.4f, \"val_loss\": %.6f", st->accuracy, st->margin, st->loss);
 }
 
-// An RLHF iteration's line, on the terminal and in the log. tail[0] and tail[1] gather
-// the means of the score and the KL over the run's last 10 iterations.
+// the rollouts' mean score, response length, and share that said <|end|>
+static void rollout_means(const Rollouts *r, double *score, double *length, double *ended) {
+    int B = r->B;
+    *score = *length = *ended = 0.0;
+    for (int b = 0; b < B; b++) {
+        *score += r->scores[b] / B;
+        *length += (double)(r->len[b] - r->prompt_len[b]) / B;
+        *ended += (double)r->ended[b] / B;
+    }
+}
+
+// tail[0] and tail[1] gather the means of the score and the KL over the run's last 10 iterations
+static void tail_add(const Progress *p, const Config *cfg, int iter, double score, float kl, double tail[2]) {
+    int recent = cfg->steps - p->first_step < 10 ? cfg->steps - p->first_step : 10;
+    if (iter >= cfg->steps - recent) {
+        tail[0] += score / recent;
+        tail[1] += kl / recent;
+    }
+}
+
+// An RLHF iteration's line, on the terminal and in the log; tail as tail_add says.
 static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
                                float beta, float entropy, double tail[2]) {
     int B = r->B, U = st->updates;
-    double score = 0.0, length = 0.0, ended = 0.0;
-    for (int b = 0; b < B; b++) {
-        score += r->scores[b] / B;
-        length += (double)(r->len[b] - r->prompt_len[b]) / B;
-        ended += (double)r->ended[b] / B;
-    }
+    double score, length, ended;
+    rollout_means(r, &score, &length, &ended);
     double gen_rate = r->sampled / r->gen_seconds, train_rate = (double)cfg->ppo_epochs * B * r->T / st->seconds;
     printf("rlhf iter %3d/%d | score %+.3f | kl %.3f | beta %.4f | pg %+.4f | vf %.4f | clip %.3f | approx_kl %.4f | "
            "entropy %.3f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", iter + 1, cfg->steps, score, kl,
@@ -5389,11 +5465,7 @@ static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const R
             "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", iter + 1, score, kl, beta, st->policy_loss / U,
             st->value_loss / U, st->clip_frac / U, st->approx_kl / U, entropy, length, ended, gen_rate, train_rate);
     fflush(p->log);
-    int recent = cfg->steps - p->first_step < 10 ? cfg->steps - p->first_step : 10;
-    if (iter >= cfg->steps - recent) {
-        tail[0] += score / recent;
-        tail[1] += kl / recent;
-    }
+    tail_add(p, cfg, iter, score, kl, tail);
 }
 
 // A GRPO iteration's line, on the terminal and in the log; tail as for RLHF. flat: the
@@ -5401,12 +5473,8 @@ static void log_rlhf_iteration(Progress *p, const Config *cfg, int iter, const R
 static void log_grpo_iteration(Progress *p, const Config *cfg, int iter, const Rollouts *r, const PPOStats *st, float kl,
                                float entropy, float flat, double tail[2]) {
     int B = r->B, U = st->updates;
-    double score = 0.0, length = 0.0, ended = 0.0;
-    for (int b = 0; b < B; b++) {
-        score += r->scores[b] / B;
-        length += (double)(r->len[b] - r->prompt_len[b]) / B;
-        ended += (double)r->ended[b] / B;
-    }
+    double score, length, ended;
+    rollout_means(r, &score, &length, &ended);
     double gen_rate = r->sampled / r->gen_seconds, train_rate = (double)cfg->ppo_epochs * B * r->T / st->seconds;
     printf("grpo iter %3d/%d | score %+.3f | kl %.3f | loss %+.4f | clip %.3f | approx_kl %.4f | entropy %.3f | "
            "flat groups %.2f | len %.1f | ended %.2f | gen %.0f tok/s | train %.0f tok/s\n", iter + 1, cfg->steps, score, kl,
@@ -5416,11 +5484,7 @@ static void log_grpo_iteration(Progress *p, const Config *cfg, int iter, const R
             "\"gen_tokens_per_s\": %.1f, \"train_tokens_per_s\": %.1f}\n", iter + 1, score, kl, st->policy_loss / U,
             st->clip_frac / U, st->approx_kl / U, entropy, flat, length, ended, gen_rate, train_rate);
     fflush(p->log);
-    int recent = cfg->steps - p->first_step < 10 ? cfg->steps - p->first_step : 10;
-    if (iter >= cfg->steps - recent) {
-        tail[0] += score / recent;
-        tail[1] += kl / recent;
-    }
+    tail_add(p, cfg, iter, score, kl, tail);
 }
 
 // DPO's figures over some pairs: the loss, how often the implicit rewards rank a pair
@@ -5759,22 +5823,6 @@ static int config_resolve(Config *c, const char *command) {
     return 0;
 }
 
-// The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
-// the file cannot be read as one (the stage that loads it says why).
-static int checkpoint_shape(const char *path, GPTConfig *shape) {
-    int header[CK_HEADER_INTS];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) { return 0; }
-    int ok = fread(header, sizeof(int), CK_HEADER_INTS, f) == CK_HEADER_INTS && header[CK_MAGIC] == CHECKPOINT_MAGIC &&
-             header[CK_VERSION] == CHECKPOINT_VERSION;
-    fclose(f);
-    if (ok) {
-        *shape = (GPTConfig){.max_seq_len = header[CK_MAX_SEQ_LEN], .vocab_size = header[CK_VOCAB],
-                             .num_layers = header[CK_LAYERS], .num_heads = header[CK_HEADS], .channels = header[CK_CHANNELS]};
-    }
-    return ok;
-}
-
 // The model's shape comes from the checkpoint a command starts from, when there is
 // one, and a new model's vocabulary from an existing tokenizer: the settings table
 // shows those, and a flag that says otherwise is an error, since neither can change.
@@ -5785,7 +5833,7 @@ static void config_in_force(Config *c, const char *command) {
     static char path[4096];
     const char *start = c->init_path;
     int pretrain = !strcmp(command, "pretrain");
-    for (int i = 0; i < 6; i++) {
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
         if (!strcmp(command, own[i][0]) && c->resume) { out_path(path, sizeof(path), c, own[i][1]); start = path; }
     }
     GPTConfig m;
@@ -5838,8 +5886,8 @@ static void error_usage(void) {
         "  sample     continue the text -p with a language-model checkpoint (-c, default <out>/base.bin)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
-        "  -i <file>  training data: text (pretrain) or JSONL (sft, rm, rlhf) (stage: data/world/...)\n"
-        "  -j <file>  validation data; rlhf: prompts answered as it trains (stage: data/world/...)\n"
+        "  -i <file>  training data: text (pretrain) or JSONL (the others) (stage: data/world/...)\n"
+        "  -j <file>  validation data; rlhf, grpo: prompts answered as they train (stage: data/world/...)\n"
         "  -o <dir>   output directory                                  (%s)\n"
         "  -c <file>  checkpoint to start from                          (stage: <out>/base.bin, <out>/sft.bin)\n"
         "  -q <file>  prompts (JSONL) to answer                         (with the world's data: its test prompts)\n"
@@ -5860,9 +5908,10 @@ static void error_usage(void) {
         "  -w <int>   warmup steps                                      (%d)\n"
         "  -f <float> final learning rate / peak                        (%g)\n"
         "  -d <float> weight decay                                      (%g)\n"
-        "  -g <float> gradient norm clip, 0 = off                       (stage: 1, 1, 0.3, 1)\n"
-        "  -F <0|1>   keep the merges' rows of the token embedding     (stage: 0, 1, 0, 1)\n"
-        "  -e <int>   steps between validation passes (rlhf: answers)   (stage: 100, 25, 150, 10)\n"
+        "  -g <float> gradient norm clip, 0 = off                       (stage: 1, 1, 0.3, 1; dpo, grpo 1)\n"
+        "  -F <0|1>   keep the merges' rows of the token embedding     (stage: 0, 1, 0, 1; dpo, grpo 1)\n"
+        "  -e <int>   steps between validation passes (rlhf, grpo:      (stage: 100, 25, 150, 10;\n"
+        "             iterations between answering -j)                  dpo 50, grpo 10)\n"
         "  -x <int>   batches per validation loss (pretrain)            (%d)\n"
         "  -y <int>   steps between samples, 0 = at the end             (%d)\n"
         "  -S <int>   steps between checkpoints, 0 = at the end         (%d)\n"
@@ -5882,7 +5931,7 @@ static void error_usage(void) {
         "  -E <int>   epochs over each batch of rollouts (grpo too)     (%d)\n"
         "  -M <int>   rollouts per minibatch (grpo too)                 (%d)\n"
         "  -P <float> penalty for a response without <|end|> (grpo too) (%g)\n"
-        "  -X <float> clip reward-model scores to [-X, X], 0 = off      (%g)\n"
+        "  -X <float> clip reward-model scores to [-X, X], 0 = off (grpo too) (%g)\n"
         "  -U <float> clip range of the probability ratio (grpo too)    (%g)\n"
         "  -G <int>   grpo: answers per prompt, the group               (%d)\n"
         "  -D <float> dpo: label smoothing, the chance a label is wrong (%g)\n",

@@ -170,6 +170,20 @@ def main():
                  "out/sft.bin", "-i", sft], d, "sft.bin", "reward")
     expect_error("checkpoint: a text file", ["answer", "-O", "ans.jsonl", "-c", "text.txt", "-q", sft], d,
                  "text.txt", "magic")
+    # DPO and GRPO: settings that would train nothing, and missing or wrong models
+    expect_error("dpo -B 0 trains nothing", ["dpo", "-n", "1", "-o", "out", "-i", pref, "-j", pref, "-B", "0"], d,
+                 "-B 0", "beta")
+    expect_error("dpo -D 0.5: a label that says nothing", ["dpo", "-n", "1", "-o", "out", "-i", pref, "-j", pref, "-D", "0.5"], d,
+                 "-D 0.5", "below 0.5")
+    expect_error("dpo from a reward model", ["dpo", "-n", "1", "-o", "out", "-i", pref, "-j", pref, "-c", "out/reward.bin"], d,
+                 "reward.bin", "reward")
+    expect_error("dpo -R names a missing reward model", ["dpo", "-n", "1", "-o", "out", "-i", pref, "-j", pref, "-R", "nope.bin"],
+                 d, "nope.bin", "./train rm")
+    expect_error("grpo -G 1: no group to compare with", ["grpo", "-n", "1", "-o", "out", "-i", sft, "-G", "1"], d,
+                 "-G 1", "at least 2")
+    expect_error("grpo without a reward model", ["grpo", "-n", "1", "-o", "out", "-i", sft, "-R", "missing.bin"], d,
+                 "missing.bin", "./train rm")
+    expect_error("grpo -n 0", ["grpo", "-n", "0", "-o", "out", "-i", sft], d, "-n 0", "at least one")
 
     # tokenizers
     tok = open(os.path.join(d, "out", "tokenizer.bin"), "rb").read()

@@ -1275,6 +1275,7 @@ static void pairs_by_hand(ChatData *d, int P, uint64_t *rng) {
         ex->loss = callocCheck((size_t)ex->n, 1);
         ex->tokens[0] = TOKEN_USER;
         for (int t = 1; t < ex->n - 1; t++) { ex->tokens[t] = 97 + (int)(random_u64(rng) % 26); }
+        if (i % 2) { memcpy(ex->tokens, d->examples[i - 1].tokens, (size_t)ex->n_prompt * sizeof(int)); } // one prompt per pair
         ex->tokens[ex->n_prompt - 1] = TOKEN_ASSISTANT;
         ex->tokens[ex->n - 1] = TOKEN_END;
         for (int t = ex->n_prompt; t < ex->n; t++) { ex->loss[t] = 1; }
@@ -1290,15 +1291,26 @@ static void test_dpo_start(void) {
     uint64_t rng = 5;
     ChatData d;
     pairs_by_hand(&d, P, &rng);
-    int maxT = cfg.max_seq_len, idx[P] = {0, 1, 2, 3};
-    DPOBatch b = {mallocCheck(2 * P * maxT * sizeof(int)), mallocCheck(2 * P * maxT * sizeof(int)), mallocCheck(2 * P * sizeof(int)),
-                  mallocCheck(2 * P * maxT * sizeof(float)), mallocCheck(2 * P * maxT * sizeof(float)),
-                  mallocCheck(2 * P * sizeof(float)), mallocCheck(2 * P * sizeof(float)), mallocCheck(2 * P * sizeof(float))};
+    int maxT = cfg.max_seq_len, idx[P] = {2, 0, 3, 1};
+    DPOBatch b;
+    dpo_batch_init(&b, P, maxT);
     DPOStats st = {0};
     float loss0 = dpo_forward(&policy, &ref, &d, idx, P, 0.1f, 0.1f, &b, &st);
     check(loss0 == (float)log(2.0) && st.right == 0.5 * P && st.margin == 0.0,
           "dpo: at step 0 the policy is the reference: loss exactly ln 2, every pair a tie, margin 0",
           "loss %.7f, ranked right %.1f of %d, margin %g", loss0, st.right, P, st.margin);
+    // row i is pair idx[i]'s chosen answer and row P + i its rejected one: each summed
+    // log-probability equals a forward of that example alone
+    float worst = 0.0f;
+    for (int i = 0; i < 2 * P; i++) {
+        const ChatExample *ex = &d.examples[2 * idx[i % P] + i / P];
+        int targets[16];
+        for (int t = 0; t < ex->n - 1; t++) { targets[t] = t + 1 >= ex->n_prompt ? ex->tokens[t + 1] : -1; }
+        gpt_forward(&policy, ex->tokens, targets, 1, ex->n - 1);
+        worst = fmax(worst, fabs(b.seq[i] + policy.mean_loss * policy.num_targets));
+    }
+    check(worst < 1e-5f, "dpo: rows 0..P-1 are the chosen answers and P..2P-1 the rejected, each summed over its response",
+          "max |batched sum - the example alone| %.2e over %d rows (tolerance 1e-5)", worst, 2 * P);
     // some steps on these pairs: the loss falls and the implicit rewards rank them right
     Config sched = CONFIG_DEFAULTS;
     sched.steps = 20; sched.lr = 3e-3f; sched.warmup = 0; sched.grad_clip = 1.0f; sched.freeze_embeddings = 0;
@@ -1307,17 +1319,14 @@ static void test_dpo_start(void) {
         DPOStats s = {0};
         gpt_zero_grad(&policy);
         loss = dpo_forward(&policy, &ref, &d, idx, P, 0.1f, 0.0f, &b, &s);
-        memset(b.dseq, 0, 2 * P * sizeof(float));
-        dpo_loss_backward(b.dseq, b.dseq + P, b.seq, b.seq + P, b.ref_seq, b.ref_seq + P, P, 0.1f, 0.0f);
-        sequence_logprobs_backward(b.dlogp, b.dseq, b.targets, 2 * P, policy.seq_len);
-        gpt_backward_logprobs(&policy, b.dlogp);
+        dpo_backward(&policy, &b, P, 0.1f, 0.0f, 1);
         float lr;
         optimizer_step(&policy, &sched, step, loss, &lr);
         st = s;
     }
     check(loss < 0.9f * loss0 && st.right == P, "dpo: 20 steps on 4 pairs lower the loss and rank every pair right",
           "loss %.4f -> %.4f, ranked right %.1f of %d", loss0, loss, st.right, P);
-    free(b.inputs); free(b.targets); free(b.rows); free(b.logp); free(b.dlogp); free(b.seq); free(b.ref_seq); free(b.dseq);
+    dpo_batch_free(&b);
     chat_data_free(&d);
     gpt_free(&policy); gpt_free(&ref);
 }
@@ -1373,6 +1382,7 @@ static void test_lr_zero(void) {
         if (grpo) { grpo_advantages(&r, G, 1.0f, 0.0f, scores, adv); }
         Config sched = CONFIG_DEFAULTS;
         sched.steps = 9; sched.lr = 0.0f; sched.warmup = 0; sched.grad_clip = 1.0f; sched.freeze_embeddings = 0;
+        sched.kl_coef = 0.04f;
         int T = r.T, moved = 0, updates = 0;
         float *scratch = mallocCheck((size_t)M * T * sizeof(float)), *dscratch = mallocCheck((size_t)M * T * sizeof(float));
         PPOStats st = {0};
@@ -1380,7 +1390,7 @@ static void test_lr_zero(void) {
         for (int e = 0; e < 3; e++) {
             for (int c = 2; c >= 0; c--) { // the minibatches in another order than scoring's
                 int s = c * M, m = B - s < M ? B - s : M;
-                if (grpo) { grpo_update(&r, s, m, &policy, &sched, updates++, 0.04f, scratch, dscratch, &st); }
+                if (grpo) { grpo_update(&r, s, m, &policy, &sched, updates++, scratch, dscratch, &st); }
                 else { ppo_update(&r, s, m, &policy, &value, &sched, updates++, scratch, dscratch, &st); }
                 if (updates == 1) { first_loss = (float)st.policy_loss; }
                 for (int i = 0; i < m * T; i++) { moved += r.targets[s * T + i] >= 0 && scratch[i] != r.logp[s * T + i]; }
@@ -1401,6 +1411,41 @@ static void test_lr_zero(void) {
         rollouts_free(&r);
         gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward);
     }
+}
+
+// sampled_kl, the KL to the SFT model that the summary reports: about 0 for a policy
+// that is its reference (the KV cache's log-probabilities against a full forward's),
+// and clearly above 0 for one that is not
+static void test_sampled_kl(void) {
+    GPT policy, ref, value, reward;
+    Rollouts r;
+    rollouts_by_hand(&r, &policy, &ref, &value, &reward, 4, 2); // for the models and their <|end|> bias
+    ChatExample prompts[6];
+    uint64_t rng = 9;
+    for (int i = 0; i < 6; i++) {
+        int n = 3 + i % 3;
+        prompts[i] = (ChatExample){.tokens = mallocCheck((size_t)n * sizeof(int)), .n = n, .n_prompt = n};
+        prompts[i].tokens[0] = TOKEN_USER;
+        for (int t = 1; t < n - 1; t++) { prompts[i].tokens[t] = 97 + (int)(random_u64(&rng) % 26); }
+        prompts[i].tokens[n - 1] = TOKEN_ASSISTANT;
+    }
+    uint64_t s1 = 4, s2 = 4;
+    float same = sampled_kl(&policy, &ref, prompts, 6, 10, &s1);
+    // the other model: the policy with its bias toward <|end|> turned around (the
+    // final layernorm's bias), so that each <|end|> the policy samples is about e^-7
+    // times as likely under it: a KL of several nats per answer
+    GPT other;
+    random_model(&other, policy.config, 5);
+    for (int c = 0; c < policy.config.channels; c++) {
+        other.params.lnfb[c] = -policy.params.lnfb[c];
+        other.params.wte[(size_t)TOKEN_END * policy.config.channels + c] = policy.params.wte[(size_t)TOKEN_END * policy.config.channels + c];
+    }
+    float apart = sampled_kl(&policy, &other, prompts, 6, 10, &s2);
+    check(fabs(same) < 1e-4f && apart > 1.0f, "sampled KL to the reference: 0 for the reference itself, > 0 for another model",
+          "KL(policy || itself) %.2e (tolerance 1e-4), KL(policy || the policy without its <|end|> bias) %.3f", same, apart);
+    for (int i = 0; i < 6; i++) { free(prompts[i].tokens); }
+    rollouts_free(&r);
+    gpt_free(&policy); gpt_free(&ref); gpt_free(&value); gpt_free(&reward); gpt_free(&other);
 }
 
 // 10. the curves: plot_log draws one polyline per key, with a point per line that has it,
@@ -1672,6 +1717,7 @@ int main(int argc, char **argv) {
     if (wanted("alignment_by_hand")) { test_alignment_by_hand(); }
     if (wanted("dpo_start")) { test_dpo_start(); }
     if (wanted("lr_zero")) { test_lr_zero(); }
+    if (wanted("sampled_kl")) { test_sampled_kl(); }
     if (wanted("dpo_against_pytorch")) { test_dpo_against_pytorch(); }
     if (wanted("grpo_against_pytorch")) { test_grpo_against_pytorch(); }
     check_unmatched_names();
