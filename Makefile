@@ -66,7 +66,7 @@ GPU_LDLIBS = -lcublas $(if $(findstring -fopenmp,$(CFLAGS)),-lgomp) -lm
 # a recipe that fails leaves no half-written target behind
 .DELETE_ON_ERROR:
 
-.PHONY: all data run-cpu run-gpu chat test test-gpu test-gpu-emu build-gpu gpu-ready emu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
+.PHONY: all data run-cpu run-gpu chat test test-interop test-gpu test-gpu-emu build-gpu gpu-ready emu-ready fuzz bench bench-ab print-cflags fixtures debug clean FORCE exercise check solution
 
 # all: everything this machine can build (train_gpu too, with nvcc and a GPU_ARCH)
 all: train world $(if $(and $(NVCC),$(GPU_ARCH)),train_gpu)
@@ -120,9 +120,10 @@ run-gpu: train_gpu world data
 
 # test: every test this machine can run, train.cu's on the CPU too (test-gpu-emu, below);
 # the last line reads "N passed, M failed"
-test: test/test_world test/test_grad test/test_train train data test/test_cuda_emu test/test_train_gpu_emu train_gpu_emu
+test: test/test_world test/test_grad test/test_train test/tokenize train data test/test_cuda_emu test/test_train_gpu_emu train_gpu_emu
 	@./test/run.sh ./test/test_world ./test/test_grad ./test/test_train "python3 test/check_jsonl.py data/world" \
 		"python3 test/test_errors.py ./train" "python3 test/test_chat.py ./train" "python3 test/test_recovery.py ./train" \
+		"python3 test/test_interop.py ./train ./test/tokenize" \
 		"CC='$(CC)' CFLAGS='$(EXERCISE_CFLAGS)' python3 test/classroom/exercise.py selftest" $(EMU_TESTS)
 
 test/test_world: test/test_world.c test/check.h data/world.c train.c .flags
@@ -133,6 +134,16 @@ test/test_grad: test/test_grad.c test/check.h train.c .flags
 
 test/test_train: test/test_train.c test/check.h train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+test/tokenize: test/tokenize.c train.c .flags
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# test-interop: export and import checked against Hugging Face transformers and tokenizers
+# (test/test_interop.py; make test runs its other half). HF_PYTHON: a python with
+# transformers, tokenizers, safetensors and torch (doc/interop.md says how to get one).
+HF_PYTHON ?= python3
+test-interop: train test/tokenize data
+	python3 test/test_interop.py ./train ./test/tokenize $(HF_PYTHON)
 
 # The classroom (doc/exercises.md): make exercise N copies train.c into exercises/N/
 # with exercise N's functions blanked out; make check N compiles the tests against that

@@ -47,6 +47,7 @@ Then the machinery, which the sections call by name (declared just below):
   Appendix E. bench
   Appendix F. the command line: flags, usage, the settings table
   Appendix G. utilities: checked libc calls, RNG, timer
+  Appendix H. other programs' formats: Hugging Face transformers and llm.c
 
 Notation, once for the whole file: B batch size, T time (sequence length), C channels,
 V vocabulary size, L layers, NH heads, HS head size (C / NH), OC output channels.
@@ -245,6 +246,8 @@ static long file_size(FILE *f, const char *path);
 static void out_path(char *buf, size_t size, const Config *cfg, const char *name);
 static void make_out_dir(const Config *cfg);
 void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg);
+void tokenizer_save(const Tokenizer *tok, const char *path);
+void tokenizer_load(Tokenizer *tok, const char *path);
 static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size);
 void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path);
 static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds);
@@ -286,6 +289,11 @@ static void print_reward_stats(const char *when, const RewardStats *st, int pair
 
 // Appendix E, bench
 void command_bench(const Config *cfg);
+
+// Appendix H, other programs' formats
+void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir);
+void export_llmc(const GPT *model, const char *dir);
+int import_hf(const char *dir, GPT *model);
 
 // Section 15, other commands: answering prompts, which the stages do too
 static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
@@ -2618,6 +2626,7 @@ struct Config {
     float label_smoothing;      // -D dpo: the probability that a pair's label is flipped (0: plain DPO)
     int resume;                 // --resume: continue the stage from its own last checkpoint in <out>
     int keep_transcripts;       // --keep-transcripts: "Human: ... Assistant:" prompts stay one user turn
+    int llmc;                   // --llmc: export writes llm.c's format
     char given[128];            // given['t'] is 1 when -t was on the command line (else the value is a default)
 };
 
@@ -2670,6 +2679,8 @@ static const StageDefaults STAGE_DEFAULTS[] = {
     {"sample", NULL, NULL, "base.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.8f, 0.0f},
     {"chat", NULL, NULL, "rlhf.bin", NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
     {"bench", NULL, NULL, NULL, NULL, 16, 5, 0, 0, 1e-4f, 1.0f, 0.0f, 0.0f},
+    {"export", NULL, NULL, NULL, NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
+    {"import", NULL, NULL, NULL, NULL, 16, 0, 0, 0, 0.0f, 1.0f, 0.0f, 0.0f},
 };
 
 // What a stage did, for <out>/stages.jsonl, from which `./world summary` makes the
@@ -3790,6 +3801,52 @@ void command_sample(const Config *cfg) {
     gpt_free(&model);
 }
 
+// ./train export -c CKPT -o DIR: any checkpoint as a folder that Hugging Face's
+// transformers loads as it is, or (--llmc) as llm.c's checkpoint (appendix H)
+void command_export(const Config *cfg) {
+    if (!cfg->given['o']) { FAIL("export: name the folder to write with -o DIR"); }
+    GPT model;
+    Tokenizer tok;
+    TrainState state;
+    open_model(cfg, ~0, &model, &tok, &state, stdout);
+    make_out_dir(cfg);
+    if (cfg->llmc) { export_llmc(&model, cfg->out_dir); }
+    else { export_hf(&model, state.kind, &tok, cfg->out_dir); }
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
+// ./train import -i DIR -o OUT: the folder back into <OUT>/<kind>.bin (base.bin for a
+// language model without a kind of ours) and <OUT>/tokenizer.bin, the weights bit for bit
+void command_import(const Config *cfg) {
+    if (!cfg->given['i']) { FAIL("import: name the folder to read with -i DIR"); }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tokenizer.bin", cfg->train_path);
+    if (access(path, R_OK) != 0) {
+        FAIL("%s: missing: import needs the project's tokenizer beside the model (./train export writes it); "
+             "GPT-2's own tokenizer is not supported yet", path);
+    }
+    Tokenizer tok;
+    tokenizer_load(&tok, path);
+    GPT model;
+    int kind = import_hf(cfg->train_path, &model);
+    if (tok.vocab_size != model.config.vocab_size) {
+        FAIL("%s has %d tokens, the model %d: not the model's tokenizer", path, tok.vocab_size, model.config.vocab_size);
+    }
+    make_out_dir(cfg);
+    TrainState state = {.kind = kind, .step = 0};
+    char out[4096], name[64];
+    snprintf(name, sizeof(name), "%s.bin", KIND_FILES[kind]);
+    out_path(path, sizeof(path), cfg, name);
+    checkpoint_save(path, &model, &state, 0);
+    out_path(out, sizeof(out), cfg, "tokenizer.bin");
+    tokenizer_save(&tok, out);
+    printf("imported %s: %s (%s, %.2fM parameters) and %s\n", cfg->train_path, path, kind_name(kind),
+           model.num_parameters / 1e6, out);
+    gpt_free(&model);
+    tokenizer_free(&tok);
+}
+
 // ./train chat: a conversation with a language model (-c, by default PPO's policy,
 // <out>/rlhf.bin; out/dpo.bin or out/grpo.bin for the others). Each line typed is a
 // user turn; the model's answer streams as it is drawn and stops at <|end|>. The
@@ -3914,6 +3971,8 @@ int main(int argc, char **argv) {
     if (!strcmp(command, "sample")) { command_sample(&cfg); }
     else if (!strcmp(command, "chat")) { command_chat(&cfg); }
     else if (!strcmp(command, "bench")) { print_config(command, &cfg); command_bench(&cfg); }
+    else if (!strcmp(command, "export")) { command_export(&cfg); }
+    else if (!strcmp(command, "import")) { command_import(&cfg); }
     else if (!strcmp(command, "answer")) { print_config(command, &cfg); command_answer(&cfg); }
     else if (!strcmp(command, "score")) { print_config(command, &cfg); command_score(&cfg); }
     else {
@@ -5885,6 +5944,8 @@ static void error_usage(void) {
         "  chat       talk with a language model (-c, default <out>/rlhf.bin): one line a turn, /help for commands\n"
         "  sample     continue the text -p with a language-model checkpoint (-c, default <out>/base.bin)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
+        "  export     a checkpoint (-c) as a Hugging Face folder (-o DIR); --llmc: llm.c's format (doc/interop.md)\n"
+        "  import     a folder that export wrote (-i DIR) back into a checkpoint and tokenizer in -o\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
         "  -i <file>  training data: text (pretrain) or JSONL (the others) (stage: data/world/...)\n"
         "  -j <file>  validation data; rlhf, grpo: prompts answered as they train (stage: data/world/...)\n"
@@ -5965,6 +6026,7 @@ static void parse_flags(Config *c, int argc, char **argv) {
         const char *flag = argv[i];
         if (!strcmp(flag, "--resume")) { c->resume = 1; i--; continue; } // the flags without a value
         if (!strcmp(flag, "--keep-transcripts")) { c->keep_transcripts = 1; i--; continue; }
+        if (!strcmp(flag, "--llmc")) { c->llmc = 1; i--; continue; }
         if (flag[0] != '-' || strlen(flag) != 2) { fprintf(stderr, "unknown argument '%s'\n", flag); error_usage(); }
         if (i + 1 >= argc) { fprintf(stderr, "flag %s needs a value\n", flag); error_usage(); }
         const char *v = argv[i + 1];
@@ -6198,4 +6260,451 @@ static int compare_doubles(const void *a, const void *b) {
 static double median(double *x, int n) {
     qsort(x, (size_t)n, sizeof(double), compare_doubles);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+// ----------------------------------------------------------------------------
+// Appendix H. other programs' formats: Hugging Face transformers and llm.c
+//
+// ./train export writes a checkpoint as a folder that transformers loads with no code of
+// ours (doc/interop.md): model.safetensors, config.json, generation_config.json,
+// tokenizer.json and tokenizer_config.json; with --llmc, llm.c's fp32 checkpoint.
+// ./train import reads such a folder back into a checkpoint.
+
+// Hugging Face's GPT-2 (GPT2LMHeadModel, GPT2ForSequenceClassification) holds the same
+// tensors under other names, one tensor per layer, and its linear layers (Conv1D)
+// store their weights (in, out), the transpose of ours. The LM head is tied to wte and
+// not stored. Its classification head has no bias: export folds ours into the final
+// layernorm's bias, and keeps the exact tensors under train_c.* names, which
+// transformers ignores and import prefers.
+typedef struct { const char *name; int per_layer, transposed, in_mult; } HFTensor;
+static const HFTensor HF_TENSORS[NUM_PARAMETER_TENSORS] = {
+    {"transformer.wte.weight", 0, 0, 0}, {"transformer.wpe.weight", 0, 0, 0},
+    {"transformer.h.%d.ln_1.weight", 1, 0, 0}, {"transformer.h.%d.ln_1.bias", 1, 0, 0},
+    {"transformer.h.%d.attn.c_attn.weight", 1, 1, 1}, {"transformer.h.%d.attn.c_attn.bias", 1, 0, 0},
+    {"transformer.h.%d.attn.c_proj.weight", 1, 1, 1}, {"transformer.h.%d.attn.c_proj.bias", 1, 0, 0},
+    {"transformer.h.%d.ln_2.weight", 1, 0, 0}, {"transformer.h.%d.ln_2.bias", 1, 0, 0},
+    {"transformer.h.%d.mlp.c_fc.weight", 1, 1, 1}, {"transformer.h.%d.mlp.c_fc.bias", 1, 0, 0},
+    {"transformer.h.%d.mlp.c_proj.weight", 1, 1, 4}, {"transformer.h.%d.mlp.c_proj.bias", 1, 0, 0},
+    {"transformer.ln_f.weight", 0, 0, 0}, {"transformer.ln_f.bias", 0, 0, 0},
+    {"score.weight", 0, 0, 0}, {"train_c.score.bias", 0, 0, 0},
+};
+#define HF_EXACT_LNF_BIAS "train_c.ln_f.bias" // a reward model's ln_f.bias before the fold
+
+// One tensor of the safetensors file: its name, shape and where its floats come from
+// (rows x cols of ours, read transposed if asked).
+typedef struct {
+    char name[96];
+    int ndim, shape[2];
+    const float *data;
+    int rows, cols, transposed;
+} SafeTensor;
+
+// the safetensors tensors of a model, in order: ours, by layer, then the exact ones
+static int hf_tensors(const GPT *model, SafeTensor *out, const float *lnfb_folded) {
+    GPTConfig c = model->config;
+    int L = c.num_layers, C = c.channels, n = 0;
+    const float *p = model->params_memory;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        const HFTensor *h = &HF_TENSORS[t];
+        size_t size = model->param_sizes[t];
+        if (size == 0) { p += size; continue; }
+        int layers = h->per_layer ? L : 1;
+        size_t each = size / layers;
+        for (int l = 0; l < layers; l++) {
+            SafeTensor *s = &out[n++];
+            snprintf(s->name, sizeof(s->name), h->name, l);
+            s->data = p + l * each;
+            s->transposed = h->transposed;
+            if (h->transposed) { s->cols = C * h->in_mult; s->rows = (int)(each / s->cols); }
+            else if (t <= 1) { s->rows = (int)(each / C); s->cols = C; }
+            else { s->rows = 1; s->cols = (int)each; }
+            // the shape in the file: (in, out) for a transposed weight; (1, C) for the score
+            if (h->transposed) { s->ndim = 2; s->shape[0] = s->cols; s->shape[1] = s->rows; }
+            else if (t <= 1 || t == 16) { s->ndim = 2; s->shape[0] = t == 16 ? 1 : s->rows; s->shape[1] = s->cols; }
+            else { s->ndim = 1; s->shape[0] = s->cols; }
+            if (t == 15 && lnfb_folded) { s->data = lnfb_folded; }
+        }
+        p += size;
+    }
+    if (lnfb_folded) { // the exact final-layernorm bias, beside the folded one
+        SafeTensor *s = &out[n++];
+        snprintf(s->name, sizeof(s->name), "%s", HF_EXACT_LNF_BIAS);
+        s->data = model->params.lnfb;
+        s->ndim = 1; s->shape[0] = s->cols = C; s->rows = 1; s->transposed = 0;
+    }
+    return n;
+}
+
+// Writes n bytes to path through path.tmp and a rename, so that a stop leaves no half file.
+static void write_file_atomic(const char *path, const void *data, size_t n) {
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopenCheck(tmp, "wb");
+    fwriteCheck(data, 1, n, f);
+    fcloseCheck(f);
+    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+}
+
+// safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's
+// dtype, shape and byte range, then the tensors' bytes, little-endian, back to back.
+// Ref: https://github.com/huggingface/safetensors (the format's README)
+static void safetensors_write(const char *path, const SafeTensor *t, int n, const char *metadata_json) {
+    Str h = {0};
+    size_t offset = 0;
+    str_add(&h, "{\"__metadata__\": ", 17);
+    str_add(&h, metadata_json, strlen(metadata_json));
+    for (int i = 0; i < n; i++) {
+        size_t bytes = (size_t)t[i].rows * t[i].cols * sizeof(float);
+        if (t[i].ndim == 2) {
+            str_addf(&h, ", \"%s\": {\"dtype\": \"F32\", \"shape\": [%d, %d], \"data_offsets\": [%zu, %zu]}", t[i].name,
+                     t[i].shape[0], t[i].shape[1], offset, offset + bytes);
+        } else {
+            str_addf(&h, ", \"%s\": {\"dtype\": \"F32\", \"shape\": [%d], \"data_offsets\": [%zu, %zu]}", t[i].name,
+                     t[i].shape[0], offset, offset + bytes);
+        }
+        offset += bytes;
+    }
+    str_add(&h, "}", 1);
+    while (h.len % 8) { str_add(&h, " ", 1); } // the tensors start 8-byte aligned
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopenCheck(tmp, "wb");
+    uint64_t hlen = h.len;
+    fwriteCheck(&hlen, sizeof(hlen), 1, f); // little-endian: the machines this runs on are
+    fwriteCheck(h.s, 1, h.len, f);
+    for (int i = 0; i < n; i++) {
+        if (!t[i].transposed) { fwriteCheck(t[i].data, sizeof(float), (size_t)t[i].rows * t[i].cols, f); continue; }
+        float *col = mallocCheck((size_t)t[i].rows * sizeof(float));
+        for (int c = 0; c < t[i].cols; c++) { // row c of the file is column c of ours
+            for (int r = 0; r < t[i].rows; r++) { col[r] = t[i].data[(size_t)r * t[i].cols + c]; }
+            fwriteCheck(col, sizeof(float), (size_t)t[i].rows, f);
+        }
+        free(col);
+    }
+    fcloseCheck(f);
+    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+    str_free(&h);
+}
+
+// GPT-2's byte-to-character map, which tokenizer.json's byte-level BPE uses to write
+// bytes as text: the printable bytes stand for themselves, the others (controls, space,
+// 0x7f-0xa0, 0xad) for the characters from U+0100 on, in order
+static int byte_printable(int b) { return (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff); }
+static unsigned byte_char(int b) {
+    if (byte_printable(b)) { return (unsigned)b; }
+    int n = 0;
+    for (int x = 0; x < b; x++) { n += !byte_printable(x); }
+    return 256u + (unsigned)n;
+}
+
+// a token's bytes as tokenizer.json writes them (byte_char of each byte, in UTF-8)
+static void token_text(Str *out, const Tokenizer *tok, int id) {
+    str_clear(out);
+    for (int i = 0; i < tok->lengths[id]; i++) { utf8_put(out, byte_char(tok->bytes[id][i])); }
+}
+
+// The chunking of chunk_length (section 6) as the regular expression of a Split
+// pre-tokenizer (as written in JSON: backslashes doubled): a letter run (ASCII letters
+// and every non-ASCII character), a digit run, or a run of other symbols, each with an
+// optional leading space; else whitespace: a run that ends in a whitespace other than
+// space, a run that leaves its last space to the word after it, or the text's last run.
+static const char *CHUNK_REGEX =
+    " ?[A-Za-z\\\\x{80}-\\\\x{10FFFF}]+| ?[0-9]+| ?[^A-Za-z0-9 \\\\t\\\\n\\\\r\\\\x0b\\\\f\\\\x{80}-\\\\x{10FFFF}]+"
+    "|[ \\\\t\\\\n\\\\r\\\\x0b\\\\f]*[\\\\t\\\\n\\\\r\\\\x0b\\\\f](?![ \\\\t\\\\n\\\\r\\\\x0b\\\\f])"
+    "|[ \\\\t\\\\n\\\\r\\\\x0b\\\\f]+(?= [^ \\\\t\\\\n\\\\r\\\\x0b\\\\f])|[ \\\\t\\\\n\\\\r\\\\x0b\\\\f]+\\\\z";
+
+// tokenizer.json for the `tokenizers` library: byte-level BPE with our merges in rank
+// order, our chunking, and the four special tokens, both as added tokens and in the
+// vocabulary (tokenizers numbers an added token missing from the vocabulary after it). Returns the number of merges whose
+// bytes repeat an earlier token's: tokenizers keys its vocabulary by text, so such a
+// token cannot keep its own id there (export says so).
+static int tokenizer_json(Str *j, const Tokenizer *tok) {
+    Str a = {0}, b = {0};
+    int repeats = 0;
+    str_addf(j, "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [");
+    for (int i = 0; i < NUM_SPECIAL; i++) {
+        str_addf(j, "%s{\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                 "\"normalized\": false, \"special\": true}", i ? ", " : "", TOKEN_EOT + i, SPECIAL_TOKENS[i]);
+    }
+    str_addf(j, "], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+             "\"pattern\": {\"Regex\": \"%s\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+             "\"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}]}, \"post_processor\": null, "
+             "\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}, "
+             "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
+             "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false, "
+             "\"vocab\": {", CHUNK_REGEX);
+    for (int id = 0; id < tok->vocab_size; id++) {
+        if (id >= TOKEN_EOT && id < FIRST_MERGE) { // in the vocabulary too, so that they keep their ids
+            str_addf(j, ", \"%s\": %d", SPECIAL_TOKENS[id - TOKEN_EOT], id);
+            continue;
+        }
+        for (int k = 0; k < id && id >= FIRST_MERGE; k++) { // a repeat of an earlier token's bytes?
+            if (tok->lengths[k] == tok->lengths[id] && !memcmp(tok->bytes[k], tok->bytes[id], (size_t)tok->lengths[id])) {
+                repeats++;
+                break;
+            }
+        }
+        token_text(&a, tok, id);
+        if (id) { str_add(j, ", ", 2); }
+        json_write_string(j, str_cstr(&a));
+        str_addf(j, ": %d", id);
+    }
+    str_add(j, "}, \"merges\": [", 14);
+    for (int m = 0; m < tok->num_merges; m++) {
+        token_text(&a, tok, tok->merges[m][0]);
+        token_text(&b, tok, tok->merges[m][1]);
+        str_add(&a, " ", 1);
+        str_add(&a, str_cstr(&b), b.len);
+        if (m) { str_add(j, ", ", 2); }
+        json_write_string(j, str_cstr(&a));
+    }
+    str_add(j, "]}}\n", 4);
+    str_free(&a);
+    str_free(&b);
+    return repeats;
+}
+
+// The chat template (section 7) in the Jinja of tokenizer_config.json: a system message
+// opens the user turn after it, separated by a blank line; the answer to come follows
+// <|assistant|> when add_generation_prompt is set.
+static const char *CHAT_TEMPLATE_JINJA =
+    "{%- set ns = namespace(sys='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' and not loop.last and messages[loop.index0 + 1]['role'] == 'user' -%}"
+    "{%- set ns.sys = m['content'] + '\\n\\n' -%}"
+    "{%- elif m['role'] == 'assistant' -%}<|assistant|>{{ m['content'] }}<|end|>"
+    "{%- else -%}<|user|>{{ ns.sys + m['content'] }}{%- set ns.sys = '' -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}";
+
+// the folder's name for a file in it
+static void dir_path(char *buf, size_t size, const char *dir, const char *name) { snprintf(buf, size, "%s/%s", dir, name); }
+
+// ./train export -c CKPT -o DIR: the checkpoint as a Hugging Face model folder, with the
+// project's own tokenizer.bin beside it (for ./train import to restore exactly)
+void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir) {
+    GPTConfig c = model->config;
+    int scalar = c.scalar_head, L = c.num_layers;
+    char path[4096];
+    // a reward or value model: fold the head's bias b into ln_f's bias, which the head
+    // reads through its weight w: lnfb' = lnfb + b w / |w|^2 adds exactly b to w . lnf
+    float *folded = NULL;
+    if (scalar) {
+        folded = mallocCheck((size_t)c.channels * sizeof(float));
+        double w2 = 0.0;
+        for (int i = 0; i < c.channels; i++) { w2 += (double)model->params.headw[i] * model->params.headw[i]; }
+        for (int i = 0; i < c.channels; i++) {
+            folded[i] = model->params.lnfb[i] + (w2 > 0 ? (float)(model->params.headb[0] * model->params.headw[i] / w2) : 0.0f);
+        }
+    }
+    SafeTensor *t = mallocCheck((size_t)(16 * L + 8) * sizeof(SafeTensor));
+    int n = hf_tensors(model, t, folded);
+    char metadata[256];
+    snprintf(metadata, sizeof(metadata), "{\"format\": \"pt\", \"train_c_kind\": \"%s\"}", KIND_FILES[kind]);
+    dir_path(path, sizeof(path), dir, "model.safetensors");
+    safetensors_write(path, t, n, metadata);
+    Str j = {0};
+    str_addf(&j, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"gpt2\",\n  \"vocab_size\": %d,\n  \"n_positions\": %d,\n"
+             "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": null,\n"
+             "  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n  \"resid_pdrop\": 0.0,\n"
+             "  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n"
+             "  \"tie_word_embeddings\": true,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n"
+             "%s  \"torch_dtype\": \"float32\"\n}\n", scalar ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", c.vocab_size,
+             c.max_seq_len, c.max_seq_len, c.channels, L, c.num_heads, TOKEN_EOT, TOKEN_END, TOKEN_EOT,
+             scalar ? "  \"num_labels\": 1,\n  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0},\n" : "");
+    dir_path(path, sizeof(path), dir, "config.json");
+    write_file_atomic(path, j.s, j.len);
+    str_clear(&j);
+    str_addf(&j, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": [%d, %d],\n  \"pad_token_id\": %d,\n  \"do_sample\": false\n}\n",
+             TOKEN_EOT, TOKEN_END, TOKEN_EOT, TOKEN_EOT);
+    dir_path(path, sizeof(path), dir, "generation_config.json");
+    write_file_atomic(path, j.s, j.len);
+    str_clear(&j);
+    str_addf(&j, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": %d,\n"
+             "  \"bos_token\": \"<|endoftext|>\",\n  \"eos_token\": \"<|end|>\",\n  \"pad_token\": \"<|endoftext|>\",\n"
+             "  \"clean_up_tokenization_spaces\": false,\n  \"chat_template\": ", c.max_seq_len);
+    json_write_string(&j, CHAT_TEMPLATE_JINJA);
+    str_add(&j, "\n}\n", 3);
+    dir_path(path, sizeof(path), dir, "tokenizer_config.json");
+    write_file_atomic(path, j.s, j.len);
+    str_clear(&j);
+    int repeats = tokenizer_json(&j, tok);
+    dir_path(path, sizeof(path), dir, "tokenizer.json");
+    write_file_atomic(path, j.s, j.len);
+    if (repeats) {
+        fprintf(stderr, "warning: %d tokens repeat the bytes of an earlier token: tokenizer.json gives those bytes the "
+                "earlier id\n", repeats);
+    }
+    dir_path(path, sizeof(path), dir, "tokenizer.bin");
+    tokenizer_save(tok, path);
+    str_free(&j);
+    free(t);
+    free(folded);
+    printf("exported to %s/: model.safetensors (%s, %d tensors), config.json, generation_config.json, tokenizer.json, "
+           "tokenizer_config.json, tokenizer.bin\n", dir, scalar ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", n);
+}
+
+// llm.c's fp32 checkpoint (train_gpt2.c): a header of 256 int32 (magic 20240326,
+// version 3, maxT, V, L, NH, C, and V padded up to a multiple of 128), then our 16
+// tensors in our order and layout, wte padded with zero rows to the padded V.
+// Language models only: llm.c has no scalar head.
+void export_llmc(const GPT *model, const char *dir) {
+    GPTConfig c = model->config;
+    if (c.scalar_head) { FAIL("export --llmc: llm.c's format holds language models only, not a reward or value model"); }
+    int Vp = (c.vocab_size + 127) / 128 * 128, header[256] = {0};
+    header[0] = 20240326; header[1] = 3; header[2] = c.max_seq_len; header[3] = c.vocab_size;
+    header[4] = c.num_layers; header[5] = c.num_heads; header[6] = c.channels; header[7] = Vp;
+    char path[4096], tmp[4096 + 8];
+    dir_path(path, sizeof(path), dir, "model_llmc.bin");
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopenCheck(tmp, "wb");
+    fwriteCheck(header, sizeof(int), 256, f);
+    fwriteCheck(model->params.wte, sizeof(float), model->param_sizes[0], f);
+    float *zeros = callocCheck((size_t)(Vp - c.vocab_size) * c.channels + 1, sizeof(float));
+    fwriteCheck(zeros, sizeof(float), (size_t)(Vp - c.vocab_size) * c.channels, f);
+    free(zeros);
+    fwriteCheck(model->params.wpe, sizeof(float), model->num_parameters - model->param_sizes[0], f); // the rest, in order
+    fcloseCheck(f);
+    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+    printf("exported to %s (llm.c's fp32 format, V %d padded to %d)\n", path, c.vocab_size, Vp);
+}
+
+// an integer field of a JSON object (config.json), or a clear error
+static int json_int_field(const char *text, const char *key, const char *path) {
+    const char *v, *err = json_find(text, key, &v);
+    if (err) { FAIL("%s: %s", path, err); }
+    if (v == NULL) { FAIL("%s: no \"%s\": is this a GPT-2 config.json?", path, key); }
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || x <= 0 || x > (1 << 24)) { FAIL("%s: \"%s\" must be a positive integer", path, key); }
+    return (int)x;
+}
+
+// Finds a tensor in a safetensors header by name, with or without the "transformer."
+// prefix (the Hub's GPT-2 files have none), and checks its dtype, shape and byte range;
+// returns its data's offset in the buffer.
+static size_t safetensors_find(const char *header, const char *name, const int *shape, int ndim, size_t buffer, const char *path) {
+    const char *v, *err = json_find(header, name, &v);
+    if (!err && v == NULL && !strncmp(name, "transformer.", 12)) { err = json_find(header, name + 12, &v); }
+    if (err) { FAIL("%s: the header: %s", path, err); }
+    if (v == NULL) { FAIL("%s: no tensor %s: not a GPT-2 of this shape", path, name); }
+    Str dtype = {0};
+    const char *d, *s, *o, *p = v;
+    if ((err = json_object(&p, "dtype", &d)) || !d || json_parse_string(&d, &dtype)) { FAIL("%s: %s has no dtype", path, name); }
+    if (strcmp(str_cstr(&dtype), "F32") != 0) {
+        FAIL("%s: %s is %s; import reads F32 only: convert the model first, e.g. in Python "
+             "GPT2LMHeadModel.from_pretrained(dir, torch_dtype=torch.float32).save_pretrained(dir32)", path, name, str_cstr(&dtype));
+    }
+    str_free(&dtype);
+    p = v;
+    json_object(&p, "shape", &s);
+    p = v;
+    json_object(&p, "data_offsets", &o);
+    if (!s || !o || *s != '[' || *o != '[') { FAIL("%s: %s lacks its shape or data_offsets", path, name); }
+    char *end;
+    long dims[4], k = 0;
+    for (s++; k < 4; k++) { // the shape, as a list of integers
+        s = skip_ws(s);
+        if (*s == ']') { break; }
+        dims[k] = strtol(s, &end, 10);
+        s = skip_ws(end);
+        if (*s == ',') { s++; }
+    }
+    int same = k == ndim;
+    for (int i = 0; i < ndim && same; i++) { same = dims[i] == shape[i]; }
+    if (!same) {
+        char has[64] = "", want[64] = "";
+        for (int i = 0; i < k; i++) { snprintf(has + strlen(has), sizeof(has) - strlen(has), "%s%ld", i ? ", " : "", dims[i]); }
+        for (int i = 0; i < ndim; i++) { snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%d", i ? ", " : "", shape[i]); }
+        FAIL("%s: %s has shape [%s], but config.json's sizes make it [%s]: not a GPT-2 of that shape", path, name, has, want);
+    }
+    unsigned long long begin = strtoull(skip_ws(o + 1), &end, 10), stop = strtoull(skip_ws(skip_ws(end) + 1), NULL, 10);
+    size_t want = sizeof(float);
+    for (int i = 0; i < ndim; i++) { want *= (size_t)shape[i]; }
+    if (stop < begin || stop - begin != want || stop > buffer) {
+        FAIL("%s: %s's bytes [%llu, %llu) do not fit its shape or the file (%zu bytes of tensors): truncated?", path, name,
+             begin, stop, buffer);
+    }
+    return (size_t)begin;
+}
+
+// ./train import -i DIR: a model folder as export writes it (or a Hugging Face GPT-2 in
+// F32 with the project's tokenizer.bin beside it) into a checkpoint of its kind, and
+// that tokenizer, in the output folder. Returns the kind.
+int import_hf(const char *dir, GPT *model) {
+    char path[4096];
+    size_t size;
+    dir_path(path, sizeof(path), dir, "config.json");
+    char *config = read_whole_file(path, &size);
+    if (config == NULL) { FAIL("%s: %s (import reads a folder that ./train export or transformers wrote)", path, strerror(errno)); }
+    const char *arch;
+    if (json_find(config, "architectures", &arch) || !arch) { FAIL("%s: no \"architectures\"", path); }
+    int scalar = strstr(arch, "GPT2ForSequenceClassification") != NULL;
+    if (!scalar && !strstr(arch, "GPT2LMHeadModel") && !strstr(arch, "GPT2Model")) {
+        FAIL("%s: architectures %.*s: import reads GPT-2 (GPT2LMHeadModel or GPT2ForSequenceClassification)", path,
+             (int)(strchr(arch, ']') ? strchr(arch, ']') - arch + 1 : 40), arch);
+    }
+    GPTConfig c = {.vocab_size = json_int_field(config, "vocab_size", path), .max_seq_len = json_int_field(config, "n_positions", path),
+                   .num_layers = json_int_field(config, "n_layer", path), .num_heads = json_int_field(config, "n_head", path),
+                   .channels = json_int_field(config, "n_embd", path), .scalar_head = scalar};
+    const char *inner;
+    if (!json_find(config, "n_inner", &inner) && inner && strncmp(inner, "null", 4) != 0 && atoi(inner) != 4 * c.channels) {
+        FAIL("%s: n_inner %d: train.c's MLP is 4 x n_embd = %d wide", path, atoi(inner), 4 * c.channels);
+    }
+    if (c.channels % c.num_heads) { FAIL("%s: n_embd %d is not a multiple of n_head %d", path, c.channels, c.num_heads); }
+    free(config);
+    dir_path(path, sizeof(path), dir, "model.safetensors");
+    FILE *f = fopenCheck(path, "rb");
+    long total = file_size(f, path);
+    uint64_t hlen = 0;
+    if (total < 8 || fread(&hlen, sizeof(hlen), 1, f) != 1 || hlen > (uint64_t)total - 8) {
+        FAIL("%s: too short for its header (%ld bytes): truncated?", path, total);
+    }
+    char *header = mallocCheck((size_t)hlen + 1);
+    freadCheck(header, 1, (size_t)hlen, f);
+    header[hlen] = '\0';
+    size_t buffer = (size_t)total - 8 - (size_t)hlen;
+    gpt_build(model, c);
+    const char *meta, *kind_value;
+    int kind = scalar ? KIND_REWARD : KIND_BASE;
+    if (!json_find(header, "__metadata__", &meta) && meta && !json_object(&meta, "train_c_kind", &kind_value) && kind_value) {
+        for (int k = 1; k < NUM_KINDS; k++) {
+            size_t n = strlen(KIND_FILES[k]);
+            if (kind_value[0] == '"' && !strncmp(kind_value + 1, KIND_FILES[k], n) && kind_value[n + 1] == '"') { kind = k; }
+        }
+        if (kind_scalar_head(kind) != scalar) { FAIL("%s: its kind (%s) and its architecture disagree", path, KIND_FILES[kind]); }
+    }
+    SafeTensor *t = mallocCheck((size_t)(16 * c.num_layers + 8) * sizeof(SafeTensor));
+    int n = hf_tensors(model, t, NULL);
+    long data = 8 + (long)hlen;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(t[i].name, "train_c.score.bias")) { // ours only: a Hugging Face model's head has no bias
+            const char *v;
+            if (json_find(header, t[i].name, &v) || v == NULL) { model->params.headb[0] = 0.0f; continue; }
+        }
+        size_t begin = safetensors_find(header, t[i].name, t[i].shape, t[i].ndim, buffer, path);
+        float *dst = (float *)t[i].data; // hf_tensors points into the model's own memory
+        if (fseek(f, data + (long)begin, SEEK_SET) != 0) { FAIL("%s: cannot seek to %s", path, t[i].name); }
+        if (!t[i].transposed) { freadCheck(dst, sizeof(float), (size_t)t[i].rows * t[i].cols, f); continue; }
+        float *col = mallocCheck((size_t)t[i].rows * sizeof(float));
+        for (int cc = 0; cc < t[i].cols; cc++) {
+            freadCheck(col, sizeof(float), (size_t)t[i].rows, f);
+            for (int r = 0; r < t[i].rows; r++) { dst[(size_t)r * t[i].cols + cc] = col[r]; }
+        }
+        free(col);
+    }
+    if (scalar) { // the exact final-layernorm bias when export kept it; else the file's is right as it is
+        const char *v;
+        if (!json_find(header, HF_EXACT_LNF_BIAS, &v) && v) {
+            int shape[1] = {c.channels};
+            size_t begin = safetensors_find(header, HF_EXACT_LNF_BIAS, shape, 1, buffer, path);
+            if (fseek(f, data + (long)begin, SEEK_SET) != 0) { FAIL("%s: cannot seek", path); }
+            freadCheck(model->params.lnfb, sizeof(float), (size_t)c.channels, f);
+        }
+    }
+    fclose(f);
+    free(header);
+    free(t);
+    return kind;
 }

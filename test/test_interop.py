@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""./train export and import: Hugging Face folders and llm.c files (doc/interop.md).
+
+Usage: python3 test/test_interop.py ./train ./test/tokenize [HF_PYTHON]
+
+1. Round trips, with the standard library only: a tiny pipeline trains every kind of
+   checkpoint; each is exported and imported back, and the weights and shape must be
+   the same bit for bit. The llm.c file is read back by a reader written here from
+   llm.c's layout. Broken folders (missing files, shapes that are not GPT-2, F16
+   tensors, truncated files) must end with one clear error and leave nothing behind.
+2. With transformers (HF_PYTHON, or this python, if it has transformers, tokenizers,
+   safetensors and torch; skipped with a message otherwise): the exported language
+   model in transformers gives the same greedy answers as ./train answer, the exported
+   reward model the same scores as ./train score, and tokenizer.json the same ids as
+   train.c's tokenizer on about 100 KB of mixed text.
+One line per check; exits non-zero on a failure.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+train = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./train")
+tokenize = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else "./test/tokenize")
+hf_python = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("HF_PYTHON", sys.executable)
+passed = failed = 0
+KINDS = ["base", "sft", "reward", "rlhf", "value", "dpo", "grpo"]
+
+
+def check(ok, name, detail):
+    global passed, failed
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    passed, failed = passed + ok, failed + (not ok)
+
+
+def run(args, cwd, ok=True):
+    res = subprocess.run([train] + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    if ok and res.returncode != 0:
+        print(res.stdout[-1500:], res.stderr[-1500:])
+        check(False, " ".join(args), f"exited with status {res.returncode}")
+        sys.exit(1)
+    return res
+
+
+def weights(path):
+    """A checkpoint's header fields that describe the model, and its parameters' bytes."""
+    data = open(path, "rb").read()
+    h = struct.unpack("<256i", data[:1024])
+    maxT, V, L, NH, C, scalar = h[3], h[4], h[5], h[6], h[7], h[12]
+    n = V * C + maxT * C + L * (12 * C * C + 13 * C) + 2 * C + (C + 1 if scalar else 0)
+    return (h[2], maxT, V, L, NH, C, scalar), data[1024:1024 + 4 * n]
+
+
+def pipeline(d):
+    """Every kind of checkpoint, from a few steps of each stage on a tiny model."""
+    text = "".join(f"The fox number {i} eats berries and lives in the wood {i % 7}.\n" for i in range(2000))
+    open(os.path.join(d, "text.txt"), "w").write(text)
+    lines = [{"prompt": f"Who is fox {i}?", "completion": f"Fox {i} eats berries.", "chosen": f"Fox {i} eats berries.",
+              "rejected": "Ugh."} for i in range(40)]
+    with open(os.path.join(d, "chat.jsonl"), "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    small = ["-L", "2", "-C", "32", "-H", "2", "-t", "32", "-V", "300"]
+    chat = ["-i", "chat.jsonl", "-j", "chat.jsonl", "-b", "4", "-e", "0", "-o", "out"]
+    run(["pretrain", "-n", "3", "-b", "4", "-e", "0", "-x", "1", "-i", "text.txt", "-j", "text.txt", "-o", "out"] + small, d)
+    run(["sft", "-n", "3", "-q", "chat.jsonl", "-m", "8"] + chat, d)
+    run(["rm", "-n", "3"] + chat, d)
+    run(["rlhf", "-n", "2", "-M", "2", "-m", "8", "-q", "chat.jsonl"] + chat, d)
+    run(["dpo", "-n", "3", "-q", "chat.jsonl", "-m", "8"] + chat, d)
+    run(["grpo", "-n", "2", "-b", "2", "-G", "2", "-M", "2", "-m", "8", "-q", "chat.jsonl"] + chat, d)
+
+
+def test_round_trips(d):
+    for sub in ("hf", "back", "broken", "hfw"):
+        os.makedirs(os.path.join(d, sub))
+    for kind in KINDS:
+        ck = os.path.join(d, "out", f"{kind}.bin")
+        exp, imp = os.path.join(d, "hf", kind), os.path.join(d, "back", kind)
+        run(["export", "-c", ck, "-o", exp], d)
+        run(["import", "-i", exp, "-o", imp], d)
+        a, b = weights(ck), weights(os.path.join(imp, f"{kind}.bin"))
+        leftovers = [f for f in os.listdir(exp) + os.listdir(imp) if f.endswith(".tmp")]
+        same_tok = open(os.path.join(d, "out", "tokenizer.bin"), "rb").read() == open(os.path.join(imp, "tokenizer.bin"), "rb").read()
+        check(a == b and same_tok and not leftovers, f"export then import: {kind}.bin bit for bit",
+              f"kind and shape {a[0]} -> {b[0]}; {len(a[1])} bytes of weights identical: {a[1] == b[1]}; "
+              f"tokenizer identical: {same_tok}; .tmp files left: {leftovers}")
+    # the safetensors file as the format defines it: header length, JSON, tensors back to back
+    blob = open(os.path.join(d, "hf", "sft", "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    spans = sorted(v["data_offsets"] for k, v in header.items() if k != "__metadata__")
+    contiguous = spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] == len(blob) - 8 - n
+    qkv = header["transformer.h.0.attn.c_attn.weight"]
+    check(contiguous and n % 8 == 0 and qkv["shape"] == [32, 96] and header["__metadata__"]["train_c_kind"] == "sft",
+          "safetensors layout: an 8-byte-aligned JSON header, tensors back to back, Conv1D weights (in, out)",
+          f"{len(spans)} tensors, header {n} bytes, c_attn {qkv['shape']}, kind {header['__metadata__']['train_c_kind']}")
+    # llm.c's fp32 file, read back by its layout
+    run(["export", "--llmc", "-c", os.path.join(d, "out", "sft.bin"), "-o", os.path.join(d, "llmc")], d)
+    data = open(os.path.join(d, "llmc", "model_llmc.bin"), "rb").read()
+    h = struct.unpack("<256i", data[:1024])
+    maxT, V, L, NH, C, Vp = h[2], h[3], h[4], h[5], h[6], h[7]
+    (kind, *shape), ours = weights(os.path.join(d, "out", "sft.bin"))
+    wte = data[1024:1024 + 4 * V * C]
+    pad = data[1024 + 4 * V * C:1024 + 4 * Vp * C]
+    rest = data[1024 + 4 * Vp * C:]
+    ok = h[0] == 20240326 and h[1] == 3 and Vp % 128 == 0 and Vp >= V and wte + rest == ours and pad == bytes(len(pad))
+    check(ok, "export --llmc: llm.c's header, wte padded with zero rows to a multiple of 128, the rest in our order",
+          f"magic {h[0]}, version {h[1]}, maxT {maxT} V {V} (padded {Vp}) L {L} NH {NH} C {C}; weights match: {wte + rest == ours}")
+    res = run(["export", "--llmc", "-c", os.path.join(d, "out", "reward.bin"), "-o", os.path.join(d, "llmc2")], d, ok=False)
+    check(res.returncode == 1 and "language models only" in res.stderr, "export --llmc refuses a reward model",
+          res.stderr.strip().splitlines()[-1][:120] if res.stderr.strip() else "no message")
+
+
+def expect_error(name, args, d, *words):
+    res = run(args, d, ok=False)
+    err = res.stderr.strip()
+    last = err.splitlines()[-1] if err else "(nothing on stderr)"
+    missing = [w for w in words if w.lower() not in err.lower()]
+    check(res.returncode == 1 and not missing, f"error: {name}", f"exit {res.returncode}, \"{last[:150]}\"" +
+          (f"; missing {missing}" if missing else ""))
+
+
+def test_errors(d):
+    good = os.path.join(d, "hf", "sft")
+
+    def broken(name, change):
+        path = os.path.join(d, "broken", name)
+        shutil.copytree(good, path)
+        change(path)
+        return path
+
+    def drop(f):
+        return lambda p: os.remove(os.path.join(p, f))
+
+    def edit_config(key, value):
+        def change(p):
+            c = json.load(open(os.path.join(p, "config.json")))
+            c[key] = value
+            json.dump(c, open(os.path.join(p, "config.json"), "w"))
+        return change
+
+    def truncate(p):
+        f = os.path.join(p, "model.safetensors")
+        data = open(f, "rb").read()
+        open(f, "wb").write(data[:len(data) - 100])
+
+    def f16(p):
+        f = os.path.join(p, "model.safetensors")
+        data = open(f, "rb").read()
+        n = struct.unpack("<Q", data[:8])[0]
+        header = data[8:8 + n].replace(b'"F32"', b'"F16"', 1)
+        open(f, "wb").write(data[:8] + header + data[8 + n:])
+
+    expect_error("import: no config.json", ["import", "-i", broken("noconfig", drop("config.json")), "-o", "x"], d, "config.json")
+    expect_error("import: no model.safetensors", ["import", "-i", broken("noweights", drop("model.safetensors")), "-o", "x"], d,
+                 "model.safetensors")
+    expect_error("import: no tokenizer.bin", ["import", "-i", broken("notok", drop("tokenizer.bin")), "-o", "x"], d,
+                 "tokenizer.bin", "not supported")
+    expect_error("import: a shape that is not the file's", ["import", "-i", broken("shape", edit_config("n_embd", 48)), "-o", "x"],
+                 d, "shape", "GPT-2")
+    expect_error("import: not GPT-2", ["import", "-i", broken("llama", edit_config("architectures", ["LlamaForCausalLM"])), "-o", "x"],
+                 d, "LlamaForCausalLM", "GPT-2")
+    expect_error("import: an F16 tensor", ["import", "-i", broken("f16", f16), "-o", "x"], d, "F16", "float32")
+    expect_error("import: a truncated file", ["import", "-i", broken("short", truncate), "-o", "x"], d, "truncated")
+    expect_error("export: no -o", ["export", "-c", os.path.join(d, "out", "sft.bin")], d, "-o")
+    left = os.path.exists(os.path.join(d, "x")) and any(f.endswith(".bin") for f in os.listdir(os.path.join(d, "x")))
+    check(not left, "a failed import writes no checkpoint", f"files in x/: {os.listdir(os.path.join(d, 'x')) if os.path.exists(os.path.join(d, 'x')) else 'none'}")
+
+
+HF_CHECKS = r'''
+import json, random, subprocess, sys, torch
+from transformers import GPT2LMHeadModel, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+from tokenizers import Tokenizer
+d, tokenize, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+U, A, E = 257, 258, 259
+if mode == "tokenizer":
+    t = Tokenizer.from_file(d + "/tokenizer.json")
+    t.encode_special_tokens = True  # text is text: "<|user|>" typed by a user is not the special token
+    rng = random.Random(1)
+    parts = ["The fox number 12 eats berries and lives in the wood.\n", "def f(x):\n    return x ** 2  # square\n\n\n",
+             "   leading spaces", "tabs\t\there\r\n", "\u6570\u5b57 123 \u548c\u4e2d\u6587\u3002", "emoji \U0001F600\U0001F389 mixed",
+             "caf\u00e9 na\u00efve", "a  b   c    d", "!!! ??? ... ---", "x\n\ny", " \n a", "\n  b", "1,000,000.50", "It's",
+             "\u000b\u000cform feed", "<|user|> not a special token"]
+    text = "".join(rng.choice(parts) for _ in range(6000))
+    ours = [int(x) for x in subprocess.run([tokenize, d + "/tokenizer.bin"], input=text.encode(), capture_output=True,
+                                           check=True).stdout.split()]
+    enc = t.encode(text, add_special_tokens=False)
+    print(json.dumps({"bytes": len(text.encode()), "ours": len(ours), "same": ours == enc.ids, "decodes": t.decode(enc.ids) == text,
+                      "split_special": all(i < 256 or i >= 260 for i in enc.ids)}))
+    sys.exit(0)
+tok = PreTrainedTokenizerFast.from_pretrained(d)
+tok.backend_tokenizer.encode_special_tokens = True
+def template(p):
+    turns = [{"role": "user", "content": p}] if isinstance(p, str) else p
+    ids = []
+    for m in turns:
+        body = tok.encode(m["content"], add_special_tokens=False)
+        ids += [U] + body if m["role"] == "user" else [A] + body + [E]
+    return ids + [A]
+if mode == "answers":
+    m = GPT2LMHeadModel.from_pretrained(d).eval()
+    out = []
+    for line in open(sys.argv[4]):
+        ids = template(json.loads(line)["prompt"])
+        with torch.no_grad():
+            g = m.generate(torch.tensor([ids]), max_new_tokens=int(sys.argv[5]), do_sample=False, eos_token_id=[E], pad_token_id=256)
+        new = g[0, len(ids):].tolist()
+        out.append(tok.decode(new[:-1] if new and new[-1] == E else new))
+    print(json.dumps(out))
+else:
+    m = GPT2ForSequenceClassification.from_pretrained(d).eval()
+    out = []
+    for line in open(sys.argv[4]):
+        r = json.loads(line)
+        rows = [template(r["prompt"]) + tok.encode(r[k], add_special_tokens=False) + [E] for k in ("chosen", "rejected")]
+        if max(len(ids) for ids in rows) > m.config.n_positions:  # ./train cut this pair's prompt to fit: not comparable
+            out += [None, None]
+            continue
+        for ids in rows:
+            with torch.no_grad():
+                out.append(m(torch.tensor([ids])).logits[0, 0].item())
+    print(json.dumps(out))
+'''
+
+
+def test_transformers(d, world):
+    probe = subprocess.run([hf_python, "-c", "import transformers, tokenizers, safetensors, torch"], capture_output=True)
+    if probe.returncode != 0:
+        print(f"skip transformers checks: {hf_python} lacks transformers, tokenizers, safetensors or torch "
+              "(make test-interop HF_PYTHON=... runs them; doc/interop.md)")
+        return
+    script = os.path.join(d, "hf_checks.py")
+    open(script, "w").write(HF_CHECKS)
+    prompts = os.path.join(d, "prompts.jsonl")
+    with open(prompts, "w") as f:
+        f.writelines(open(os.path.join(world, "eval_test.jsonl")).readlines()[:60])
+    pairs = os.path.join(d, "pairs.jsonl")
+    with open(pairs, "w") as f:
+        f.writelines(open(os.path.join(world, "pref_test.jsonl")).readlines()[:30])
+    # a model trained on the world's text, so that its answers are not noise
+    wd = os.path.join(d, "world")
+    small = ["-L", "2", "-C", "64", "-H", "4", "-t", "128", "-V", "512", "-o", wd]
+    run(["pretrain", "-n", "60", "-b", "8", "-e", "0", "-x", "1", "-i", os.path.join(world, "pretrain_train.txt"), "-j",
+         os.path.join(world, "pretrain_val.txt")] + small, d)
+    run(["sft", "-n", "40", "-b", "8", "-e", "0", "-i", os.path.join(world, "sft_train.jsonl"), "-j", os.path.join(world, "sft_val.jsonl"),
+         "-o", wd], d)
+    run(["rm", "-n", "150", "-b", "8", "-e", "0", "-i", os.path.join(world, "pref_train.jsonl"), "-j", pairs, "-o", wd], d)
+    for kind in ("sft", "reward"):
+        run(["export", "-c", os.path.join(wd, f"{kind}.bin"), "-o", os.path.join(d, "hfw", kind)], d)
+    res = subprocess.run([hf_python, script, os.path.join(d, "hfw", "sft"), tokenize, "tokenizer"], capture_output=True, text=True)
+    t = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {}
+    check(t.get("same") and t.get("decodes") and t.get("split_special") and t.get("bytes", 0) >= 100000,
+          "tokenizer.json in tokenizers: the same ids as train.c's tokenizer, and decodes back",
+          f"{t.get('bytes')} bytes of mixed text (code, whitespace runs, Chinese, emoji, specials' text): {t.get('ours')} tokens, "
+          f"same ids {t.get('same')}, decodes {t.get('decodes')}" if t else res.stderr[-300:])
+    run(["answer", "-c", os.path.join(wd, "sft.bin"), "-q", prompts, "-O", os.path.join(d, "ours.jsonl"), "-m", "24"], d)
+    ours = [json.loads(line)["response"] for line in open(os.path.join(d, "ours.jsonl"))]
+    res = subprocess.run([hf_python, script, os.path.join(d, "hfw", "sft"), tokenize, "answers", prompts, "24"], capture_output=True,
+                         text=True)
+    theirs = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else []
+    same = sum(a == b for a, b in zip(ours, theirs))
+    check(same == len(ours) and len(ours) == 60, "the exported SFT model in transformers (GPT2LMHeadModel): the same greedy answers",
+          f"{same} of {len(ours)} answers identical" + ("" if res.returncode == 0 else "; " + res.stderr[-300:]))
+    run(["score", "-c", os.path.join(wd, "reward.bin"), "-j", pairs, "-O", os.path.join(d, "scores.jsonl")], d)
+    ours, kept = [], []  # ./train score leaves out pairs longer than the context, and names the records it kept
+    lines = open(pairs).readlines()
+    for line in open(os.path.join(d, "scores.jsonl")):
+        r = json.loads(line)
+        ours += [r["chosen"], r["rejected"]]
+        kept.append(lines[r["record"] - 1])
+    open(os.path.join(d, "kept.jsonl"), "w").writelines(kept)
+    res = subprocess.run([hf_python, script, os.path.join(d, "hfw", "reward"), tokenize, "scores", os.path.join(d, "kept.jsonl")],
+                         capture_output=True, text=True)
+    theirs = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else []
+    compared = [(a, b) for a, b in zip(ours, theirs) if b is not None]
+    worst = max((abs(a - b) for a, b in compared), default=float("inf"))
+    check(len(theirs) == len(ours) and len(compared) >= 40 and worst < 1e-5,
+          "the exported reward model in transformers (GPT2ForSequenceClassification, bias folded into ln_f): the same scores",
+          f"{len(compared)} scores of {len(ours)} (the rest cut to fit the context), max |difference| {worst:.2e} (tolerance 1e-5)" + ("" if res.returncode == 0 else "; " + res.stderr[-300:]))
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="test_interop_")
+    world = os.path.abspath(os.environ.get("WORLD", "data/world"))
+    pipeline(d)
+    test_round_trips(d)
+    test_errors(d)
+    test_transformers(d, world)
+    shutil.rmtree(d)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
