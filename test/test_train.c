@@ -1044,24 +1044,33 @@ static float worst_tensor_error(const GPT *model, const float *want) {
     return worst;
 }
 
+// The DPO and GRPO fixtures open alike: a header of 16 int32 (magic, version, V, maxT,
+// L, NH, C, and two sizes), two float32 settings, then the policy's weights, which this
+// reads into a new model. NULL (and a failed check) if the file is missing.
+static FILE *open_policy_fixture(const char *path, int h[16], float settings[2], GPT *policy) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { check(0, "pytorch fixture", "%s is missing: run make fixtures", path); return NULL; }
+    freadCheck(h, sizeof(int), 16, f);
+    freadCheck(settings, sizeof(float), 2, f);
+    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    gpt_build(policy, cfg);
+    freadCheck(policy->params_memory, sizeof(float), policy->num_parameters, f);
+    return f;
+}
+
 // DPO through a whole policy against PyTorch (test/reference.py dpo-fixtures)
 static void test_dpo_against_pytorch(void) {
-    FILE *f = fopen("test/fixtures/dpo_tiny.bin", "rb");
-    if (f == NULL) { check(0, "pytorch dpo fixture", "test/fixtures/dpo_tiny.bin is missing: run make fixtures"); return; }
     int h[16];
     float hp[2], want_loss;
-    freadCheck(h, sizeof(int), 16, f);
-    freadCheck(hp, sizeof(float), 2, f);
-    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    GPT policy;
+    FILE *f = open_policy_fixture("test/fixtures/dpo_tiny.bin", h, hp, &policy);
+    if (f == NULL) { return; }
     int P = h[7], T = h[8], N = 2 * P * T;
     float beta = hp[0], eps = hp[1];
-    GPT policy;
-    gpt_build(&policy, cfg);
     int *inputs = mallocCheck((size_t)N * sizeof(int)), *targets = mallocCheck((size_t)N * sizeof(int));
     float *ref = mallocCheck((size_t)2 * P * sizeof(float)), *seq = mallocCheck((size_t)2 * P * sizeof(float));
     float *dseq = callocCheck((size_t)2 * P, sizeof(float)), *logp = mallocCheck((size_t)N * sizeof(float));
     float *dlogp = mallocCheck((size_t)N * sizeof(float)), *grads = mallocCheck(policy.num_parameters * sizeof(float));
-    freadCheck(policy.params_memory, sizeof(float), policy.num_parameters, f);
     freadCheck(inputs, sizeof(int), (size_t)N, f);
     freadCheck(targets, sizeof(int), (size_t)N, f);
     freadCheck(ref, sizeof(float), (size_t)2 * P, f);
@@ -1086,22 +1095,17 @@ static void test_dpo_against_pytorch(void) {
 
 // GRPO's loss through a whole policy against PyTorch (test/reference.py grpo-fixtures)
 static void test_grpo_against_pytorch(void) {
-    FILE *f = fopen("test/fixtures/grpo_tiny.bin", "rb");
-    if (f == NULL) { check(0, "pytorch grpo fixture", "test/fixtures/grpo_tiny.bin is missing: run make fixtures"); return; }
     int h[16];
     float hp[2], want_loss;
-    freadCheck(h, sizeof(int), 16, f);
-    freadCheck(hp, sizeof(float), 2, f);
-    GPTConfig cfg = {.vocab_size = h[2], .max_seq_len = h[3], .num_layers = h[4], .num_heads = h[5], .channels = h[6]};
+    GPT policy;
+    FILE *f = open_policy_fixture("test/fixtures/grpo_tiny.bin", h, hp, &policy);
+    if (f == NULL) { return; }
     int B = h[7], T = h[8], N = B * T;
     float eps = hp[0], beta = hp[1];
-    GPT policy;
-    gpt_build(&policy, cfg);
     int *inputs = mallocCheck((size_t)N * sizeof(int)), *targets = mallocCheck((size_t)N * sizeof(int));
     float *grid = mallocCheck((size_t)5 * N * sizeof(float)); // old, ref, adv, logp, d
     float *old = grid, *ref = grid + N, *adv = grid + 2 * N, *logp = grid + 3 * N, *d = grid + 4 * N;
     float *grads = mallocCheck(policy.num_parameters * sizeof(float));
-    freadCheck(policy.params_memory, sizeof(float), policy.num_parameters, f);
     freadCheck(inputs, sizeof(int), (size_t)N, f);
     freadCheck(targets, sizeof(int), (size_t)N, f);
     freadCheck(grid, sizeof(float), (size_t)3 * N, f);
