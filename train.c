@@ -256,13 +256,17 @@ static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, 
 static void pretrain_close(Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model);
 static void stage_open(const Config *cfg, int own, int want_kinds, GPT *model, TrainState *state, Tokenizer *tok);
 static void stage_fresh_start(GPT *model, TrainState *state, int kind, const Config *cfg);
+static void policy_open(const Config *cfg, const char *command, int own, GPT *policy, GPT *ref, GPT *reward,
+                        TrainState *state, Tokenizer *tok);
 static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT *reward, TrainState *state,
                       TrainState *value_state, Tokenizer *tok);
+static void policy_save(const Config *cfg, const GPT *policy, const TrainState *state, const char *name);
 static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const TrainState *state, const GPT *value,
                       const TrainState *value_state);
 static void load_weights(GPT *model, const char *path, int want_kinds);
 static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, int required);
-static void grpo_open(const Config *cfg, GPT *policy, GPT *ref, GPT *reward, TrainState *state, Tokenizer *tok);
+static const char *reward_model_path(const Config *cfg, char *buf, size_t size);
+static int save_due(const Config *cfg, int done);
 
 // Appendix D, logs, curves and stage records
 static FILE *open_log(const Config *cfg, const char *name, int step);
@@ -738,16 +742,15 @@ REPLACED_ON_GPU void crossentropy_softmax_backward(float *dlogits, const float *
 // ----------------------------------------------------------------------------
 // 2. losses for the later stages
 
+// softplus(x) = log(1 + exp(x)) = -log sigmoid(-x), without overflow for any x
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
 // The pairwise reward loss of InstructGPT: for P pairs of rewards,
-//   loss = mean over pairs of -log sigmoid(r_chosen - r_rejected)
-// computed as softplus(-margin) = log(1 + exp(-margin)), stable for any margin.
+//   loss = mean over pairs of -log sigmoid(r_chosen - r_rejected) = softplus(-margin)
 // Ref: InstructGPT (Ouyang et al. 2022, arXiv:2203.02155), eq. 1
 float reward_loss_forward(const float *chosen, const float *rejected, int P) {
     double sum = 0.0;
-    for (int i = 0; i < P; i++) {
-        float m = chosen[i] - rejected[i];
-        sum += m > 0 ? log1p(exp(-m)) : -m + log1p(exp(m));
-    }
+    for (int i = 0; i < P; i++) { sum += softplus(-((double)chosen[i] - rejected[i])); }
     return (float)(sum / P);
 }
 
@@ -891,8 +894,6 @@ void ppo_value_loss_backward(float *dv, const float *v, const float *v_old, cons
 // eps = 0 is plain DPO. At the start the policy is the reference: h = 0, loss = ln 2.
 // Ref: Rafailov et al. 2023, "Direct Preference Optimization", arXiv:2305.18290, eq. 7;
 // the smoothing: Mitchell 2023, "A note on DPO with noisy preferences" (cDPO)
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-
 float dpo_loss_forward(const float *logp_chosen, const float *logp_rejected, const float *ref_chosen,
                        const float *ref_rejected, int P, float beta, float eps) {
     double sum = 0.0;
@@ -3114,28 +3115,30 @@ float rlhf_score(Rollouts *r, GPT *policy, GPT *ref, GPT *value, GPT *reward, in
     return count > 0 ? (float)(entropy / count) : 0.0f;
 }
 
+// the mean over rollouts of the summed log-ratio log pi - log pi_ref: the KL to the reference
+float rollouts_kl(const Rollouts *r) {
+    double kl = 0.0;
+    for (int i = 0; i < r->B * r->T; i++) { if (r->targets[i] >= 0) { kl += r->logp[i] - r->ref_logp[i]; } }
+    return (float)(kl / r->B);
+}
+
 // Per-token rewards, then advantages and returns by GAE, then whitened advantages.
 //   rewards[t] = -beta * (logp[t] - ref_logp[t])       at every response position
 //   rewards[last] += clip(score) - penalty * (no <|end|>)
 // Returns the mean over rollouts of the summed KL estimate (log p_policy - log p_ref).
 float rlhf_advantages(Rollouts *r, float beta, float end_penalty, float reward_clip) {
     int T = r->T;
-    double kl = 0.0;
     for (int b = 0; b < r->B; b++) {
         size_t first = (size_t)b * T + r->prompt_len[b] - 1; // predicts the first response token
         int n = r->len[b] - r->prompt_len[b];                // response tokens
-        for (int k = 0; k < n; k++) {
-            float d = r->logp[first + k] - r->ref_logp[first + k];
-            r->rewards[first + k] = -beta * d;
-            kl += d;
-        }
+        for (int k = 0; k < n; k++) { r->rewards[first + k] = -beta * (r->logp[first + k] - r->ref_logp[first + k]); }
         float score = r->scores[b];
         if (reward_clip > 0.0f) { score = fmin(fmax(score, -reward_clip), reward_clip); }
         r->rewards[first + n - 1] += score - (r->ended[b] ? 0.0f : end_penalty);
         gae(r->advantages + first, r->returns + first, r->rewards + first, r->values + first, n, GAE_GAMMA, GAE_LAMBDA);
     }
     whiten(r->advantages, r->targets, r->B * T);
-    return (float)(kl / r->B);
+    return rollouts_kl(r);
 }
 
 // what one PPO batch did, summed over its minibatch updates
@@ -3528,13 +3531,6 @@ float grpo_advantages(Rollouts *r, int G, float end_penalty, float reward_clip, 
     return (float)flat / (r->B / G);
 }
 
-// the mean over rollouts of the summed log-ratio log pi - log pi_ref: the KL to the reference
-float rollouts_kl(const Rollouts *r) {
-    double kl = 0.0;
-    for (int i = 0; i < r->B * r->T; i++) { if (r->targets[i] >= 0) { kl += r->logp[i] - r->ref_logp[i]; } }
-    return (float)(kl / r->B);
-}
-
 // One GRPO update of the policy on rows [s, s+m) of the rollouts: PPO's update without
 // the value model, with the KL term in the loss.
 void grpo_update(Rollouts *r, int s, int m, GPT *policy, const Config *sched, int step, float *scratch, float *dscratch,
@@ -3563,7 +3559,8 @@ void stage_grpo(const Config *cfg, StageResult *res) {
     GPT policy, ref, reward;
     TrainState state;
     Tokenizer tok;
-    grpo_open(cfg, &policy, &ref, &reward, &state, &tok);
+    if (cfg->group_size < 2) { FAIL("grpo -G %d: a group needs at least 2 answers to compare", cfg->group_size); }
+    policy_open(cfg, "grpo", KIND_GRPO, &policy, &ref, &reward, &state, &tok);
     int G = cfg->group_size, P = cfg->batch_size, B = P * G; // P prompts, G answers each
     int maxT = policy.config.max_seq_len, M = cfg->minibatch < B ? cfg->minibatch : B;
     int n_prompts, chunks = (B + M - 1) / M;
@@ -3609,11 +3606,7 @@ void stage_grpo(const Config *cfg, StageResult *res) {
         }
         log_grpo_iteration(run, cfg, iter, &r, &st, kl, entropy, flat, tail);
         state.step = iter + 1;
-        if ((cfg->save_every > 0 && (iter + 1) % cfg->save_every == 0) || iter + 1 == cfg->steps) {
-            char path[4096];
-            out_path(path, sizeof(path), cfg, "grpo.bin");
-            checkpoint_save(path, &policy, &state, 1);
-        }
+        policy_save(cfg, &policy, &state, "grpo.bin");
     }
     int iterations = progress_close(run, cfg, "grpo", "grpo.bin");
     snprintf(res->trained, sizeof(res->trained), "grpo.bin: %d iterations of %d prompts x %d answers of %s", iterations, P, G,
@@ -5267,23 +5260,39 @@ static void stage_fresh_start(GPT *model, TrainState *state, int kind, const Con
     model->m_memory = model->v_memory = NULL;
 }
 
-// RLHF's four models: the policy (from the SFT model of -c, or with --resume from
-// <out>/rlhf.bin), the reference (the SFT model of -c, always), the reward model (-R or
-// <out>/reward.bin) and the critic (a copy of the reward model, or with --resume
-// <out>/value.bin of the same save).
-static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT *reward, TrainState *state,
-                      TrainState *value_state, Tokenizer *tok) {
+// The models that stage 4's sampling methods share: the policy (from the SFT model of
+// -c, or with --resume from the stage's own <out>/<own kind>.bin), the reference (the
+// SFT model of -c, always) and the frozen reward model (-R or <out>/reward.bin).
+static void policy_open(const Config *cfg, const char *command, int own, GPT *policy, GPT *ref, GPT *reward,
+                        TrainState *state, Tokenizer *tok) {
     if (cfg->steps < 1) {
-        FAIL("rlhf -n %d: it needs at least one iteration (to answer prompts with a checkpoint: ./train answer -c CHECKPOINT "
-             "-O FILE)", cfg->steps);
+        FAIL("%s -n %d: it needs at least one iteration (to answer prompts with a checkpoint: ./train answer -c CHECKPOINT "
+             "-O FILE)", command, cfg->steps);
     }
-    char path[4096], reward_path[4096], own[4096];
-    const char *start = cfg->resume ? resume_path(cfg, "rlhf.bin", own, sizeof(own)) : cfg->init_path;
-    stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << KIND_RLHF : 1 << KIND_SFT);
-    if (cfg->reward_path) { snprintf(reward_path, sizeof(reward_path), "%s", cfg->reward_path); }
-    else { out_path(reward_path, sizeof(reward_path), cfg, "reward.bin"); }
+    char own_path[4096], name[64];
+    snprintf(name, sizeof(name), "%s.bin", KIND_FILES[own]);
+    const char *start = cfg->resume ? resume_path(cfg, name, own_path, sizeof(own_path)) : cfg->init_path;
+    stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << own : 1 << KIND_SFT);
+    if (cfg->resume && state->step >= cfg->steps) {
+        FAIL("%s -n %d leaves nothing to train (%s has done %d iterations): give a larger -n", command, cfg->steps, start,
+             state->step);
+    }
     open_reward_model(cfg, policy, reward, 1);
     load_weights(ref, cfg->init_path, 1 << KIND_SFT);
+    if (!cfg->resume) { // a new stage: its own iterations, a new optimizer, its own sampling stream
+        stage_fresh_start(policy, state, own, cfg);
+        state->sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
+    }
+    int maxT = policy->config.max_seq_len;
+    if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
+}
+
+// RLHF's four models: policy_open's three and the critic (a copy of the reward model,
+// or with --resume <out>/value.bin of the same save).
+static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT *reward, TrainState *state,
+                      TrainState *value_state, Tokenizer *tok) {
+    policy_open(cfg, "rlhf", KIND_RLHF, policy, ref, reward, state, tok);
+    char path[4096];
     if (cfg->resume) {
         // the critic of the same save: value.bin, or, if the save stopped between its two
         // renames, the whole new version still under value.bin.tmp (which it then completes)
@@ -5298,18 +5307,14 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
             if (value_state->step == state->step) { checkpoint_commit(path); }
         }
         if (value_state->step != state->step) {
-            FAIL("--resume: no critic (value.bin) from the save of %s at iteration %d: the two must come from one save",
-                 start, state->step);
+            FAIL("--resume: no critic (value.bin) from the save of rlhf.bin at iteration %d: the two must come from one save",
+                 state->step);
         }
     } else { // a new stage: the critic starts as the reward model, with a fresh optimizer
-        stage_fresh_start(policy, state, KIND_RLHF, cfg);
-        state->sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
         state->beta = cfg->kl_coef;
-        load_weights(value, reward_path, 1 << KIND_REWARD);
+        load_weights(value, reward_model_path(cfg, path, sizeof(path)), 1 << KIND_REWARD);
         *value_state = (TrainState){.kind = KIND_VALUE, .step = 0};
     }
-    int maxT = policy->config.max_seq_len;
-    if (cfg->gen_len >= maxT - 2) { FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, maxT); }
 }
 
 // After iteration `iter`, every -S iterations and after the last: the policy and the
@@ -5317,7 +5322,7 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
 // between the renames leaves value.bin's new version whole under value.bin.tmp.
 static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const TrainState *state, const GPT *value,
                       const TrainState *value_state) {
-    if (!((cfg->save_every > 0 && (iter + 1) % cfg->save_every == 0) || iter + 1 == cfg->steps)) { return; }
+    if (!save_due(cfg, iter + 1)) { return; }
     char path[4096], value_path[4096];
     out_path(path, sizeof(path), cfg, "rlhf.bin");
     out_path(value_path, sizeof(value_path), cfg, "value.bin");
@@ -5325,6 +5330,15 @@ static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const Trai
     checkpoint_write(value_path, value, value_state, 1);
     checkpoint_commit(path);
     checkpoint_commit(value_path);
+}
+
+// GRPO's save, after its state's step: the policy, with its optimizer, every -S
+// iterations and after the last
+static void policy_save(const Config *cfg, const GPT *policy, const TrainState *state, const char *name) {
+    if (!save_due(cfg, state->step)) { return; }
+    char path[4096];
+    out_path(path, sizeof(path), cfg, name);
+    checkpoint_save(path, policy, state, 1);
 }
 
 // The shape of the model in a checkpoint, from its header alone: 1 and *shape, or 0 if
@@ -5343,53 +5357,46 @@ static int checkpoint_shape(const char *path, GPTConfig *shape) {
     return ok;
 }
 
+// where the reward model is: -R, else <out>/reward.bin
+static const char *reward_model_path(const Config *cfg, char *buf, size_t size) {
+    if (cfg->reward_path) { snprintf(buf, size, "%s", cfg->reward_path); }
+    else { out_path(buf, size, cfg, "reward.bin"); }
+    return buf;
+}
+
 // The frozen reward model of -R or <out>/reward.bin, checked against the policy it
 // will score. Returns 1, or 0 where it is optional (DPO only reports its scores with
 // it): then a <out>/reward.bin that is missing is passed over, and one that does not
 // fit the policy is passed over with a warning. One named with -R is always required.
 static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, int required) {
     char path[4096];
+    reward_model_path(cfg, path, sizeof(path));
     required |= cfg->reward_path != NULL;
-    if (cfg->reward_path) { snprintf(path, sizeof(path), "%s", cfg->reward_path); }
-    else { out_path(path, sizeof(path), cfg, "reward.bin"); }
-    if (required && access(path, R_OK) != 0) {
-        FAIL("%s: no reward model there (%s): train one with ./train rm, or name one with -R", path, strerror(errno));
+    if (access(path, R_OK) != 0) {
+        if (required) { FAIL("%s: no reward model there (%s): train one with ./train rm, or name one with -R", path, strerror(errno)); }
+        return 0;
     }
     GPTConfig shape, pc = policy->config;
-    if (!required && (!checkpoint_shape(path, &shape) || shape.vocab_size != pc.vocab_size ||
-                      shape.max_seq_len != pc.max_seq_len)) {
-        if (access(path, R_OK) == 0) { fprintf(stderr, "warning: %s does not fit %s: its scores are left out\n", path, cfg->init_path); }
+    int readable = checkpoint_shape(path, &shape); // if not, load_weights below says why
+    if (readable && (shape.vocab_size != pc.vocab_size || shape.max_seq_len != pc.max_seq_len)) {
+        if (!required) {
+            fprintf(stderr, "warning: %s does not fit %s: its scores are left out\n", path, cfg->init_path);
+            return 0;
+        }
+        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
+             path, shape.vocab_size, shape.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
+    }
+    if (!readable && !required) {
+        fprintf(stderr, "warning: %s is not a checkpoint this version reads: its scores are left out\n", path);
         return 0;
     }
     load_weights(reward, path, 1 << KIND_REWARD);
-    GPTConfig rc = reward->config;
-    if (pc.vocab_size != rc.vocab_size || pc.max_seq_len != rc.max_seq_len) {
-        FAIL("%s (V=%d, T=%d) does not match the policy %s (V=%d, T=%d): train the reward model from this SFT model",
-             path, rc.vocab_size, rc.max_seq_len, cfg->init_path, pc.vocab_size, pc.max_seq_len);
-    }
     return 1;
 }
 
-// GRPO's three models: the policy (from the SFT model of -c, or with --resume from
-// <out>/grpo.bin), the reference (the SFT model of -c, always) and the reward model.
-static void grpo_open(const Config *cfg, GPT *policy, GPT *ref, GPT *reward, TrainState *state, Tokenizer *tok) {
-    if (cfg->steps < 1) { FAIL("grpo -n %d: it needs at least one iteration", cfg->steps); }
-    if (cfg->group_size < 2) { FAIL("grpo -G %d: a group needs at least 2 answers to compare", cfg->group_size); }
-    char own[4096];
-    const char *start = cfg->resume ? resume_path(cfg, "grpo.bin", own, sizeof(own)) : cfg->init_path;
-    stage_begin(cfg, start, policy, state, tok, cfg->resume ? 1 << KIND_GRPO : 1 << KIND_SFT);
-    if (cfg->resume && state->step >= cfg->steps) {
-        FAIL("grpo -n %d leaves nothing to train (%s has done %d iterations): give a larger -n", cfg->steps, start, state->step);
-    }
-    open_reward_model(cfg, policy, reward, 1);
-    load_weights(ref, cfg->init_path, 1 << KIND_SFT);
-    if (!cfg->resume) {
-        stage_fresh_start(policy, state, KIND_GRPO, cfg);
-        state->sample_rng = rng_stream(cfg->seed, RNG_SAMPLE);
-    }
-    if (cfg->gen_len >= policy->config.max_seq_len - 2) {
-        FAIL("-m %d leaves no room for a prompt in the context of %d", cfg->gen_len, policy->config.max_seq_len);
-    }
+// After `done` steps (iterations): whether to save, every -S and after the last
+static int save_due(const Config *cfg, int done) {
+    return (cfg->save_every > 0 && done % cfg->save_every == 0) || done == cfg->steps;
 }
 
 // ----------------------------------------------------------------------------
@@ -5580,7 +5587,7 @@ static void finish_step(Progress *p, GPT *model, TrainState *state, const Config
     fprintf(p->log, "}\n");
     fflush(p->log);
     state->step = step + 1;
-    if ((cfg->save_every > 0 && (step + 1) % cfg->save_every == 0) || step + 1 == cfg->steps) {
+    if (save_due(cfg, step + 1)) {
         char path[4096];
         out_path(path, sizeof(path), cfg, name);
         checkpoint_save(path, model, state, 1);
