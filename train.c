@@ -249,7 +249,7 @@ void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg);
 void tokenizer_save(const Tokenizer *tok, const char *path);
 void tokenizer_load(Tokenizer *tok, const char *path);
 static const char *resume_path(const Config *cfg, const char *name, char *buf, size_t size);
-void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path);
+void load_tokenizer_for(Tokenizer *tok, const Config *cfg, GPT *model, const char *model_path);
 static void stage_begin(const Config *cfg, const char *path, GPT *model, TrainState *state, Tokenizer *tok, int want_kinds);
 static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, DataLoader *val, GPT *model,
                           TrainState *state);
@@ -294,10 +294,12 @@ static void print_reward_stats(const char *when, const RewardStats *st, int pair
 // Appendix E, bench
 void command_bench(const Config *cfg);
 
-// Appendix H, other programs' formats
+// Appendix H, other programs' formats, and the Unicode classes of GPT-2's chunks
+enum { CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE };
+static int unicode_class(const unsigned char *s, size_t n, int *len);
 void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir);
-void export_llmc(const GPT *model, const char *dir);
-int import_hf(const char *dir, GPT *model);
+void export_llmc(const GPT *model, const Tokenizer *tok, const char *dir);
+int import_hf(const char *dir, GPT *model, Tokenizer *tok);
 
 // Section 15, other commands: answering prompts, which the stages do too
 static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
@@ -1160,6 +1162,7 @@ static ActivationTensors layer_acts(ActivationTensors a, int l, int B, int T, in
 // Frozen models never allocate gradients or optimizer state.
 struct GPT {
     GPTConfig config;
+    uint32_t tokenizer;       // tokenizer_fingerprint of the tokenizer whose ids it reads (appendix C); 0: not known
     ParameterTensors params;
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     float *params_memory;
@@ -1745,6 +1748,14 @@ static int answer_room(int max_seq_len, int max_new) { return max_new < max_seq_
 //     an optional space and a run of other symbols: " (!", "."
 //     a run of whitespace, leaving a last space before a word to that word: "\n\n"
 // Encoding applies the learned merges to each chunk, lowest rank (earliest learned) first.
+//
+// An imported GPT-2 (appendix H) brings its own tokenizer: its 50,000 merges, and its
+// own chunks, which differ from ours in three ways: contractions ('s 't 're 've 'm 'll 'd)
+// are chunks of their own, letters and numbers are Unicode's where ours counts every
+// byte >= 0x80 a letter ("½" is a number, "。" a symbol, U+3000 a space), and a
+// whitespace run before a word leaves its last character, of any kind, to what follows.
+// The tokenizer file says which rule it uses.
+enum { SPLIT_OURS, SPLIT_GPT2 };
 
 // PairMap: open-addressing hash map from a token pair (a, b) to an integer.
 // Training keeps pair counts in it; encoding keeps merge ranks.
@@ -1802,6 +1813,7 @@ static int64_t pairmap_get(const PairMap *m, int a, int b) {
 }
 
 struct Tokenizer {
+    int split;                // how text is cut into chunks: SPLIT_OURS, or SPLIT_GPT2 for GPT-2's own (imported)
     int vocab_size;           // 256 bytes + NUM_SPECIAL + num_merges
     int num_merges;
     int (*merges)[2];         // (num_merges, 2): merge i makes token FIRST_MERGE + i from (left, right)
@@ -1868,6 +1880,38 @@ static size_t chunk_length(const unsigned char *s, size_t n) {
     return i;
 }
 
+// GPT-2's chunk at s, the first match of its regular expression (OpenAI's encoder.py)
+//     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// whose alternatives are tried in order: a contraction; an optional space and a run of
+// letters, of numbers, or of other symbols; a whitespace run that a non-space does not
+// follow, so that a run before a word leaves its last character to the word; and the
+// whitespace run itself when that leaves nothing. Classes come from unicode_class
+// (appendix H), which calls a byte that is not valid UTF-8 an other symbol.
+static size_t gpt2_chunk_length(const unsigned char *s, size_t n) {
+    static const char *CONTRACTIONS[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+    for (int c = 0; c < 7; c++) {
+        size_t k = strlen(CONTRACTIONS[c]);
+        if (n >= k && !memcmp(s, CONTRACTIONS[c], k)) { return k; }
+    }
+    size_t i = 0;
+    int len, cls = unicode_class(s, n, &len);
+    if (s[0] == ' ' && n > 1) {
+        int next = unicode_class(s + 1, n - 1, &len);
+        if (next != CLASS_SPACE) { i = 1; cls = next; }
+    }
+    if (cls != CLASS_SPACE) { // letters, numbers or others, after the optional space
+        while (i < n && unicode_class(s + i, n - i, &len) == cls) { i += (size_t)len; }
+        return i;
+    }
+    size_t last = 0; // where the run's last character starts
+    while (i < n && unicode_class(s + i, n - i, &len) == CLASS_SPACE) { last = i; i += (size_t)len; }
+    return (i == n || last == 0) ? i : last;
+}
+
+static size_t tokenizer_chunk(const Tokenizer *tok, const unsigned char *s, size_t n) {
+    return tok->split == SPLIT_GPT2 ? gpt2_chunk_length(s, n) : chunk_length(s, n);
+}
+
 // Applies the merges to one chunk, lowest rank first; appends the ids to out.
 static int encode_chunk(const Tokenizer *tok, const unsigned char *s, size_t n, int *out) {
     int local[64];
@@ -1901,7 +1945,7 @@ int tokenizer_encode(const Tokenizer *tok, const char *text, size_t n, int *out)
     const unsigned char *s = (const unsigned char *)text;
     int count = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = chunk_length(s + i, n - i);
+        size_t len = tokenizer_chunk(tok, s + i, n - i);
         count += encode_chunk(tok, s + i, len, out + count);
         i += len;
     }
@@ -2048,6 +2092,7 @@ void tokenizer_train(Tokenizer *tok, const char *text, size_t n, int vocab_size)
     int max_merges = vocab_size - FIRST_MERGE;
     tok->merges = mallocCheck((size_t)(max_merges > 0 ? max_merges : 1) * sizeof(int[2]));
     tok->num_merges = 0;
+    tok->split = SPLIT_OURS;
     while (tok->num_merges < max_merges) {
         int64_t best = 0;
         uint64_t best_key = 0;
@@ -2905,6 +2950,7 @@ static void reward_model_from_lm(GPT *rm, const GPT *lm) {
     gpt_build(rm, cfg);
     // the LM's tensors are the reward model's first 16, in the same layout
     memcpy(rm->params_memory, lm->params_memory, lm->num_parameters * sizeof(float));
+    rm->tokenizer = lm->tokenizer;
     memset(rm->params.headw, 0, (size_t)(cfg.channels + 1) * sizeof(float)); // headw, then headb
 }
 
@@ -3803,7 +3849,7 @@ void command_export(const Config *cfg) {
     TrainState state;
     open_model(cfg, ~0, &model, &tok, &state, stdout);
     make_out_dir(cfg);
-    if (cfg->llmc) { export_llmc(&model, cfg->out_dir); }
+    if (cfg->llmc) { export_llmc(&model, &tok, cfg->out_dir); }
     else { export_hf(&model, state.kind, &tok, cfg->out_dir); }
     gpt_free(&model);
     tokenizer_free(&tok);
@@ -3814,18 +3860,9 @@ void command_export(const Config *cfg) {
 void command_import(const Config *cfg) {
     if (!cfg->given['i']) { FAIL("import: name the folder to read with -i DIR"); }
     char path[4096];
-    snprintf(path, sizeof(path), "%s/tokenizer.bin", cfg->train_path);
-    if (access(path, R_OK) != 0) {
-        FAIL("%s: missing: import needs the project's tokenizer beside the model (./train export writes it); "
-             "GPT-2's own tokenizer is not supported yet", path);
-    }
     Tokenizer tok;
-    tokenizer_load(&tok, path);
     GPT model;
-    int kind = import_hf(cfg->train_path, &model);
-    if (tok.vocab_size != model.config.vocab_size) {
-        FAIL("%s has %d tokens, the model %d: not the model's tokenizer", path, tok.vocab_size, model.config.vocab_size);
-    }
+    int kind = import_hf(cfg->train_path, &model, &tok);
     make_out_dir(cfg);
     TrainState state = {.kind = kind, .step = 0};
     char out[4096], name[64];
@@ -4898,30 +4935,37 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
 // name, flushed to disk and renamed, so a crash never leaves half a checkpoint.
 
 #define TOKENIZER_MAGIC 0x45504231 // "1BPE"
-#define TOKENIZER_VERSION 1
+#define TOKENIZER_VERSION 2          // 2 added the chunk rule; version 1 files are read as SPLIT_OURS
 
 // File layout (little-endian int32): magic, version, vocab_size, NUM_SPECIAL,
-// num_merges, then num_merges pairs (left, right). See doc/formats.md.
+// num_merges, split (SPLIT_OURS or SPLIT_GPT2), then num_merges pairs (left, right).
+// See doc/formats.md.
 void tokenizer_save(const Tokenizer *tok, const char *path) {
     FILE *f = fopenCheck(path, "wb");
-    int header[5] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, tok->vocab_size, NUM_SPECIAL, tok->num_merges};
-    fwriteCheck(header, sizeof(int), 5, f);
+    int header[6] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, tok->vocab_size, NUM_SPECIAL, tok->num_merges, tok->split};
+    fwriteCheck(header, sizeof(int), 6, f);
     fwriteCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
     fcloseCheck(f);
 }
 
 // Reads a tokenizer file from f; path names it in messages.
 void tokenizer_read(Tokenizer *tok, FILE *f, const char *path) {
-    int header[5];
+    int header[6] = {0};
     long size = file_size(f, path);
-    if (size < (long)sizeof(header)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
+    if (size < 5 * (long)sizeof(int)) { FAIL("%s is truncated (%ld bytes): not a whole tokenizer file; retrain it", path, size); }
     freadCheck(header, sizeof(int), 5, f);
     if (header[0] != TOKENIZER_MAGIC) { FAIL("%s is not a tokenizer file (bad magic number)", path); }
-    if (header[1] != TOKENIZER_VERSION) { FAIL("%s is tokenizer version %d, this program reads %d: retrain it with ./train pretrain", path, header[1], TOKENIZER_VERSION); }
-    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[4] > (1 << 20) || header[2] != FIRST_MERGE + header[4]) {
+    if (header[1] != 1 && header[1] != TOKENIZER_VERSION) {
+        FAIL("%s is tokenizer version %d, this program reads 1 and %d: retrain it with ./train pretrain", path, header[1], TOKENIZER_VERSION);
+    }
+    int fields = header[1] == 1 ? 5 : 6;
+    if (fields == 6 && size >= 6 * (long)sizeof(int)) { freadCheck(&header[5], sizeof(int), 1, f); }
+    if (header[3] != NUM_SPECIAL || header[4] < 0 || header[4] > (1 << 20) || header[2] != FIRST_MERGE + header[4] ||
+        (header[5] != SPLIT_OURS && header[5] != SPLIT_GPT2)) {
         FAIL("%s: inconsistent tokenizer header; retrain it", path);
     }
-    long want = (long)sizeof(header) + (long)header[4] * (long)sizeof(int[2]);
+    tok->split = header[5];
+    long want = (long)fields * (long)sizeof(int) + (long)header[4] * (long)sizeof(int[2]);
     if (size != want) {
         FAIL("%s is %s (%ld bytes, its header says %ld): not a whole tokenizer file; retrain it", path,
              size < want ? "truncated" : "longer than its header says", size, want);
@@ -4946,11 +4990,40 @@ void tokenizer_load(Tokenizer *tok, const char *path) {
     fcloseCheck(f);
 }
 
+// What a checkpoint records of its tokenizer: a hash of the chunk rule and the merges,
+// never 0 (FNV-1a, 32 bits). Two different tokenizers share one with odds of 1 in 4e9.
+uint32_t tokenizer_fingerprint(const Tokenizer *tok) {
+    uint32_t h = 2166136261u;
+    int words[2] = {tok->split, tok->num_merges};
+    const unsigned char *parts[2] = {(const unsigned char *)words, (const unsigned char *)tok->merges};
+    size_t sizes[2] = {sizeof(words), (size_t)tok->num_merges * sizeof(int[2])};
+    for (int p = 0; p < 2; p++) {
+        for (size_t i = 0; i < sizes[p]; i++) { h = (h ^ parts[p][i]) * 16777619u; }
+    }
+    return h ? h : 1;
+}
+
+// Checks that tok (read from tok_path) is the tokenizer of the model (from model_path),
+// by size and, where the checkpoint records it, by fingerprint; a model that does not
+// record it yet takes tok's, for its next save.
+static void tokenizer_match(const Tokenizer *tok, const char *tok_path, GPT *model, const char *model_path) {
+    if (tok->vocab_size != model->config.vocab_size) {
+        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", tok_path, tok->vocab_size,
+             model_path, model->config.vocab_size);
+    }
+    uint32_t print = tokenizer_fingerprint(tok);
+    if (model->tokenizer && model->tokenizer != print) {
+        FAIL("%s (%s chunks, fingerprint %08x) is not the tokenizer %s was trained with (fingerprint %08x): pass that one "
+             "with -z", tok_path, tok->split == SPLIT_GPT2 ? "GPT-2's" : "our", print, model_path, model->tokenizer);
+    }
+    model->tokenizer = print;
+}
+
 #define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
 #define CHECKPOINT_VERSION 1
 enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HEADS, CK_CHANNELS,
        CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_SAMPLE_RNG_LO, CK_SAMPLE_RNG_HI,
-       CK_BETA, CK_HEADER_INTS = 256 };
+       CK_BETA, CK_TOKENIZER, CK_HEADER_INTS = 256 };
 
 // Writes a whole checkpoint to path.tmp and flushes it to disk; checkpoint_commit
 // then renames it to path. checkpoint_save does both.
@@ -4975,6 +5048,7 @@ void checkpoint_write(const char *path, const GPT *model, const TrainState *stat
     header[CK_SAMPLE_RNG_LO] = (int)(uint32_t)state->sample_rng;
     header[CK_SAMPLE_RNG_HI] = (int)(uint32_t)(state->sample_rng >> 32);
     memcpy(&header[CK_BETA], &state->beta, sizeof(float));
+    header[CK_TOKENIZER] = (int)model->tokenizer;
     fwriteCheck(header, sizeof(int), CK_HEADER_INTS, f);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
@@ -5038,6 +5112,7 @@ void checkpoint_read(FILE *f, const char *path, GPT *model, int want_kinds, Trai
              size < want ? "truncated" : "longer than its header says", size, want);
     }
     gpt_build(model, cfg);
+    model->tokenizer = (uint32_t)header[CK_TOKENIZER];
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, f);
     if (header[CK_HAS_OPTIMIZER]) {
         model->m_memory = model_calloc(model->num_parameters, sizeof(float));
@@ -5134,15 +5209,12 @@ static const char *resume_path(const Config *cfg, const char *name, char *buf, s
 }
 
 // the tokenizer of an earlier stage (-z, or <out>/tokenizer.bin), checked against the model
-void load_tokenizer_for(Tokenizer *tok, const Config *cfg, const GPT *model, const char *model_path) {
+void load_tokenizer_for(Tokenizer *tok, const Config *cfg, GPT *model, const char *model_path) {
     char path[4096];
     if (cfg->tokenizer_path) { snprintf(path, sizeof(path), "%s", cfg->tokenizer_path); }
     else { out_path(path, sizeof(path), cfg, "tokenizer.bin"); }
     tokenizer_load(tok, path);
-    if (tok->vocab_size != model->config.vocab_size) {
-        FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", path, tok->vocab_size, model_path,
-             model->config.vocab_size);
-    }
+    tokenizer_match(tok, path, model, model_path);
 }
 
 // The opening of a later stage: the output directory, the checkpoint it starts
@@ -5212,10 +5284,7 @@ static void pretrain_open(const Config *cfg, Tokenizer *tok, DataLoader *train, 
         gpt_build(model, gc);
         gpt_init(model, cfg->seed);
     }
-    if (model->config.vocab_size != tok->vocab_size) {
-        FAIL("the model has a vocabulary of %d but the tokenizer has %d: use the tokenizer it was trained with (-z)",
-             model->config.vocab_size, tok->vocab_size);
-    }
+    tokenizer_match(tok, cfg->tokenizer_path ? cfg->tokenizer_path : "the tokenizer", model, start ? start : "the new model");
     if (cfg->seq_len > model->config.max_seq_len) { FAIL("-t %d exceeds the checkpoint's context of %d", cfg->seq_len, model->config.max_seq_len); }
     printf("model: L=%d C=%d NH=%d V=%d T=%d, %.2fM parameters\n", model->config.num_layers, model->config.channels,
            model->config.num_heads, model->config.vocab_size, model->config.max_seq_len, model->num_parameters / 1e6);
@@ -6393,6 +6462,9 @@ static void safetensors_write(const char *path, const SafeTensor *t, int n, cons
     str_free(&h);
 }
 
+// the folder's name for a file in it
+static void dir_path(char *buf, size_t size, const char *dir, const char *name) { snprintf(buf, size, "%s/%s", dir, name); }
+
 // GPT-2's byte-to-character map, which tokenizer.json's byte-level BPE uses to write
 // bytes as text: the printable bytes stand for themselves, the others (controls, space,
 // 0x7f-0xa0, 0xad) for the characters from U+0100 on, in order
@@ -6410,6 +6482,150 @@ static void token_text(Str *out, const Tokenizer *tok, int id) {
     for (int i = 0; i < tok->lengths[id]; i++) { utf8_put(out, byte_char(tok->bytes[id][i])); }
 }
 
+// The id that a transformers folder gives our token `id`. With our tokenizer it is the
+// same. GPT-2 numbers its tokens otherwise: the 256 bytes in the order of their
+// characters (the 188 printable bytes first, then the others), its merges, then
+// <|endoftext|>; our chat tokens follow as new ones: <|user|>, <|assistant|>, <|end|>.
+static int hf_id(const Tokenizer *tok, int id) {
+    if (tok->split != SPLIT_GPT2) { return id; }
+    if (id >= FIRST_MERGE) { return id - NUM_SPECIAL; }
+    if (id >= TOKEN_EOT) { return 256 + tok->num_merges + (id - TOKEN_EOT); }
+    int n = 0;
+    for (int x = 0; x < id; x++) { n += byte_printable(x) == byte_printable(id); }
+    return byte_printable(id) ? n : 188 + n;
+}
+
+// wte with its rows in the order of hf_id (caller frees), or NULL where that is ours
+static float *hf_wte(const GPT *model, const Tokenizer *tok) {
+    if (tok->split != SPLIT_GPT2) { return NULL; }
+    size_t C = (size_t)model->config.channels;
+    float *rows = mallocCheck(model->param_sizes[0] * sizeof(float));
+    for (int id = 0; id < model->config.vocab_size; id++) { memcpy(rows + (size_t)hf_id(tok, id) * C, model->params.wte + (size_t)id * C, C * sizeof(float)); }
+    return rows;
+}
+
+// The bytes that a token's text in vocab.json or merges.txt stands for (the inverse of
+// byte_char); NULL if a character is not one of byte_char's 256.
+static const char *token_bytes(const char *text, Str *out) {
+    str_clear(out);
+    for (const unsigned char *s = (const unsigned char *)text; *s;) {
+        int n = utf8_length(s), b = -1;
+        unsigned cp = n == 1 ? s[0] : n == 2 ? (unsigned)(s[0] & 0x1F) << 6 | (s[1] & 0x3F) : 0x110000;
+        if (cp < 256) { b = byte_printable((int)cp) ? (int)cp : -1; }
+        for (int x = 0, k = 256; x < 256 && b < 0 && cp < 256 + 68; x++) { // the non-printable ones, in order
+            if (!byte_printable(x) && (unsigned)k++ == cp) { b = x; }
+        }
+        if (n == 0 || b < 0) { return "a character that stands for no byte"; }
+        char c = (char)b;
+        str_add(out, &c, 1);
+        s += n;
+    }
+    return NULL;
+}
+
+// the slot of some bytes in a PairMap, keyed by their 64-bit hash in two halves
+static int64_t *bytes_slot(PairMap *m, const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL; // FNV-1a
+    for (size_t i = 0; i < n; i++) { h = (h ^ (unsigned char)s[i]) * 1099511628211ULL; }
+    return pairmap_at(m, (int)(h >> 32), (int)(uint32_t)h);
+}
+
+// GPT-2's own tokenizer from the vocab.json and merges.txt of a Hugging Face folder, in
+// our layout (bytes, our special tokens, merge r as token FIRST_MERGE + r) with GPT-2's
+// chunks. It must be numbered as GPT-2's is (see hf_id); anything else is refused.
+static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
+    char vpath[4096], mpath[4096];
+    dir_path(vpath, sizeof(vpath), dir, "vocab.json");
+    dir_path(mpath, sizeof(mpath), dir, "merges.txt");
+    if (access(vpath, R_OK) != 0 || access(mpath, R_OK) != 0) {
+        FAIL("%s: no tokenizer.bin (which ./train export writes) and no GPT-2 tokenizer (vocab.json and merges.txt, which "
+             "save_pretrained writes): %s is missing", dir, access(vpath, R_OK) != 0 ? vpath : mpath);
+    }
+    size_t size;
+    char *vocab = read_whole_file(vpath, &size), *merges = read_whole_file(mpath, &size);
+    // vocab.json: {"token text": id, ...}; keep each id's bytes
+    int count = 0, cap = 1024;
+    Str *bytes = callocCheck((size_t)cap, sizeof(Str)), key = {0};
+    const char *p = skip_ws(vocab), *err = *p == '{' ? NULL : "expected an object";
+    for (p = skip_ws(p + 1); !err && *p != '}';) {
+        str_clear(&key);
+        if ((err = json_parse_string(&p, &key)) != NULL) { break; }
+        p = skip_ws(p);
+        char *end;
+        long id = *p == ':' ? strtol(p + 1, &end, 10) : -1;
+        if (id < 0 || id >= (1 << 20) || end == p + 1) { err = "expected \"token\": id"; break; }
+        for (; id >= cap; cap *= 2) { // grow, zeroing the new entries
+            bytes = realloc(bytes, (size_t)cap * 2 * sizeof(Str));
+            if (bytes == NULL) { FAIL("out of memory reading %s", vpath); }
+            memset(bytes + cap, 0, (size_t)cap * sizeof(Str));
+        }
+        if (bytes[id].s) { err = "an id given twice"; break; }
+        if ((err = token_bytes(str_cstr(&key), &bytes[id])) != NULL) { break; }
+        if (id >= count) { count = (int)id + 1; }
+        p = skip_ws(end);
+        if (*p == ',') { p = skip_ws(p + 1); }
+        else if (*p != '}') { err = "expected ',' or '}'"; }
+    }
+    if (err) { FAIL("%s: %s near \"%.20s\"", vpath, err, p); }
+    // GPT-2's numbering: the bytes in hf_id's order, then merges, then <|endoftext|> last
+    int num_merges = count - 257;
+    tok->split = SPLIT_GPT2;
+    tok->num_merges = num_merges;
+    for (int id = 0; id < count; id++) {
+        int want = id < 256 ? 1 : id < count - 1 ? 0 : -1;
+        if (bytes[id].s == NULL) { FAIL("%s: no token has id %d: not a GPT-2 vocabulary", vpath, id); }
+        if (want < 0 && strcmp(str_cstr(&bytes[id]), "<|endoftext|>") != 0) {
+            FAIL("%s: its last id, %d, is not <|endoftext|>, as GPT-2's is: not a GPT-2 vocabulary", vpath, id);
+        }
+        if (want > 0 && (bytes[id].len != 1 || hf_id(tok, (unsigned char)bytes[id].s[0]) != id)) {
+            FAIL("%s: id %d is not the byte GPT-2 gives that id: not GPT-2's byte order", vpath, id);
+        }
+    }
+    // merges.txt: "#version" first, then "left right" per line in rank order; merge r makes GPT-2's token 256 + r
+    PairMap ids; // bytes -> 1 + GPT-2 id (0: none)
+    pairmap_init(&ids, 1 << 17);
+    for (int id = 0; id < count - 1; id++) { *bytes_slot(&ids, bytes[id].s, bytes[id].len) = id + 1; }
+    tok->merges = mallocCheck((size_t)(num_merges > 0 ? num_merges : 1) * sizeof(int[2]));
+    Str left = {0}, right = {0};
+    char *line = merges, *next;
+    int r = 0, lineno = 0;
+    for (; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) { *next++ = '\0'; }
+        lineno++;
+        if (line[0] == '\0' || !strncmp(line, "#version", 8)) { continue; }
+        char *space = strchr(line, ' ');
+        if (space) { *space = '\0'; }
+        if (r == num_merges || !space || token_bytes(line, &left) || token_bytes(space + 1, &right)) {
+            FAIL("%s:%d: %s", mpath, lineno, r == num_merges ? "more merges than vocab.json has tokens for" : "not two tokens");
+        }
+        int *pair = tok->merges[r];
+        for (int side = 0; side < 2; side++) {
+            Str *b = side ? &right : &left;
+            int64_t g = *bytes_slot(&ids, b->s, b->len) - 1;
+            if (g < 0 || g >= 256 + r || bytes[g].len != b->len || memcmp(bytes[g].s, b->s, b->len)) {
+                FAIL("%s:%d: merge %d's %s part is not a token made before it", mpath, lineno, r, side ? "right" : "left");
+            }
+            pair[side] = g < 256 ? (unsigned char)bytes[g].s[0] : (int)g + NUM_SPECIAL; // our id of GPT-2's token g
+        }
+        Str *made = &bytes[256 + r];
+        if (made->len != left.len + right.len || memcmp(made->s, left.s, left.len) || memcmp(made->s + left.len, right.s, right.len)) {
+            FAIL("%s:%d: merge %d does not make token %d of %s: not GPT-2's numbering", mpath, lineno, r, 256 + r, vpath);
+        }
+        r++;
+    }
+    if (r != num_merges) { FAIL("%s has %d merges, %s %d tokens: they are not one tokenizer", mpath, r, vpath, count); }
+    tokenizer_index(tok);
+    for (int id = 0; id < count; id++) { str_free(&bytes[id]); }
+    free(bytes);
+    str_free(&key);
+    str_free(&left);
+    str_free(&right);
+    pairmap_free(&ids);
+    free(vocab);
+    free(merges);
+}
+
 // The chunking of chunk_length (section 6) as the regular expression of a Split
 // pre-tokenizer (as written in JSON: backslashes doubled): a letter run (ASCII letters
 // and every non-ASCII character), a digit run, or a run of other symbols, each with an
@@ -6421,31 +6637,38 @@ static const char *CHUNK_REGEX =
     "|[ \\\\t\\\\n\\\\r\\\\x0b\\\\f]+(?= [^ \\\\t\\\\n\\\\r\\\\x0b\\\\f])|[ \\\\t\\\\n\\\\r\\\\x0b\\\\f]+\\\\z";
 
 // tokenizer.json for the `tokenizers` library: byte-level BPE with our merges in rank
-// order, our chunking, and the four special tokens, both as added tokens and in the
-// vocabulary (tokenizers numbers an added token missing from the vocabulary after it). Returns the number of merges whose
+// order, the four special tokens, both as added tokens and in the vocabulary
+// (tokenizers numbers an added token missing from the vocabulary after it), ids as
+// hf_id gives them, and the chunks of the tokenizer's rule: ours as a Split regex, or
+// GPT-2's, which is the ByteLevel pre-tokenizer's own. Returns the number of merges whose
 // bytes repeat an earlier token's: tokenizers keys its vocabulary by text, so such a
 // token cannot keep its own id there (export says so).
 static int tokenizer_json(Str *j, const Tokenizer *tok) {
     Str a = {0}, b = {0};
-    int repeats = 0;
+    int repeats = 0, gpt2 = tok->split == SPLIT_GPT2;
     str_addf(j, "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [");
     for (int i = 0; i < NUM_SPECIAL; i++) {
         str_addf(j, "%s{\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
-                 "\"normalized\": false, \"special\": true}", i ? ", " : "", TOKEN_EOT + i, SPECIAL_TOKENS[i]);
+                 "\"normalized\": false, \"special\": true}", i ? ", " : "", hf_id(tok, TOKEN_EOT + i), SPECIAL_TOKENS[i]);
     }
-    str_addf(j, "], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
-             "\"pattern\": {\"Regex\": \"%s\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
-             "\"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}]}, \"post_processor\": null, "
+    str_addf(j, "], \"normalizer\": null, \"pre_tokenizer\": ");
+    if (gpt2) { str_addf(j, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}"); }
+    else {
+        str_addf(j, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"%s\"}, "
+                 "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                 "\"trim_offsets\": false, \"use_regex\": false}]}", CHUNK_REGEX);
+    }
+    str_addf(j, ", \"post_processor\": null, "
              "\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}, "
              "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
              "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false, "
-             "\"vocab\": {", CHUNK_REGEX);
+             "\"vocab\": {");
     for (int id = 0; id < tok->vocab_size; id++) {
         if (id >= TOKEN_EOT && id < FIRST_MERGE) { // in the vocabulary too, so that they keep their ids
-            str_addf(j, ", \"%s\": %d", SPECIAL_TOKENS[id - TOKEN_EOT], id);
+            str_addf(j, ", \"%s\": %d", SPECIAL_TOKENS[id - TOKEN_EOT], hf_id(tok, id));
             continue;
         }
-        for (int k = 0; k < id && id >= FIRST_MERGE; k++) { // a repeat of an earlier token's bytes?
+        for (int k = 0; k < id && id >= FIRST_MERGE && !gpt2; k++) { // a repeat of an earlier token's bytes? (never in GPT-2's)
             if (tok->lengths[k] == tok->lengths[id] && !memcmp(tok->bytes[k], tok->bytes[id], (size_t)tok->lengths[id])) {
                 repeats++;
                 break;
@@ -6454,7 +6677,7 @@ static int tokenizer_json(Str *j, const Tokenizer *tok) {
         token_text(&a, tok, id);
         if (id) { str_add(j, ", ", 2); }
         json_write_string(j, str_cstr(&a));
-        str_addf(j, ": %d", id);
+        str_addf(j, ": %d", hf_id(tok, id));
     }
     str_add(j, "}, \"merges\": [", 14);
     for (int m = 0; m < tok->num_merges; m++) {
@@ -6485,9 +6708,6 @@ static const char *CHAT_TEMPLATE_JINJA =
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}";
 
-// the folder's name for a file in it
-static void dir_path(char *buf, size_t size, const char *dir, const char *name) { snprintf(buf, size, "%s/%s", dir, name); }
-
 // ./train export -c CKPT -o DIR: the checkpoint as a Hugging Face model folder, with the
 // project's own tokenizer.bin beside it (for ./train import to restore exactly)
 void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir) {
@@ -6507,6 +6727,8 @@ void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir
     }
     SafeTensor *t = mallocCheck((size_t)(16 * L + 8) * sizeof(SafeTensor));
     int n = hf_tensors(model, t, folded);
+    float *wte = hf_wte(model, tok); // GPT-2's tokenizer numbers the rows its own way
+    if (wte) { t[0].data = wte; }
     char metadata[256];
     snprintf(metadata, sizeof(metadata), "{\"format\": \"pt\", \"train_c_kind\": \"%s\"}", KIND_FILES[kind]);
     dir_path(path, sizeof(path), dir, "model.safetensors");
@@ -6518,13 +6740,13 @@ void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir
              "  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n"
              "  \"tie_word_embeddings\": true,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n"
              "%s  \"torch_dtype\": \"float32\"\n}\n", scalar ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", c.vocab_size,
-             c.max_seq_len, c.max_seq_len, c.channels, L, c.num_heads, TOKEN_EOT, TOKEN_END, TOKEN_EOT,
-             scalar ? "  \"num_labels\": 1,\n  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0},\n" : "");
+             c.max_seq_len, c.max_seq_len, c.channels, L, c.num_heads, hf_id(tok, TOKEN_EOT), hf_id(tok, TOKEN_END),
+             hf_id(tok, TOKEN_EOT), scalar ? "  \"num_labels\": 1,\n  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0},\n" : "");
     dir_path(path, sizeof(path), dir, "config.json");
     write_file_atomic(path, j.s, j.len);
     str_clear(&j);
     str_addf(&j, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": [%d, %d],\n  \"pad_token_id\": %d,\n  \"do_sample\": false\n}\n",
-             TOKEN_EOT, TOKEN_END, TOKEN_EOT, TOKEN_EOT);
+             hf_id(tok, TOKEN_EOT), hf_id(tok, TOKEN_END), hf_id(tok, TOKEN_EOT), hf_id(tok, TOKEN_EOT));
     dir_path(path, sizeof(path), dir, "generation_config.json");
     write_file_atomic(path, j.s, j.len);
     str_clear(&j);
@@ -6548,15 +6770,17 @@ void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir
     str_free(&j);
     free(t);
     free(folded);
+    free(wte);
     printf("exported to %s/: model.safetensors (%s, %d tensors), config.json, generation_config.json, tokenizer.json, "
            "tokenizer_config.json, tokenizer.bin\n", dir, scalar ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel", n);
 }
 
 // llm.c's fp32 checkpoint (train_gpt2.c): a header of 256 int32 (magic 20240326,
 // version 3, maxT, V, L, NH, C, and V padded up to a multiple of 128), then our 16
-// tensors in our order and layout, wte padded with zero rows to the padded V.
+// tensors in our order and layout, wte padded with zero rows to the padded V (its rows
+// in GPT-2's order for a model with GPT-2's tokenizer, as llm.c's tokenizer numbers them).
 // Language models only: llm.c has no scalar head.
-void export_llmc(const GPT *model, const char *dir) {
+void export_llmc(const GPT *model, const Tokenizer *tok, const char *dir) {
     GPTConfig c = model->config;
     if (c.scalar_head) { FAIL("export --llmc: llm.c's format holds language models only, not a reward or value model"); }
     int Vp = (c.vocab_size + 127) / 128 * 128, header[256] = {0};
@@ -6567,7 +6791,9 @@ void export_llmc(const GPT *model, const char *dir) {
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopenCheck(tmp, "wb");
     fwriteCheck(header, sizeof(int), 256, f);
-    fwriteCheck(model->params.wte, sizeof(float), model->param_sizes[0], f);
+    float *wte = hf_wte(model, tok);
+    fwriteCheck(wte ? wte : model->params.wte, sizeof(float), model->param_sizes[0], f);
+    free(wte);
     float *zeros = callocCheck((size_t)(Vp - c.vocab_size) * c.channels + 1, sizeof(float));
     fwriteCheck(zeros, sizeof(float), (size_t)(Vp - c.vocab_size) * c.channels, f);
     free(zeros);
@@ -6636,12 +6862,49 @@ static size_t safetensors_find(const char *header, const char *name, const int *
     return (size_t)begin;
 }
 
-// ./train import -i DIR: a model folder as export writes it (or a Hugging Face GPT-2 in
-// F32 with the project's tokenizer.bin beside it) into a checkpoint of its kind, and
-// that tokenizer, in the output folder. Returns the kind.
-int import_hf(const char *dir, GPT *model) {
+// wte's rows from the file's order (hf_id) into ours. The `added` chat tokens that the
+// file lacks (GPT-2 as published has none) get new rows, each the mean of the file's
+// rows, so that their logits start at the mean logit, neither favoured nor shut out
+// (Hewitt, "Initializing new word embeddings for pretrained language models", 2021).
+static void wte_from_hf(GPT *model, const Tokenizer *tok, int added) {
+    GPTConfig c = model->config;
+    size_t C = (size_t)c.channels, rows = (size_t)c.vocab_size;
+    float *file = mallocCheck(rows * C * sizeof(float)), *mean = callocCheck(C, sizeof(float));
+    memcpy(file, model->params.wte, rows * C * sizeof(float));
+    for (size_t i = 0; i < C; i++) {
+        double sum = 0.0;
+        for (size_t r = 0; r < rows; r++) { sum += file[r * C + i]; }
+        mean[i] = (float)(sum / (double)rows);
+    }
+    if (added) { // a model with more rows: the other tensors as they are
+        GPT wide;
+        c.vocab_size += added;
+        gpt_build(&wide, c);
+        memcpy(wide.params_memory + wide.param_sizes[0], model->params_memory + model->param_sizes[0],
+               (model->num_parameters - model->param_sizes[0]) * sizeof(float));
+        gpt_free(model);
+        *model = wide;
+        printf("import: %s, %s and %s are not in the file's vocabulary: new rows of the token embedding, each the mean of "
+               "its %zu rows\n", SPECIAL_TOKENS[1], SPECIAL_TOKENS[2], SPECIAL_TOKENS[3], rows);
+    }
+    for (int id = 0; id < c.vocab_size; id++) {
+        size_t h = (size_t)hf_id(tok, id);
+        memcpy(model->params.wte + (size_t)id * C, h < rows ? file + h * C : mean, C * sizeof(float));
+    }
+    free(file);
+    free(mean);
+}
+
+// ./train import -i DIR: a model folder as export writes it, or a Hugging Face GPT-2 in
+// F32 with its own tokenizer (vocab.json and merges.txt), into a model of its kind and
+// that tokenizer. Returns the kind.
+int import_hf(const char *dir, GPT *model, Tokenizer *tok) {
     char path[4096];
     size_t size;
+    // the tokenizer: the project's own file, exactly, where export left one; else GPT-2's
+    dir_path(path, sizeof(path), dir, "tokenizer.bin");
+    if (access(path, F_OK) == 0) { tokenizer_load(tok, path); }
+    else { gpt2_tokenizer_read(tok, dir); }
     dir_path(path, sizeof(path), dir, "config.json");
     char *config = read_whole_file(path, &size);
     if (config == NULL) { FAIL("%s: %s (import reads a folder that ./train export or transformers wrote)", path, strerror(errno)); }
@@ -6660,6 +6923,12 @@ int import_hf(const char *dir, GPT *model) {
         FAIL("%s: n_inner %d: train.c's MLP is 4 x n_embd = %d wide", path, atoi(inner), 4 * c.channels);
     }
     if (c.channels % c.num_heads) { FAIL("%s: n_embd %d is not a multiple of n_head %d", path, c.channels, c.num_heads); }
+    // the file's rows of wte: one per token of the tokenizer, or GPT-2's without our chat tokens
+    int added = tok->split == SPLIT_GPT2 && c.vocab_size == tok->vocab_size - (NUM_SPECIAL - 1) ? NUM_SPECIAL - 1 : 0;
+    if (c.vocab_size + added != tok->vocab_size) {
+        FAIL("%s: vocab_size %d, but its tokenizer has %d tokens%s: not that tokenizer's model", path, c.vocab_size,
+             tok->vocab_size, tok->split == SPLIT_GPT2 ? " (or that many less our 3 chat tokens)" : "");
+    }
     free(config);
     dir_path(path, sizeof(path), dir, "model.safetensors");
     FILE *f = fopenCheck(path, "rb");
@@ -6713,5 +6982,183 @@ int import_hf(const char *dir, GPT *model) {
     fclose(f);
     free(header);
     free(t);
+    if (tok->split == SPLIT_GPT2) { wte_from_hf(model, tok, added); }
+    model->tokenizer = tokenizer_fingerprint(tok);
     return kind;
+}
+
+// GPT-2's character classes (gpt2_chunk_length, section 6): Unicode's letters (\p{L}),
+// numbers (\p{N}) and whitespace (\s) as ranges of code points, first and last, as the
+// regular-expression engine of tiktoken and tokenizers reads them.
+// generated by test/interop/unicode_classes.py with tiktoken 0.14.0
+static const uint32_t UNICODE_LETTERS[677][2] = { // \p{L}
+    {0x41, 0x5A}, {0x61, 0x7A}, {0xAA, 0xAA}, {0xB5, 0xB5}, {0xBA, 0xBA}, {0xC0, 0xD6},
+    {0xD8, 0xF6}, {0xF8, 0x2C1}, {0x2C6, 0x2D1}, {0x2E0, 0x2E4}, {0x2EC, 0x2EC}, {0x2EE, 0x2EE},
+    {0x370, 0x374}, {0x376, 0x377}, {0x37A, 0x37D}, {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A},
+    {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481}, {0x48A, 0x52F}, {0x531, 0x556},
+    {0x559, 0x559}, {0x560, 0x588}, {0x5D0, 0x5EA}, {0x5EF, 0x5F2}, {0x620, 0x64A}, {0x66E, 0x66F},
+    {0x671, 0x6D3}, {0x6D5, 0x6D5}, {0x6E5, 0x6E6}, {0x6EE, 0x6EF}, {0x6FA, 0x6FC}, {0x6FF, 0x6FF},
+    {0x710, 0x710}, {0x712, 0x72F}, {0x74D, 0x7A5}, {0x7B1, 0x7B1}, {0x7CA, 0x7EA}, {0x7F4, 0x7F5},
+    {0x7FA, 0x7FA}, {0x800, 0x815}, {0x81A, 0x81A}, {0x824, 0x824}, {0x828, 0x828}, {0x840, 0x858},
+    {0x860, 0x86A}, {0x870, 0x887}, {0x889, 0x88E}, {0x8A0, 0x8C9}, {0x904, 0x939}, {0x93D, 0x93D},
+    {0x950, 0x950}, {0x958, 0x961}, {0x971, 0x980}, {0x985, 0x98C}, {0x98F, 0x990}, {0x993, 0x9A8},
+    {0x9AA, 0x9B0}, {0x9B2, 0x9B2}, {0x9B6, 0x9B9}, {0x9BD, 0x9BD}, {0x9CE, 0x9CE}, {0x9DC, 0x9DD},
+    {0x9DF, 0x9E1}, {0x9F0, 0x9F1}, {0x9FC, 0x9FC}, {0xA05, 0xA0A}, {0xA0F, 0xA10}, {0xA13, 0xA28},
+    {0xA2A, 0xA30}, {0xA32, 0xA33}, {0xA35, 0xA36}, {0xA38, 0xA39}, {0xA59, 0xA5C}, {0xA5E, 0xA5E},
+    {0xA72, 0xA74}, {0xA85, 0xA8D}, {0xA8F, 0xA91}, {0xA93, 0xAA8}, {0xAAA, 0xAB0}, {0xAB2, 0xAB3},
+    {0xAB5, 0xAB9}, {0xABD, 0xABD}, {0xAD0, 0xAD0}, {0xAE0, 0xAE1}, {0xAF9, 0xAF9}, {0xB05, 0xB0C},
+    {0xB0F, 0xB10}, {0xB13, 0xB28}, {0xB2A, 0xB30}, {0xB32, 0xB33}, {0xB35, 0xB39}, {0xB3D, 0xB3D},
+    {0xB5C, 0xB5D}, {0xB5F, 0xB61}, {0xB71, 0xB71}, {0xB83, 0xB83}, {0xB85, 0xB8A}, {0xB8E, 0xB90},
+    {0xB92, 0xB95}, {0xB99, 0xB9A}, {0xB9C, 0xB9C}, {0xB9E, 0xB9F}, {0xBA3, 0xBA4}, {0xBA8, 0xBAA},
+    {0xBAE, 0xBB9}, {0xBD0, 0xBD0}, {0xC05, 0xC0C}, {0xC0E, 0xC10}, {0xC12, 0xC28}, {0xC2A, 0xC39},
+    {0xC3D, 0xC3D}, {0xC58, 0xC5A}, {0xC5D, 0xC5D}, {0xC60, 0xC61}, {0xC80, 0xC80}, {0xC85, 0xC8C},
+    {0xC8E, 0xC90}, {0xC92, 0xCA8}, {0xCAA, 0xCB3}, {0xCB5, 0xCB9}, {0xCBD, 0xCBD}, {0xCDD, 0xCDE},
+    {0xCE0, 0xCE1}, {0xCF1, 0xCF2}, {0xD04, 0xD0C}, {0xD0E, 0xD10}, {0xD12, 0xD3A}, {0xD3D, 0xD3D},
+    {0xD4E, 0xD4E}, {0xD54, 0xD56}, {0xD5F, 0xD61}, {0xD7A, 0xD7F}, {0xD85, 0xD96}, {0xD9A, 0xDB1},
+    {0xDB3, 0xDBB}, {0xDBD, 0xDBD}, {0xDC0, 0xDC6}, {0xE01, 0xE30}, {0xE32, 0xE33}, {0xE40, 0xE46},
+    {0xE81, 0xE82}, {0xE84, 0xE84}, {0xE86, 0xE8A}, {0xE8C, 0xEA3}, {0xEA5, 0xEA5}, {0xEA7, 0xEB0},
+    {0xEB2, 0xEB3}, {0xEBD, 0xEBD}, {0xEC0, 0xEC4}, {0xEC6, 0xEC6}, {0xEDC, 0xEDF}, {0xF00, 0xF00},
+    {0xF40, 0xF47}, {0xF49, 0xF6C}, {0xF88, 0xF8C}, {0x1000, 0x102A}, {0x103F, 0x103F}, {0x1050, 0x1055},
+    {0x105A, 0x105D}, {0x1061, 0x1061}, {0x1065, 0x1066}, {0x106E, 0x1070}, {0x1075, 0x1081}, {0x108E, 0x108E},
+    {0x10A0, 0x10C5}, {0x10C7, 0x10C7}, {0x10CD, 0x10CD}, {0x10D0, 0x10FA}, {0x10FC, 0x1248}, {0x124A, 0x124D},
+    {0x1250, 0x1256}, {0x1258, 0x1258}, {0x125A, 0x125D}, {0x1260, 0x1288}, {0x128A, 0x128D}, {0x1290, 0x12B0},
+    {0x12B2, 0x12B5}, {0x12B8, 0x12BE}, {0x12C0, 0x12C0}, {0x12C2, 0x12C5}, {0x12C8, 0x12D6}, {0x12D8, 0x1310},
+    {0x1312, 0x1315}, {0x1318, 0x135A}, {0x1380, 0x138F}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD}, {0x1401, 0x166C},
+    {0x166F, 0x167F}, {0x1681, 0x169A}, {0x16A0, 0x16EA}, {0x16F1, 0x16F8}, {0x1700, 0x1711}, {0x171F, 0x1731},
+    {0x1740, 0x1751}, {0x1760, 0x176C}, {0x176E, 0x1770}, {0x1780, 0x17B3}, {0x17D7, 0x17D7}, {0x17DC, 0x17DC},
+    {0x1820, 0x1878}, {0x1880, 0x1884}, {0x1887, 0x18A8}, {0x18AA, 0x18AA}, {0x18B0, 0x18F5}, {0x1900, 0x191E},
+    {0x1950, 0x196D}, {0x1970, 0x1974}, {0x1980, 0x19AB}, {0x19B0, 0x19C9}, {0x1A00, 0x1A16}, {0x1A20, 0x1A54},
+    {0x1AA7, 0x1AA7}, {0x1B05, 0x1B33}, {0x1B45, 0x1B4C}, {0x1B83, 0x1BA0}, {0x1BAE, 0x1BAF}, {0x1BBA, 0x1BE5},
+    {0x1C00, 0x1C23}, {0x1C4D, 0x1C4F}, {0x1C5A, 0x1C7D}, {0x1C80, 0x1C8A}, {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF},
+    {0x1CE9, 0x1CEC}, {0x1CEE, 0x1CF3}, {0x1CF5, 0x1CF6}, {0x1CFA, 0x1CFA}, {0x1D00, 0x1DBF}, {0x1E00, 0x1F15},
+    {0x1F18, 0x1F1D}, {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B},
+    {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4},
+    {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC},
+    {0x2071, 0x2071}, {0x207F, 0x207F}, {0x2090, 0x209C}, {0x2102, 0x2102}, {0x2107, 0x2107}, {0x210A, 0x2113},
+    {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128}, {0x212A, 0x212D},
+    {0x212F, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2CE4},
+    {0x2CEB, 0x2CEE}, {0x2CF2, 0x2CF3}, {0x2D00, 0x2D25}, {0x2D27, 0x2D27}, {0x2D2D, 0x2D2D}, {0x2D30, 0x2D67},
+    {0x2D6F, 0x2D6F}, {0x2D80, 0x2D96}, {0x2DA0, 0x2DA6}, {0x2DA8, 0x2DAE}, {0x2DB0, 0x2DB6}, {0x2DB8, 0x2DBE},
+    {0x2DC0, 0x2DC6}, {0x2DC8, 0x2DCE}, {0x2DD0, 0x2DD6}, {0x2DD8, 0x2DDE}, {0x2E2F, 0x2E2F}, {0x3005, 0x3006},
+    {0x3031, 0x3035}, {0x303B, 0x303C}, {0x3041, 0x3096}, {0x309D, 0x309F}, {0x30A1, 0x30FA}, {0x30FC, 0x30FF},
+    {0x3105, 0x312F}, {0x3131, 0x318E}, {0x31A0, 0x31BF}, {0x31F0, 0x31FF}, {0x3400, 0x4DBF}, {0x4E00, 0xA48C},
+    {0xA4D0, 0xA4FD}, {0xA500, 0xA60C}, {0xA610, 0xA61F}, {0xA62A, 0xA62B}, {0xA640, 0xA66E}, {0xA67F, 0xA69D},
+    {0xA6A0, 0xA6E5}, {0xA717, 0xA71F}, {0xA722, 0xA788}, {0xA78B, 0xA7CD}, {0xA7D0, 0xA7D1}, {0xA7D3, 0xA7D3},
+    {0xA7D5, 0xA7DC}, {0xA7F2, 0xA801}, {0xA803, 0xA805}, {0xA807, 0xA80A}, {0xA80C, 0xA822}, {0xA840, 0xA873},
+    {0xA882, 0xA8B3}, {0xA8F2, 0xA8F7}, {0xA8FB, 0xA8FB}, {0xA8FD, 0xA8FE}, {0xA90A, 0xA925}, {0xA930, 0xA946},
+    {0xA960, 0xA97C}, {0xA984, 0xA9B2}, {0xA9CF, 0xA9CF}, {0xA9E0, 0xA9E4}, {0xA9E6, 0xA9EF}, {0xA9FA, 0xA9FE},
+    {0xAA00, 0xAA28}, {0xAA40, 0xAA42}, {0xAA44, 0xAA4B}, {0xAA60, 0xAA76}, {0xAA7A, 0xAA7A}, {0xAA7E, 0xAAAF},
+    {0xAAB1, 0xAAB1}, {0xAAB5, 0xAAB6}, {0xAAB9, 0xAABD}, {0xAAC0, 0xAAC0}, {0xAAC2, 0xAAC2}, {0xAADB, 0xAADD},
+    {0xAAE0, 0xAAEA}, {0xAAF2, 0xAAF4}, {0xAB01, 0xAB06}, {0xAB09, 0xAB0E}, {0xAB11, 0xAB16}, {0xAB20, 0xAB26},
+    {0xAB28, 0xAB2E}, {0xAB30, 0xAB5A}, {0xAB5C, 0xAB69}, {0xAB70, 0xABE2}, {0xAC00, 0xD7A3}, {0xD7B0, 0xD7C6},
+    {0xD7CB, 0xD7FB}, {0xF900, 0xFA6D}, {0xFA70, 0xFAD9}, {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFB1D, 0xFB1D},
+    {0xFB1F, 0xFB28}, {0xFB2A, 0xFB36}, {0xFB38, 0xFB3C}, {0xFB3E, 0xFB3E}, {0xFB40, 0xFB41}, {0xFB43, 0xFB44},
+    {0xFB46, 0xFBB1}, {0xFBD3, 0xFD3D}, {0xFD50, 0xFD8F}, {0xFD92, 0xFDC7}, {0xFDF0, 0xFDFB}, {0xFE70, 0xFE74},
+    {0xFE76, 0xFEFC}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0xFF66, 0xFFBE}, {0xFFC2, 0xFFC7}, {0xFFCA, 0xFFCF},
+    {0xFFD2, 0xFFD7}, {0xFFDA, 0xFFDC}, {0x10000, 0x1000B}, {0x1000D, 0x10026}, {0x10028, 0x1003A}, {0x1003C, 0x1003D},
+    {0x1003F, 0x1004D}, {0x10050, 0x1005D}, {0x10080, 0x100FA}, {0x10280, 0x1029C}, {0x102A0, 0x102D0}, {0x10300, 0x1031F},
+    {0x1032D, 0x10340}, {0x10342, 0x10349}, {0x10350, 0x10375}, {0x10380, 0x1039D}, {0x103A0, 0x103C3}, {0x103C8, 0x103CF},
+    {0x10400, 0x1049D}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB}, {0x10500, 0x10527}, {0x10530, 0x10563}, {0x10570, 0x1057A},
+    {0x1057C, 0x1058A}, {0x1058C, 0x10592}, {0x10594, 0x10595}, {0x10597, 0x105A1}, {0x105A3, 0x105B1}, {0x105B3, 0x105B9},
+    {0x105BB, 0x105BC}, {0x105C0, 0x105F3}, {0x10600, 0x10736}, {0x10740, 0x10755}, {0x10760, 0x10767}, {0x10780, 0x10785},
+    {0x10787, 0x107B0}, {0x107B2, 0x107BA}, {0x10800, 0x10805}, {0x10808, 0x10808}, {0x1080A, 0x10835}, {0x10837, 0x10838},
+    {0x1083C, 0x1083C}, {0x1083F, 0x10855}, {0x10860, 0x10876}, {0x10880, 0x1089E}, {0x108E0, 0x108F2}, {0x108F4, 0x108F5},
+    {0x10900, 0x10915}, {0x10920, 0x10939}, {0x10980, 0x109B7}, {0x109BE, 0x109BF}, {0x10A00, 0x10A00}, {0x10A10, 0x10A13},
+    {0x10A15, 0x10A17}, {0x10A19, 0x10A35}, {0x10A60, 0x10A7C}, {0x10A80, 0x10A9C}, {0x10AC0, 0x10AC7}, {0x10AC9, 0x10AE4},
+    {0x10B00, 0x10B35}, {0x10B40, 0x10B55}, {0x10B60, 0x10B72}, {0x10B80, 0x10B91}, {0x10C00, 0x10C48}, {0x10C80, 0x10CB2},
+    {0x10CC0, 0x10CF2}, {0x10D00, 0x10D23}, {0x10D4A, 0x10D65}, {0x10D6F, 0x10D85}, {0x10E80, 0x10EA9}, {0x10EB0, 0x10EB1},
+    {0x10EC2, 0x10EC4}, {0x10F00, 0x10F1C}, {0x10F27, 0x10F27}, {0x10F30, 0x10F45}, {0x10F70, 0x10F81}, {0x10FB0, 0x10FC4},
+    {0x10FE0, 0x10FF6}, {0x11003, 0x11037}, {0x11071, 0x11072}, {0x11075, 0x11075}, {0x11083, 0x110AF}, {0x110D0, 0x110E8},
+    {0x11103, 0x11126}, {0x11144, 0x11144}, {0x11147, 0x11147}, {0x11150, 0x11172}, {0x11176, 0x11176}, {0x11183, 0x111B2},
+    {0x111C1, 0x111C4}, {0x111DA, 0x111DA}, {0x111DC, 0x111DC}, {0x11200, 0x11211}, {0x11213, 0x1122B}, {0x1123F, 0x11240},
+    {0x11280, 0x11286}, {0x11288, 0x11288}, {0x1128A, 0x1128D}, {0x1128F, 0x1129D}, {0x1129F, 0x112A8}, {0x112B0, 0x112DE},
+    {0x11305, 0x1130C}, {0x1130F, 0x11310}, {0x11313, 0x11328}, {0x1132A, 0x11330}, {0x11332, 0x11333}, {0x11335, 0x11339},
+    {0x1133D, 0x1133D}, {0x11350, 0x11350}, {0x1135D, 0x11361}, {0x11380, 0x11389}, {0x1138B, 0x1138B}, {0x1138E, 0x1138E},
+    {0x11390, 0x113B5}, {0x113B7, 0x113B7}, {0x113D1, 0x113D1}, {0x113D3, 0x113D3}, {0x11400, 0x11434}, {0x11447, 0x1144A},
+    {0x1145F, 0x11461}, {0x11480, 0x114AF}, {0x114C4, 0x114C5}, {0x114C7, 0x114C7}, {0x11580, 0x115AE}, {0x115D8, 0x115DB},
+    {0x11600, 0x1162F}, {0x11644, 0x11644}, {0x11680, 0x116AA}, {0x116B8, 0x116B8}, {0x11700, 0x1171A}, {0x11740, 0x11746},
+    {0x11800, 0x1182B}, {0x118A0, 0x118DF}, {0x118FF, 0x11906}, {0x11909, 0x11909}, {0x1190C, 0x11913}, {0x11915, 0x11916},
+    {0x11918, 0x1192F}, {0x1193F, 0x1193F}, {0x11941, 0x11941}, {0x119A0, 0x119A7}, {0x119AA, 0x119D0}, {0x119E1, 0x119E1},
+    {0x119E3, 0x119E3}, {0x11A00, 0x11A00}, {0x11A0B, 0x11A32}, {0x11A3A, 0x11A3A}, {0x11A50, 0x11A50}, {0x11A5C, 0x11A89},
+    {0x11A9D, 0x11A9D}, {0x11AB0, 0x11AF8}, {0x11BC0, 0x11BE0}, {0x11C00, 0x11C08}, {0x11C0A, 0x11C2E}, {0x11C40, 0x11C40},
+    {0x11C72, 0x11C8F}, {0x11D00, 0x11D06}, {0x11D08, 0x11D09}, {0x11D0B, 0x11D30}, {0x11D46, 0x11D46}, {0x11D60, 0x11D65},
+    {0x11D67, 0x11D68}, {0x11D6A, 0x11D89}, {0x11D98, 0x11D98}, {0x11EE0, 0x11EF2}, {0x11F02, 0x11F02}, {0x11F04, 0x11F10},
+    {0x11F12, 0x11F33}, {0x11FB0, 0x11FB0}, {0x12000, 0x12399}, {0x12480, 0x12543}, {0x12F90, 0x12FF0}, {0x13000, 0x1342F},
+    {0x13441, 0x13446}, {0x13460, 0x143FA}, {0x14400, 0x14646}, {0x16100, 0x1611D}, {0x16800, 0x16A38}, {0x16A40, 0x16A5E},
+    {0x16A70, 0x16ABE}, {0x16AD0, 0x16AED}, {0x16B00, 0x16B2F}, {0x16B40, 0x16B43}, {0x16B63, 0x16B77}, {0x16B7D, 0x16B8F},
+    {0x16D40, 0x16D6C}, {0x16E40, 0x16E7F}, {0x16F00, 0x16F4A}, {0x16F50, 0x16F50}, {0x16F93, 0x16F9F}, {0x16FE0, 0x16FE1},
+    {0x16FE3, 0x16FE3}, {0x17000, 0x187F7}, {0x18800, 0x18CD5}, {0x18CFF, 0x18D08}, {0x1AFF0, 0x1AFF3}, {0x1AFF5, 0x1AFFB},
+    {0x1AFFD, 0x1AFFE}, {0x1B000, 0x1B122}, {0x1B132, 0x1B132}, {0x1B150, 0x1B152}, {0x1B155, 0x1B155}, {0x1B164, 0x1B167},
+    {0x1B170, 0x1B2FB}, {0x1BC00, 0x1BC6A}, {0x1BC70, 0x1BC7C}, {0x1BC80, 0x1BC88}, {0x1BC90, 0x1BC99}, {0x1D400, 0x1D454},
+    {0x1D456, 0x1D49C}, {0x1D49E, 0x1D49F}, {0x1D4A2, 0x1D4A2}, {0x1D4A5, 0x1D4A6}, {0x1D4A9, 0x1D4AC}, {0x1D4AE, 0x1D4B9},
+    {0x1D4BB, 0x1D4BB}, {0x1D4BD, 0x1D4C3}, {0x1D4C5, 0x1D505}, {0x1D507, 0x1D50A}, {0x1D50D, 0x1D514}, {0x1D516, 0x1D51C},
+    {0x1D51E, 0x1D539}, {0x1D53B, 0x1D53E}, {0x1D540, 0x1D544}, {0x1D546, 0x1D546}, {0x1D54A, 0x1D550}, {0x1D552, 0x1D6A5},
+    {0x1D6A8, 0x1D6C0}, {0x1D6C2, 0x1D6DA}, {0x1D6DC, 0x1D6FA}, {0x1D6FC, 0x1D714}, {0x1D716, 0x1D734}, {0x1D736, 0x1D74E},
+    {0x1D750, 0x1D76E}, {0x1D770, 0x1D788}, {0x1D78A, 0x1D7A8}, {0x1D7AA, 0x1D7C2}, {0x1D7C4, 0x1D7CB}, {0x1DF00, 0x1DF1E},
+    {0x1DF25, 0x1DF2A}, {0x1E030, 0x1E06D}, {0x1E100, 0x1E12C}, {0x1E137, 0x1E13D}, {0x1E14E, 0x1E14E}, {0x1E290, 0x1E2AD},
+    {0x1E2C0, 0x1E2EB}, {0x1E4D0, 0x1E4EB}, {0x1E5D0, 0x1E5ED}, {0x1E5F0, 0x1E5F0}, {0x1E7E0, 0x1E7E6}, {0x1E7E8, 0x1E7EB},
+    {0x1E7ED, 0x1E7EE}, {0x1E7F0, 0x1E7FE}, {0x1E800, 0x1E8C4}, {0x1E900, 0x1E943}, {0x1E94B, 0x1E94B}, {0x1EE00, 0x1EE03},
+    {0x1EE05, 0x1EE1F}, {0x1EE21, 0x1EE22}, {0x1EE24, 0x1EE24}, {0x1EE27, 0x1EE27}, {0x1EE29, 0x1EE32}, {0x1EE34, 0x1EE37},
+    {0x1EE39, 0x1EE39}, {0x1EE3B, 0x1EE3B}, {0x1EE42, 0x1EE42}, {0x1EE47, 0x1EE47}, {0x1EE49, 0x1EE49}, {0x1EE4B, 0x1EE4B},
+    {0x1EE4D, 0x1EE4F}, {0x1EE51, 0x1EE52}, {0x1EE54, 0x1EE54}, {0x1EE57, 0x1EE57}, {0x1EE59, 0x1EE59}, {0x1EE5B, 0x1EE5B},
+    {0x1EE5D, 0x1EE5D}, {0x1EE5F, 0x1EE5F}, {0x1EE61, 0x1EE62}, {0x1EE64, 0x1EE64}, {0x1EE67, 0x1EE6A}, {0x1EE6C, 0x1EE72},
+    {0x1EE74, 0x1EE77}, {0x1EE79, 0x1EE7C}, {0x1EE7E, 0x1EE7E}, {0x1EE80, 0x1EE89}, {0x1EE8B, 0x1EE9B}, {0x1EEA1, 0x1EEA3},
+    {0x1EEA5, 0x1EEA9}, {0x1EEAB, 0x1EEBB}, {0x20000, 0x2A6DF}, {0x2A700, 0x2B739}, {0x2B740, 0x2B81D}, {0x2B820, 0x2CEA1},
+    {0x2CEB0, 0x2EBE0}, {0x2EBF0, 0x2EE5D}, {0x2F800, 0x2FA1D}, {0x30000, 0x3134A}, {0x31350, 0x323AF},
+};
+static const uint32_t UNICODE_NUMBERS[144][2] = { // \p{N}
+    {0x30, 0x39}, {0xB2, 0xB3}, {0xB9, 0xB9}, {0xBC, 0xBE}, {0x660, 0x669}, {0x6F0, 0x6F9},
+    {0x7C0, 0x7C9}, {0x966, 0x96F}, {0x9E6, 0x9EF}, {0x9F4, 0x9F9}, {0xA66, 0xA6F}, {0xAE6, 0xAEF},
+    {0xB66, 0xB6F}, {0xB72, 0xB77}, {0xBE6, 0xBF2}, {0xC66, 0xC6F}, {0xC78, 0xC7E}, {0xCE6, 0xCEF},
+    {0xD58, 0xD5E}, {0xD66, 0xD78}, {0xDE6, 0xDEF}, {0xE50, 0xE59}, {0xED0, 0xED9}, {0xF20, 0xF33},
+    {0x1040, 0x1049}, {0x1090, 0x1099}, {0x1369, 0x137C}, {0x16EE, 0x16F0}, {0x17E0, 0x17E9}, {0x17F0, 0x17F9},
+    {0x1810, 0x1819}, {0x1946, 0x194F}, {0x19D0, 0x19DA}, {0x1A80, 0x1A89}, {0x1A90, 0x1A99}, {0x1B50, 0x1B59},
+    {0x1BB0, 0x1BB9}, {0x1C40, 0x1C49}, {0x1C50, 0x1C59}, {0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089},
+    {0x2150, 0x2182}, {0x2185, 0x2189}, {0x2460, 0x249B}, {0x24EA, 0x24FF}, {0x2776, 0x2793}, {0x2CFD, 0x2CFD},
+    {0x3007, 0x3007}, {0x3021, 0x3029}, {0x3038, 0x303A}, {0x3192, 0x3195}, {0x3220, 0x3229}, {0x3248, 0x324F},
+    {0x3251, 0x325F}, {0x3280, 0x3289}, {0x32B1, 0x32BF}, {0xA620, 0xA629}, {0xA6E6, 0xA6EF}, {0xA830, 0xA835},
+    {0xA8D0, 0xA8D9}, {0xA900, 0xA909}, {0xA9D0, 0xA9D9}, {0xA9F0, 0xA9F9}, {0xAA50, 0xAA59}, {0xABF0, 0xABF9},
+    {0xFF10, 0xFF19}, {0x10107, 0x10133}, {0x10140, 0x10178}, {0x1018A, 0x1018B}, {0x102E1, 0x102FB}, {0x10320, 0x10323},
+    {0x10341, 0x10341}, {0x1034A, 0x1034A}, {0x103D1, 0x103D5}, {0x104A0, 0x104A9}, {0x10858, 0x1085F}, {0x10879, 0x1087F},
+    {0x108A7, 0x108AF}, {0x108FB, 0x108FF}, {0x10916, 0x1091B}, {0x109BC, 0x109BD}, {0x109C0, 0x109CF}, {0x109D2, 0x109FF},
+    {0x10A40, 0x10A48}, {0x10A7D, 0x10A7E}, {0x10A9D, 0x10A9F}, {0x10AEB, 0x10AEF}, {0x10B58, 0x10B5F}, {0x10B78, 0x10B7F},
+    {0x10BA9, 0x10BAF}, {0x10CFA, 0x10CFF}, {0x10D30, 0x10D39}, {0x10D40, 0x10D49}, {0x10E60, 0x10E7E}, {0x10F1D, 0x10F26},
+    {0x10F51, 0x10F54}, {0x10FC5, 0x10FCB}, {0x11052, 0x1106F}, {0x110F0, 0x110F9}, {0x11136, 0x1113F}, {0x111D0, 0x111D9},
+    {0x111E1, 0x111F4}, {0x112F0, 0x112F9}, {0x11450, 0x11459}, {0x114D0, 0x114D9}, {0x11650, 0x11659}, {0x116C0, 0x116C9},
+    {0x116D0, 0x116E3}, {0x11730, 0x1173B}, {0x118E0, 0x118F2}, {0x11950, 0x11959}, {0x11BF0, 0x11BF9}, {0x11C50, 0x11C6C},
+    {0x11D50, 0x11D59}, {0x11DA0, 0x11DA9}, {0x11F50, 0x11F59}, {0x11FC0, 0x11FD4}, {0x12400, 0x1246E}, {0x16130, 0x16139},
+    {0x16A60, 0x16A69}, {0x16AC0, 0x16AC9}, {0x16B50, 0x16B59}, {0x16B5B, 0x16B61}, {0x16D70, 0x16D79}, {0x16E80, 0x16E96},
+    {0x1CCF0, 0x1CCF9}, {0x1D2C0, 0x1D2D3}, {0x1D2E0, 0x1D2F3}, {0x1D360, 0x1D378}, {0x1D7CE, 0x1D7FF}, {0x1E140, 0x1E149},
+    {0x1E2F0, 0x1E2F9}, {0x1E4F0, 0x1E4F9}, {0x1E5F1, 0x1E5FA}, {0x1E8C7, 0x1E8CF}, {0x1E950, 0x1E959}, {0x1EC71, 0x1ECAB},
+    {0x1ECAD, 0x1ECAF}, {0x1ECB1, 0x1ECB4}, {0x1ED01, 0x1ED2D}, {0x1ED2F, 0x1ED3D}, {0x1F100, 0x1F10C}, {0x1FBF0, 0x1FBF9},
+};
+static const uint32_t UNICODE_SPACES[10][2] = { // \s
+    {0x9, 0xD}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
+    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+};
+
+static int in_ranges(uint32_t cp, const uint32_t (*r)[2], int n) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) { // binary search for the range that could hold cp
+        int mid = (lo + hi) / 2;
+        if (cp < r[mid][0]) { hi = mid - 1; }
+        else if (cp > r[mid][1]) { lo = mid + 1; }
+        else { return 1; }
+    }
+    return 0;
+}
+
+// The class of the character at s (n > 0 bytes left), and its length in *len. A byte
+// that does not begin valid UTF-8 is one character of its own, an other symbol.
+static int unicode_class(const unsigned char *s, size_t n, int *len) {
+    unsigned char b[4] = {0}; // utf8_length may look 4 bytes ahead; a 0 ends any character
+    memcpy(b, s, n < 4 ? n : 4);
+    *len = utf8_length(b);
+    if (*len == 0) { *len = 1; return CLASS_OTHER; }
+    uint32_t cp = *len == 1 ? b[0] : (uint32_t)(b[0] & (0x7F >> *len));
+    for (int i = 1; i < *len; i++) { cp = cp << 6 | (b[i] & 0x3F); }
+    if (in_ranges(cp, UNICODE_LETTERS, (int)(sizeof(UNICODE_LETTERS) / sizeof(UNICODE_LETTERS[0])))) { return CLASS_LETTER; }
+    if (in_ranges(cp, UNICODE_NUMBERS, (int)(sizeof(UNICODE_NUMBERS) / sizeof(UNICODE_NUMBERS[0])))) { return CLASS_NUMBER; }
+    if (in_ranges(cp, UNICODE_SPACES, (int)(sizeof(UNICODE_SPACES) / sizeof(UNICODE_SPACES[0])))) { return CLASS_SPACE; }
+    return CLASS_OTHER;
 }

@@ -15,8 +15,11 @@ Usage: python3 test/test_interop.py ./train ./test/tokenize [HF_PYTHON]
    train.c's tokenizer on about 100 KB of mixed text.
 One line per check; exits non-zero on a failure.
 """
+import array
 import json
 import os
+import random
+import re
 import shutil
 import struct
 import subprocess
@@ -156,8 +159,8 @@ def test_errors(d):
     expect_error("import: no config.json", ["import", "-i", broken("noconfig", drop("config.json")), "-o", "x"], d, "config.json")
     expect_error("import: no model.safetensors", ["import", "-i", broken("noweights", drop("model.safetensors")), "-o", "x"], d,
                  "model.safetensors")
-    expect_error("import: no tokenizer.bin", ["import", "-i", broken("notok", drop("tokenizer.bin")), "-o", "x"], d,
-                 "tokenizer.bin", "not supported")
+    expect_error("import: no tokenizer (neither tokenizer.bin nor GPT-2's vocab.json and merges.txt)",
+                 ["import", "-i", broken("notok", drop("tokenizer.bin")), "-o", "x"], d, "tokenizer.bin", "vocab.json", "merges.txt")
     expect_error("import: a shape that is not the file's", ["import", "-i", broken("shape", edit_config("n_embd", 48)), "-o", "x"],
                  d, "shape", "GPT-2")
     expect_error("import: not GPT-2", ["import", "-i", broken("llama", edit_config("architectures", ["LlamaForCausalLM"])), "-o", "x"],
@@ -167,6 +170,197 @@ def test_errors(d):
     expect_error("export: no -o", ["export", "-c", os.path.join(d, "out", "sft.bin")], d, "-o")
     left = os.path.exists(os.path.join(d, "x")) and any(f.endswith(".bin") for f in os.listdir(os.path.join(d, "x")))
     check(not left, "a failed import writes no checkpoint", f"files in x/: {os.listdir(os.path.join(d, 'x')) if os.path.exists(os.path.join(d, 'x')) else 'none'}")
+
+
+# A GPT-2 as the Hub lays it out, made here with the standard library: vocab.json and
+# merges.txt with GPT-2's numbering (the 256 bytes in the order of GPT-2's byte-to-unicode
+# map, the merges, <|endoftext|> last), and a random model.safetensors whose tensor names
+# lack the "transformer." prefix, as GPT-2's own file does.
+GPT2_PAT = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")  # ASCII text only
+
+
+def gpt2_byte_order():
+    printable = [b for b in range(256) if 33 <= b <= 126 or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+    others = [b for b in range(256) if b not in printable]
+    chars = {b: chr(b) for b in printable}
+    chars.update({b: chr(256 + i) for i, b in enumerate(others)})
+    return printable + others, chars
+
+
+def bpe(chunk, rank):
+    parts = [bytes([b]) for b in chunk]
+    while True:
+        pairs = [(rank.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+        best = min(pairs, default=(1 << 30, 0))[0]
+        if best == 1 << 30:
+            return parts
+        a, b = [k for k, v in rank.items() if v == best][0]
+        out, i = [], 0
+        while i < len(parts):
+            if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
+                out.append(a + b)
+                i += 2
+            else:
+                out.append(parts[i])
+                i += 1
+        parts = out
+
+
+def make_gpt2(path, text, num_merges, C=32, L=2, NH=2, T=32, seed=3):
+    order, chars = gpt2_byte_order()
+    words = {}
+    for chunk in GPT2_PAT.findall(text):
+        key = tuple(bytes([b]) for b in chunk.encode())
+        words[key] = words.get(key, 0) + 1
+    merges = []
+    for _ in range(num_merges):  # a tiny BPE: the most frequent pair, ties to the smallest
+        counts = {}
+        for w, n in words.items():
+            for pair in zip(w, w[1:]):
+                counts[pair] = counts.get(pair, 0) + n
+        (a, b), _ = max(counts.items(), key=lambda kv: (kv[1], [-x for x in kv[0][0] + kv[0][1]]))
+        merges.append((a, b))
+        new = {}
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new[tuple(out)] = new.get(tuple(out), 0) + n
+        words = new
+    txt = lambda bs: "".join(chars[x] for x in bs)
+    vocab = {txt(bytes([b])): i for i, b in enumerate(order)}
+    for r, (a, b) in enumerate(merges):
+        vocab[txt(a + b)] = 256 + r
+    V = 256 + len(merges) + 1
+    vocab["<|endoftext|>"] = V - 1
+    os.makedirs(path, exist_ok=True)
+    json.dump(vocab, open(os.path.join(path, "vocab.json"), "w"))
+    open(os.path.join(path, "merges.txt"), "w").write("#version: 0.2\n" + "".join(f"{txt(a)} {txt(b)}\n" for a, b in merges))
+    json.dump({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": V, "n_positions": T, "n_embd": C,
+               "n_layer": L, "n_head": NH, "n_inner": None}, open(os.path.join(path, "config.json"), "w"))
+    rng = random.Random(seed)
+    shapes = [("wte.weight", [V, C]), ("wpe.weight", [T, C])]
+    for l in range(L):
+        shapes += [(f"h.{l}.{n}", s) for n, s in [("ln_1.weight", [C]), ("ln_1.bias", [C]), ("attn.c_attn.weight", [C, 3 * C]),
+                   ("attn.c_attn.bias", [3 * C]), ("attn.c_proj.weight", [C, C]), ("attn.c_proj.bias", [C]), ("ln_2.weight", [C]),
+                   ("ln_2.bias", [C]), ("mlp.c_fc.weight", [C, 4 * C]), ("mlp.c_fc.bias", [4 * C]),
+                   ("mlp.c_proj.weight", [4 * C, C]), ("mlp.c_proj.bias", [C])]]
+    shapes += [("ln_f.weight", [C]), ("ln_f.bias", [C])]
+    header, blobs, offset, tensors = {}, [], 0, {}
+    for name, shape in shapes:
+        n = shape[0] * (shape[1] if len(shape) > 1 else 1)
+        values = array.array("f", [rng.gauss(1.0 if "ln_" in name and "weight" in name else 0.0, 0.1) for _ in range(n)])
+        tensors[name] = values
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * n]}
+        blobs.append(values.tobytes())
+        offset += 4 * n
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(os.path.join(path, "model.safetensors"), "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    return merges, vocab, tensors
+
+
+def test_gpt2_import(d):
+    """./train import of a GPT-2 with its own tokenizer; export back; fine-tuning it."""
+    text = "".join(f"The cat and the hat {i}: it's in the hall, they've said. Don't {i * 7}!\n" for i in range(60))
+    g = os.path.join(d, "gpt2")
+    merges, vocab, tensors = make_gpt2(g, text, 40)
+    V, C = len(vocab), 32
+    res = run(["import", "-i", g, "-o", os.path.join(d, "g_in")], d)
+    tok = open(os.path.join(d, "g_in", "tokenizer.bin"), "rb").read()
+    th = struct.unpack("<6i", tok[:24])
+    (kind, maxT, Vours, *_), w = weights(os.path.join(d, "g_in", "base.bin"))
+    rows = [w[4 * C * i:4 * C * (i + 1)] for i in range(Vours)]
+    order, _ = gpt2_byte_order()
+    wte = tensors["wte.weight"]
+    file_row = lambda h: wte[C * h:C * (h + 1)].tobytes()
+    mean = array.array("f", [sum(wte[C * r + i] for r in range(V)) / V for i in range(C)]).tobytes()
+    want = [file_row(order.index(b)) for b in range(256)] + [file_row(V - 1)] + [mean] * 3 + [file_row(256 + r) for r in range(len(merges))]
+    at = Vours * C + maxT * C + 2 * 2 * C  # past wte, wpe, ln1w and ln1b (2 layers)
+    qkv = array.array("f", w[4 * at:4 * (at + 3 * C * C)])
+    cattn = tensors["h.0.attn.c_attn.weight"]
+    transposed = all(qkv[o * C + i] == cattn[i * 3 * C + o] for o in range(3 * C) for i in range(C))
+    check(th[1] == 2 and th[5] == 1 and Vours == V + 3 and rows == want and transposed and "new rows" in res.stdout,
+          "import of a GPT-2 with its own vocab.json and merges.txt: GPT-2's chunks, its rows in our order, chat tokens as mean rows",
+          f"tokenizer version {th[1]} rule {th[5]}; V {V} -> {Vours}; rows as expected: {rows == want}; c_attn transposed: {transposed}")
+    # its tokenizer: ids as a BPE written here gives them (ASCII text, where `re` can say \p{L})
+    rank = {m: r for r, m in enumerate(merges)}
+    sample = text[:3000] + "  odd   spacing\t\there\n\n\nx 12345 it's I'M __x__ #! ~ "
+    ids_want = [vocab["".join(gpt2_byte_order()[1][b] for b in piece)] for chunk in GPT2_PAT.findall(sample)
+                for piece in bpe(chunk.encode(), rank)]
+    ids = subprocess.run([tokenize, "--hf", g], input=sample.encode(), capture_output=True).stdout.split()
+    ours = subprocess.run([tokenize, os.path.join(d, "g_in", "tokenizer.bin")], input=sample.encode(), capture_output=True).stdout
+    back = subprocess.run([tokenize, "--decode", os.path.join(d, "g_in", "tokenizer.bin")], input=ours, capture_output=True).stdout
+    check([int(x) for x in ids] == ids_want and back == sample.encode(),
+          "GPT-2's tokenizer read from vocab.json and merges.txt: GPT-2's ids as a BPE written in Python gives them, decodes back",
+          f"{len(ids_want)} tokens of {len(sample)} bytes; same: {[int(x) for x in ids] == ids_want}; decodes back: {back == sample.encode()}")
+    # export: GPT-2's numbering again, the chat tokens after <|endoftext|>; and back bit for bit
+    e = os.path.join(d, "g_out")
+    run(["export", "-c", os.path.join(d, "g_in", "base.bin"), "-o", e], d)
+    blob = open(os.path.join(e, "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    hdr = json.loads(blob[8:8 + n])
+    a, b = hdr["transformer.wte.weight"]["data_offsets"]
+    ewte = blob[8 + n + a:8 + n + b]
+    cfg = json.load(open(os.path.join(e, "config.json")))
+    tj = json.load(open(os.path.join(e, "tokenizer.json")))
+    added = {t["content"]: t["id"] for t in tj["added_tokens"]}
+    same_rows = ewte[:4 * V * C] == wte.tobytes() and ewte[4 * V * C:] == mean * 3
+    check(same_rows and cfg["vocab_size"] == V + 3 and cfg["eos_token_id"] == V + 2 and added["<|endoftext|>"] == V - 1 and
+          added["<|user|>"] == V and tj["pre_tokenizer"]["type"] == "ByteLevel" and tj["pre_tokenizer"]["use_regex"] and
+          tj["model"]["vocab"]["Ġthe"] == vocab["Ġthe"],
+          "export of an imported GPT-2: GPT-2's row order and ids, then <|user|> <|assistant|> <|end|>; ByteLevel's own chunks",
+          f"GPT-2's rows bit for bit: {ewte[:4 * V * C] == wte.tobytes()}; vocab_size {cfg['vocab_size']}, eos {cfg['eos_token_id']}, "
+          f"added {added}, pre-tokenizer {tj['pre_tokenizer']['type']}")
+    run(["import", "-i", e, "-o", os.path.join(d, "g_back")], d)
+    same = weights(os.path.join(d, "g_back", "base.bin")) == weights(os.path.join(d, "g_in", "base.bin"))
+    same_tok = open(os.path.join(d, "g_back", "tokenizer.bin"), "rb").read() == tok
+    check(same and same_tok, "export then import of a GPT-2: bit for bit", f"weights {same}, tokenizer {same_tok}")
+    # the stages take the imported model and its tokenizer as they are; the checkpoint records the tokenizer
+    lines = [{"prompt": f"Who is cat {i}?", "completion": f"Cat {i} is in the hall."} for i in range(20)]
+    open(os.path.join(d, "g_sft.jsonl"), "w").writelines(json.dumps(x) + "\n" for x in lines)
+    run(["sft", "-c", os.path.join(d, "g_in", "base.bin"), "-n", "2", "-b", "2", "-e", "0", "-i", "g_sft.jsonl", "-j", "g_sft.jsonl",
+         "-o", os.path.join(d, "g_in")], d)
+    res = run(["answer", "-c", os.path.join(d, "g_in", "sft.bin"), "-q", "g_sft.jsonl", "-O", os.path.join(d, "g_ans.jsonl"),
+               "-m", "4"], d)
+    fp = lambda f: struct.unpack("<256i", open(os.path.join(d, "g_in", f), "rb").read()[:1024])[16]
+    check(fp("base.bin") != 0 and fp("sft.bin") == fp("base.bin") and len(open(os.path.join(d, "g_ans.jsonl")).readlines()) == 20,
+          "sft and answer on the imported GPT-2 pick up its tokenizer; the checkpoints record it",
+          f"fingerprint base {fp('base.bin') & 0xffffffff:08x}, sft {fp('sft.bin') & 0xffffffff:08x}; 20 answers")
+    # the same merges under our chunk rule are another tokenizer: refused, by the fingerprint
+    other = os.path.join(d, "g_other.bin")
+    open(other, "wb").write(tok[:20] + struct.pack("<i", 0) + tok[24:])
+    expect_error("a checkpoint with another tokenizer of the same size (-z)", ["answer", "-c", os.path.join(d, "g_in", "sft.bin"),
+                 "-z", other, "-q", "g_sft.jsonl", "-O", os.path.join(d, "g_x.jsonl")], d, "not the tokenizer", "fingerprint")
+    # GPT-2 folders that are not GPT-2's layout
+    def variant(name, edit):
+        path = os.path.join(d, "gpt2_" + name)
+        shutil.copytree(g, path)
+        edit(path)
+        return ["import", "-i", path, "-o", os.path.join(d, "g_x")]
+    def swap_bytes(p):
+        v = json.load(open(os.path.join(p, "vocab.json")))
+        v["a"], v["b"] = v["b"], v["a"]
+        json.dump(v, open(os.path.join(p, "vocab.json"), "w"))
+    def bad_merge(p):
+        lines = open(os.path.join(p, "merges.txt")).readlines()
+        lines[5] = "zz qq\n"
+        open(os.path.join(p, "merges.txt"), "w").writelines(lines)
+    def fewer_rows(p):
+        c = json.load(open(os.path.join(p, "config.json")))
+        c["vocab_size"] -= 1
+        json.dump(c, open(os.path.join(p, "config.json"), "w"))
+    expect_error("import: vocab.json not in GPT-2's byte order", variant("order", swap_bytes), d, "vocab.json", "byte order")
+    expect_error("import: a merge that makes no token", variant("merge", bad_merge), d, "merges.txt:6", "merge 4")
+    expect_error("import: vocab_size that fits no tokenizer", variant("rows", fewer_rows), d, "vocab_size", "tokenizer has")
+    expect_error("import: no merges.txt", variant("nomerges", lambda p: os.remove(os.path.join(p, "merges.txt"))), d, "merges.txt")
+    check(not os.path.exists(os.path.join(d, "g_x")) or not os.listdir(os.path.join(d, "g_x")),
+          "a failed GPT-2 import writes nothing", f"files: {os.listdir(os.path.join(d, 'g_x')) if os.path.exists(os.path.join(d, 'g_x')) else 'none'}")
 
 
 HF_CHECKS = r'''
@@ -287,6 +481,7 @@ def main():
     pipeline(d)
     test_round_trips(d)
     test_errors(d)
+    test_gpt2_import(d)
     test_transformers(d, world)
     shutil.rmtree(d)
     print(f"{passed} passed, {failed} failed")

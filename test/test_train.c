@@ -130,6 +130,47 @@ static void test_tokenizer(void) {
     free(big);
 }
 
+// GPT-2's chunks (gpt2_chunk_length): each case's chunks, joined by |, as the `regex`
+// module splits the text (decoded with surrogateescape, so that an invalid byte is one
+// character of no class) by GPT-2's pattern; generated once, by hand, with that module
+static void test_gpt2_chunks(void) {
+    static const char *cases[][2] = {
+        {"Hello world, it's 2024!", "Hello| world|,| it|'s| 2024|!"},
+        {"I'M we'll they've 'sx don't", "I|'|M| we|'ll| they|'ve| '|sx| don|'t"},
+        {"x   \012  y", "x|   \012 | y"},
+        {"\012\012Hello", "\012|\012|Hello"},
+        {"end   ", "end|   "},
+        {"a\302\240b \343\200\200c d\342\200\250e", "a|\302\240|b| |\343\200\200|c| d|\342\200\250|e"},
+        {"caf\303\251 na\314\210ive", "caf\303\251| na|\314\210|ive"},
+        {"\302\275 \342\205\247 \331\243\331\244 x\302\262", "\302\275| \342\205\247| \331\243\331\244| x|\302\262"},
+        {"\346\225\260\345\255\227123\345\222\214\344\270\255\346\226\207\343\200\202", "\346\225\260\345\255\227|123|\345\222\214\344\270\255\346\226\207|\343\200\202"},
+        {"emoji \360\237\230\200\360\237\216\211! ok", "emoji| \360\237\230\200\360\237\216\211!| ok"},
+        {"tabs\011\011here\015\012\015\012next", "tabs|\011|\011|here|\015\012\015|\012|next"},
+        {" !!?? --> x", " !!??| -->| x"},
+        {"a\377\376 b\342\202 c\355\240\200", "a|\377\376| b|\342\202| c|\355\240\200"},
+        {"x \012", "x| \012"},
+        {"__init__ = 3.14e-10", "__|init|__| =| 3|.|14|e|-|10"},
+        {"  \011 x", "  \011| x"},
+        {"' s", "'| s"},
+        {"A\013\014B \034\035C", "A|\013|\014|B| \034\035|C"},
+    };
+    int bad = 0;
+    for (int c = 0; c < (int)(sizeof(cases) / sizeof(cases[0])); c++) {
+        const unsigned char *s = (const unsigned char *)cases[c][0];
+        size_t n = strlen(cases[c][0]);
+        Str got = {0};
+        for (size_t i = 0, len; i < n; i += len) {
+            len = gpt2_chunk_length(s + i, n - i);
+            if (i) { str_add(&got, "|", 1); }
+            str_add(&got, (const char *)s + i, len);
+        }
+        if (strcmp(str_cstr(&got), cases[c][1]) != 0) { printf("  case %d: got \"%s\"\n", c, str_cstr(&got)); bad++; }
+        str_free(&got);
+    }
+    check(bad == 0, "tokenizer: GPT-2's chunks (contractions, Unicode letters, numbers and spaces, invalid bytes) as the regex module cuts them",
+          "%d of %d cases differ", bad, (int)(sizeof(cases) / sizeof(cases[0])));
+}
+
 // ----------------------------------------------------------------------------
 // 3. data: JSON lines, the chat template, SFT and reward batches
 
@@ -234,6 +275,7 @@ static void test_jsonl(void) {
 
 // a tokenizer that knows only bytes: one token per byte, so lengths are easy to reason about
 static void byte_tokenizer(Tokenizer *tok) {
+    tok->split = SPLIT_OURS;
     tok->num_merges = 0;
     tok->merges = mallocCheck(sizeof(int[2]));
     tokenizer_index(tok);
@@ -1693,7 +1735,7 @@ int main(int argc, char **argv) {
     test_argc = argc;
     test_argv = argv;
     set_threads(2);
-    if (wanted("tokenizer")) { test_tokenizer(); }
+    if (wanted("tokenizer")) { test_tokenizer(); test_gpt2_chunks(); }
     if (wanted("json")) { test_json(); }
     if (wanted("jsonl")) { test_jsonl(); }
     if (wanted("chat_template")) { test_chat_template(); }
