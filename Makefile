@@ -138,11 +138,14 @@ test/test_train: test/test_train.c test/check.h train.c .flags
 test/tokenize: test/tokenize.c train.c .flags
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+test/logits: test/logits.c train.c .flags
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # test-interop: export and import checked against Hugging Face transformers and tokenizers
 # (test/test_interop.py; make test runs its other half). HF_PYTHON: a python with
 # transformers, tokenizers, safetensors and torch (doc/interop.md says how to get one).
 HF_PYTHON ?= python3
-test-interop: train test/tokenize data
+test-interop: train test/tokenize test/logits data
 	python3 test/test_interop.py ./train ./test/tokenize $(HF_PYTHON)
 
 # The classroom (doc/exercises.md): make exercise N copies train.c into exercises/N/
@@ -276,7 +279,7 @@ debug:
 
 # clean: remove what the Makefile built or generated
 clean:
-	rm -rf train world test/test_world test/test_grad test/test_train data/world out .flags
+	rm -rf train world test/test_world test/test_grad test/test_train test/tokenize test/logits data/world out .flags
 	rm -rf test/fuzz/found test/fuzz/fuzz_jsonl test/fuzz/fuzz_tokenizer test/fuzz/fuzz_checkpoint
 	rm -rf train_gpu train_host.o test/test_train_gpu test/train_testing.o test/test_cuda_gpu out_gpu
 	rm -rf train_gpu_emu test/test_train_gpu_emu test/test_cuda_emu $(EMU)/gen

@@ -28,6 +28,7 @@ import tempfile
 
 train = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./train")
 tokenize = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else "./test/tokenize")
+here = os.path.dirname(os.path.abspath(__file__))
 hf_python = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("HF_PYTHON", sys.executable)
 passed = failed = 0
 KINDS = ["base", "sft", "reward", "rlhf", "value", "dpo", "grpo"]
@@ -386,6 +387,7 @@ if mode == "tokenizer":
     sys.exit(0)
 tok = PreTrainedTokenizerFast.from_pretrained(d)
 tok.backend_tokenizer.encode_special_tokens = True
+U, A, E = tok.convert_tokens_to_ids(["<|user|>", "<|assistant|>", "<|end|>"])  # 257-259 with ours; after GPT-2's 50257
 def template(p):
     turns = [{"role": "user", "content": p}] if isinstance(p, str) else p
     ids = []
@@ -399,7 +401,8 @@ if mode == "answers":
     for line in open(sys.argv[4]):
         ids = template(json.loads(line)["prompt"])
         with torch.no_grad():
-            g = m.generate(torch.tensor([ids]), max_new_tokens=int(sys.argv[5]), do_sample=False, eos_token_id=[E], pad_token_id=256)
+            g = m.generate(torch.tensor([ids]), max_new_tokens=int(sys.argv[5]), do_sample=False, eos_token_id=[E],
+                           pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))
         new = g[0, len(ids):].tolist()
         out.append(tok.decode(new[:-1] if new and new[-1] == E else new))
     print(json.dumps(out))
@@ -417,6 +420,142 @@ else:
                 out.append(m(torch.tensor([ids])).logits[0, 0].item())
     print(json.dumps(out))
 '''
+
+
+GPT2_CHECKS = r"""
+import json, random, subprocess, sys
+mode = sys.argv[1]
+if mode == "make":  # a GPT-2 with random weights, GPT-2's vocabulary, as transformers saves it
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(int(sys.argv[3]))
+    L, C, NH, T = (int(x) for x in sys.argv[4:8])
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=T, n_embd=C, n_layer=L, n_head=NH)).eval()
+    m.save_pretrained(sys.argv[2], safe_serialization=True)
+    sys.exit(0)
+import tiktoken, tiktoken.load
+ranks = tiktoken.load.load_tiktoken_bpe(sys.argv[2])
+PAT = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+enc = tiktoken.Encoding("gpt2", pat_str=PAT, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+def run(args, data):
+    return subprocess.run(args, input=data, capture_output=True, check=True).stdout
+if mode == "tiktoken":  # GPT-2's ids, tiktoken's and train.c's, on about 100 KB of mixed text and on invalid bytes
+    import regex
+    gpt2_dir, tokenize, tokenizer_bin = sys.argv[3:6]
+    rng = random.Random(7)
+    parts = ["The quick brown fox jumps over the lazy dog. ", "It's we'll they've I'd you're I'M DON'T rock 'n' roll ",
+             "def f(x):\n    return x ** 2  # square\n\n\n", "int main(void) {\n\tprintf(\"%d\\n\", 42);\n}\n",
+             "3.14159 1,000,000 2024-12-04 0x7FFF 1e-10 ", "\u00bd \u00be \u216b \u0663\u0664 x\u00b2 ", "   ", "\t\t", "\n\n\n", "\r\n",
+             " \n ", "trailing   \n", "\u6570\u5b57\u548c\u4e2d\u6587\u3002", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3001\u30ab\u30bf\u30ab\u30ca\u3002",
+             "\ud55c\uad6d\uc5b4 \ud14d\uc2a4\ud2b8 ", "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 ",
+             "\u0928\u092e\u0938\u094d\u0924\u0947 \u0926\u0941\u0928\u093f\u092f\u093e ", "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! ",
+             "\U0001F600\U0001F389 ", "\U0001F468\u200d\U0001F469\u200d\U0001F467 \U0001F1EB\U0001F1F7 \U0001F44D\U0001F3FD ",
+             "cafe\u0301 na\u00efve ", "a\u00a0b\u2003c\u3000d\u2028e\u200bf ", "<|endoftext|> <|user|> ", "\u2211\u222b\u221a\u221e\u2260 \u20ac\u00a3\u00a5 ",
+             "{\"key\": [1, 2.5, null], \"url\": \"https://example.com/a?b=c&d=e\"} ", "\u000b\u000c\u001c\u001d", "  leading", "x" * 40, "0" * 25]
+    text = ""
+    while len(text.encode()) < 110000:
+        text += rng.choice(parts)
+    data = text.encode()
+    theirs = enc.encode_ordinary(text)
+    ours = [int(x) for x in run([tokenize, "--hf", gpt2_dir], data).split()]
+    our_ids = run([tokenize, tokenizer_bin], data)
+    back = run([tokenize, "--decode", tokenizer_bin], our_ids)
+    # invalid bytes: tiktoken reads str, so its BPE of each piece of GPT-2's pattern, the
+    # text decoded with surrogateescape (an invalid byte: one character of no class)
+    raw = bytearray()
+    while len(raw) < 20000:
+        raw += rng.choice(parts).encode()[: rng.randrange(1, 40)]  # cut anywhere: broken characters
+        if rng.random() < 0.3:
+            raw += bytes(rng.randrange(0x80, 0x100) for _ in range(rng.randrange(1, 4)))
+    raw = bytes(raw)
+    pieces = [p.encode("utf-8", "surrogateescape") for p in regex.findall(PAT, raw.decode("utf-8", "surrogateescape"))]
+    theirs_raw = [t for p in pieces for t in enc._encode_single_piece(p)]
+    ours_raw = [int(x) for x in run([tokenize, "--hf", gpt2_dir], raw).split()]
+    back_raw = run([tokenize, "--decode", tokenizer_bin], run([tokenize, tokenizer_bin], raw))
+    print(json.dumps({"bytes": len(data), "tokens": len(theirs), "same": ours == theirs, "decodes": back == data,
+                      "first_diff": next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None),
+                      "raw_bytes": len(raw), "raw_same": ours_raw == theirs_raw, "raw_decodes": back_raw == raw, "the": enc.encode(" the")}))
+elif mode == "compare":  # the imported model's logits and greedy continuations against transformers'
+    import torch
+    from transformers import GPT2LMHeadModel
+    hf_dir, logits_bin, ckpt, tokenizer_bin = sys.argv[3:7]
+    m = GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+    texts = ["The quick brown fox", "It's 2024, and the answer is", "def f(x):\n    return", "\u6570\u5b57\u548c\u4e2d\u6587",
+             "Hello\n\nWorld  ", "1,000,000 \U0001F600", "Once upon a time there was", "import numpy as np"]
+    worst, same, steps = 0.0, 0, 16
+    for t in texts:
+        ids = enc.encode_ordinary(t)
+        ours = run([logits_bin, ckpt, tokenizer_bin], " ".join(map(str, ids)).encode())
+        ours = torch.frombuffer(bytearray(ours), dtype=torch.float32).view(len(ids), -1)[:, :50257]
+        with torch.no_grad():
+            theirs = m(torch.tensor([ids])).logits[0]
+            g = m.generate(torch.tensor([ids]), max_new_tokens=steps, do_sample=False, pad_token_id=50256)[0, len(ids):].tolist()
+        worst = max(worst, (ours - theirs).abs().max().item())
+        mine = [int(x) for x in run([logits_bin, "--greedy", str(steps), ckpt, tokenizer_bin], " ".join(map(str, ids)).encode()).split()]
+        same += mine == g
+    print(json.dumps({"texts": len(texts), "worst": worst, "same_greedy": same, "steps": steps}))
+"""
+
+
+def gpt2_tiktoken(d):
+    """gpt2.tiktoken: $GPT2_TIKTOKEN, else fetched from PyPI (openai-whisper's sdist); None if neither works."""
+    path = os.environ.get("GPT2_TIKTOKEN")
+    if path and os.path.exists(path):
+        return path
+    res = subprocess.run([hf_python, os.path.join(here, "interop", "gpt2_files.py"), "--fetch", os.path.join(d, "gpt2_fetch")],
+                         capture_output=True, text=True)
+    path = os.path.join(d, "gpt2_fetch", "gpt2.tiktoken")
+    return path if res.returncode == 0 and os.path.exists(path) else None
+
+
+def test_gpt2_transformers(d, world):
+    probe = subprocess.run([hf_python, "-c", "import transformers, safetensors, torch, tiktoken, regex"], capture_output=True)
+    if probe.returncode != 0:
+        print(f"skip GPT-2 checks: {hf_python} lacks transformers, safetensors, torch, tiktoken or regex")
+        return
+    ranks = gpt2_tiktoken(d)
+    if ranks is None:
+        print("skip GPT-2 checks: no gpt2.tiktoken (set GPT2_TIKTOKEN, or give pip access to PyPI to fetch openai-whisper's sdist)")
+        return
+    script = os.path.join(d, "gpt2_checks.py")
+    open(script, "w").write(GPT2_CHECKS)
+    g = os.path.join(d, "gpt2real")
+    subprocess.run([sys.executable, os.path.join(here, "interop", "gpt2_files.py"), ranks, g], check=True, capture_output=True)
+    subprocess.run([hf_python, script, "make", g, "5", "2", "64", "4", "64"], check=True, capture_output=True)
+    run(["import", "-i", g, "-o", os.path.join(d, "g2")], d)
+    tok_bin, ckpt = os.path.join(d, "g2", "tokenizer.bin"), os.path.join(d, "g2", "base.bin")
+    res = subprocess.run([hf_python, script, "tiktoken", ranks, g, tokenize, tok_bin], capture_output=True, text=True)
+    t = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {}
+    check(t.get("same") and t.get("decodes") and t.get("bytes", 0) >= 100000 and t.get("the") == [262],
+          "GPT-2's tokenizer in C: tiktoken's GPT-2 ids on mixed text (English, code, numbers, whitespace runs, CJK, emoji, ...)",
+          f"{t.get('bytes')} bytes, {t.get('tokens')} tokens, same ids {t.get('same')} (first difference at {t.get('first_diff')}), "
+          f"decodes back {t.get('decodes')}; ' the' is {t.get('the')}" if t else res.stderr[-400:])
+    check(t.get("raw_same") and t.get("raw_decodes"),
+          "GPT-2's tokenizer in C on invalid UTF-8: tiktoken's BPE of each piece of GPT-2's pattern, and decodes back",
+          f"{t.get('raw_bytes')} bytes with broken characters and stray bytes: same ids {t.get('raw_same')}, "
+          f"decodes back {t.get('raw_decodes')}" if t else res.stderr[-400:])
+    res = subprocess.run([hf_python, script, "compare", ranks, g, os.path.join(os.path.dirname(tokenize), "logits"), ckpt, tok_bin],
+                         capture_output=True, text=True)
+    t = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {}
+    check(t and t["worst"] < 1e-5 and t["same_greedy"] == t["texts"],
+          "a transformers-made GPT-2 (V 50257, random weights) imported: the logits and greedy continuations of transformers",
+          f"{t['texts']} texts: max |logit difference| {t['worst']:.2e} (tolerance 1e-5); {t['same_greedy']} of {t['texts']} "
+          f"greedy continuations of {t['steps']} tokens identical" if t else res.stderr[-400:])
+    # and back: exported with the chat tokens, run in transformers with the chat template
+    run(["export", "-c", ckpt, "-o", os.path.join(d, "g2x")], d)
+    script = os.path.join(d, "hf_checks.py")
+    open(script, "w").write(HF_CHECKS)
+    prompts = os.path.join(d, "g2_prompts.jsonl")
+    with open(prompts, "w") as f:
+        f.writelines(open(os.path.join(world, "eval_test.jsonl")).readlines()[:10])
+    run(["answer", "-c", ckpt, "-q", prompts, "-O", os.path.join(d, "g2_ours.jsonl"), "-m", "12"], d)
+    ours = [json.loads(line)["response"] for line in open(os.path.join(d, "g2_ours.jsonl"))]
+    res = subprocess.run([hf_python, script, os.path.join(d, "g2x"), tokenize, "answers", prompts, "12"], capture_output=True, text=True)
+    theirs = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else []
+    same = sum(a == b for a, b in zip(ours, theirs))
+    check(same == len(ours) == 10, "the imported GPT-2 exported again (V 50260, GPT-2's tokenizer.json): transformers' answers "
+          "with the chat template are ./train answer's", f"{same} of {len(ours)} greedy answers identical" +
+          ("" if res.returncode == 0 else "; " + res.stderr[-300:]))
 
 
 def test_transformers(d, world):
@@ -483,6 +622,7 @@ def main():
     test_errors(d)
     test_gpt2_import(d)
     test_transformers(d, world)
+    test_gpt2_transformers(d, world)
     shutil.rmtree(d)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
