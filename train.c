@@ -2864,8 +2864,8 @@ void stage_sft(const Config *cfg, StageResult *res) {
     chat_data_validation(&val, &train, cfg->val_path, cfg->train_path, &tok, 0, maxT + 1, cfg->keep_transcripts);
     int *inputs = mallocCheck((size_t)B * maxT * sizeof(int)), *targets = mallocCheck((size_t)B * maxT * sizeof(int));
     int *idx = mallocCheck((size_t)B * sizeof(int));
-    Progress *run = progress_open(cfg, "sft.jsonl", state.step);
     printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
+    Progress *run = progress_open(cfg, "sft.jsonl", state.step); // its clock starts here, for the first step's speed
     for (int step = state.step; step < cfg->steps; step++) {
         gpt_zero_grad(&model);
         float loss = 0.0f;
@@ -6021,7 +6021,8 @@ static void error_usage(void) {
         "  sample     continue the text -p with a language-model checkpoint (-c, default <out>/base.bin)\n"
         "  bench      time training steps on random tokens at the size given by -L -C -H -V -t -b\n"
         "  export     a checkpoint (-c) as a Hugging Face folder (-o DIR); --llmc: llm.c's format (doc/interop.md)\n"
-        "  import     a folder that export wrote (-i DIR) back into a checkpoint and tokenizer in -o\n"
+        "  import     a Hugging Face GPT-2 folder (-i DIR: one export wrote, or GPT-2 with its vocab.json and merges.txt)\n"
+        "             into a checkpoint and tokenizer in -o (doc/interop.md)\n"
         "flags (all optional; 'stage' means the default depends on the command, see README.md):\n"
         "  -i <file>  training data: text (pretrain) or JSONL (the others) (stage: data/world/...)\n"
         "  -j <file>  validation data; rlhf, grpo: prompts answered as they train (stage: data/world/...)\n"
