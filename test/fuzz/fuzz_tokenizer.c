@@ -2,6 +2,7 @@
 //   0: text to encode; decode(encode(text)) must give the text back
 //   1: token ids (2 bytes each) to decode
 //   2: a tokenizer file to load; if it loads, text must round-trip through it
+//   3: text to encode with GPT-2's chunk rule (gpt2_chunk_length): it must round-trip too
 // Errors must be messages (fail() returns here while fuzzing), never crashes.
 #define FUZZING
 #define TESTING
@@ -31,9 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_on_error = &on_error;
     const char *rest = (const char *)data + 1;
     size_t n = size - 1;
-    if (data[0] % 3 == 0) {
+    if (data[0] % 4 == 0) {
         roundtrip(&trained, rest, n);
-    } else if (data[0] % 3 == 1) {
+    } else if (data[0] % 4 == 3) {
+        Tokenizer gpt2_rule = trained; // the same merges, GPT-2's chunks
+        gpt2_rule.split = SPLIT_GPT2;
+        roundtrip(&gpt2_rule, rest, n);
+    } else if (data[0] % 4 == 1) {
         int count = (int)(n / 2), *ids = mallocCheck((size_t)(count + 1) * sizeof(int));
         for (int i = 0; i < count; i++) { ids[i] = (int)(((unsigned)(uint8_t)rest[2 * i] << 8 | (uint8_t)rest[2 * i + 1]) % 400); }
         if (setjmp(on_error) == 0) { free(tokenizer_decode(&trained, ids, count, NULL)); } // ids >= 300: an error
