@@ -188,6 +188,19 @@ def gpt2_byte_order():
     return printable + others, chars
 
 
+def merge_pair(parts, a, b):
+    """Every (a, b) in parts, left to right, made one."""
+    out, i = [], 0
+    while i < len(parts):
+        if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
+            out.append(a + b)
+            i += 2
+        else:
+            out.append(parts[i])
+            i += 1
+    return out
+
+
 def bpe(chunk, rank):
     parts = [bytes([b]) for b in chunk]
     while True:
@@ -195,16 +208,7 @@ def bpe(chunk, rank):
         best = min(pairs, default=(1 << 30, 0))[0]
         if best == 1 << 30:
             return parts
-        a, b = [k for k, v in rank.items() if v == best][0]
-        out, i = [], 0
-        while i < len(parts):
-            if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
-                out.append(a + b)
-                i += 2
-            else:
-                out.append(parts[i])
-                i += 1
-        parts = out
+        parts = merge_pair(parts, *[k for k, v in rank.items() if v == best][0])
 
 
 def make_gpt2(path, text, num_merges, C=32, L=2, NH=2, T=32, seed=3):
@@ -223,15 +227,8 @@ def make_gpt2(path, text, num_merges, C=32, L=2, NH=2, T=32, seed=3):
         merges.append((a, b))
         new = {}
         for w, n in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new[tuple(out)] = new.get(tuple(out), 0) + n
+            w = tuple(merge_pair(list(w), a, b))
+            new[w] = new.get(w, 0) + n
         words = new
     txt = lambda bs: "".join(chars[x] for x in bs)
     vocab = {txt(bytes([b])): i for i, b in enumerate(order)}
