@@ -39,8 +39,8 @@ def byte_chars():
 def fetch(dest):
     """gpt2.tiktoken from PyPI's openai-whisper source distribution (pip download)."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "openai-whisper", "--no-deps", "--no-binary", ":all:",
-                        "-d", tmp], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--timeout", "15", "--retries", "1", "openai-whisper",
+                        "--no-deps", "--no-binary", ":all:", "-d", tmp], check=True)  # offline: fails within a minute
         sdist = glob.glob(os.path.join(tmp, "openai*whisper-*.tar.gz"))[0]
         with tarfile.open(sdist) as t:
             member = next(m for m in t.getmembers() if m.name.endswith("whisper/assets/gpt2.tiktoken"))
