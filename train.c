@@ -1741,7 +1741,7 @@ static int answer_room(int max_seq_len, int max_new) { return max_new < max_seq_
 // Training (BPE): split the text into chunks (below), then repeatedly merge the
 // most frequent adjacent pair of tokens into a new token (ties: the smallest pair):
 //     aaabdaaabac  ->  merge (a,a)=Z:  ZabdZabac  ->  (a,b)=Y:  ZYdZYac  ->  (Z,Y)=X:  XdXac
-// Merges never cross chunk boundaries. A chunk is, as in GPT-2, one of:
+// Merges never cross chunk boundaries. A chunk is, much as in GPT-2, one of:
 //     an optional space and a run of letters (bytes >= 0x80 count as letters, so
 //     UTF-8 characters stay inside words):           " world", "caf\xc3\xa9"
 //     an optional space and a run of digits:        " 2024"
@@ -1753,7 +1753,8 @@ static int answer_room(int max_seq_len, int max_new) { return max_new < max_seq_
 // own chunks, which differ from ours in three ways: contractions ('s 't 're 've 'm 'll 'd)
 // are chunks of their own, letters and numbers are Unicode's where ours counts every
 // byte >= 0x80 a letter ("½" is a number, "。" a symbol, U+3000 a space), and a
-// whitespace run before a word leaves its last character, of any kind, to what follows.
+// whitespace run before a non-space stops one character short, whatever that character
+// is: a space then joins the word, and anything else ("\n") is a chunk of its own.
 // The tokenizer file says which rule it uses.
 enum { SPLIT_OURS, SPLIT_GPT2 };
 
@@ -1884,12 +1885,13 @@ static size_t chunk_length(const unsigned char *s, size_t n) {
 //     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // whose alternatives are tried in order: a contraction; an optional space and a run of
 // letters, of numbers, or of other symbols; a whitespace run that a non-space does not
-// follow, so that a run before a word leaves its last character to the word; and the
-// whitespace run itself when that leaves nothing. Classes come from unicode_class
-// (appendix H), which calls a byte that is not valid UTF-8 an other symbol.
+// follow, so that a run before a word stops one character short of it; and the
+// whitespace run itself when that leaves nothing ("\n\nHi" is "\n", "\n", "Hi";
+// "\n  Hi" is "\n ", " Hi"). Classes come from unicode_class (appendix H), which calls
+// a byte that is not valid UTF-8 an other symbol.
 static size_t gpt2_chunk_length(const unsigned char *s, size_t n) {
     static const char *CONTRACTIONS[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
-    for (int c = 0; c < 7; c++) {
+    for (int c = 0; c < (int)(sizeof(CONTRACTIONS) / sizeof(CONTRACTIONS[0])); c++) {
         size_t k = strlen(CONTRACTIONS[c]);
         if (n >= k && !memcmp(s, CONTRACTIONS[c], k)) { return k; }
     }
@@ -4567,6 +4569,13 @@ static int utf8_length(const unsigned char *s) {
     return n;
 }
 
+// the code point of the valid n-byte UTF-8 character at s (n from utf8_length)
+static unsigned utf8_decode(const unsigned char *s, int n) {
+    unsigned cp = n == 1 ? s[0] : s[0] & (0x7Fu >> n); // the lead byte's payload: 5, 4 or 3 bits
+    for (int i = 1; i < n; i++) { cp = cp << 6 | (s[i] & 0x3Fu); }
+    return cp;
+}
+
 // How the bytes s[0..n) stand as the start of one UTF-8 character, by the table
 // above: -1 they cannot begin one, 0 they begin one and more must follow, 1 they are one.
 static int utf8_prefix(const unsigned char *s, int n) {
@@ -5011,12 +5020,12 @@ static void tokenizer_match(const Tokenizer *tok, const char *tok_path, GPT *mod
         FAIL("%s has %d tokens but %s expects %d: pass the model's tokenizer with -z", tok_path, tok->vocab_size,
              model_path, model->config.vocab_size);
     }
-    uint32_t print = tokenizer_fingerprint(tok);
-    if (model->tokenizer && model->tokenizer != print) {
+    uint32_t fp = tokenizer_fingerprint(tok);
+    if (model->tokenizer && model->tokenizer != fp) {
         FAIL("%s (%s chunks, fingerprint %08x) is not the tokenizer %s was trained with (fingerprint %08x): pass that one "
-             "with -z", tok_path, tok->split == SPLIT_GPT2 ? "GPT-2's" : "our", print, model_path, model->tokenizer);
+             "with -z", tok_path, tok->split == SPLIT_GPT2 ? "GPT-2's" : "our", fp, model_path, model->tokenizer);
     }
-    model->tokenizer = print;
+    model->tokenizer = fp;
 }
 
 #define CHECKPOINT_MAGIC 0x54504B43 // "CKPT"
@@ -5460,6 +5469,10 @@ static int open_reward_model(const Config *cfg, const GPT *policy, GPT *reward, 
         return 0;
     }
     load_weights(reward, path, 1 << KIND_REWARD);
+    if (reward->tokenizer && policy->tokenizer && reward->tokenizer != policy->tokenizer) {
+        FAIL("%s reads another tokenizer than the policy %s (fingerprints %08x and %08x): train the reward model from "
+             "this SFT model", path, cfg->init_path, reward->tokenizer, policy->tokenizer);
+    }
     return 1;
 }
 
@@ -6470,11 +6483,21 @@ static void dir_path(char *buf, size_t size, const char *dir, const char *name) 
 // bytes as text: the printable bytes stand for themselves, the others (controls, space,
 // 0x7f-0xa0, 0xad) for the characters from U+0100 on, in order
 static int byte_printable(int b) { return (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff); }
+enum { PRINTABLE_BYTES = 188 }; // how many bytes byte_printable keeps
 static unsigned byte_char(int b) {
     if (byte_printable(b)) { return (unsigned)b; }
     int n = 0;
     for (int x = 0; x < b; x++) { n += !byte_printable(x); }
     return 256u + (unsigned)n;
+}
+
+// the byte that a character of byte_char's stands for; -1 if it stands for none
+static int char_byte(unsigned cp) {
+    if (cp < 256) { return byte_printable((int)cp) ? (int)cp : -1; }
+    for (int b = 0, n = 0; b < 256; b++) {
+        if (!byte_printable(b) && 256u + (unsigned)n++ == cp) { return b; }
+    }
+    return -1;
 }
 
 // a token's bytes as tokenizer.json writes them (byte_char of each byte, in UTF-8)
@@ -6493,7 +6516,7 @@ static int hf_id(const Tokenizer *tok, int id) {
     if (id >= TOKEN_EOT) { return 256 + tok->num_merges + (id - TOKEN_EOT); }
     int n = 0;
     for (int x = 0; x < id; x++) { n += byte_printable(x) == byte_printable(id); }
-    return byte_printable(id) ? n : 188 + n;
+    return byte_printable(id) ? n : PRINTABLE_BYTES + n;
 }
 
 // wte with its rows in the order of hf_id (caller frees), or NULL where that is ours
@@ -6505,18 +6528,14 @@ static float *hf_wte(const GPT *model, const Tokenizer *tok) {
     return rows;
 }
 
-// The bytes that a token's text in vocab.json or merges.txt stands for (the inverse of
-// byte_char); NULL if a character is not one of byte_char's 256.
-static const char *token_bytes(const char *text, Str *out) {
+// Reads a token's text in vocab.json or merges.txt (len bytes of UTF-8) into the bytes
+// it stands for (char_byte of each character). Returns NULL, or what was wrong.
+static const char *parse_token_text(const char *text, size_t len, Str *out) {
     str_clear(out);
-    for (const unsigned char *s = (const unsigned char *)text; *s;) {
-        int n = utf8_length(s), b = -1;
-        unsigned cp = n == 1 ? s[0] : n == 2 ? (unsigned)(s[0] & 0x1F) << 6 | (s[1] & 0x3F) : 0x110000;
-        if (cp < 256) { b = byte_printable((int)cp) ? (int)cp : -1; }
-        for (int x = 0, k = 256; x < 256 && b < 0 && cp < 256 + 68; x++) { // the non-printable ones, in order
-            if (!byte_printable(x) && (unsigned)k++ == cp) { b = x; }
-        }
-        if (n == 0 || b < 0) { return "a character that stands for no byte"; }
+    if (len == 0) { return "an empty token"; }
+    for (const unsigned char *s = (const unsigned char *)text, *end = s + len; s < end;) {
+        int n = utf8_length(s), b = n == 0 || s + n > end ? -1 : char_byte(utf8_decode(s, n));
+        if (b < 0) { return "a character that stands for no byte"; }
         char c = (char)b;
         str_add(out, &c, 1);
         s += n;
@@ -6544,11 +6563,13 @@ static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
     }
     size_t size;
     char *vocab = read_whole_file(vpath, &size), *merges = read_whole_file(mpath, &size);
-    // vocab.json: {"token text": id, ...}; keep each id's bytes
+    // vocab.json: {"token text": id, ...}, after an optional byte-order mark; keep each id's bytes
     int count = 0, cap = 1024;
     Str *bytes = callocCheck((size_t)cap, sizeof(Str)), key = {0};
-    const char *p = skip_ws(vocab), *err = *p == '{' ? NULL : "expected an object";
-    for (p = skip_ws(p + 1); !err && *p != '}';) {
+    const char *p = skip_ws(vocab + (strncmp(vocab, "\xEF\xBB\xBF", 3) ? 0 : 3)), *err = NULL;
+    if (*p != '{') { err = "expected an object"; }
+    else { p = skip_ws(p + 1); }
+    while (!err && *p != '}') {
         str_clear(&key);
         if ((err = json_parse_string(&p, &key)) != NULL) { break; }
         p = skip_ws(p);
@@ -6561,13 +6582,15 @@ static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
             memset(bytes + cap, 0, (size_t)cap * sizeof(Str));
         }
         if (bytes[id].s) { err = "an id given twice"; break; }
-        if ((err = token_bytes(str_cstr(&key), &bytes[id])) != NULL) { break; }
+        if ((err = parse_token_text(key.s, key.len, &bytes[id])) != NULL) { break; }
         if (id >= count) { count = (int)id + 1; }
         p = skip_ws(end);
-        if (*p == ',') { p = skip_ws(p + 1); }
-        else if (*p != '}') { err = "expected ',' or '}'"; }
+        if (*p == ',' && *skip_ws(p + 1) != '}') { p = skip_ws(p + 1); }
+        else if (*p != '}') { err = "expected ',' and a token, or '}'"; }
     }
+    if (!err && *skip_ws(p + 1) != '\0') { err = "text after the object"; p++; }
     if (err) { FAIL("%s: %s near \"%.20s\"", vpath, err, p); }
+    if (count < 257) { FAIL("%s has %d ids: GPT-2's vocabulary has the 256 bytes, merges and <|endoftext|>", vpath, count); }
     // GPT-2's numbering: the bytes in hf_id's order, then merges, then <|endoftext|> last
     int num_merges = count - 257;
     tok->split = SPLIT_GPT2;
@@ -6575,7 +6598,7 @@ static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
     for (int id = 0; id < count; id++) {
         int want = id < 256 ? 1 : id < count - 1 ? 0 : -1;
         if (bytes[id].s == NULL) { FAIL("%s: no token has id %d: not a GPT-2 vocabulary", vpath, id); }
-        if (want < 0 && strcmp(str_cstr(&bytes[id]), "<|endoftext|>") != 0) {
+        if (want < 0 && (bytes[id].len != 13 || memcmp(bytes[id].s, "<|endoftext|>", 13) != 0)) {
             FAIL("%s: its last id, %d, is not <|endoftext|>, as GPT-2's is: not a GPT-2 vocabulary", vpath, id);
         }
         if (want > 0 && (bytes[id].len != 1 || hf_id(tok, (unsigned char)bytes[id].s[0]) != id)) {
@@ -6588,17 +6611,20 @@ static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
     for (int id = 0; id < count - 1; id++) { *bytes_slot(&ids, bytes[id].s, bytes[id].len) = id + 1; }
     tok->merges = mallocCheck((size_t)(num_merges > 0 ? num_merges : 1) * sizeof(int[2]));
     Str left = {0}, right = {0};
-    char *line = merges, *next;
+    char *line = merges + (strncmp(merges, "\xEF\xBB\xBF", 3) ? 0 : 3), *next;
     int r = 0, lineno = 0;
     for (; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) { *next++ = '\0'; }
         lineno++;
-        if (line[0] == '\0' || !strncmp(line, "#version", 8)) { continue; }
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r') { line[--len] = '\0'; } // Windows line ends
+        if (len == 0 || !strncmp(line, "#version", 8)) { continue; }
         char *space = strchr(line, ' ');
-        if (space) { *space = '\0'; }
-        if (r == num_merges || !space || token_bytes(line, &left) || token_bytes(space + 1, &right)) {
-            FAIL("%s:%d: %s", mpath, lineno, r == num_merges ? "more merges than vocab.json has tokens for" : "not two tokens");
+        if (r == num_merges) { FAIL("%s:%d: more merges than vocab.json has tokens for", mpath, lineno); }
+        if (!space || parse_token_text(line, (size_t)(space - line), &left) ||
+            parse_token_text(space + 1, strlen(space + 1), &right)) {
+            FAIL("%s:%d: not two tokens of GPT-2's byte characters, separated by one space", mpath, lineno);
         }
         int *pair = tok->merges[r];
         for (int side = 0; side < 2; side++) {
@@ -6989,8 +7015,9 @@ int import_hf(const char *dir, GPT *model, Tokenizer *tok) {
 }
 
 // GPT-2's character classes (gpt2_chunk_length, section 6): Unicode's letters (\p{L}),
-// numbers (\p{N}) and whitespace (\s) as ranges of code points, first and last, as the
-// regular-expression engine of tiktoken and tokenizers reads them.
+// numbers (\p{N}) and whitespace (\s) as ranges of code points, first and last, as
+// tiktoken's regular-expression engine reads them. Other engines follow other Unicode
+// versions and differ on recently assigned characters (tokenizers 0.19 on about 9,400).
 // generated by test/interop/unicode_classes.py with tiktoken 0.14.0
 static const uint32_t UNICODE_LETTERS[677][2] = { // \p{L}
     {0x41, 0x5A}, {0x61, 0x7A}, {0xAA, 0xAA}, {0xB5, 0xB5}, {0xBA, 0xBA}, {0xC0, 0xD6},
@@ -7156,8 +7183,7 @@ static int unicode_class(const unsigned char *s, size_t n, int *len) {
     memcpy(b, s, n < 4 ? n : 4);
     *len = utf8_length(b);
     if (*len == 0) { *len = 1; return CLASS_OTHER; }
-    uint32_t cp = *len == 1 ? b[0] : (uint32_t)(b[0] & (0x7F >> *len));
-    for (int i = 1; i < *len; i++) { cp = cp << 6 | (b[i] & 0x3F); }
+    uint32_t cp = utf8_decode(b, *len);
     if (in_ranges(cp, UNICODE_LETTERS, (int)(sizeof(UNICODE_LETTERS) / sizeof(UNICODE_LETTERS[0])))) { return CLASS_LETTER; }
     if (in_ranges(cp, UNICODE_NUMBERS, (int)(sizeof(UNICODE_NUMBERS) / sizeof(UNICODE_NUMBERS[0])))) { return CLASS_NUMBER; }
     if (in_ranges(cp, UNICODE_SPACES, (int)(sizeof(UNICODE_SPACES) / sizeof(UNICODE_SPACES[0])))) { return CLASS_SPACE; }

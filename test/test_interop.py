@@ -238,7 +238,8 @@ def make_gpt2(path, text, num_merges, C=32, L=2, NH=2, T=32, seed=3):
     vocab["<|endoftext|>"] = V - 1
     os.makedirs(path, exist_ok=True)
     json.dump(vocab, open(os.path.join(path, "vocab.json"), "w"))
-    open(os.path.join(path, "merges.txt"), "w").write("#version: 0.2\n" + "".join(f"{txt(a)} {txt(b)}\n" for a, b in merges))
+    open(os.path.join(path, "merges.txt"), "w", encoding="utf-8").write("#version: 0.2\n" +
+                                                                       "".join(f"{txt(a)} {txt(b)}\n" for a, b in merges))
     json.dump({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": V, "n_positions": T, "n_embd": C,
                "n_layer": L, "n_head": NH, "n_inner": None}, open(os.path.join(path, "config.json"), "w"))
     rng = random.Random(seed)
@@ -346,9 +347,14 @@ def test_gpt2_import(d):
         v["a"], v["b"] = v["b"], v["a"]
         json.dump(v, open(os.path.join(p, "vocab.json"), "w"))
     def bad_merge(p):
-        lines = open(os.path.join(p, "merges.txt")).readlines()
+        lines = open(os.path.join(p, "merges.txt"), encoding="utf-8").readlines()
         lines[5] = "zz qq\n"
-        open(os.path.join(p, "merges.txt"), "w").writelines(lines)
+        open(os.path.join(p, "merges.txt"), "w", encoding="utf-8").writelines(lines)
+    def vocab_text(edit):
+        def change(p):
+            text = open(os.path.join(p, "vocab.json"), encoding="utf-8").read()
+            open(os.path.join(p, "vocab.json"), "w", encoding="utf-8").write(edit(text))
+        return change
     def fewer_rows(p):
         c = json.load(open(os.path.join(p, "config.json")))
         c["vocab_size"] -= 1
@@ -357,6 +363,27 @@ def test_gpt2_import(d):
     expect_error("import: a merge that makes no token", variant("merge", bad_merge), d, "merges.txt:6", "merge 4")
     expect_error("import: vocab_size that fits no tokenizer", variant("rows", fewer_rows), d, "vocab_size", "tokenizer has")
     expect_error("import: no merges.txt", variant("nomerges", lambda p: os.remove(os.path.join(p, "merges.txt"))), d, "merges.txt")
+    expect_error("import: text after vocab.json's object", variant("after", vocab_text(lambda t: t + "garbage")), d,
+                 "vocab.json", "text after the object")
+    expect_error("import: a trailing comma in vocab.json", variant("comma", vocab_text(lambda t: t.rstrip()[:-1] + ", }")), d,
+                 "vocab.json", "expected ','")
+    expect_error("import: a vocab.json of ten tokens", variant("few", vocab_text(lambda t: json.dumps(dict(list(json.loads(t).items())[:10])))),
+                 d, "vocab.json has 10 ids")
+    expect_error("import: an empty vocab.json", variant("empty", vocab_text(lambda t: "  ")), d, "vocab.json", "expected an object")
+    # Windows line ends and a byte-order mark are GPT-2's files all the same
+    def windows(p):
+        text = open(os.path.join(p, "merges.txt"), encoding="utf-8").read()
+        open(os.path.join(p, "merges.txt"), "w", encoding="utf-8", newline="").write("\ufeff" + text.replace("\n", "\r\n"))
+    run(variant("crlf", windows)[:-1] + [os.path.join(d, "g_crlf")], d)
+    same = open(os.path.join(d, "g_crlf", "tokenizer.bin"), "rb").read() == tok
+    check(same, "import: merges.txt with Windows line ends and a byte-order mark reads as the same tokenizer", f"identical: {same}")
+    # a reward model that reads another tokenizer than the policy, though of the same size
+    reward = bytearray(open(os.path.join(d, "out", "reward.bin"), "rb").read())
+    reward[64:68] = struct.pack("<i", 12345)  # header int 16: the tokenizer's fingerprint
+    open(os.path.join(d, "reward_other.bin"), "wb").write(reward)
+    expect_error("rlhf with a reward model of another tokenizer", ["rlhf", "-n", "1", "-b", "2", "-M", "2", "-m", "4", "-R",
+                 "reward_other.bin", "-i", "chat.jsonl", "-j", "chat.jsonl", "-q", "chat.jsonl", "-e", "0", "-o", "out_other",
+                 "-c", os.path.join("out", "sft.bin"), "-z", os.path.join("out", "tokenizer.bin")], d, "another tokenizer", "fingerprint")
     check(not os.path.exists(os.path.join(d, "g_x")) or not os.listdir(os.path.join(d, "g_x")),
           "a failed GPT-2 import writes nothing", f"files: {os.listdir(os.path.join(d, 'g_x')) if os.path.exists(os.path.join(d, 'g_x')) else 'none'}")
 
@@ -458,14 +485,33 @@ if mode == "tiktoken":  # GPT-2's ids, tiktoken's and train.c's, on about 100 KB
     our_ids = run([tokenize, tokenizer_bin], data)
     back = run([tokenize, "--decode", tokenizer_bin], our_ids)
     # invalid bytes: tiktoken reads str, so its BPE of each piece of GPT-2's pattern, the
-    # text decoded with surrogateescape (an invalid byte: one character of no class)
+    # text decoded with surrogateescape (an invalid byte: one character of no class), cut
+    # by the `regex` module with the classes as tiktoken reads them (regex's own Unicode
+    # version differs on recently assigned characters)
+    def members(pat):
+        probe = tiktoken.Encoding("probe", pat_str=pat, mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
+        found = set()
+        for lo in range(0, 0x110000, 4096):
+            t = "".join(chr(c) for c in range(lo, min(lo + 4096, 0x110000)) if not 0xD800 <= c < 0xE000)
+            found.update(ord(ch) for ch in probe.decode_bytes(probe.encode_ordinary(t)).decode("utf-8"))
+        return found
+    def ranges(points):
+        spans = []
+        for c in sorted(points):
+            if spans and spans[-1][1] + 1 == c:
+                spans[-1][1] = c
+            else:
+                spans.append([c, c])
+        return "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in spans)
+    Lc, Nc, Sc = (ranges(members(p)) for p in (r"\p{L}", r"\p{N}", r"\s"))
+    pattern = f"'(?:[sdmt]|ll|ve|re)| ?[{Lc}]+| ?[{Nc}]+| ?[^{Sc}{Lc}{Nc}]+|[{Sc}]+(?![^{Sc}])|[{Sc}]+"
     raw = bytearray()
     while len(raw) < 20000:
         raw += rng.choice(parts).encode()[: rng.randrange(1, 40)]  # cut anywhere: broken characters
         if rng.random() < 0.3:
             raw += bytes(rng.randrange(0x80, 0x100) for _ in range(rng.randrange(1, 4)))
     raw = bytes(raw)
-    pieces = [p.encode("utf-8", "surrogateescape") for p in regex.findall(PAT, raw.decode("utf-8", "surrogateescape"))]
+    pieces = [p.encode("utf-8", "surrogateescape") for p in regex.findall(pattern, raw.decode("utf-8", "surrogateescape"))]
     theirs_raw = [t for p in pieces for t in enc._encode_single_piece(p)]
     ours_raw = [int(x) for x in run([tokenize, "--hf", gpt2_dir], raw).split()]
     back_raw = run([tokenize, "--decode", tokenizer_bin], run([tokenize, tokenizer_bin], raw))

@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
         if (n == cap) { text = realloc(text, cap *= 2); if (!text) { FAIL("out of memory"); } }
     }
     if (decode) {
-        int *ids = mallocCheck((n / 2 + 1) * sizeof(int)), count = 0;
+        int *ids = mallocCheck((n / 2 + 2) * sizeof(int)), count = 0; // an id and a separator take 2 bytes or more
         text[n < cap ? n : cap - 1] = '\0';
         for (char *p = text, *end; (ids[count] = (int)strtol(p, &end, 10)), end != p; p = end) { count++; }
         size_t len;

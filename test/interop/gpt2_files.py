@@ -76,8 +76,8 @@ def write(tiktoken_path, out):
         assert len(parts) == 2, (token, parts)
         merges.append(text(parts[0]) + " " + text(parts[1]))
     os.makedirs(out, exist_ok=True)
-    json.dump(vocab, open(os.path.join(out, "vocab.json"), "w"), ensure_ascii=False)
-    with open(os.path.join(out, "merges.txt"), "w") as f:
+    json.dump(vocab, open(os.path.join(out, "vocab.json"), "w", encoding="utf-8"), ensure_ascii=False)
+    with open(os.path.join(out, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
     print(f"{out}: vocab.json ({len(vocab)} tokens), merges.txt ({len(merges)} merges)")
 
