@@ -488,22 +488,11 @@ if mode == "tiktoken":  # GPT-2's ids, tiktoken's and train.c's, on about 100 KB
     # text decoded with surrogateescape (an invalid byte: one character of no class), cut
     # by the `regex` module with the classes as tiktoken reads them (regex's own Unicode
     # version differs on recently assigned characters)
-    def members(pat):
-        probe = tiktoken.Encoding("probe", pat_str=pat, mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
-        found = set()
-        for lo in range(0, 0x110000, 4096):
-            t = "".join(chr(c) for c in range(lo, min(lo + 4096, 0x110000)) if not 0xD800 <= c < 0xE000)
-            found.update(ord(ch) for ch in probe.decode_bytes(probe.encode_ordinary(t)).decode("utf-8"))
-        return found
-    def ranges(points):
-        spans = []
-        for c in sorted(points):
-            if spans and spans[-1][1] + 1 == c:
-                spans[-1][1] = c
-            else:
-                spans.append([c, c])
-        return "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in spans)
-    Lc, Nc, Sc = (ranges(members(p)) for p in (r"\p{L}", r"\p{N}", r"\s"))
+    sys.path.insert(0, INTEROP_DIR)
+    from unicode_classes import members, ranges  # the tables' generator: tiktoken's reading of each class
+    def span_class(points):
+        return "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in ranges(points))
+    Lc, Nc, Sc = (span_class(members(p)) for p in (r"\p{L}", r"\p{N}", r"\s"))
     pattern = f"'(?:[sdmt]|ll|ve|re)| ?[{Lc}]+| ?[{Nc}]+| ?[^{Sc}{Lc}{Nc}]+|[{Sc}]+(?![^{Sc}])|[{Sc}]+"
     raw = bytearray()
     while len(raw) < 20000:
@@ -561,7 +550,7 @@ def test_gpt2_transformers(d, world):
         print("skip GPT-2 checks: no gpt2.tiktoken (set GPT2_TIKTOKEN, or give pip access to PyPI to fetch openai-whisper's sdist)")
         return
     script = os.path.join(d, "gpt2_checks.py")
-    open(script, "w").write(GPT2_CHECKS)
+    open(script, "w").write(GPT2_CHECKS.replace("INTEROP_DIR", repr(os.path.join(here, "interop"))))
     g = os.path.join(d, "gpt2real")
     subprocess.run([sys.executable, os.path.join(here, "interop", "gpt2_files.py"), ranks, g], check=True, capture_output=True)
     subprocess.run([hf_python, script, "make", g, "5", "2", "64", "4", "64"], check=True, capture_output=True)
