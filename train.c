@@ -2868,6 +2868,7 @@ void stage_sft(const Config *cfg, StageResult *res) {
     int *idx = mallocCheck((size_t)B * sizeof(int));
     printf("val loss (response tokens) before SFT: %.4f\n", sft_evaluate(&model, &val, B, inputs, targets));
     Progress *run = progress_open(cfg, "sft.jsonl", state.step); // its clock starts here, for the first step's speed
+    float val_loss = 0.0f; // the last step always has one (eval_due)
     for (int step = state.step; step < cfg->steps; step++) {
         gpt_zero_grad(&model);
         float loss = 0.0f;
@@ -2882,12 +2883,15 @@ void stage_sft(const Config *cfg, StageResult *res) {
         }
         float lr, norm = optimizer_step(&model, cfg, step, loss, &lr);
         log_step(run, cfg, step, loss, lr, norm, (double)tokens);
-        if (eval_due(cfg, step)) { log_val_loss(run, "val loss (response tokens)", sft_evaluate(&model, &val, B, inputs, targets)); }
+        if (eval_due(cfg, step)) {
+            val_loss = sft_evaluate(&model, &val, B, inputs, targets);
+            log_val_loss(run, "val loss (response tokens)", val_loss);
+        }
         finish_step(run, &model, &state, cfg, step, "sft.bin");
     }
     int steps = progress_close(run, cfg, "sft", "sft.bin");
     snprintf(res->trained, sizeof(res->trained), "sft.bin: %d steps on %s", steps, cfg->train_path);
-    snprintf(res->metric, sizeof(res->metric), "val loss %.3f (response tokens)", sft_evaluate(&model, &val, B, inputs, targets));
+    snprintf(res->metric, sizeof(res->metric), "val loss %.3f (response tokens)", val_loss);
     stage_answers(&model, &tok, cfg, "answers_sft.jsonl", res);
     free(inputs); free(targets); free(idx);
     chat_data_free(&train);
