@@ -299,7 +299,7 @@ enum { CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE };
 static int unicode_class(const unsigned char *s, size_t n, int *len);
 void export_hf(const GPT *model, int kind, const Tokenizer *tok, const char *dir);
 void export_llmc(const GPT *model, const Tokenizer *tok, const char *dir);
-int import_hf(const char *dir, GPT *model, Tokenizer *tok);
+int import_hf(const char *dir, const char *tokenizer_path, GPT *model, Tokenizer *tok);
 
 // Section 15, other commands: answering prompts, which the stages do too
 static void stage_answers(GPT *model, const Tokenizer *tok, const Config *cfg, const char *name, StageResult *res);
@@ -3865,10 +3865,15 @@ void command_export(const Config *cfg) {
 // language model without a kind of ours) and <OUT>/tokenizer.bin, the weights bit for bit
 void command_import(const Config *cfg) {
     if (!cfg->given['i']) { FAIL("import: name the folder to read with -i DIR"); }
+    if (!cfg->given['o']) { FAIL("import: name the folder to write with -o DIR (a new one: its tokenizer.bin is replaced)"); }
+    struct stat st;
+    if (stat(cfg->train_path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        FAIL("import: %s is not a folder: -i takes the folder that holds config.json and model.safetensors", cfg->train_path);
+    }
     char path[4096];
     Tokenizer tok;
     GPT model;
-    int kind = import_hf(cfg->train_path, &model, &tok);
+    int kind = import_hf(cfg->train_path, cfg->tokenizer_path, &model, &tok);
     make_out_dir(cfg);
     TrainState state = {.kind = kind, .step = 0};
     char out[4096], name[64];
@@ -6562,8 +6567,9 @@ static void gpt2_tokenizer_read(Tokenizer *tok, const char *dir) {
     dir_path(vpath, sizeof(vpath), dir, "vocab.json");
     dir_path(mpath, sizeof(mpath), dir, "merges.txt");
     if (access(vpath, R_OK) != 0 || access(mpath, R_OK) != 0) {
-        FAIL("%s: no tokenizer.bin (which ./train export writes) and no GPT-2 tokenizer (vocab.json and merges.txt, which "
-             "save_pretrained writes): %s is missing", dir, access(vpath, R_OK) != 0 ? vpath : mpath);
+        FAIL("%s: no tokenizer.bin (which ./train export writes) and no GPT-2 tokenizer (vocab.json and merges.txt): %s is "
+             "missing. A folder saved again by transformers keeps only tokenizer.json, which import does not read: pass the "
+             "export's tokenizer.bin with -z", dir, access(vpath, R_OK) != 0 ? vpath : mpath);
     }
     size_t size;
     char *vocab = read_whole_file(vpath, &size), *merges = read_whole_file(mpath, &size);
@@ -6857,8 +6863,9 @@ static size_t safetensors_find(const char *header, const char *name, const int *
     const char *d, *s, *o, *p = v;
     if ((err = json_object(&p, "dtype", &d)) || !d || json_parse_string(&d, &dtype)) { FAIL("%s: %s has no dtype", path, name); }
     if (strcmp(str_cstr(&dtype), "F32") != 0) {
-        FAIL("%s: %s is %s; import reads F32 only: convert the model first, e.g. in Python "
-             "GPT2LMHeadModel.from_pretrained(dir, torch_dtype=torch.float32).save_pretrained(dir32)", path, name, str_cstr(&dtype));
+        FAIL("%s: %s is %s; import reads F32 only: convert the model first, in place, so that the tokenizer files stay "
+             "beside it, e.g. in Python GPT2LMHeadModel.from_pretrained(dir, torch_dtype=torch.float32).save_pretrained(dir)",
+             path, name, str_cstr(&dtype));
     }
     str_free(&dtype);
     p = v;
@@ -6929,12 +6936,13 @@ static void wte_from_hf(GPT *model, const Tokenizer *tok, int added) {
 // ./train import -i DIR: a model folder as export writes it, or a Hugging Face GPT-2 in
 // F32 with its own tokenizer (vocab.json and merges.txt), into a model of its kind and
 // that tokenizer. Returns the kind.
-int import_hf(const char *dir, GPT *model, Tokenizer *tok) {
+int import_hf(const char *dir, const char *tokenizer_path, GPT *model, Tokenizer *tok) {
     char path[4096];
     size_t size;
-    // the tokenizer: the project's own file, exactly, where export left one; else GPT-2's
+    // the tokenizer: -z, or the project's own file, exactly, where export left one; else GPT-2's
     dir_path(path, sizeof(path), dir, "tokenizer.bin");
-    if (access(path, F_OK) == 0) { tokenizer_load(tok, path); }
+    if (tokenizer_path) { tokenizer_load(tok, tokenizer_path); }
+    else if (access(path, F_OK) == 0) { tokenizer_load(tok, path); }
     else { gpt2_tokenizer_read(tok, dir); }
     dir_path(path, sizeof(path), dir, "config.json");
     char *config = read_whole_file(path, &size);

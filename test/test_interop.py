@@ -168,6 +168,15 @@ def test_errors(d):
                  d, "LlamaForCausalLM", "GPT-2")
     expect_error("import: an F16 tensor", ["import", "-i", broken("f16", f16), "-o", "x"], d, "F16", "float32")
     expect_error("import: a truncated file", ["import", "-i", broken("short", truncate), "-o", "x"], d, "truncated")
+    expect_error("import: no -o (it would replace out/tokenizer.bin)", ["import", "-i", good], d, "-o DIR")
+    expect_error("import: -i names a file, not the folder", ["import", "-i", os.path.join(good, "model.safetensors"), "-o", "x"], d,
+                 "not a folder", "config.json")
+    # a folder saved again by transformers keeps only tokenizer.json: -z brings the tokenizer back
+    resaved = broken("resaved", drop("tokenizer.bin"))
+    run(["import", "-i", resaved, "-z", os.path.join(good, "tokenizer.bin"), "-o", os.path.join(d, "resaved_in")], d)
+    same = weights(os.path.join(d, "resaved_in", "sft.bin"))[1] == weights(os.path.join(d, "out", "sft.bin"))[1]
+    check(same, "import -z: a folder without tokenizer.bin (transformers' save_pretrained) with the export's tokenizer",
+          f"weights identical: {same}")
     expect_error("export: no -o", ["export", "-c", os.path.join(d, "out", "sft.bin")], d, "-o")
     left = os.path.exists(os.path.join(d, "x")) and any(f.endswith(".bin") for f in os.listdir(os.path.join(d, "x")))
     check(not left, "a failed import writes no checkpoint", f"files in x/: {os.listdir(os.path.join(d, 'x')) if os.path.exists(os.path.join(d, 'x')) else 'none'}")
