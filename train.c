@@ -3768,6 +3768,10 @@ static void alignment_answers(GPT *policy, GPT *ref, GPT *reward, const Tokenize
 // beside the checkpoint. For the commands that use a model without training it.
 static void open_model(const Config *cfg, int want_kinds, GPT *model, Tokenizer *tok, TrainState *state_out, FILE *say) {
     if (!cfg->init_path) { FAIL("give the checkpoint to use with -c, e.g. -c out/sft.bin"); }
+    if (!cfg->given['c'] && access(cfg->init_path, F_OK) != 0) {
+        FAIL("%s, this command's default model, does not exist: name a language model with -c, e.g. -c %s/sft.bin",
+             cfg->init_path, cfg->out_dir);
+    }
     TrainState state;
     checkpoint_load(cfg->init_path, model, want_kinds, &state);
     char path[4096];

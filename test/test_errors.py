@@ -225,6 +225,8 @@ def main():
     expect_error("-L against a checkpoint's layers", ["answer", "-c", "out/sft.bin", "-O", "a.jsonl", "-q", sft, "-L", "3"], d,
                  "-L 3", "1 layers")
     no_v = [x for i, x in enumerate(small) if x != "-V" and (i == 0 or small[i - 1] != "-V")]
+    expect_error("chat without -c, when its default out/rlhf.bin does not exist", ["chat", "-o", "out"], d,
+                 "rlhf.bin", "default model", "-c")
     expect_error("-V against an existing tokenizer", ["pretrain", "-n", "1", "-o", "out", "-V", "400", "-i", "text.txt"] + no_v,
                  d, "-V 400", "300 tokens", "remove it")
     # the settings table shows the values in force: the checkpoint's shape, not the defaults
