@@ -238,12 +238,14 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
 
 // Appendix C, files: checkpoints, the tokenizer's file, the output directory
 void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
-void checkpoint_commit(const char *path);
+static FILE *file_begin(const char *path);
+void file_commit(const char *path);
 void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer);
 void checkpoint_load(const char *path, GPT *model, int want_kinds, TrainState *state);
 static char *read_whole_file(const char *path, size_t *size);
 static long file_size(FILE *f, const char *path);
 static void out_path(char *buf, size_t size, const Config *cfg, const char *name);
+static void dir_path(char *buf, size_t size, const char *dir, const char *name);
 static void make_out_dir(const Config *cfg);
 void load_or_train_tokenizer(Tokenizer *tok, const Config *cfg);
 void tokenizer_save(const Tokenizer *tok, const char *path);
@@ -4963,11 +4965,12 @@ const char *jsonl_read(const char *path, const char **keys, int nkeys, JsonlReco
 // num_merges, split (SPLIT_OURS or SPLIT_GPT2), then num_merges pairs (left, right).
 // See doc/formats.md.
 void tokenizer_save(const Tokenizer *tok, const char *path) {
-    FILE *f = fopenCheck(path, "wb");
+    FILE *f = file_begin(path);
     int header[6] = {TOKENIZER_MAGIC, TOKENIZER_VERSION, tok->vocab_size, NUM_SPECIAL, tok->num_merges, tok->split};
     fwriteCheck(header, sizeof(int), 6, f);
     fwriteCheck(tok->merges, sizeof(int[2]), (size_t)tok->num_merges, f);
     fcloseCheck(f);
+    file_commit(path);
 }
 
 // Reads a tokenizer file from f; path names it in messages.
@@ -5047,12 +5050,25 @@ enum { CK_MAGIC, CK_VERSION, CK_KIND, CK_MAX_SEQ_LEN, CK_VOCAB, CK_LAYERS, CK_HE
        CK_HAS_OPTIMIZER, CK_STEP, CK_DATA_RNG_LO, CK_DATA_RNG_HI, CK_SCALAR_HEAD, CK_SAMPLE_RNG_LO, CK_SAMPLE_RNG_HI,
        CK_BETA, CK_TOKENIZER, CK_HEADER_INTS = 256 };
 
-// Writes a whole checkpoint to path.tmp and flushes it to disk; checkpoint_commit
-// then renames it to path. checkpoint_save does both.
-void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+// Every file this program writes goes whole to path.tmp (file_begin), then is renamed
+// to path (file_commit). rename is atomic: path holds either the old file or the new
+// one, never a mix, whenever the program stops.
+static FILE *file_begin(const char *path) {
     char tmp[4096 + 8];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopenCheck(tmp, "wb");
+    return fopenCheck(tmp, "wb");
+}
+
+void file_commit(const char *path) {
+    char tmp[4096 + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s (%s)", tmp, path, strerror(errno)); }
+}
+
+// Writes a whole checkpoint to path.tmp and flushes it to disk; file_commit then
+// renames it to path. checkpoint_save does both.
+void checkpoint_write(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
+    FILE *f = file_begin(path);
     int header[CK_HEADER_INTS] = {0};
     header[CK_MAGIC] = CHECKPOINT_MAGIC;
     header[CK_VERSION] = CHECKPOINT_VERSION;
@@ -5077,20 +5093,13 @@ void checkpoint_write(const char *path, const GPT *model, const TrainState *stat
         fwriteCheck(model->m_memory, sizeof(float), model->num_parameters, f);
         fwriteCheck(model->v_memory, sizeof(float), model->num_parameters, f);
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) { FAIL("cannot flush %s to disk (%s)", tmp, strerror(errno)); }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) { FAIL("cannot flush %s.tmp to disk (%s)", path, strerror(errno)); }
     fcloseCheck(f);
-}
-
-// rename is atomic: path holds either the old checkpoint or the new one, never a mix
-void checkpoint_commit(const char *path) {
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s (%s)", tmp, path, strerror(errno)); }
 }
 
 void checkpoint_save(const char *path, const GPT *model, const TrainState *state, int with_optimizer) {
     checkpoint_write(path, model, state, with_optimizer);
-    checkpoint_commit(path);
+    file_commit(path);
 }
 
 // Builds model from a checkpoint read from f (path names it in messages), with its
@@ -5188,9 +5197,9 @@ static long file_size(FILE *f, const char *path) {
     return size;
 }
 
-static void out_path(char *buf, size_t size, const Config *cfg, const char *name) {
-    snprintf(buf, size, "%s/%s", cfg->out_dir, name);
-}
+// the folder's name for a file in it; out_path: in the output folder (-o)
+static void dir_path(char *buf, size_t size, const char *dir, const char *name) { snprintf(buf, size, "%s/%s", dir, name); }
+static void out_path(char *buf, size_t size, const Config *cfg, const char *name) { dir_path(buf, size, cfg->out_dir, name); }
 
 static void make_out_dir(const Config *cfg) {
     if (mkdir(cfg->out_dir, 0755) != 0 && errno != EEXIST) { FAIL("cannot create directory %s (%s)", cfg->out_dir, strerror(errno)); }
@@ -5395,7 +5404,7 @@ static void rlhf_open(const Config *cfg, GPT *policy, GPT *ref, GPT *value, GPT 
         if (value_state->step != state->step && access(tmp, F_OK) == 0) {
             if (value_state->step >= 0) { gpt_free(value); }
             checkpoint_load(tmp, value, 1 << KIND_VALUE, value_state);
-            if (value_state->step == state->step) { checkpoint_commit(path); }
+            if (value_state->step == state->step) { file_commit(path); }
         }
         if (value_state->step != state->step) {
             FAIL("--resume: no critic (value.bin) from the save of rlhf.bin at iteration %d: the two must come from one save",
@@ -5419,8 +5428,8 @@ static void rlhf_save(const Config *cfg, int iter, const GPT *policy, const Trai
     out_path(value_path, sizeof(value_path), cfg, "value.bin");
     checkpoint_write(path, policy, state, 1);
     checkpoint_write(value_path, value, value_state, 1);
-    checkpoint_commit(path);
-    checkpoint_commit(value_path);
+    file_commit(path);
+    file_commit(value_path);
 }
 
 // GRPO's save, after its state's step: the policy, with its optimizer, every -S
@@ -6438,14 +6447,12 @@ static int hf_tensors(const GPT *model, SafeTensor *out, const float *lnfb_folde
     return n;
 }
 
-// Writes n bytes to path through path.tmp and a rename, so that a stop leaves no half file.
+// Writes n bytes to path through path.tmp and a rename (appendix C), so that a stop leaves no half file.
 static void write_file_atomic(const char *path, const void *data, size_t n) {
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopenCheck(tmp, "wb");
+    FILE *f = file_begin(path);
     fwriteCheck(data, 1, n, f);
     fcloseCheck(f);
-    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+    file_commit(path);
 }
 
 // safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's
@@ -6469,9 +6476,7 @@ static void safetensors_write(const char *path, const SafeTensor *t, int n, cons
     }
     str_add(&h, "}", 1);
     while (h.len % 8) { str_add(&h, " ", 1); } // the tensors start 8-byte aligned
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopenCheck(tmp, "wb");
+    FILE *f = file_begin(path);
     uint64_t hlen = h.len;
     fwriteCheck(&hlen, sizeof(hlen), 1, f); // little-endian: the machines this runs on are
     fwriteCheck(h.s, 1, h.len, f);
@@ -6485,12 +6490,9 @@ static void safetensors_write(const char *path, const SafeTensor *t, int n, cons
         free(col);
     }
     fcloseCheck(f);
-    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+    file_commit(path);
     str_free(&h);
 }
-
-// the folder's name for a file in it
-static void dir_path(char *buf, size_t size, const char *dir, const char *name) { snprintf(buf, size, "%s/%s", dir, name); }
 
 // GPT-2's byte-to-character map, which tokenizer.json's byte-level BPE uses to write
 // bytes as text: the printable bytes stand for themselves, the others (controls, space,
@@ -6827,10 +6829,9 @@ void export_llmc(const GPT *model, const Tokenizer *tok, const char *dir) {
     int Vp = (c.vocab_size + 127) / 128 * 128, header[256] = {0};
     header[0] = 20240326; header[1] = 3; header[2] = c.max_seq_len; header[3] = c.vocab_size;
     header[4] = c.num_layers; header[5] = c.num_heads; header[6] = c.channels; header[7] = Vp;
-    char path[4096], tmp[4096 + 8];
+    char path[4096];
     dir_path(path, sizeof(path), dir, "model_llmc.bin");
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopenCheck(tmp, "wb");
+    FILE *f = file_begin(path);
     fwriteCheck(header, sizeof(int), 256, f);
     float *wte = hf_wte(model, tok);
     fwriteCheck(wte ? wte : model->params.wte, sizeof(float), model->param_sizes[0], f);
@@ -6840,7 +6841,7 @@ void export_llmc(const GPT *model, const Tokenizer *tok, const char *dir) {
     free(zeros);
     fwriteCheck(model->params.wpe, sizeof(float), model->num_parameters - model->param_sizes[0], f); // the rest, in order
     fcloseCheck(f);
-    if (rename(tmp, path) != 0) { FAIL("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
+    file_commit(path);
     printf("exported to %s (llm.c's fp32 format, V %d padded to %d)\n", path, c.vocab_size, Vp);
 }
 
@@ -6950,7 +6951,6 @@ int import_hf(const char *dir, const char *tokenizer_path, GPT *model, Tokenizer
     else { gpt2_tokenizer_read(tok, dir); }
     dir_path(path, sizeof(path), dir, "config.json");
     char *config = read_whole_file(path, &size);
-    if (config == NULL) { FAIL("%s: %s (import reads a folder that ./train export or transformers wrote)", path, strerror(errno)); }
     const char *arch;
     if (json_find(config, "architectures", &arch) || !arch) { FAIL("%s: no \"architectures\"", path); }
     int scalar = strstr(arch, "GPT2ForSequenceClassification") != NULL;
@@ -6998,7 +6998,7 @@ int import_hf(const char *dir, const char *tokenizer_path, GPT *model, Tokenizer
     int n = hf_tensors(model, t, NULL);
     long data = 8 + (long)hlen;
     for (int i = 0; i < n; i++) {
-        if (!strcmp(t[i].name, "train_c.score.bias")) { // ours only: a Hugging Face model's head has no bias
+        if (!strcmp(t[i].name, HF_TENSORS[17].name)) { // headb, ours only: a Hugging Face model's head has no bias
             const char *v;
             if (json_find(header, t[i].name, &v) || v == NULL) { model->params.headb[0] = 0.0f; continue; }
         }

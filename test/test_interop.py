@@ -29,6 +29,8 @@ import tempfile
 train = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./train")
 tokenize = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else "./test/tokenize")
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "interop"))
+import gpt2_files  # noqa: E402 (test/interop/gpt2_files.py)
 hf_python = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("HF_PYTHON", sys.executable)
 passed = failed = 0
 KINDS = ["base", "sft", "reward", "rlhf", "value", "dpo", "grpo"]
@@ -190,11 +192,10 @@ GPT2_PAT = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Z
 
 
 def gpt2_byte_order():
-    printable = [b for b in range(256) if 33 <= b <= 126 or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
-    others = [b for b in range(256) if b not in printable]
-    chars = {b: chr(b) for b in printable}
-    chars.update({b: chr(256 + i) for i, b in enumerate(others)})
-    return printable + others, chars
+    """GPT-2's byte-to-character map (gpt2_files.byte_chars), and the bytes in the order
+    of their characters, which is GPT-2's order of ids 0..255."""
+    chars = gpt2_files.byte_chars()
+    return sorted(range(256), key=lambda b: ord(chars[b])), chars
 
 
 def merge_pair(parts, a, b):
