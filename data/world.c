@@ -628,6 +628,11 @@ static void answer(Str *out, uint64_t *rng, const World *w, const Question *q, S
 typedef struct {
     int scored;                       // 0 when the prompt names no entity of this world
     float correct, polite, concise, score;
+    // yes/no questions only: the answer states the asked animal's value of the asked
+    // fact (states_fact), rightly (fact_true), and its yes or no says the opposite of what
+    // that value means (verdict_against_fact): "No, Bilo eats honey." to "Does Bilo eat
+    // honey?" An answer like that knows the fact and did not compare it with the claim.
+    int states_fact, fact_true, verdict_against_fact;
 } Grade;
 
 #define CONCISE_SLACK 16   // "Happy to help. " and a space
@@ -1226,6 +1231,16 @@ static Grade referee_grade(const World *w, const Chat *prompt, const char *respo
         if (q.type != Q_YESNO || (verdict >= 0 && verdict != (r.yes > 0))) { wrong = 1; }
         verdict = r.yes > 0;
     }
+    if (q.type == Q_YESNO) { // what the stated value means for the claim, against the yes or no given
+        int implied = -1;
+        for (int c = 0; c < r.nclaims; c++) {
+            const Claim *cl = &r.claim[c];
+            if (cl->entity != q.entity || (Attr)cl->attr != q.attr) { continue; }
+            if (!cl->negated) { g.states_fact = 1; g.fact_true = cl->value == x->fact[q.attr]; implied = cl->value == q.value; }
+            else if (cl->value == q.value) { implied = 0; }
+        }
+        g.verdict_against_fact = implied >= 0 && (r.yes > 0) != (r.no > 0) && implied != (r.yes > 0);
+    }
     if (wrong) { g.correct = 0; }
     else if (q.type == Q_YESNO) { g.correct = verdict == (q.value == x->fact[q.attr]) ? 1.0f : 0.0f; }
     else if (q.type == Q_ABOUT) {
@@ -1687,6 +1702,7 @@ typedef struct {
     double correct_type[NTYPES];
     double top_share;         // the share of answers that follow the most common template
     char top_template[200];
+    int states_fact, fact_true, verdict_against_fact; // over the yes/no answers (T_YESNO), as in Grade
 } ScoreSummary;
 
 static ScoreSummary score_file(const World *w, const char *path, const char *per_line, const char *response_key) {
@@ -1711,7 +1727,7 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
             }
             Grade g = referee_grade(w, &prompt, response.s);
             Question q;
-            int type = question_parse(&q, w, &prompt) ? question_kind(&q) : -1;
+            int type = question_parse(&q, w, &prompt) ? question_kind(&q) : -1, yesno = type >= 0 && q.type == Q_YESNO;
             chat_free(&prompt);
             s.lines++;
             if (g.scored) {
@@ -1720,6 +1736,9 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
                 s.n_type[type]++;
                 s.correct_type[type] += g.correct;
                 s.ideal_type[type] += grade_is_ideal(&g);
+                if (type == T_YESNO) {
+                    s.states_fact += g.states_fact; s.fact_true += g.fact_true; s.verdict_against_fact += g.verdict_against_fact;
+                }
                 if (s.scored == cap) { cap = cap ? 2 * cap : 256; templates = realloc(templates, (size_t)cap * sizeof(char *)); }
                 Str t = {0};
                 answer_template(&t, w, response.s);
@@ -1727,9 +1746,15 @@ static ScoreSummary score_file(const World *w, const char *path, const char *per
             }
             if (out) {
                 fprintf(out, "{\"line\": %d, \"scored\": %s, \"type\": \"%s\", \"correct\": %.3f, \"polite\": %.3f, "
-                        "\"concise\": %.3f, \"score\": %.3f, \"ideal\": %s}\n", lineno, g.scored ? "true" : "false",
+                        "\"concise\": %.3f, \"score\": %.3f, \"ideal\": %s", lineno, g.scored ? "true" : "false",
                         type >= 0 ? TYPE_NAMES[type] : "", g.correct, g.polite, g.concise, g.score,
                         grade_is_ideal(&g) ? "true" : "false");
+                if (yesno) { // in a follow-up too
+                    fprintf(out, ", \"states_fact\": %s, \"fact_true\": %s, \"verdict_against_fact\": %s",
+                            g.states_fact ? "true" : "false", g.fact_true ? "true" : "false",
+                            g.verdict_against_fact ? "true" : "false");
+                }
+                fprintf(out, "}\n");
             }
         }
         if (!end) { break; }
@@ -2275,8 +2300,13 @@ void summary(const World *w, const char *out_dir, FILE *table) {
                     s.ideal / n);
             for (int t = 0; t < NTYPES; t++) {
                 double m = s.n_type[t] > 0 ? s.n_type[t] : 1;
-                fprintf(json, "%s\"%s\": {\"answers\": %d, \"correct\": %.4f, \"fully_preferred\": %.4f}", t ? ", " : "",
+                fprintf(json, "%s\"%s\": {\"answers\": %d, \"correct\": %.4f, \"fully_preferred\": %.4f", t ? ", " : "",
                         TYPE_KEYS[t], s.n_type[t], s.correct_type[t] / m, s.ideal_type[t] / m);
+                if (t == T_YESNO) {
+                    fprintf(json, ", \"states_fact\": %d, \"fact_true\": %d, \"verdict_against_fact\": %d", s.states_fact,
+                            s.fact_true, s.verdict_against_fact);
+                }
+                fprintf(json, "}");
             }
             fprintf(json, "}, \"top_template_share\": %.4f, \"top_template\": ", s.top_share);
             Str tj = {0};
@@ -2322,6 +2352,17 @@ void summary(const World *w, const char *out_dir, FILE *table) {
         double g[5] = {s->correct / n, s->polite / n, s->concise / n, s->score / n, s->ideal / n};
         memcpy(grades[bars], g, sizeof(g));
         labels[bars++] = k == ROW_RLHF ? "rlhf (PPO)" : ROW_STAGES[k];
+    }
+    // yes/no: does the verdict follow from the fact the answer itself states?
+    fprintf(table, "\nyes/no answers that state the asked fact, how many of those facts are true, and how many\n"
+            "answers say yes or no against the fact they state (\"No, Bilo eats honey.\" to \"Does Bilo eat honey?\")\n");
+    fprintf(table, "%-8s %-14s %-11s %s\n", "stage", "state the fact", "fact true", "verdict against the fact");
+    for (int k = 0; k < NROWS; k++) {
+        if (!rows[k].graded) { continue; }
+        const ScoreSummary *s = &rows[k].s;
+        char cell[32];
+        snprintf(cell, sizeof(cell), "%d of %d", s->states_fact, s->n_type[T_YESNO]);
+        fprintf(table, "%-8s %-14s %-11d %d\n", ROW_STAGES[k], cell, s->fact_true, s->verdict_against_fact);
     }
     snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
     summary_svg(path, labels, grades, bars);

@@ -180,6 +180,31 @@ static void test_referee(const World *w) {
     g = referee_grade_text(w, prompt, resp);
     check(g.correct == 0, "referee: a negated true value is wrong", "correct %.2f", g.correct);
 
+    // a verdict against the answer's own fact: the fact stated, and the yes or no that it contradicts;
+    // foods by index: 0 the true one, 1 and 2 two others
+    const char *foods[3] = {food, other_food, FOODS[(x->fact[A_FOOD] + 2) % COUNT(FOODS)]};
+    struct { int asked, named; const char *form; int states, fact_true, against; } VERDICTS[] = {
+        {0, 0, "No, %s eats %s.", 1, 1, 1},         // "Does Bilo eat honey?" "No, Bilo eats honey."
+        {1, 0, "No, %s eats %s.", 1, 1, 0},         // another food asked: the no follows from the fact
+        {1, 0, "Yes, %s eats %s.", 1, 1, 1},        // the true food, and a yes to another one
+        {0, 0, "Yes, %s eats %s.", 1, 1, 0},
+        {0, 0, "%s eats %s, so no.", 1, 1, 1},      // the verdict after the fact counts the same
+        {0, 1, "No, %s eats %s.", 1, 0, 0},         // a false fact, with the verdict it implies
+        {1, 2, "No, %s does not eat %s.", 0, 0, 0}, // denying a value not asked about says nothing of the claim
+        {0, 0, "Yes, %s does not eat %s.", 0, 0, 1}, // denying the asked value means no
+    };
+    for (int i = 0; i < COUNT(VERDICTS); i++) {
+        snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, foods[VERDICTS[i].asked]);
+        snprintf(resp, sizeof(resp), VERDICTS[i].form, n, foods[VERDICTS[i].named]);
+        g = referee_grade_text(w, prompt, resp);
+        check(g.states_fact == VERDICTS[i].states && g.fact_true == VERDICTS[i].fact_true &&
+              g.verdict_against_fact == VERDICTS[i].against, "referee: a verdict against the answer's own fact is counted",
+              "\"%s\" to \"%s\": states %d true %d against %d", resp, prompt, g.states_fact, g.fact_true, g.verdict_against_fact);
+    }
+    g = referee_grade_text(w, prompt, "No.");
+    check(!g.states_fact && !g.verdict_against_fact, "referee: a bare verdict states no fact", "states %d against %d",
+          g.states_fact, g.verdict_against_fact);
+
     snprintf(prompt, sizeof(prompt), "Tell me about %s.", n);
     snprintf(resp, sizeof(resp), "%s eats %s and lives in the %s.", n, food, place);
     g = referee_grade_text(w, prompt, resp);
@@ -1445,7 +1470,8 @@ static void test_summary_alignment(const World *w) {
         int is_yesno = question_kind(&q) == T_YESNO;
         yesno += is_yesno;
         for (int f = 0; f < 5; f++) {
-            int lie = f == 0 || (f == 3 && is_yesno) ? LIE_FACT : TRUTHFUL;
+            // base: a wrong fact everywhere; dpo: the verdict flipped beside the true fact on yes/no
+            int lie = f == 0 ? LIE_FACT : f == 3 && is_yesno ? LIE_VERDICT : TRUTHFUL;
             str_clear(&response);
             answer(&response, &rng, w, &q, f == 4 ? S_TERSE : S_IDEAL, lie);
             const char *keys[] = {"response"}, *values[] = {response.s};
@@ -1501,6 +1527,20 @@ static void test_summary_alignment(const World *w) {
     check(yesno > 20 && dpo_yesno == 0.0 && dpo_yesno_n == yesno && dpo_one == 1.0 && grpo_correct == 1.0,
           "world summary: dpo and grpo graded by question type (dpo's yes/no all wrong, the rest right; grpo all right)",
           "dpo yes/no %.4f of %g (made %d), one fact %.4f; grpo %.4f", dpo_yesno, dpo_yesno_n, yesno, dpo_one, grpo_correct);
+
+    // yes/no: the facts the answers state, and the verdicts against them (all of dpo's, none of sft's)
+    const char *YN[3] = {"states_fact", "fact_true", "verdict_against_fact"};
+    double sft_yn[3], dpo_yn[3];
+    for (int i = 0; i < 3; i++) {
+        sft_yn[i] = at[1] ? json_number_at(at[1], (const char *[]){"referee", "by_type", "yes_no", YN[i]}, 4) : NAN;
+        dpo_yn[i] = at[4] ? json_number_at(at[4], (const char *[]){"referee", "by_type", "yes_no", YN[i]}, 4) : NAN;
+    }
+    char want_line[64]; // dpo's row of the yes/no table (its row of the by-type table starts with a share)
+    snprintf(want_line, sizeof(want_line), "\ndpo      %d of %d", yesno, yesno);
+    check(sft_yn[0] == yesno && sft_yn[1] == yesno && sft_yn[2] == 0 && dpo_yn[0] == yesno && dpo_yn[1] == yesno &&
+          dpo_yn[2] == yesno && strstr(table, "verdict against the fact") && strstr(table, want_line),
+          "world summary: yes/no answers that state the fact, and verdicts against it (dpo's flipped verdicts, none of sft's)",
+          "sft %g %g %g, dpo %g %g %g of %d", sft_yn[0], sft_yn[1], sft_yn[2], dpo_yn[0], dpo_yn[1], dpo_yn[2], yesno);
 
     // the alignment block: changes from SFT, and the one regression made
     double d_correct = json_number_at(json, (const char *[]){"alignment_vs_sft", "dpo", "correct"}, 3);
