@@ -629,9 +629,11 @@ typedef struct {
     int scored;                       // 0 when the prompt names no entity of this world
     float correct, polite, concise, score;
     // yes/no questions only: the answer states the asked animal's value of the asked
-    // fact (states_fact), rightly (fact_true), and its yes or no says the opposite of what
-    // that value means (verdict_against_fact): "No, Bilo eats honey." to "Does Bilo eat
-    // honey?" An answer like that knows the fact and did not compare it with the claim.
+    // fact (states_fact), rightly (fact_true: every value it states is true), and its one
+    // yes or no says the opposite of what one of its claims about that fact means
+    // (verdict_against_fact): "No, Bilo eats honey." or "Yes, Bilo eats acorns." or "Yes,
+    // Bilo does not eat honey." to "Does Bilo eat honey?" An answer with both a yes and a
+    // no is not counted. An answer like that has the fact and did not compare it with the claim.
     int states_fact, fact_true, verdict_against_fact;
 } Grade;
 
@@ -1208,7 +1210,7 @@ static Grade referee_grade(const World *w, const Chat *prompt, const char *respo
     free(t);
 
     // correctness: every sentence read, every claim true and about the asked animal
-    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1, on_topic = 0;
+    int stated[NATTR] = {0}, wrong = unread > 0, verdict = -1, on_topic = 0, implies_yes = 0, implies_no = 0;
     for (int c = 0; c < r.nclaims; c++) {
         const Claim *cl = &r.claim[c];
         const Entity *y = &w->entity[cl->entity];
@@ -1217,6 +1219,11 @@ static Grade referee_grade(const World *w, const Chat *prompt, const char *respo
         if (!is_true) { wrong = 1; }
         if (!cl->negated && !(q.type == Q_ABOUT && q.known >> cl->attr & 1)) { stated[cl->attr] = 1; } // "tell me more": new ones
         on_topic |= (Attr)cl->attr == q.attr;
+        if (q.type == Q_YESNO && (Attr)cl->attr == q.attr) { // what the claim means for the question's claim
+            implies_yes |= !cl->negated && cl->value == q.value;                           // "Bilo eats honey."
+            implies_no |= cl->negated ? cl->value == q.value : cl->value != q.value;       // "... not honey", "... acorns"
+            if (!cl->negated) { g.fact_true = (g.states_fact ? g.fact_true : 1) && is_true; g.states_fact = 1; } // all true
+        }
         if (q.type == Q_YESNO && (Attr)cl->attr == q.attr && cl->value == q.value) { // the asked value, claimed or denied
             int says_yes = !cl->negated;
             if (verdict >= 0 && verdict != says_yes) { wrong = 1; }
@@ -1231,16 +1238,8 @@ static Grade referee_grade(const World *w, const Chat *prompt, const char *respo
         if (q.type != Q_YESNO || (verdict >= 0 && verdict != (r.yes > 0))) { wrong = 1; }
         verdict = r.yes > 0;
     }
-    if (q.type == Q_YESNO) { // what the stated value means for the claim, against the yes or no given
-        int implied = -1;
-        for (int c = 0; c < r.nclaims; c++) {
-            const Claim *cl = &r.claim[c];
-            if (cl->entity != q.entity || (Attr)cl->attr != q.attr) { continue; }
-            if (!cl->negated) { g.states_fact = 1; g.fact_true = cl->value == x->fact[q.attr]; implied = cl->value == q.value; }
-            else if (cl->value == q.value) { implied = 0; }
-        }
-        g.verdict_against_fact = implied >= 0 && (r.yes > 0) != (r.no > 0) && implied != (r.yes > 0);
-    }
+    // one yes or no (not both) against what any of the answer's own claims about the asked fact means
+    if ((r.yes > 0) != (r.no > 0)) { g.verdict_against_fact = r.yes > 0 ? implies_no : implies_yes; }
     if (wrong) { g.correct = 0; }
     else if (q.type == Q_YESNO) { g.correct = verdict == (q.value == x->fact[q.attr]) ? 1.0f : 0.0f; }
     else if (q.type == Q_ABOUT) {
@@ -2354,15 +2353,15 @@ void summary(const World *w, const char *out_dir, FILE *table) {
         labels[bars++] = k == ROW_RLHF ? "rlhf (PPO)" : ROW_STAGES[k];
     }
     // yes/no: does the verdict follow from the fact the answer itself states?
-    fprintf(table, "\nyes/no answers that state the asked fact, how many of those facts are true, and how many\n"
-            "answers say yes or no against the fact they state (\"No, Bilo eats honey.\" to \"Does Bilo eat honey?\")\n");
-    fprintf(table, "%-8s %-14s %-11s %s\n", "stage", "state the fact", "fact true", "verdict against the fact");
+    fprintf(table, "\nyes/no answers that state the asked fact, how many of those state it truly, and how many answers\n"
+            "say yes or no against their own claim about it (\"No, Bilo eats honey.\" to \"Does Bilo eat honey?\")\n");
+    fprintf(table, "%-8s %-16s %-14s %s\n", "stage", "state the fact", "truly", "verdict against own claim");
     for (int k = 0; k < NROWS; k++) {
         if (!rows[k].graded) { continue; }
         const ScoreSummary *s = &rows[k].s;
         char cell[32];
         snprintf(cell, sizeof(cell), "%d of %d", s->states_fact, s->n_type[T_YESNO]);
-        fprintf(table, "%-8s %-14s %-11d %d\n", ROW_STAGES[k], cell, s->fact_true, s->verdict_against_fact);
+        fprintf(table, "%-8s %-16s %-14d %d\n", ROW_STAGES[k], cell, s->fact_true, s->verdict_against_fact);
     }
     snprintf(path, sizeof(path), "%s/summary.svg", out_dir);
     summary_svg(path, labels, grades, bars);

@@ -192,6 +192,8 @@ static void test_referee(const World *w) {
         {0, 1, "No, %s eats %s.", 1, 0, 0},         // a false fact, with the verdict it implies
         {1, 2, "No, %s does not eat %s.", 0, 0, 0}, // denying a value not asked about says nothing of the claim
         {0, 0, "Yes, %s does not eat %s.", 0, 0, 1}, // denying the asked value means no
+        {0, 0, "%s eats %s.", 1, 1, 0},             // a fact and no verdict: nothing to be against
+        {1, 0, "Yes. No, %s eats %s.", 1, 1, 0},    // both a yes and a no: not counted
     };
     for (int i = 0; i < COUNT(VERDICTS); i++) {
         snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, foods[VERDICTS[i].asked]);
@@ -201,6 +203,23 @@ static void test_referee(const World *w) {
               g.verdict_against_fact == VERDICTS[i].against, "referee: a verdict against the answer's own fact is counted",
               "\"%s\" to \"%s\": states %d true %d against %d", resp, prompt, g.states_fact, g.fact_true, g.verdict_against_fact);
     }
+    // two values stated, in either order: not every one true, and one against the no
+    for (int order = 0; order < 2; order++) {
+        snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, other_food);
+        snprintf(resp, sizeof(resp), "No, %s eats %s. %s eats %s.", n, order ? food : other_food, n, order ? other_food : food);
+        g = referee_grade_text(w, prompt, resp);
+        check(g.states_fact && !g.fact_true && g.verdict_against_fact, "referee: two values stated count alike in either order",
+              "\"%s\": states %d true %d against %d", resp, g.states_fact, g.fact_true, g.verdict_against_fact);
+    }
+    // a claim about another animal says nothing of the asked one's
+    int m = 1;
+    while (w->entity[m].fact[A_FOOD] == x->fact[A_FOOD]) { m++; }
+    const char *m_food = FOODS[w->entity[m].fact[A_FOOD]];
+    snprintf(prompt, sizeof(prompt), "Does %s eat %s?", n, m_food);
+    snprintf(resp, sizeof(resp), "No, %s eats %s.", w->entity[m].name, m_food);
+    g = referee_grade_text(w, prompt, resp);
+    check(!g.states_fact && !g.verdict_against_fact, "referee: another animal's fact is not the asked one's",
+          "\"%s\" to \"%s\": states %d against %d", resp, prompt, g.states_fact, g.verdict_against_fact);
     g = referee_grade_text(w, prompt, "No.");
     check(!g.states_fact && !g.verdict_against_fact, "referee: a bare verdict states no fact", "states %d against %d",
           g.states_fact, g.verdict_against_fact);
@@ -1452,6 +1471,36 @@ static char *summary_text(const World *w, const char *dir) {
 // answers the single-turn yes/no questions with a wrong fact, a regression on that type
 // alone; "grpo" answers every question right, tersely. Then the same answers under an
 // older stages.jsonl, without the keys rm_score and kl.
+// world score -o: the three yes/no fields on the lines of yes/no questions, first or
+// follow-up, and on no other line
+static void test_score_yesno_lines(const World *w) {
+    char dir[64], path[4200], per_line[4200];
+    make_dir(dir, sizeof(dir));
+    const Entity *x = &w->entity[0];
+    const char *n = x->name, *food = FOODS[x->fact[A_FOOD]], *colour = COLOURS[x->fact[A_COLOUR]];
+    Str text = {0};
+    str_addf(&text, "{\"prompt\": \"Does %s eat %s?\", \"response\": \"No, %s eats %s.\"}\n", n, food, n, food);
+    str_addf(&text, "{\"prompt\": [{\"role\": \"user\", \"content\": \"What colour is %s?\"}, {\"role\": \"assistant\", "
+             "\"content\": \"%s is %s.\"}, {\"role\": \"user\", \"content\": \"Does it eat %s?\"}], "
+             "\"response\": \"Yes, it eats %s.\"}\n", n, n, colour, food, food);
+    str_addf(&text, "{\"prompt\": \"What does %s eat?\", \"response\": \"%s eats %s.\"}\n", n, n, food);
+    write_text(dir, "answers.jsonl", text.s, text.len);
+    str_free(&text);
+    snprintf(path, sizeof(path), "%s/answers.jsonl", dir);
+    snprintf(per_line, sizeof(per_line), "%s/scores.jsonl", dir);
+    score_file(w, path, per_line, "response");
+    size_t size;
+    char *scores = read_in(dir, "scores.jsonl", &size), **lines;
+    int count = split_lines(scores, &lines);
+    int ok = count == 3 && strstr(lines[0], "\"verdict_against_fact\": true") && strstr(lines[1], "follow-up") &&
+             strstr(lines[1], "\"states_fact\": true, \"fact_true\": true, \"verdict_against_fact\": false") &&
+             !strstr(lines[2], "states_fact");
+    check(ok, "world score -o: yes/no fields on a first question's line and a follow-up's, none on another type's",
+          "%d lines; first: %s", count, count > 0 ? lines[0] : "");
+    free(lines);
+    free(scores);
+}
+
 static void test_summary_alignment(const World *w) {
     char dir[64];
     make_dir(dir, sizeof(dir));
@@ -1538,7 +1587,7 @@ static void test_summary_alignment(const World *w) {
     char want_line[64]; // dpo's row of the yes/no table (its row of the by-type table starts with a share)
     snprintf(want_line, sizeof(want_line), "\ndpo      %d of %d", yesno, yesno);
     check(sft_yn[0] == yesno && sft_yn[1] == yesno && sft_yn[2] == 0 && dpo_yn[0] == yesno && dpo_yn[1] == yesno &&
-          dpo_yn[2] == yesno && strstr(table, "verdict against the fact") && strstr(table, want_line),
+          dpo_yn[2] == yesno && strstr(table, "verdict against own claim") && strstr(table, want_line),
           "world summary: yes/no answers that state the fact, and verdicts against it (dpo's flipped verdicts, none of sft's)",
           "sft %g %g %g, dpo %g %g %g of %d", sft_yn[0], sft_yn[1], sft_yn[2], dpo_yn[0], dpo_yn[1], dpo_yn[2], yesno);
 
@@ -1645,6 +1694,7 @@ int main(void) {
     test_followup_parse(&w);
     test_followup_attacks(&w);
     test_followup_valid(&w);
+    test_score_yesno_lines(&w);
     test_summary_alignment(&w);
     world_free(&w);
     test_files();
