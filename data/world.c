@@ -1220,14 +1220,14 @@ static Grade referee_grade(const World *w, const Chat *prompt, const char *respo
         if (!cl->negated && !(q.type == Q_ABOUT && q.known >> cl->attr & 1)) { stated[cl->attr] = 1; } // "tell me more": new ones
         on_topic |= (Attr)cl->attr == q.attr;
         if (q.type == Q_YESNO && (Attr)cl->attr == q.attr) { // what the claim means for the question's claim
-            implies_yes |= !cl->negated && cl->value == q.value;                           // "Bilo eats honey."
-            implies_no |= cl->negated ? cl->value == q.value : cl->value != q.value;       // "... not honey", "... acorns"
+            int asked = cl->value == q.value;
+            implies_yes |= !cl->negated && asked;               // "Bilo eats honey."
+            implies_no |= cl->negated ? asked : !asked;         // "... not honey", "... acorns"
             if (!cl->negated) { g.fact_true = (g.states_fact ? g.fact_true : 1) && is_true; g.states_fact = 1; } // all true
-        }
-        if (q.type == Q_YESNO && (Attr)cl->attr == q.attr && cl->value == q.value) { // the asked value, claimed or denied
-            int says_yes = !cl->negated;
-            if (verdict >= 0 && verdict != says_yes) { wrong = 1; }
-            verdict = says_yes;
+            if (asked) { // the asked value, claimed or denied: a verdict, which must agree with any other
+                if (verdict >= 0 && verdict != !cl->negated) { wrong = 1; }
+                verdict = !cl->negated;
+            }
         }
     }
     // a yes or no that states facts must state the asked one: "Yes, Bilo is a fox." does not
